@@ -1,0 +1,125 @@
+//! Who is connecting: the [`Authenticator`] trait turns a credential into an [`Identity`].
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::UserId;
+use crate::participant::Role;
+
+/// A user as the host application vouches for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The host application's user id. The same id joining again is the same participant.
+    pub user_id: UserId,
+    /// The name to show unless the participant picks one when joining.
+    pub name: String,
+    /// A role the host application grants (for example from a token claim). When
+    /// absent, the session's creator is a Host and everyone else gets the
+    /// session's default role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+impl Identity {
+    /// An identity with no granted role.
+    pub fn new(user_id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            user_id: UserId::new(user_id),
+            name: name.into(),
+            role: None,
+        }
+    }
+
+    /// The same identity with a granted role.
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = Some(role);
+        self
+    }
+}
+
+/// Why a credential was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credential was given and anonymous access is off. Caller's mistake.
+    #[error("credentials required")]
+    Missing,
+    /// The credential is not valid (unknown, bad signature, wrong audience). Caller's mistake.
+    #[error("invalid credentials")]
+    Invalid,
+    /// The credential has expired or is not valid yet. The caller should refresh it.
+    #[error("credentials expired or not yet valid")]
+    Expired,
+    /// The authenticator itself failed (a key service is down). May be retried.
+    #[error("authentication backend failed: {0}")]
+    Backend(String),
+}
+
+/// Turns a credential (a bearer token, or none) into an identity.
+///
+/// Implement it over your application's sessions or tokens; collab-axum ships a
+/// JWT implementation. Keep it quick: it runs on every connection.
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks `token` (`None` when the client sent none).
+    async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError>;
+}
+
+/// Tokens known in advance, each naming an identity. For tests, demos and
+/// applications that hand out their own opaque tokens.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use collab_core::{Authenticator, Identity, TokenAuthenticator};
+/// let auth = TokenAuthenticator::new();
+/// auth.insert("secret-1", Identity::new("u1", "Ann"));
+/// assert_eq!(auth.authenticate(Some("secret-1")).await.unwrap().name, "Ann");
+/// assert!(auth.authenticate(Some("guess")).await.is_err());
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct TokenAuthenticator {
+    tokens: RwLock<HashMap<String, Identity>>,
+}
+
+impl TokenAuthenticator {
+    /// An authenticator that knows no token yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts `token` as `identity` from now on.
+    pub fn insert(&self, token: impl Into<String>, identity: Identity) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.into(), identity);
+    }
+
+    /// Stops accepting `token`.
+    pub fn revoke(&self, token: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+    }
+}
+
+#[async_trait]
+impl Authenticator for TokenAuthenticator {
+    async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+            .ok_or(AuthError::Invalid)
+    }
+}

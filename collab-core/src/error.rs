@@ -1,0 +1,146 @@
+//! Errors of the session boundary, and the stable codes they travel as.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::ChatError;
+use crate::participant::{Action, Role};
+use crate::presence::PresenceError;
+use crate::protocol::ProtocolError;
+
+/// A stable, machine-readable error code. Clients and adapters match on these;
+/// they never change meaning. Serialised in `snake_case`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not valid JSON or not a valid frame of its type.
+    MalformedFrame,
+    /// The frame's `type` is not one this server knows.
+    UnknownFrameType,
+    /// The frame is larger than the server accepts.
+    FrameTooLarge,
+    /// The client speaks a protocol version this server does not.
+    UnsupportedProtocol,
+    /// Credentials missing or not valid.
+    Unauthorized,
+    /// The session does not exist.
+    SessionNotFound,
+    /// The connection must send `join` first.
+    NotJoined,
+    /// The connection has joined already.
+    AlreadyJoined,
+    /// The session is at capacity.
+    SessionFull,
+    /// The session has ended.
+    SessionEnded,
+    /// The participant's role does not allow this.
+    Forbidden,
+    /// This user was removed from the session and cannot join again.
+    Banned,
+    /// No such participant.
+    UnknownParticipant,
+    /// No such message.
+    UnknownMessage,
+    /// Only a message's author may do this.
+    NotAuthor,
+    /// The message was deleted.
+    MessageDeleted,
+    /// The change would leave the session without a host.
+    LastHost,
+    /// A value is out of range or empty (a name, a title, a message, a cursor).
+    InvalidInput,
+    /// The message is longer than the limit.
+    MessageTooLong,
+    /// Too many requests; slow down.
+    RateLimited,
+    /// The server failed; the request may be retried.
+    Internal,
+}
+
+/// Why a session refused a request. Every variant is the caller's mistake or a
+/// state the caller must handle (full, ended); none is fatal to the session, and
+/// a refused request changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The session already has `capacity` participants online.
+    #[error("session is full ({capacity} participants)")]
+    SessionFull {
+        /// The session's capacity.
+        capacity: usize,
+    },
+    /// The session has ended.
+    #[error("session has ended")]
+    SessionEnded,
+    /// The connection has not joined yet.
+    #[error("send join first")]
+    NotJoined,
+    /// The connection has joined already.
+    #[error("already joined")]
+    AlreadyJoined,
+    /// The participant's role does not permit the action.
+    #[error("a {role:?} may not {action:?}")]
+    Forbidden {
+        /// What was asked.
+        action: Action,
+        /// The asker's role.
+        role: Role,
+    },
+    /// Not a participant of this session, so nothing is permitted.
+    #[error("not a participant of this session")]
+    NotParticipant,
+    /// This user was kicked from the session.
+    #[error("removed from this session by a host")]
+    Banned,
+    /// No participant with that id in the session.
+    #[error("no such participant")]
+    UnknownParticipant,
+    /// A host cannot kick themselves (they can leave).
+    #[error("a host cannot kick themselves")]
+    CannotKickSelf,
+    /// The session would be left with no host.
+    #[error("the session must keep at least one host")]
+    LastHost,
+    /// Input out of range: the text says which.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The client's protocol version is not supported.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedProtocol(u32),
+    /// A chat request failed.
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// A presence update failed.
+    #[error(transparent)]
+    Presence(#[from] PresenceError),
+    /// The frame could not be read.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+}
+
+impl SessionError {
+    /// The code this error travels as.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::SessionFull { .. } => ErrorCode::SessionFull,
+            SessionError::SessionEnded => ErrorCode::SessionEnded,
+            SessionError::NotJoined => ErrorCode::NotJoined,
+            SessionError::AlreadyJoined => ErrorCode::AlreadyJoined,
+            SessionError::Forbidden { .. } | SessionError::NotParticipant => ErrorCode::Forbidden,
+            SessionError::CannotKickSelf => ErrorCode::Forbidden,
+            SessionError::Banned => ErrorCode::Banned,
+            SessionError::UnknownParticipant => ErrorCode::UnknownParticipant,
+            SessionError::LastHost => ErrorCode::LastHost,
+            SessionError::InvalidInput(_) | SessionError::Presence(_) => ErrorCode::InvalidInput,
+            SessionError::UnsupportedProtocol(_) => ErrorCode::UnsupportedProtocol,
+            SessionError::Chat(e) => match e {
+                ChatError::TooLong { .. } => ErrorCode::MessageTooLong,
+                ChatError::UnknownMessage(_) => ErrorCode::UnknownMessage,
+                ChatError::NotAuthor => ErrorCode::NotAuthor,
+                ChatError::Deleted(_) => ErrorCode::MessageDeleted,
+                _ => ErrorCode::InvalidInput,
+            },
+            SessionError::Protocol(e) => e.code(),
+        }
+    }
+}

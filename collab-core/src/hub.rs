@@ -1,0 +1,664 @@
+//! The async driver: a [`Hub`] owns the live sessions, one tokio task each, and
+//! hands adapters a [`Connection`] to pump.
+//!
+//! Each session task is the only writer of its [`Session`]: frames are applied in
+//! one order, no lock is held across an await, and the task never waits on a
+//! socket. Every connection has a bounded outbound queue; a connection whose
+//! queue is full is dropped with [`CloseReason::SlowConsumer`] (it reconnects and
+//! catches up with `since`), so one slow reader cannot stall a session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{AuthError, Authenticator, Identity};
+use crate::error::{ErrorCode, SessionError};
+use crate::ids::{ConnectionId, SessionId};
+use crate::protocol::{CloseReason, ParticipantState};
+use crate::session::{NewSession, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit};
+use crate::time::{Clock, TokioClock};
+
+/// Settings of a [`Hub`].
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Settings every new session starts from.
+    pub session: SessionConfig,
+    /// Frames queued for one connection before it counts as a slow consumer
+    /// (default 512).
+    pub outbound_queue: usize,
+    /// Requests queued for one session before senders wait (default 1024).
+    pub inbound_queue: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            outbound_queue: 512,
+            inbound_queue: 1024,
+        }
+    }
+}
+
+/// Why a hub request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The credential was refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// No live session has that id.
+    #[error("no such session")]
+    SessionNotFound,
+    /// The session refused the request; nothing changed.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The operating system could not provide randomness for a session id. Fatal.
+    #[error("no random source for session ids: {0}")]
+    Random(getrandom::Error),
+    /// The session's task has stopped (the hub is shutting down).
+    #[error("session is shutting down")]
+    ShuttingDown,
+}
+
+impl HubError {
+    /// The code this error travels as.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            HubError::Auth(_) => ErrorCode::Unauthorized,
+            HubError::SessionNotFound => ErrorCode::SessionNotFound,
+            HubError::Session(e) => e.code(),
+            HubError::Random(_) | HubError::ShuttingDown => ErrorCode::Internal,
+        }
+    }
+}
+
+/// What a connection receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A JSON text frame, serialised once for all its recipients.
+    Text(Arc<str>),
+    /// The session closed this connection; nothing follows.
+    Close(CloseReason),
+}
+
+/// A session's state as the REST API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SessionView {
+    /// The session.
+    #[serde(flatten)]
+    pub info: SessionInfo,
+    /// The text of the main file.
+    pub code: String,
+    /// Everyone, with presence.
+    pub participants: Vec<ParticipantState>,
+}
+
+/// Counters across the hub, for a stats endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HubStats {
+    /// Live sessions.
+    pub sessions: u64,
+    /// Open connections.
+    pub connections: u64,
+    /// Frames received from clients.
+    pub frames_in: u64,
+    /// Bytes received from clients.
+    pub bytes_in: u64,
+    /// Frames queued to clients (one per recipient).
+    pub frames_out: u64,
+    /// Bytes queued to clients.
+    pub bytes_out: u64,
+    /// Connections dropped for not keeping up.
+    pub slow_consumer_drops: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    frames_in: AtomicU64,
+    bytes_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_out: AtomicU64,
+    drops: AtomicU64,
+}
+
+enum Command {
+    Connect {
+        conn: ConnectionId,
+        identity: Identity,
+        outbound: mpsc::Sender<Outbound>,
+        shared: Arc<ConnShared>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Text {
+        conn: ConnectionId,
+        text: String,
+    },
+    Disconnect {
+        conn: ConnectionId,
+    },
+    View {
+        reply: oneshot::Sender<SessionView>,
+    },
+    Update {
+        user: Identity,
+        update: SessionUpdate,
+        reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
+    },
+    End {
+        user: Identity,
+        reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
+    },
+    Shutdown,
+}
+
+struct Inner {
+    sessions: Mutex<HashMap<SessionId, mpsc::Sender<Command>>>,
+    auth: Arc<dyn Authenticator>,
+    clock: Arc<dyn Clock>,
+    config: HubConfig,
+    next_conn: AtomicU64,
+    counters: Counters,
+}
+
+/// Live sessions and their tasks. Cheap to clone; clones share the sessions.
+///
+/// ```
+/// use collab_core::{Hub, Identity, NewSession, TokenAuthenticator};
+/// use collab_core::protocol::ClientFrame;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let hub = Hub::new(TokenAuthenticator::new());
+/// let ann = Identity::new("u1", "Ann");
+/// let info = hub.create_session(&ann, NewSession { code: "print(1)".into(), ..Default::default() }).await?;
+///
+/// let mut conn = hub.connect(&info.id, ann).await?;
+/// conn.send(ClientFrame::Join { name: None, since: None, protocol: None }).await?;
+/// let welcome = conn.recv().await.unwrap();
+/// assert!(matches!(welcome, collab_core::Outbound::Text(t) if t.contains(r#""type":"welcome""#)));
+/// # Ok::<_, collab_core::HubError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    /// A hub with default settings, on tokio's clock.
+    pub fn new(auth: impl Authenticator) -> Self {
+        Self::with_config(
+            Arc::new(auth),
+            Arc::new(TokioClock::new()),
+            HubConfig::default(),
+        )
+    }
+
+    /// A hub with the given authenticator, clock and settings.
+    pub fn with_config(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sessions: Mutex::new(HashMap::new()),
+                auth,
+                clock,
+                config,
+                next_conn: AtomicU64::new(1),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Checks a credential with the hub's authenticator.
+    ///
+    /// # Errors
+    /// [`HubError::Auth`] when it is refused.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, HubError> {
+        Ok(self.inner.auth.authenticate(token).await?)
+    }
+
+    /// Creates a session whose Host is `creator`, and starts its task.
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`HubError::Session`] for invalid settings; [`HubError::Random`] if no id can be made.
+    pub async fn create_session(
+        &self,
+        creator: &Identity,
+        new: NewSession,
+    ) -> Result<SessionInfo, HubError> {
+        let id = SessionId::random().map_err(HubError::Random)?;
+        let now = self.inner.clock.now();
+        let session = Session::new(
+            id.clone(),
+            new,
+            creator,
+            self.inner.config.session.clone(),
+            now,
+        )?;
+        let info = session.info();
+        let (tx, rx) = mpsc::channel(self.inner.config.inbound_queue);
+        self.sessions().insert(id, tx);
+        tokio::spawn(run_session(session, rx, Arc::clone(&self.inner)));
+        Ok(info)
+    }
+
+    /// The session's info, code and participants.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`].
+    pub async fn session(&self, id: &SessionId) -> Result<SessionView, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(id, Command::View { reply }).await?;
+        rx.await.map_err(|_| HubError::ShuttingDown)
+    }
+
+    /// Changes title, language or status as `user`, who must be a host.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] when refused.
+    pub async fn update_session(
+        &self,
+        id: &SessionId,
+        user: &Identity,
+        update: SessionUpdate,
+    ) -> Result<SessionInfo, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(
+            id,
+            Command::Update {
+                user: user.clone(),
+                update,
+                reply,
+            },
+        )
+        .await?;
+        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+    }
+
+    /// Ends the session as `user`, who must be a host.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] when refused.
+    pub async fn end_session(
+        &self,
+        id: &SessionId,
+        user: &Identity,
+    ) -> Result<SessionInfo, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(
+            id,
+            Command::End {
+                user: user.clone(),
+                reply,
+            },
+        )
+        .await?;
+        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+    }
+
+    /// Opens a connection to a session for an authenticated `identity`. The
+    /// client's first frame should be `join`.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] if the session
+    /// has ended or the user was kicked.
+    pub async fn connect(
+        &self,
+        id: &SessionId,
+        identity: Identity,
+    ) -> Result<Connection, HubError> {
+        let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
+        let shared = Arc::new(ConnShared::default());
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Connect {
+            conn,
+            identity,
+            outbound: out_tx,
+            shared: Arc::clone(&shared),
+            reply,
+        };
+        let session_tx = self.command(id, command).await?;
+        rx.await.map_err(|_| HubError::ShuttingDown)??;
+        self.inner
+            .counters
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        let guard = Arc::new(DisconnectGuard {
+            conn,
+            tx: session_tx.clone(),
+            hub: Arc::clone(&self.inner),
+        });
+        Ok(Connection {
+            sender: ConnectionSender {
+                conn,
+                tx: session_tx,
+                guard: Arc::clone(&guard),
+                hub: Arc::clone(&self.inner),
+            },
+            receiver: ConnectionReceiver {
+                rx: out_rx,
+                shared,
+                done: false,
+                _guard: guard,
+            },
+        })
+    }
+
+    /// Closes every connection with [`CloseReason::ServerShutdown`] and stops
+    /// every session task. Clients get a `goodbye` frame and close code 1001.
+    pub async fn shutdown(&self) {
+        let sessions: Vec<mpsc::Sender<Command>> =
+            self.sessions().drain().map(|(_, tx)| tx).collect();
+        for tx in sessions {
+            let _ = tx.send(Command::Shutdown).await;
+            tx.closed().await;
+        }
+    }
+
+    /// Counters across the hub.
+    pub fn stats(&self) -> HubStats {
+        let c = &self.inner.counters;
+        HubStats {
+            sessions: self.sessions().len() as u64,
+            connections: c.connections.load(Ordering::Relaxed),
+            frames_in: c.frames_in.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            frames_out: c.frames_out.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            slow_consumer_drops: c.drops.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, mpsc::Sender<Command>>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn command(
+        &self,
+        id: &SessionId,
+        command: Command,
+    ) -> Result<mpsc::Sender<Command>, HubError> {
+        let tx = self
+            .sessions()
+            .get(id)
+            .cloned()
+            .ok_or(HubError::SessionNotFound)?;
+        tx.send(command).await.map_err(|_| HubError::ShuttingDown)?;
+        Ok(tx)
+    }
+}
+
+/// Why the session closed a connection, read by the receiving half once its
+/// queue runs dry.
+#[derive(Default)]
+struct ConnShared {
+    close: Mutex<Option<CloseReason>>,
+}
+
+impl ConnShared {
+    fn set(&self, reason: CloseReason) {
+        let mut close = self.close.lock().unwrap_or_else(|e| e.into_inner());
+        close.get_or_insert(reason);
+    }
+
+    fn get(&self) -> Option<CloseReason> {
+        *self.close.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Tells the session a connection is gone once both halves are dropped.
+struct DisconnectGuard {
+    conn: ConnectionId,
+    tx: mpsc::Sender<Command>,
+    hub: Arc<Inner>,
+}
+
+impl Drop for DisconnectGuard {
+    fn drop(&mut self) {
+        self.hub
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        let command = Command::Disconnect { conn: self.conn };
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.tx.try_send(command) {
+            // The session is busy: deliver the disconnect as soon as it has room.
+            let tx = self.tx.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = tx.send(command).await;
+                });
+            }
+        }
+    }
+}
+
+/// The connection's way in, as the adapter holds it: one per WebSocket (or
+/// long-poll client). Split it to read and write from separate tasks.
+pub struct Connection {
+    sender: ConnectionSender,
+    receiver: ConnectionReceiver,
+}
+
+impl Connection {
+    /// This connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.sender.conn
+    }
+
+    /// Hands a client's text frame to the session.
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<(), HubError> {
+        self.sender.send_text(text).await
+    }
+
+    /// Sends a typed frame (for Rust clients and tests).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send(
+        &self,
+        msg: impl Into<crate::protocol::ClientMessage>,
+    ) -> Result<(), HubError> {
+        self.sender.send(msg).await
+    }
+
+    /// The next thing to send the client; `None` after the close has been given.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.receiver.recv().await
+    }
+
+    /// Separate halves for a reader task and a writer task.
+    pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The half of a [`Connection`] that carries client frames to the session.
+pub struct ConnectionSender {
+    conn: ConnectionId,
+    tx: mpsc::Sender<Command>,
+    hub: Arc<Inner>,
+    #[allow(dead_code)] // held for its Drop
+    guard: Arc<DisconnectGuard>,
+}
+
+impl ConnectionSender {
+    /// Hands a client's text frame to the session.
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<(), HubError> {
+        let text = text.into();
+        self.hub.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .counters
+            .bytes_in
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        self.tx
+            .send(Command::Text {
+                conn: self.conn,
+                text,
+            })
+            .await
+            .map_err(|_| HubError::ShuttingDown)
+    }
+
+    /// Sends a typed frame (for Rust clients and tests).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send(
+        &self,
+        msg: impl Into<crate::protocol::ClientMessage>,
+    ) -> Result<(), HubError> {
+        let text = serde_json::to_string(&msg.into()).map_err(|_| HubError::ShuttingDown)?;
+        self.send_text(text).await
+    }
+}
+
+/// The half of a [`Connection`] that carries frames to the client.
+pub struct ConnectionReceiver {
+    rx: mpsc::Receiver<Outbound>,
+    shared: Arc<ConnShared>,
+    done: bool,
+    _guard: Arc<DisconnectGuard>,
+}
+
+impl ConnectionReceiver {
+    /// The next thing to send the client; `None` after the close has been given.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        if self.done {
+            return None;
+        }
+        match self.rx.recv().await {
+            Some(Outbound::Close(reason)) => {
+                self.done = true;
+                Some(Outbound::Close(reason))
+            }
+            Some(frame) => Some(frame),
+            None => {
+                self.done = true;
+                Some(Outbound::Close(
+                    self.shared.get().unwrap_or(CloseReason::ServerShutdown),
+                ))
+            }
+        }
+    }
+}
+
+struct Peer {
+    tx: mpsc::Sender<Outbound>,
+    shared: Arc<ConnShared>,
+}
+
+async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub: Arc<Inner>) {
+    let mut peers: HashMap<ConnectionId, Peer> = HashMap::new();
+    loop {
+        let deadline = session.poll_timeout();
+        let wake = async {
+            match deadline {
+                Some(at) => tokio::time::sleep(at.since(hub.clock.now())).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            command = rx.recv() => {
+                let Some(command) = command else { break };
+                let now = hub.clock.now();
+                match command {
+                    Command::Connect { conn, identity, outbound, shared, reply } => {
+                        let result = session.connect(conn, identity, now);
+                        if result.is_ok() {
+                            peers.insert(conn, Peer { tx: outbound, shared });
+                        }
+                        let _ = reply.send(result);
+                    }
+                    Command::Text { conn, text } => session.handle_text(conn, &text, now),
+                    Command::Disconnect { conn } => {
+                        peers.remove(&conn);
+                        session.disconnect(conn, now);
+                    }
+                    Command::View { reply } => {
+                        let view = SessionView {
+                            info: session.info(),
+                            code: session.code().unwrap_or_default(),
+                            participants: session.participants(now),
+                        };
+                        let _ = reply.send(view);
+                    }
+                    Command::Update { user, update, reply } => {
+                        let _ = reply.send(session.update(&user.user_id, update, now));
+                    }
+                    Command::End { user, reply } => {
+                        let _ = reply.send(session.end(&user.user_id, now));
+                    }
+                    Command::Shutdown => {
+                        session.close_all(CloseReason::ServerShutdown, now);
+                        deliver(&mut session, &mut peers, &hub);
+                        break;
+                    }
+                }
+            }
+            () = wake => session.handle_timeout(hub.clock.now()),
+        }
+        deliver(&mut session, &mut peers, &hub);
+    }
+}
+
+/// Hands everything the session wants sent to the connections' queues, without
+/// ever waiting: a full queue drops that connection as a slow consumer.
+fn deliver(session: &mut Session, peers: &mut HashMap<ConnectionId, Peer>, hub: &Inner) {
+    loop {
+        let mut slow = Vec::new();
+        while let Some(transmit) = session.poll_transmit() {
+            match transmit {
+                Transmit::Send { to, frame } => {
+                    let text: Arc<str> = frame.to_json().into();
+                    for conn in to {
+                        let Some(peer) = peers.get(&conn) else {
+                            continue;
+                        };
+                        if peer.tx.try_send(Outbound::Text(Arc::clone(&text))).is_ok() {
+                            hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+                            hub.counters
+                                .bytes_out
+                                .fetch_add(text.len() as u64, Ordering::Relaxed);
+                        } else {
+                            slow.push(conn);
+                        }
+                    }
+                }
+                Transmit::Close { conn, reason } => {
+                    if let Some(peer) = peers.remove(&conn) {
+                        peer.shared.set(reason);
+                        let _ = peer.tx.try_send(Outbound::Close(reason));
+                    }
+                }
+            }
+        }
+        if slow.is_empty() {
+            return;
+        }
+        let now = hub.clock.now();
+        for conn in slow {
+            if let Some(peer) = peers.remove(&conn) {
+                hub.counters.drops.fetch_add(1, Ordering::Relaxed);
+                peer.shared.set(CloseReason::SlowConsumer);
+                session.disconnect(conn, now);
+            }
+        }
+    }
+}

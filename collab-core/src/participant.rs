@@ -1,0 +1,187 @@
+//! Participants, their roles and colours.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ParticipantId, UserId};
+use crate::time::Timestamp;
+
+/// What a participant may do in a session. See [`Role::permits`] for the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Runs the session: changes roles, kicks, updates and ends it. The creator is a Host.
+    Host,
+    /// Edits the document and chats.
+    Editor,
+    /// Watches and chats; cannot edit the document or change the session.
+    Viewer,
+}
+
+/// Something a participant asks to do; [`Role::permits`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Change the session document.
+    EditDocument,
+    /// Change the session's title, language or status.
+    UpdateSession,
+    /// End the session for everyone.
+    EndSession,
+    /// Give another participant a different role.
+    ChangeRole,
+    /// Remove another participant from the session.
+    Kick,
+    /// Post a chat message or a code comment.
+    PostMessage,
+    /// React to a message with an emoji.
+    React,
+    /// Delete someone else's message (everyone may delete their own).
+    DeleteAnyMessage,
+    /// Set one's own presence: cursor, viewport, typing, status.
+    SetPresence,
+}
+
+impl Action {
+    /// Every action, for exhaustive tests and documentation.
+    pub const ALL: [Action; 9] = [
+        Action::EditDocument,
+        Action::UpdateSession,
+        Action::EndSession,
+        Action::ChangeRole,
+        Action::Kick,
+        Action::PostMessage,
+        Action::React,
+        Action::DeleteAnyMessage,
+        Action::SetPresence,
+    ];
+}
+
+impl Role {
+    /// The one permission matrix. Every rule about who may do what is here.
+    ///
+    /// | action | Host | Editor | Viewer |
+    /// |---|---|---|---|
+    /// | edit document | yes | yes | no |
+    /// | update / end session, change roles, kick, delete others' messages | yes | no | no |
+    /// | post messages, react, set own presence | yes | yes | yes |
+    ///
+    /// ```
+    /// use collab_core::{Action, Role};
+    /// assert!(Role::Editor.permits(Action::EditDocument));
+    /// assert!(!Role::Viewer.permits(Action::EditDocument));
+    /// assert!(!Role::Editor.permits(Action::Kick));
+    /// ```
+    pub const fn permits(self, action: Action) -> bool {
+        match action {
+            Action::EditDocument => matches!(self, Role::Host | Role::Editor),
+            Action::UpdateSession
+            | Action::EndSession
+            | Action::ChangeRole
+            | Action::Kick
+            | Action::DeleteAnyMessage => matches!(self, Role::Host),
+            Action::PostMessage | Action::React | Action::SetPresence => true,
+        }
+    }
+}
+
+/// A participant as everyone in the session sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// Stable for the life of the session.
+    pub id: ParticipantId,
+    /// The host application's user behind this participant.
+    pub user_id: UserId,
+    /// Display name.
+    pub name: String,
+    /// A CSS colour (`#rrggbb`) distinct from the other current participants'.
+    pub colour: String,
+    /// What they may do.
+    pub role: Role,
+    /// When they first joined.
+    pub joined_at: Timestamp,
+}
+
+/// Colours that read well as cursor and name-tag backgrounds on a light or dark editor.
+const PALETTE: [&str; 12] = [
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46b4b4", "#f032e6", "#808000",
+    "#9a6324", "#000075", "#e6a800", "#800000",
+];
+
+/// The first colour not in `taken`: the palette first, then further hues spread
+/// by the golden angle, so a session larger than the palette still gets distinct colours.
+pub(crate) fn pick_colour<'a>(taken: impl Iterator<Item = &'a str> + Clone) -> String {
+    let is_taken = |c: &str| taken.clone().any(|t| t.eq_ignore_ascii_case(c));
+    if let Some(c) = PALETTE.iter().find(|c| !is_taken(c)) {
+        return (*c).to_owned();
+    }
+    (0u32..)
+        .map(|i| hsl_hex((i * 137 + 17) % 360))
+        .find(|c| !is_taken(c))
+        .unwrap_or_else(|| "#777777".to_owned())
+}
+
+/// A saturated, mid-lightness colour of the given hue as `#rrggbb`.
+fn hsl_hex(hue: u32) -> String {
+    let (s, l) = (0.65_f64, 0.45_f64);
+    let c = (1.0 - (2.0 * l - 1.0).abs()) * s;
+    let h = f64::from(hue) / 60.0;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match hue / 60 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = l - c / 2.0;
+    let to_byte = |v: f64| ((v + m) * 255.0).round().clamp(0.0, 255.0) as u8;
+    format!("#{:02x}{:02x}{:02x}", to_byte(r), to_byte(g), to_byte(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_matrix() {
+        use Action::*;
+        for action in Action::ALL {
+            assert!(Role::Host.permits(action), "host may {action:?}");
+        }
+        let editor_may = [EditDocument, PostMessage, React, SetPresence];
+        let viewer_may = [PostMessage, React, SetPresence];
+        for action in Action::ALL {
+            assert_eq!(
+                Role::Editor.permits(action),
+                editor_may.contains(&action),
+                "{action:?}"
+            );
+            assert_eq!(
+                Role::Viewer.permits(action),
+                viewer_may.contains(&action),
+                "{action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn colours_stay_distinct_past_the_palette() {
+        let mut taken: Vec<String> = Vec::new();
+        for _ in 0..100 {
+            let c = pick_colour(taken.iter().map(String::as_str));
+            assert!(!taken.contains(&c), "{c} given twice");
+            assert!(c.starts_with('#') && c.len() == 7);
+            taken.push(c);
+        }
+    }
+
+    #[test]
+    fn a_freed_colour_is_reused() {
+        let first = pick_colour(std::iter::empty());
+        let second = pick_colour([first.as_str()].into_iter());
+        assert_ne!(first, second);
+        assert_eq!(pick_colour([second.as_str()].into_iter()), first);
+    }
+}

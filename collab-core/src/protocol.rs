@@ -1,0 +1,572 @@
+//! The wire protocol: JSON text frames with a `type` tag. PROTOCOL.md at the
+//! repository root documents every frame with an example.
+//!
+//! Decoding never panics: a frame that is too large, not JSON, of an unknown type
+//! or with wrong fields becomes a [`ProtocolError`], which the session answers
+//! with an `error` frame while the connection carries on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{ChatMessage, CodeAnchor};
+use crate::error::ErrorCode;
+use crate::events::Event;
+use crate::ids::{ParticipantId, Seq};
+use crate::participant::{Participant, Role};
+use crate::presence::{PresenceUpdate, PresenceView};
+use crate::session::{SessionInfo, SessionStatus};
+use crate::time::Timestamp;
+
+/// The protocol version this crate speaks. A client may send it in `join`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A frame from a client, with the optional request id `rid` that the server
+/// echoes in its answer (`ack`, `error` or a response frame).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMessage {
+    /// Chosen by the client to match answers to requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rid: Option<u64>,
+    /// The request.
+    #[serde(flatten)]
+    pub frame: ClientFrame,
+}
+
+impl From<ClientFrame> for ClientMessage {
+    fn from(frame: ClientFrame) -> Self {
+        Self { rid: None, frame }
+    }
+}
+
+/// What a client can ask of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientFrame {
+    /// Join the session (the first frame on a connection). Answered by `welcome`.
+    Join {
+        /// Display name; defaults to the name the authenticator gave.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The last sequence number this client saw: the events after it follow
+        /// the welcome, so a reconnecting client has no gap.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Seq>,
+        /// The protocol version the client speaks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
+    },
+    /// Leave the session for good (closing the connection only goes offline).
+    Leave,
+    /// Keeps the connection from being swept as stale. Answered by `heartbeat_ack`.
+    Heartbeat,
+    /// Set one's own presence.
+    Presence(PresenceUpdate),
+    /// Change the session (host only).
+    UpdateSession {
+        /// New title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        /// New language.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        /// New status (not `ended`: use `end_session`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<SessionStatus>,
+    },
+    /// End the session for everyone (host only).
+    EndSession,
+    /// Change a participant's role (host only).
+    SetRole {
+        /// Whose.
+        participant: ParticipantId,
+        /// The new role.
+        role: Role,
+    },
+    /// Remove a participant; they cannot join again (host only).
+    Kick {
+        /// Whom.
+        participant: ParticipantId,
+    },
+    /// Post a message; with `anchor`, a code comment; with `reply_to`, a reply.
+    ChatSend {
+        /// The text.
+        text: String,
+        /// File and line for a code comment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        anchor: Option<CodeAnchor>,
+        /// The message replied to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<Seq>,
+    },
+    /// Change the text of one's own message.
+    ChatEdit {
+        /// Which message.
+        message: Seq,
+        /// The new text.
+        text: String,
+    },
+    /// Delete one's own message (a host may delete any).
+    ChatDelete {
+        /// Which message.
+        message: Seq,
+    },
+    /// Add the reaction, or remove it if this participant already has it.
+    React {
+        /// Which message.
+        message: Seq,
+        /// The reaction, usually one emoji.
+        emoji: String,
+    },
+    /// A page of chat history. Answered by `chat_history`.
+    ChatHistory {
+        /// Messages before this sequence number; the newest if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Seq>,
+        /// At most this many (capped by the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Events after a sequence number. Answered by `events`.
+    EventsSince {
+        /// The last sequence number the client has.
+        since: Seq,
+        /// At most this many (capped by the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Who has this file on screen. Answered by `viewers`.
+    WhoIsViewing {
+        /// The file's path.
+        file: String,
+    },
+}
+
+/// The `type` tags of [`ClientFrame`], to tell an unknown type from a malformed frame.
+const CLIENT_FRAME_TYPES: [&str; 15] = [
+    "join",
+    "leave",
+    "heartbeat",
+    "presence",
+    "update_session",
+    "end_session",
+    "set_role",
+    "kick",
+    "chat_send",
+    "chat_edit",
+    "chat_delete",
+    "react",
+    "chat_history",
+    "events_since",
+    "who_is_viewing",
+];
+
+/// A participant with their current presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantState {
+    /// Who.
+    #[serde(flatten)]
+    pub participant: Participant,
+    /// Still a member: not left and not kicked. Former members are listed so that
+    /// their old messages can show a name.
+    pub present: bool,
+    /// Their presence (`offline` when not connected).
+    pub presence: PresenceView,
+}
+
+/// Why the server is closing a connection. Sent in a `goodbye` frame just before
+/// it closes; adapters map it to a WebSocket close code with [`CloseReason::close_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The participant left.
+    Left,
+    /// A host removed the participant.
+    Kicked,
+    /// The session ended.
+    SessionEnded,
+    /// Nothing arrived, heartbeats included, within the stale timeout.
+    Stale,
+    /// The client did not read its frames fast enough; it should reconnect and
+    /// catch up with `since`.
+    SlowConsumer,
+    /// The server is shutting down; reconnect later.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The WebSocket close code for this reason (RFC 6455 private range, except
+    /// 1001 for shutdown).
+    pub const fn close_code(self) -> u16 {
+        match self {
+            CloseReason::Left => 4000,
+            CloseReason::Kicked => 4001,
+            CloseReason::SessionEnded => 4002,
+            CloseReason::Stale => 4003,
+            CloseReason::SlowConsumer => 4004,
+            CloseReason::ServerShutdown => 1001,
+        }
+    }
+
+    /// Whether a client should reconnect after this.
+    pub const fn may_reconnect(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Stale | CloseReason::SlowConsumer | CloseReason::ServerShutdown
+        )
+    }
+}
+
+/// What the server sends a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ServerFrame {
+    /// The answer to `join`: everything needed to draw the session.
+    Welcome {
+        /// Echo of the join's request id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// The protocol version the server speaks.
+        protocol: u32,
+        /// The session.
+        session: SessionInfo,
+        /// The joining participant's id.
+        you: ParticipantId,
+        /// Everyone, with presence.
+        participants: Vec<ParticipantState>,
+        /// The newest event's sequence number.
+        last_seq: Seq,
+    },
+    /// Something happened; sent to every joined connection.
+    Event {
+        /// The event.
+        event: Event,
+    },
+    /// A participant's presence changed (coalesced: the latest state only).
+    Presence {
+        /// Whose.
+        participant: ParticipantId,
+        /// Their presence now.
+        presence: PresenceView,
+    },
+    /// A request with a `rid` succeeded.
+    Ack {
+        /// The request's id.
+        rid: u64,
+        /// The event the request produced, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<Seq>,
+    },
+    /// A request failed; nothing changed.
+    Error {
+        /// The request's id, when it had one and it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// Stable code.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+    },
+    /// Answer to `chat_history`.
+    ChatHistory {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// Messages, oldest first.
+        messages: Vec<ChatMessage>,
+        /// Older messages exist.
+        has_more: bool,
+    },
+    /// Answer to `events_since`, and the catch-up after a `join` with `since`.
+    Events {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// Events, oldest first.
+        events: Vec<Event>,
+        /// More events follow: ask again from the last one.
+        has_more: bool,
+    },
+    /// Answer to `who_is_viewing`.
+    Viewers {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// The file asked about.
+        file: String,
+        /// Online participants whose viewport is on it.
+        participants: Vec<ParticipantId>,
+    },
+    /// Answer to `heartbeat`.
+    HeartbeatAck {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// The server's clock.
+        server_time: Timestamp,
+    },
+    /// The server is about to close this connection.
+    Goodbye {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+impl ServerFrame {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: every map key is a string and
+        // every value is plain data.
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!(r#"{{"type":"error","code":"internal","message":"{e}"}}"#))
+    }
+}
+
+/// A frame that could not be read. The connection goes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Larger than the limit; not parsed at all.
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge {
+        /// The frame's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not JSON, not an object, no `type`, or fields of the wrong shape.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A `type` this server does not know.
+    #[error("unknown frame type {0:?}")]
+    UnknownType(String),
+    /// A binary frame where none is expected.
+    #[error("binary frames carry document sync only")]
+    UnexpectedBinary,
+}
+
+impl ProtocolError {
+    /// The code this error travels as.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+            ProtocolError::Malformed(_) | ProtocolError::UnexpectedBinary => {
+                ErrorCode::MalformedFrame
+            }
+            ProtocolError::UnknownType(_) => ErrorCode::UnknownFrameType,
+        }
+    }
+}
+
+/// Reads a client's text frame.
+///
+/// On failure returns the error together with the frame's `rid` when one could
+/// be read, so the error frame can still be matched to its request.
+///
+/// ```
+/// use collab_core::protocol::{decode_client_frame, ClientFrame, ProtocolError};
+///
+/// let msg = decode_client_frame(r#"{"type":"heartbeat","rid":7}"#, 1024).unwrap();
+/// assert_eq!(msg.rid, Some(7));
+/// assert_eq!(msg.frame, ClientFrame::Heartbeat);
+///
+/// let (rid, err) = decode_client_frame(r#"{"type":"teleport","rid":8}"#, 1024).unwrap_err();
+/// assert_eq!(rid, Some(8));
+/// assert!(matches!(err, ProtocolError::UnknownType(t) if t == "teleport"));
+/// ```
+pub fn decode_client_frame(
+    text: &str,
+    max_bytes: usize,
+) -> Result<ClientMessage, (Option<u64>, ProtocolError)> {
+    if text.len() > max_bytes {
+        return Err((
+            None,
+            ProtocolError::TooLarge {
+                len: text.len(),
+                max: max_bytes,
+            },
+        ));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (None, ProtocolError::Malformed(e.to_string())))?;
+    let Some(object) = value.as_object() else {
+        return Err((
+            None,
+            ProtocolError::Malformed("a frame is a JSON object".into()),
+        ));
+    };
+    let rid = object.get("rid").and_then(serde_json::Value::as_u64);
+    let Some(kind) = object.get("type").and_then(serde_json::Value::as_str) else {
+        return Err((
+            rid,
+            ProtocolError::Malformed("missing string field `type`".into()),
+        ));
+    };
+    if !CLIENT_FRAME_TYPES.contains(&kind) {
+        return Err((rid, ProtocolError::UnknownType(truncate(kind, 64))));
+    }
+    serde_json::from_value(value).map_err(|e| (rid, ProtocolError::Malformed(e.to_string())))
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::FileSelection;
+
+    fn samples() -> Vec<ClientFrame> {
+        vec![
+            ClientFrame::Join {
+                name: Some("Ann".into()),
+                since: Some(Seq(3)),
+                protocol: Some(1),
+            },
+            ClientFrame::Leave,
+            ClientFrame::Heartbeat,
+            ClientFrame::Presence(PresenceUpdate {
+                cursor: Some(FileSelection {
+                    file: "main".into(),
+                    anchor: 1,
+                    head: 4,
+                }),
+                typing: Some(true),
+                ..Default::default()
+            }),
+            ClientFrame::UpdateSession {
+                title: Some("t".into()),
+                language: None,
+                status: None,
+            },
+            ClientFrame::EndSession,
+            ClientFrame::SetRole {
+                participant: ParticipantId(2),
+                role: Role::Viewer,
+            },
+            ClientFrame::Kick {
+                participant: ParticipantId(2),
+            },
+            ClientFrame::ChatSend {
+                text: "hi".into(),
+                anchor: Some(CodeAnchor {
+                    file: "main".into(),
+                    line: 3,
+                }),
+                reply_to: None,
+            },
+            ClientFrame::ChatEdit {
+                message: Seq(4),
+                text: "x".into(),
+            },
+            ClientFrame::ChatDelete { message: Seq(4) },
+            ClientFrame::React {
+                message: Seq(4),
+                emoji: "🎉".into(),
+            },
+            ClientFrame::ChatHistory {
+                before: None,
+                limit: Some(50),
+            },
+            ClientFrame::EventsSince {
+                since: Seq(0),
+                limit: None,
+            },
+            ClientFrame::WhoIsViewing {
+                file: "main".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_client_frame_round_trips_and_its_type_is_known() {
+        let samples = samples();
+        assert_eq!(
+            samples.len(),
+            CLIENT_FRAME_TYPES.len(),
+            "a sample for every type"
+        );
+        for (i, frame) in samples.into_iter().enumerate() {
+            let msg = ClientMessage {
+                rid: Some(i as u64),
+                frame,
+            };
+            let text = serde_json::to_string(&msg).unwrap();
+            assert_eq!(decode_client_frame(&text, 4096), Ok(msg), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_frames_get_typed_errors() {
+        let err = |t: &str| decode_client_frame(t, 64).unwrap_err();
+        assert!(matches!(
+            err(&"x".repeat(65)),
+            (None, ProtocolError::TooLarge { len: 65, max: 64 })
+        ));
+        assert!(matches!(
+            err("not json"),
+            (None, ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(err("[1,2]"), (None, ProtocolError::Malformed(_))));
+        assert!(matches!(
+            err(r#"{"rid":1}"#),
+            (Some(1), ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            err(r#"{"type":5}"#),
+            (None, ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            err(r#"{"type":"nope"}"#),
+            (None, ProtocolError::UnknownType(_))
+        ));
+        assert!(matches!(
+            err(r#"{"type":"kick","rid":2}"#),
+            (Some(2), ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            err(r#"{"type":"kick","participant":-1}"#),
+            (None, ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn close_codes_are_distinct() {
+        use std::collections::HashSet;
+        let reasons = [
+            CloseReason::Left,
+            CloseReason::Kicked,
+            CloseReason::SessionEnded,
+            CloseReason::Stale,
+            CloseReason::SlowConsumer,
+            CloseReason::ServerShutdown,
+        ];
+        let codes: HashSet<_> = reasons.iter().map(|r| r.close_code()).collect();
+        assert_eq!(codes.len(), reasons.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_never_panics(text in ".{0,300}") {
+            let _ = decode_client_frame(&text, 256);
+        }
+
+        #[test]
+        fn decoding_json_shaped_noise_never_panics(
+            kind in proptest::sample::select(CLIENT_FRAME_TYPES.to_vec()),
+            field in "[a-z_]{1,12}",
+            value in proptest::prop_oneof![
+                proptest::strategy::Just("null".to_string()),
+                "-?[0-9]{1,25}",
+                "\"[^\"\\\\]{0,20}\"",
+                proptest::strategy::Just("{}".to_string()),
+                proptest::strategy::Just("[1,\"a\"]".to_string()),
+            ],
+        ) {
+            let text = format!(r#"{{"type":"{kind}","{field}":{value}}}"#);
+            let _ = decode_client_frame(&text, 4096);
+        }
+    }
+}

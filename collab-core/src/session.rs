@@ -1,0 +1,1266 @@
+//! One session as a deterministic state machine.
+//!
+//! [`Session`] owns no socket, spawns no task and reads no clock. A driver feeds
+//! it connections, frames and the current time (`connect`, `handle_text`,
+//! `handle_timeout`, `disconnect`), then drains what to send to whom with
+//! [`Session::poll_transmit`] and asks when to wake it next with
+//! [`Session::poll_timeout`]. The [`Hub`](crate::Hub) is such a driver; tests
+//! drive it directly with a virtual clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Identity;
+use crate::chat::{find_mentions, Chat, ChatLimits, ChatMessage, ChatPage, CodeAnchor, NewMessage};
+use crate::document::{Document, DocumentError, DEFAULT_FILE};
+use crate::error::SessionError;
+use crate::events::{EndReason, EventKind, EventPage};
+use crate::ids::{ConnectionId, ParticipantId, Seq, SessionId, UserId};
+use crate::participant::{pick_colour, Action, Participant, Role};
+use crate::presence::{Presence, PresenceConfig, PresenceUpdate};
+use crate::protocol::{
+    decode_client_frame, ClientFrame, ClientMessage, CloseReason, ParticipantState, ServerFrame,
+    PROTOCOL_VERSION,
+};
+use crate::time::{duration_ms, Timestamp};
+
+/// Where an interview stands. `ended` is reached only by ending the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Created, not started.
+    Waiting,
+    /// Under way.
+    Active,
+    /// Paused by a host.
+    Paused,
+    /// Over: nobody can join, history stays readable.
+    Ended,
+}
+
+/// Settings of one session. The defaults suit an interview room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Most participants online at once (default 10).
+    pub capacity: usize,
+    /// Role of a participant who is not the creator and whose identity grants none
+    /// (default Editor).
+    pub default_role: Role,
+    /// Presence timing.
+    pub presence: PresenceConfig,
+    /// Chat limits.
+    pub chat: ChatLimits,
+    /// With nobody connected, a session that sees nothing happen for this long
+    /// ends (default 30 minutes).
+    pub expires_after: Duration,
+    /// Largest text frame accepted, in bytes (default 64 KiB).
+    pub max_frame_bytes: usize,
+    /// Longest display name, in characters (default 64).
+    pub max_name_chars: usize,
+    /// Longest title, in characters (default 200).
+    pub max_title_chars: usize,
+    /// Most events one `events` page carries (default 500).
+    pub max_events_page: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 10,
+            default_role: Role::Editor,
+            presence: PresenceConfig::default(),
+            chat: ChatLimits::default(),
+            expires_after: Duration::from_secs(30 * 60),
+            max_frame_bytes: 64 * 1024,
+            max_name_chars: 64,
+            max_title_chars: 200,
+            max_events_page: 500,
+        }
+    }
+}
+
+/// What a session is created with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// Title shown to participants.
+    #[serde(default)]
+    pub title: String,
+    /// Programming language of the code (`javascript`, `python`, ...).
+    #[serde(default)]
+    pub language: String,
+    /// Initial code, put in the file [`DEFAULT_FILE`].
+    #[serde(default)]
+    pub code: String,
+    /// Overrides the configured capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// Overrides the configured expiry, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after_secs: Option<u64>,
+}
+
+/// A change to a session; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUpdate {
+    /// New title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// New language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// New status; not `ended` (see [`Session::end`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SessionStatus>,
+}
+
+/// A session as the REST API and the `welcome` frame show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// Title.
+    pub title: String,
+    /// Language.
+    pub language: String,
+    /// Status.
+    pub status: SessionStatus,
+    /// Most participants online at once.
+    pub capacity: usize,
+    /// Participants online now.
+    pub online: usize,
+    /// The creator's user id.
+    pub created_by: UserId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change to title, language or status.
+    pub updated_at: Timestamp,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// Expiry after idleness, in seconds.
+    pub expires_after_secs: u64,
+    /// The newest event's sequence number.
+    pub last_seq: Seq,
+}
+
+/// Something the driver must do: send a frame, or close a connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transmit {
+    /// Send `frame` to every connection in `to` (serialise it once).
+    Send {
+        /// Recipients.
+        to: Vec<ConnectionId>,
+        /// The frame.
+        frame: ServerFrame,
+    },
+    /// Close the connection after what was queued for it; the session has
+    /// already forgotten it.
+    Close {
+        /// Which connection.
+        conn: ConnectionId,
+        /// Why (sent before in a `goodbye` frame).
+        reason: CloseReason,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Present,
+    Left,
+    Kicked,
+}
+
+#[derive(Debug)]
+struct Member {
+    participant: Participant,
+    membership: Membership,
+    presence: Presence,
+    connections: BTreeSet<ConnectionId>,
+}
+
+impl Member {
+    fn online(&self) -> bool {
+        !self.connections.is_empty()
+    }
+
+    /// Former members drop out of presence: their leaving is an event.
+    fn shows_presence(&self) -> bool {
+        self.membership == Membership::Present || self.online()
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    identity: Identity,
+    participant: Option<ParticipantId>,
+    last_seen: Timestamp,
+}
+
+/// One collaboration session: participants, presence, chat, event log and document.
+#[derive(Debug)]
+pub struct Session {
+    id: SessionId,
+    config: SessionConfig,
+    title: String,
+    language: String,
+    status: SessionStatus,
+    created_by: UserId,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    ended_at: Option<Timestamp>,
+    last_activity: Timestamp,
+    /// The latest time handed in, to tell past deadlines from future ones.
+    now: Timestamp,
+    document: Document,
+    members: BTreeMap<ParticipantId, Member>,
+    by_user: HashMap<UserId, ParticipantId>,
+    banned: HashSet<UserId>,
+    connections: HashMap<ConnectionId, Conn>,
+    chat: Chat,
+    log: crate::events::EventLog,
+    outbox: VecDeque<Transmit>,
+    next_participant: u32,
+}
+
+/// What a handled request answers its sender, besides what it broadcasts.
+enum Reply {
+    /// An `ack` if the request had a rid.
+    Ack(Option<Seq>),
+    /// A response frame (already carrying the rid).
+    Frame(ServerFrame),
+    /// Nothing more (the request's effect already answered, or closed the connection).
+    Nothing,
+}
+
+impl Session {
+    /// Creates a session. `creator` becomes its Host when they join.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidInput`] for a title, language or capacity out of range.
+    pub fn new(
+        id: SessionId,
+        new: NewSession,
+        creator: &Identity,
+        mut config: SessionConfig,
+        now: Timestamp,
+    ) -> Result<Self, SessionError> {
+        if let Some(capacity) = new.capacity {
+            if capacity == 0 || capacity > 1_000 {
+                return Err(SessionError::InvalidInput(
+                    "capacity must be 1 to 1000".into(),
+                ));
+            }
+            config.capacity = capacity;
+        }
+        if let Some(secs) = new.expires_after_secs {
+            if secs == 0 {
+                return Err(SessionError::InvalidInput("expiry must be positive".into()));
+            }
+            config.expires_after = Duration::from_secs(secs);
+        }
+        check_title(&new.title, config.max_title_chars)?;
+        check_language(&new.language)?;
+        if new.code.len() > config.max_frame_bytes * 16 {
+            return Err(SessionError::InvalidInput(
+                "initial code is too large".into(),
+            ));
+        }
+        let document = Document::new(&new.language, [(DEFAULT_FILE, new.code.as_str())])
+            .map_err(|e| SessionError::InvalidInput(e.to_string()))?;
+        Ok(Self {
+            id,
+            config,
+            title: new.title,
+            language: new.language,
+            status: SessionStatus::Waiting,
+            created_by: creator.user_id.clone(),
+            created_at: now,
+            updated_at: now,
+            ended_at: None,
+            last_activity: now,
+            now,
+            document,
+            members: BTreeMap::new(),
+            by_user: HashMap::new(),
+            banned: HashSet::new(),
+            connections: HashMap::new(),
+            chat: Chat::default(),
+            log: crate::events::EventLog::default(),
+            outbox: VecDeque::new(),
+            next_participant: 1,
+        })
+    }
+
+    // ---- driver interface -------------------------------------------------
+
+    /// Registers a new connection for `identity`. It must send `join` next.
+    ///
+    /// # Errors
+    /// [`SessionError::SessionEnded`] or [`SessionError::Banned`]; nothing changes.
+    pub fn connect(
+        &mut self,
+        conn: ConnectionId,
+        identity: Identity,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        self.advance(now);
+        if self.is_ended() {
+            return Err(SessionError::SessionEnded);
+        }
+        if self.banned.contains(&identity.user_id) {
+            return Err(SessionError::Banned);
+        }
+        self.connections.insert(
+            conn,
+            Conn {
+                identity,
+                participant: None,
+                last_seen: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// A connection closed (the client went away or the driver dropped it). Its
+    /// participant goes offline if it was their last connection.
+    pub fn disconnect(&mut self, conn: ConnectionId, now: Timestamp) {
+        self.advance(now);
+        let Some(c) = self.connections.remove(&conn) else {
+            return;
+        };
+        self.last_activity = now;
+        if let Some(member) = c.participant.and_then(|p| self.members.get_mut(&p)) {
+            member.connections.remove(&conn);
+            member.presence.mark_dirty();
+        }
+        self.flush_presence(now);
+    }
+
+    /// Handles one text frame from a connection. Unknown connections are ignored
+    /// (a frame racing its connection's close).
+    pub fn handle_text(&mut self, conn: ConnectionId, text: &str, now: Timestamp) {
+        if !self.connections.contains_key(&conn) {
+            return;
+        }
+        self.advance(now);
+        match decode_client_frame(text, self.config.max_frame_bytes) {
+            Ok(msg) => self.handle_message(conn, msg, now),
+            Err((rid, err)) => {
+                self.touch_connection(conn, now);
+                self.send_error(conn, rid, &SessionError::Protocol(err));
+            }
+        }
+    }
+
+    /// Handles one decoded frame from a connection.
+    pub fn handle_message(&mut self, conn: ConnectionId, msg: ClientMessage, now: Timestamp) {
+        if !self.connections.contains_key(&conn) {
+            return;
+        }
+        self.advance(now);
+        self.touch_connection(conn, now);
+        let rid = msg.rid;
+        match self.dispatch(conn, rid, msg.frame, now) {
+            Ok(Reply::Ack(seq)) => {
+                if let Some(rid) = rid {
+                    self.send(vec![conn], ServerFrame::Ack { rid, seq });
+                }
+            }
+            Ok(Reply::Frame(frame)) => self.send(vec![conn], frame),
+            Ok(Reply::Nothing) => {}
+            Err(err) => self.send_error(conn, rid, &err),
+        }
+        self.flush_presence(now);
+    }
+
+    /// Lets time pass: clears typing flags, moves statuses to idle and away,
+    /// sends coalesced presence, drops stale connections and expires the session.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.advance(now);
+        let stale_after = self.config.presence.stale_after;
+        let stale: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| now >= c.last_seen.add(stale_after))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in stale {
+            self.close(conn, CloseReason::Stale, now);
+        }
+        if self.expired(now) {
+            self.end_with(None, EndReason::Expired, now);
+        }
+        self.flush_presence(now);
+    }
+
+    /// The next time [`Session::handle_timeout`] has something to do, if any.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let now = self.now;
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
+        let cfg = &self.config.presence;
+        for member in self.members.values().filter(|m| m.shows_presence()) {
+            if let Some(t) = member.presence.next_deadline(member.online(), now, cfg) {
+                consider(t);
+            }
+        }
+        for c in self.connections.values() {
+            consider(c.last_seen.add(cfg.stale_after));
+        }
+        if !self.is_ended() && self.connections.is_empty() {
+            consider(self.last_activity.add(self.config.expires_after));
+        }
+        next
+    }
+
+    /// The next thing to send or close, in order.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    // ---- requests that do not come through a connection (REST) ------------
+
+    /// Changes title, language or status on behalf of `user`, who must be
+    /// permitted to [`Action::UpdateSession`].
+    ///
+    /// # Errors
+    /// [`SessionError::Forbidden`], [`SessionError::NotParticipant`],
+    /// [`SessionError::SessionEnded`] or [`SessionError::InvalidInput`]; nothing changes.
+    pub fn update(
+        &mut self,
+        user: &UserId,
+        update: SessionUpdate,
+        now: Timestamp,
+    ) -> Result<SessionInfo, SessionError> {
+        self.advance(now);
+        let by = self.authorize_user(user, Action::UpdateSession)?;
+        self.apply_update(by, update, now)?;
+        self.flush_presence(now);
+        Ok(self.info())
+    }
+
+    /// Ends the session on behalf of `user`, who must be permitted to
+    /// [`Action::EndSession`]. Every connection is closed.
+    ///
+    /// # Errors
+    /// [`SessionError::Forbidden`], [`SessionError::NotParticipant`] or
+    /// [`SessionError::SessionEnded`]; nothing changes.
+    pub fn end(&mut self, user: &UserId, now: Timestamp) -> Result<SessionInfo, SessionError> {
+        self.advance(now);
+        let by = self.authorize_user(user, Action::EndSession)?;
+        if self.is_ended() {
+            return Err(SessionError::SessionEnded);
+        }
+        self.end_with(by, EndReason::Ended, now);
+        Ok(self.info())
+    }
+
+    // ---- reads -------------------------------------------------------------
+
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The session as the API shows it.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            language: self.language.clone(),
+            status: self.status,
+            capacity: self.config.capacity,
+            online: self.online_count(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+            expires_after_secs: duration_ms(self.config.expires_after) / 1_000,
+            last_seq: self.log.last_seq(),
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.status == SessionStatus::Ended
+    }
+
+    /// Everyone who has been a member, with presence as of `now`.
+    pub fn participants(&self, now: Timestamp) -> Vec<ParticipantState> {
+        let cfg = &self.config.presence;
+        self.members
+            .values()
+            .map(|m| ParticipantState {
+                participant: m.participant.clone(),
+                present: m.membership == Membership::Present,
+                presence: m.presence.view(m.online(), now, cfg),
+            })
+            .collect()
+    }
+
+    /// The participant a user is, if they have joined.
+    pub fn participant_of(&self, user: &UserId) -> Option<&Participant> {
+        self.by_user
+            .get(user)
+            .and_then(|p| self.members.get(p))
+            .map(|m| &m.participant)
+    }
+
+    /// Online participants whose viewport is on `file`.
+    pub fn viewers_of(&self, file: &str) -> Vec<ParticipantId> {
+        self.members
+            .values()
+            .filter(|m| m.online() && m.presence.viewing() == Some(file))
+            .map(|m| m.participant.id)
+            .collect()
+    }
+
+    /// Up to `limit` chat messages before `before`, oldest first.
+    pub fn chat_page(&self, before: Option<Seq>, limit: usize) -> ChatPage {
+        self.chat.page(before, limit.min(self.config.chat.max_page))
+    }
+
+    /// One chat message.
+    pub fn message(&self, id: Seq) -> Option<&ChatMessage> {
+        self.chat.get(id)
+    }
+
+    /// Up to `limit` events after `after`, oldest first.
+    pub fn events_since(&self, after: Seq, limit: usize) -> EventPage {
+        self.log
+            .since(after, limit.min(self.config.max_events_page))
+    }
+
+    /// The session document.
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// The text of the session's main file.
+    ///
+    /// # Errors
+    /// [`DocumentError`] if the document is damaged.
+    pub fn code(&self) -> Result<String, DocumentError> {
+        Ok(self.document.text(DEFAULT_FILE)?.unwrap_or_default())
+    }
+
+    /// Closes every connection with `reason` (a server shutting down).
+    pub fn close_all(&mut self, reason: CloseReason, now: Timestamp) {
+        self.advance(now);
+        let mut conns: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.close(conn, reason, now);
+        }
+    }
+
+    /// Number of open connections, joined or not.
+    pub fn connection_count(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Connections that have joined.
+    pub fn joined_connections(&self) -> Vec<ConnectionId> {
+        let mut conns: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.participant.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        conns.sort_unstable();
+        conns
+    }
+
+    /// Number of chat messages, deleted ones included.
+    pub fn message_count(&self) -> usize {
+        self.chat.len()
+    }
+
+    /// Number of events in the log.
+    pub fn event_count(&self) -> usize {
+        self.log.len()
+    }
+
+    // ---- internals ---------------------------------------------------------
+
+    fn dispatch(
+        &mut self,
+        conn: ConnectionId,
+        rid: Option<u64>,
+        frame: ClientFrame,
+        now: Timestamp,
+    ) -> Result<Reply, SessionError> {
+        if let ClientFrame::Join {
+            name,
+            since,
+            protocol,
+        } = frame
+        {
+            return self.join(conn, rid, name, since, protocol, now);
+        }
+        if let ClientFrame::Heartbeat = frame {
+            return Ok(Reply::Frame(ServerFrame::HeartbeatAck {
+                rid,
+                server_time: now,
+            }));
+        }
+        let me = self
+            .connections
+            .get(&conn)
+            .and_then(|c| c.participant)
+            .ok_or(SessionError::NotJoined)?;
+        let role = self.members[&me].participant.role;
+        let require = |action: Action| {
+            if role.permits(action) {
+                Ok(())
+            } else {
+                Err(SessionError::Forbidden { action, role })
+            }
+        };
+        match frame {
+            ClientFrame::Join { .. } | ClientFrame::Heartbeat => unreachable_frame(),
+            ClientFrame::Leave => {
+                self.leave(me, now);
+                Ok(Reply::Nothing)
+            }
+            ClientFrame::Presence(update) => {
+                require(Action::SetPresence)?;
+                self.set_presence(me, update, now)?;
+                Ok(Reply::Ack(None))
+            }
+            ClientFrame::UpdateSession {
+                title,
+                language,
+                status,
+            } => {
+                require(Action::UpdateSession)?;
+                let seq = self.apply_update(
+                    Some(me),
+                    SessionUpdate {
+                        title,
+                        language,
+                        status,
+                    },
+                    now,
+                )?;
+                Ok(Reply::Ack(Some(seq)))
+            }
+            ClientFrame::EndSession => {
+                require(Action::EndSession)?;
+                // The `session_ended` event and the `goodbye` that follows are the answer.
+                self.end_with(Some(me), EndReason::Ended, now);
+                Ok(Reply::Nothing)
+            }
+            ClientFrame::SetRole {
+                participant,
+                role: new_role,
+            } => {
+                require(Action::ChangeRole)?;
+                self.set_role(me, participant, new_role, now)
+                    .map(|s| Reply::Ack(Some(s)))
+            }
+            ClientFrame::Kick { participant } => {
+                require(Action::Kick)?;
+                self.kick(me, participant, now).map(|s| Reply::Ack(Some(s)))
+            }
+            ClientFrame::ChatSend {
+                text,
+                anchor,
+                reply_to,
+            } => {
+                require(Action::PostMessage)?;
+                self.post(me, text, anchor, reply_to, now)
+                    .map(|s| Reply::Ack(Some(s)))
+            }
+            ClientFrame::ChatEdit { message, text } => {
+                require(Action::PostMessage)?;
+                self.edit_message(me, message, text, now)
+                    .map(|s| Reply::Ack(Some(s)))
+            }
+            ClientFrame::ChatDelete { message } => self
+                .delete_message(me, role, message, now)
+                .map(|s| Reply::Ack(Some(s))),
+            ClientFrame::React { message, emoji } => {
+                require(Action::React)?;
+                self.react(me, message, emoji, now)
+                    .map(|s| Reply::Ack(Some(s)))
+            }
+            ClientFrame::ChatHistory { before, limit } => {
+                let page = self.chat_page(before, limit.map_or(50, |l| l as usize));
+                Ok(Reply::Frame(ServerFrame::ChatHistory {
+                    rid,
+                    messages: page.messages,
+                    has_more: page.has_more,
+                }))
+            }
+            ClientFrame::EventsSince { since, limit } => {
+                let page = self.events_since(since, limit.map_or(usize::MAX, |l| l as usize));
+                Ok(Reply::Frame(ServerFrame::Events {
+                    rid,
+                    events: page.events,
+                    has_more: page.has_more,
+                }))
+            }
+            ClientFrame::WhoIsViewing { file } => {
+                let participants = self.viewers_of(&file);
+                Ok(Reply::Frame(ServerFrame::Viewers {
+                    rid,
+                    file,
+                    participants,
+                }))
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        conn: ConnectionId,
+        rid: Option<u64>,
+        name: Option<String>,
+        since: Option<Seq>,
+        protocol: Option<u32>,
+        now: Timestamp,
+    ) -> Result<Reply, SessionError> {
+        if let Some(v) = protocol.filter(|v| *v != PROTOCOL_VERSION) {
+            return Err(SessionError::UnsupportedProtocol(v));
+        }
+        let c = &self.connections[&conn];
+        if c.participant.is_some() {
+            return Err(SessionError::AlreadyJoined);
+        }
+        let identity = c.identity.clone();
+        let name = match name {
+            Some(n) => check_name(&n, self.config.max_name_chars)?,
+            None => check_name(&identity.name, self.config.max_name_chars)
+                .unwrap_or_else(|_| "Guest".to_owned()),
+        };
+        let existing = self.by_user.get(&identity.user_id).copied();
+        let already_online = existing.is_some_and(|p| self.members[&p].online());
+        if !already_online && self.online_count() >= self.config.capacity {
+            return Err(SessionError::SessionFull {
+                capacity: self.config.capacity,
+            });
+        }
+
+        let id = match existing {
+            Some(id) => {
+                let rejoined = self.members[&id].membership == Membership::Left;
+                let colour_clash = {
+                    let mine = &self.members[&id].participant.colour;
+                    self.current_members()
+                        .any(|m| m.participant.id != id && &m.participant.colour == mine)
+                };
+                if colour_clash {
+                    let colour = self.free_colour();
+                    if let Some(m) = self.members.get_mut(&id) {
+                        m.participant.colour = colour;
+                    }
+                }
+                let member = self
+                    .members
+                    .get_mut(&id)
+                    .expect("by_user points at a member");
+                member.participant.name = name;
+                member.membership = Membership::Present;
+                if rejoined {
+                    let participant = member.participant.clone();
+                    self.record(
+                        now,
+                        EventKind::ParticipantJoined {
+                            participant,
+                            rejoined: true,
+                        },
+                    );
+                }
+                id
+            }
+            None => {
+                let id = ParticipantId(self.next_participant);
+                self.next_participant += 1;
+                let role = if identity.user_id == self.created_by {
+                    Role::Host
+                } else {
+                    identity.role.unwrap_or(self.config.default_role)
+                };
+                let participant = Participant {
+                    id,
+                    user_id: identity.user_id.clone(),
+                    name,
+                    colour: self.free_colour(),
+                    role,
+                    joined_at: now,
+                };
+                self.members.insert(
+                    id,
+                    Member {
+                        participant: participant.clone(),
+                        membership: Membership::Present,
+                        presence: Presence::new(now),
+                        connections: BTreeSet::new(),
+                    },
+                );
+                self.by_user.insert(identity.user_id, id);
+                self.record(
+                    now,
+                    EventKind::ParticipantJoined {
+                        participant,
+                        rejoined: false,
+                    },
+                );
+                id
+            }
+        };
+        if let Some(c) = self.connections.get_mut(&conn) {
+            c.participant = Some(id);
+        }
+        let member = self.members.get_mut(&id).expect("just inserted");
+        member.connections.insert(conn);
+        member.presence.touch(now);
+        self.last_activity = now;
+
+        let welcome = ServerFrame::Welcome {
+            rid,
+            protocol: PROTOCOL_VERSION,
+            session: self.info(),
+            you: id,
+            participants: self.participants(now),
+            last_seq: self.log.last_seq(),
+        };
+        self.send(vec![conn], welcome);
+        if let Some(since) = since {
+            let page = self.events_since(since, usize::MAX);
+            self.send(
+                vec![conn],
+                ServerFrame::Events {
+                    rid: None,
+                    events: page.events,
+                    has_more: page.has_more,
+                },
+            );
+        }
+        Ok(Reply::Nothing)
+    }
+
+    fn leave(&mut self, me: ParticipantId, now: Timestamp) {
+        if let Some(m) = self.members.get_mut(&me) {
+            m.membership = Membership::Left;
+        }
+        self.record(now, EventKind::ParticipantLeft { participant: me });
+        self.close_member(me, CloseReason::Left, now);
+    }
+
+    fn set_presence(
+        &mut self,
+        me: ParticipantId,
+        update: PresenceUpdate,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        let cfg = self.config.presence.clone();
+        let member = self.members.get_mut(&me).ok_or(SessionError::NotJoined)?;
+        member.presence.apply(update, now, &cfg)?;
+        self.last_activity = now;
+        Ok(())
+    }
+
+    fn apply_update(
+        &mut self,
+        by: Option<ParticipantId>,
+        update: SessionUpdate,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        if self.is_ended() {
+            return Err(SessionError::SessionEnded);
+        }
+        if let Some(title) = &update.title {
+            check_title(title, self.config.max_title_chars)?;
+        }
+        if let Some(language) = &update.language {
+            check_language(language)?;
+        }
+        if update.status == Some(SessionStatus::Ended) {
+            return Err(SessionError::InvalidInput(
+                "end the session with end_session".into(),
+            ));
+        }
+        if update.title.is_none() && update.language.is_none() && update.status.is_none() {
+            return Err(SessionError::InvalidInput("nothing to update".into()));
+        }
+        if let Some(language) = &update.language {
+            self.document
+                .set_language(language)
+                .map_err(|e| SessionError::InvalidInput(e.to_string()))?;
+            self.language.clone_from(language);
+        }
+        if let Some(title) = &update.title {
+            self.title.clone_from(title);
+        }
+        if let Some(status) = update.status {
+            self.status = status;
+        }
+        self.updated_at = now;
+        self.last_activity = now;
+        if let Some(m) = by.and_then(|p| self.members.get_mut(&p)) {
+            m.presence.touch(now);
+        }
+        let SessionUpdate {
+            title,
+            language,
+            status,
+        } = update;
+        Ok(self.record(
+            now,
+            EventKind::SessionUpdated {
+                title,
+                language,
+                status,
+                by,
+            },
+        ))
+    }
+
+    fn set_role(
+        &mut self,
+        by: ParticipantId,
+        target: ParticipantId,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        let member = self
+            .members
+            .get(&target)
+            .filter(|m| m.membership == Membership::Present)
+            .ok_or(SessionError::UnknownParticipant)?;
+        if member.participant.role == Role::Host && role != Role::Host {
+            let hosts = self
+                .current_members()
+                .filter(|m| m.participant.role == Role::Host)
+                .count();
+            if hosts <= 1 {
+                return Err(SessionError::LastHost);
+            }
+        }
+        if let Some(m) = self.members.get_mut(&target) {
+            m.participant.role = role;
+        }
+        Ok(self.record(
+            now,
+            EventKind::RoleChanged {
+                participant: target,
+                role,
+                by,
+            },
+        ))
+    }
+
+    fn kick(
+        &mut self,
+        by: ParticipantId,
+        target: ParticipantId,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        if by == target {
+            return Err(SessionError::CannotKickSelf);
+        }
+        let member = self
+            .members
+            .get_mut(&target)
+            .filter(|m| m.membership == Membership::Present)
+            .ok_or(SessionError::UnknownParticipant)?;
+        member.membership = Membership::Kicked;
+        self.banned.insert(member.participant.user_id.clone());
+        let seq = self.record(
+            now,
+            EventKind::ParticipantKicked {
+                participant: target,
+                by,
+            },
+        );
+        self.close_member(target, CloseReason::Kicked, now);
+        Ok(seq)
+    }
+
+    fn post(
+        &mut self,
+        me: ParticipantId,
+        text: String,
+        anchor: Option<CodeAnchor>,
+        reply_to: Option<Seq>,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        Chat::check_text(&text, &self.config.chat)?;
+        Chat::check_anchor(anchor.as_ref())?;
+        if let Some(parent) = reply_to {
+            self.chat.thread_of(parent)?;
+        }
+        let mentions = self.mentions_in(&text);
+        let is_comment = anchor.is_some();
+        let message = self.chat.post(NewMessage {
+            id: self.log.next_seq(),
+            author: me,
+            text,
+            anchor,
+            reply_to,
+            mentions,
+            at: now,
+        });
+        self.touch_member(me, now);
+        let kind = if is_comment {
+            EventKind::CommentPosted { message }
+        } else {
+            EventKind::MessagePosted { message }
+        };
+        Ok(self.record(now, kind))
+    }
+
+    fn edit_message(
+        &mut self,
+        me: ParticipantId,
+        message: Seq,
+        text: String,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        self.chat.check_edit(message, me)?;
+        Chat::check_text(&text, &self.config.chat)?;
+        let mentions = self.mentions_in(&text);
+        self.chat
+            .edit(message, text.clone(), mentions.clone(), now)?;
+        self.touch_member(me, now);
+        Ok(self.record(
+            now,
+            EventKind::MessageEdited {
+                message,
+                text,
+                mentions,
+            },
+        ))
+    }
+
+    fn delete_message(
+        &mut self,
+        me: ParticipantId,
+        role: Role,
+        message: Seq,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        let author = self.chat.check_live(message)?;
+        if author != me && !role.permits(Action::DeleteAnyMessage) {
+            return Err(SessionError::Forbidden {
+                action: Action::DeleteAnyMessage,
+                role,
+            });
+        }
+        self.chat.delete(message)?;
+        self.touch_member(me, now);
+        Ok(self.record(now, EventKind::MessageDeleted { message, by: me }))
+    }
+
+    fn react(
+        &mut self,
+        me: ParticipantId,
+        message: Seq,
+        emoji: String,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        Chat::check_reaction(&emoji, &self.config.chat)?;
+        let added = self.chat.toggle_reaction(message, &emoji, me)?;
+        self.touch_member(me, now);
+        Ok(self.record(
+            now,
+            EventKind::ReactionToggled {
+                message,
+                emoji,
+                participant: me,
+                added,
+            },
+        ))
+    }
+
+    fn end_with(&mut self, by: Option<ParticipantId>, reason: EndReason, now: Timestamp) -> Seq {
+        self.status = SessionStatus::Ended;
+        self.ended_at = Some(now);
+        self.updated_at = now;
+        let seq = self.record(now, EventKind::SessionEnded { by, reason });
+        self.close_all(CloseReason::SessionEnded, now);
+        seq
+    }
+
+    /// Authorizes a request made outside a connection (REST) by a user.
+    fn authorize_user(
+        &self,
+        user: &UserId,
+        action: Action,
+    ) -> Result<Option<ParticipantId>, SessionError> {
+        let (by, role) = match self.by_user.get(user).map(|p| &self.members[p]) {
+            Some(m) if m.membership == Membership::Present => {
+                (Some(m.participant.id), m.participant.role)
+            }
+            Some(_) => return Err(SessionError::NotParticipant),
+            None if *user == self.created_by => (None, Role::Host),
+            None => return Err(SessionError::NotParticipant),
+        };
+        if role.permits(action) {
+            Ok(by)
+        } else {
+            Err(SessionError::Forbidden { action, role })
+        }
+    }
+
+    /// Sends `goodbye`, closes every connection of a member.
+    fn close_member(&mut self, member: ParticipantId, reason: CloseReason, now: Timestamp) {
+        let conns: Vec<ConnectionId> = self
+            .members
+            .get(&member)
+            .map(|m| m.connections.iter().copied().collect())
+            .unwrap_or_default();
+        for conn in conns {
+            self.close(conn, reason, now);
+        }
+    }
+
+    fn close(&mut self, conn: ConnectionId, reason: CloseReason, now: Timestamp) {
+        if !self.connections.contains_key(&conn) {
+            return;
+        }
+        self.send(vec![conn], ServerFrame::Goodbye { reason });
+        self.outbox.push_back(Transmit::Close { conn, reason });
+        self.disconnect(conn, now);
+    }
+
+    fn record(&mut self, now: Timestamp, kind: EventKind) -> Seq {
+        let event = self.log.append(now, kind).clone();
+        let seq = event.seq;
+        let to = self.joined_connections();
+        self.send(to, ServerFrame::Event { event });
+        seq
+    }
+
+    fn send(&mut self, to: Vec<ConnectionId>, frame: ServerFrame) {
+        if !to.is_empty() {
+            self.outbox.push_back(Transmit::Send { to, frame });
+        }
+    }
+
+    fn send_error(&mut self, conn: ConnectionId, rid: Option<u64>, err: &SessionError) {
+        let frame = ServerFrame::Error {
+            rid,
+            code: err.code(),
+            message: err.to_string(),
+        };
+        self.send(vec![conn], frame);
+    }
+
+    /// Broadcasts every presence whose coalescing interval has passed.
+    fn flush_presence(&mut self, now: Timestamp) {
+        let cfg = self.config.presence.clone();
+        let mut due = Vec::new();
+        for member in self.members.values_mut().filter(|m| m.shows_presence()) {
+            let online = member.online();
+            if let Some(view) = member.presence.take_due_broadcast(online, now, &cfg) {
+                due.push((member.participant.id, view));
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let to = self.joined_connections();
+        for (participant, presence) in due {
+            self.send(
+                to.clone(),
+                ServerFrame::Presence {
+                    participant,
+                    presence,
+                },
+            );
+        }
+    }
+
+    fn touch_connection(&mut self, conn: ConnectionId, now: Timestamp) {
+        if let Some(c) = self.connections.get_mut(&conn) {
+            c.last_seen = now;
+        }
+    }
+
+    fn touch_member(&mut self, me: ParticipantId, now: Timestamp) {
+        if let Some(m) = self.members.get_mut(&me) {
+            m.presence.touch(now);
+        }
+        self.last_activity = now;
+    }
+
+    fn mentions_in(&self, text: &str) -> Vec<ParticipantId> {
+        find_mentions(
+            text,
+            self.current_members()
+                .map(|m| (m.participant.id, m.participant.name.as_str())),
+        )
+    }
+
+    fn current_members(&self) -> impl Iterator<Item = &Member> + Clone {
+        self.members
+            .values()
+            .filter(|m| m.membership == Membership::Present)
+    }
+
+    fn free_colour(&self) -> String {
+        pick_colour(
+            self.current_members()
+                .map(|m| m.participant.colour.as_str()),
+        )
+    }
+
+    fn online_count(&self) -> usize {
+        self.members.values().filter(|m| m.online()).count()
+    }
+
+    fn expired(&self, now: Timestamp) -> bool {
+        !self.is_ended()
+            && self.connections.is_empty()
+            && now >= self.last_activity.add(self.config.expires_after)
+    }
+
+    /// Records the time the driver handed in; time never runs backwards here.
+    fn advance(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
+    }
+}
+
+/// `Join` and `Heartbeat` are answered before the match that would reach this.
+fn unreachable_frame() -> Result<Reply, SessionError> {
+    Ok(Reply::Nothing)
+}
+
+fn check_name(name: &str, max: usize) -> Result<String, SessionError> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if len == 0 || len > max || name.chars().any(char::is_control) {
+        return Err(SessionError::InvalidInput(format!(
+            "a name is 1 to {max} characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_title(title: &str, max: usize) -> Result<(), SessionError> {
+    if title.chars().count() > max || title.chars().any(char::is_control) {
+        return Err(SessionError::InvalidInput(format!(
+            "a title is at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_language(language: &str) -> Result<(), SessionError> {
+    let ok = language.len() <= 32
+        && language
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+#-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidInput(
+            "a language is up to 32 of a-z, 0-9, + # - _ .".into(),
+        ))
+    }
+}
