@@ -310,7 +310,7 @@ pub(crate) fn find_mentions<'a>(
         .filter(|(_, name)| !name.is_empty())
         .map(|(id, name)| (id, name.to_lowercase()))
         .collect();
-    people.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+    people.sort_by_key(|(_, name)| std::cmp::Reverse(name.len()));
     let lower = text.to_lowercase();
     let mut found = BTreeSet::new();
     let mut prev: Option<char> = None;

@@ -199,7 +199,7 @@ impl Presence {
             self.viewport = Some(viewport);
         }
         match update.typing {
-            Some(true) => self.typing_until = Some(now.add(cfg.typing_timeout)),
+            Some(true) => self.typing_until = Some(now.plus(cfg.typing_timeout)),
             Some(false) => self.typing_until = None,
             None => {}
         }
@@ -265,7 +265,7 @@ impl Presence {
             return None;
         }
         if let Some(last) = self.last_broadcast {
-            if now < last.add(cfg.min_broadcast_interval) {
+            if now < last.plus(cfg.min_broadcast_interval) {
                 return None;
             }
         }
@@ -290,7 +290,7 @@ impl Presence {
         if self.dirty || self.drifted(online, now, cfg) {
             let due = self
                 .last_broadcast
-                .map_or(now, |l| l.add(cfg.min_broadcast_interval));
+                .map_or(now, |l| l.plus(cfg.min_broadcast_interval));
             consider(due.max(now));
         }
         if online {
@@ -298,7 +298,7 @@ impl Presence {
                 consider(until);
             }
             for after in [cfg.idle_after, cfg.away_after] {
-                let at = self.last_activity.add(after);
+                let at = self.last_activity.plus(after);
                 if at > now {
                     consider(at);
                 }
@@ -341,19 +341,19 @@ mod tests {
         let p = Presence::new(T0);
         assert_eq!(p.status(true, T0, &cfg), Status::Active);
         assert_eq!(
-            p.status(true, T0.add(Duration::from_secs(59)), &cfg),
+            p.status(true, T0.plus(Duration::from_secs(59)), &cfg),
             Status::Active
         );
         assert_eq!(
-            p.status(true, T0.add(Duration::from_secs(60)), &cfg),
+            p.status(true, T0.plus(Duration::from_secs(60)), &cfg),
             Status::Idle
         );
         assert_eq!(
-            p.status(true, T0.add(Duration::from_secs(299)), &cfg),
+            p.status(true, T0.plus(Duration::from_secs(299)), &cfg),
             Status::Idle
         );
         assert_eq!(
-            p.status(true, T0.add(Duration::from_secs(300)), &cfg),
+            p.status(true, T0.plus(Duration::from_secs(300)), &cfg),
             Status::Away
         );
         assert_eq!(p.status(false, T0, &cfg), Status::Offline);
@@ -373,9 +373,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.status(true, T0, &cfg), Status::Away);
-        p.touch(T0.add(Duration::from_secs(1)));
+        p.touch(T0.plus(Duration::from_secs(1)));
         assert_eq!(
-            p.status(true, T0.add(Duration::from_secs(1)), &cfg),
+            p.status(true, T0.plus(Duration::from_secs(1)), &cfg),
             Status::Active
         );
     }
@@ -393,13 +393,13 @@ mod tests {
             &cfg,
         )
         .unwrap();
-        assert!(p.typing(true, T0.add(Duration::from_millis(1_499))));
-        assert!(!p.typing(true, T0.add(Duration::from_millis(1_500))));
+        assert!(p.typing(true, T0.plus(Duration::from_millis(1_499))));
+        assert!(!p.typing(true, T0.plus(Duration::from_millis(1_500))));
         p.take_due_broadcast(true, T0, &cfg);
-        let deadline = p.next_deadline(true, T0.add(Duration::from_millis(10)), &cfg);
+        let deadline = p.next_deadline(true, T0.plus(Duration::from_millis(10)), &cfg);
         assert_eq!(
             deadline,
-            Some(T0.add(cfg.typing_timeout)),
+            Some(T0.plus(cfg.typing_timeout)),
             "wakes to clear the flag"
         );
     }
@@ -409,21 +409,21 @@ mod tests {
         let cfg = PresenceConfig::default();
         let mut p = Presence::new(T0);
         assert!(p.take_due_broadcast(true, T0, &cfg).is_some());
-        p.touch(T0.add(Duration::from_millis(10)));
-        let at = T0.add(Duration::from_millis(10));
+        p.touch(T0.plus(Duration::from_millis(10)));
+        let at = T0.plus(Duration::from_millis(10));
         assert!(
             p.take_due_broadcast(true, at, &cfg).is_none(),
             "within 50 ms of the last"
         );
         assert_eq!(
             p.next_deadline(true, at, &cfg),
-            Some(T0.add(Duration::from_millis(50)))
+            Some(T0.plus(Duration::from_millis(50)))
         );
         assert!(p
-            .take_due_broadcast(true, T0.add(Duration::from_millis(50)), &cfg)
+            .take_due_broadcast(true, T0.plus(Duration::from_millis(50)), &cfg)
             .is_some());
         assert!(
-            p.take_due_broadcast(true, T0.add(Duration::from_millis(200)), &cfg)
+            p.take_due_broadcast(true, T0.plus(Duration::from_millis(200)), &cfg)
                 .is_none(),
             "nothing new"
         );
@@ -489,7 +489,7 @@ mod tests {
                     cursor: Some(sel),
                     ..Default::default()
                 },
-                T0.add(Duration::from_millis(i)),
+                T0.plus(Duration::from_millis(i)),
                 &cfg,
             )
             .unwrap();

@@ -146,6 +146,8 @@ pub struct SessionInfo {
 }
 
 /// Something the driver must do: send a frame, or close a connection.
+// Nearly every transmit is a `Send`; boxing its frame would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transmit {
     /// Send `frame` to every connection in `to` (serialise it once).
@@ -225,6 +227,8 @@ pub struct Session {
 }
 
 /// What a handled request answers its sender, besides what it broadcasts.
+// Lives only between dispatch and send; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Reply {
     /// An `ack` if the request had a rid.
     Ack(Option<Seq>),
@@ -383,7 +387,7 @@ impl Session {
         let stale: Vec<ConnectionId> = self
             .connections
             .iter()
-            .filter(|(_, c)| now >= c.last_seen.add(stale_after))
+            .filter(|(_, c)| now >= c.last_seen.plus(stale_after))
             .map(|(id, _)| *id)
             .collect();
         for conn in stale {
@@ -407,10 +411,10 @@ impl Session {
             }
         }
         for c in self.connections.values() {
-            consider(c.last_seen.add(cfg.stale_after));
+            consider(c.last_seen.plus(cfg.stale_after));
         }
         if !self.is_ended() && self.connections.is_empty() {
-            consider(self.last_activity.add(self.config.expires_after));
+            consider(self.last_activity.plus(self.config.expires_after));
         }
         next
     }
@@ -1217,7 +1221,7 @@ impl Session {
     fn expired(&self, now: Timestamp) -> bool {
         !self.is_ended()
             && self.connections.is_empty()
-            && now >= self.last_activity.add(self.config.expires_after)
+            && now >= self.last_activity.plus(self.config.expires_after)
     }
 
     /// Records the time the driver handed in; time never runs backwards here.

@@ -25,7 +25,7 @@ impl Timestamp {
     }
 
     /// This time plus `d`, saturating instead of overflowing.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(duration_ms(d)))
     }
 
@@ -120,7 +120,7 @@ impl Default for TokioClock {
 
 impl Clock for TokioClock {
     fn now(&self) -> Timestamp {
-        self.base.add(self.start.elapsed())
+        self.base.plus(self.start.elapsed())
     }
 }
 

@@ -1,0 +1,247 @@
+//! The tokio driver: sessions run in their own tasks, connections are pumped
+//! through bounded queues, and time comes from tokio's (paused) clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use collab_core::{
+    ClientFrame, CloseReason, Connection, Hub, HubConfig, HubError, Identity, NewSession, Outbound,
+    SessionError, SessionUpdate, TokenAuthenticator, TokioClock,
+};
+use serde_json::{json, Value};
+
+fn hub_with(config: HubConfig) -> Hub {
+    Hub::with_config(
+        Arc::new(TokenAuthenticator::new()),
+        Arc::new(TokioClock::new()),
+        config,
+    )
+}
+
+async fn next_json(conn: &mut Connection) -> Value {
+    match tokio::time::timeout(Duration::from_secs(5), conn.recv())
+        .await
+        .expect("a frame in time")
+    {
+        Some(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// Reads frames until one of type `ty` arrives.
+async fn until(conn: &mut Connection, ty: &str) -> Value {
+    loop {
+        let f = next_json(conn).await;
+        if f["type"] == ty {
+            return f;
+        }
+    }
+}
+
+async fn joined(hub: &Hub, id: &collab_core::SessionId, who: Identity) -> Connection {
+    let mut conn = hub.connect(id, who).await.unwrap();
+    conn.send(ClientFrame::Join {
+        name: None,
+        since: None,
+        protocol: Some(1),
+    })
+    .await
+    .unwrap();
+    until(&mut conn, "welcome").await;
+    conn
+}
+
+#[tokio::test]
+async fn two_clients_chat_through_the_hub() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let ann = Identity::new("ann", "Ann");
+    let info = hub
+        .create_session(
+            &ann,
+            NewSession {
+                code: "x = 1".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut a = joined(&hub, &info.id, ann).await;
+    let mut b = joined(&hub, &info.id, Identity::new("bo", "Bo")).await;
+    b.send_text(json!({"type": "chat_send", "text": "hi @ann", "rid": 1}).to_string())
+        .await
+        .unwrap();
+    let event = until(&mut a, "event").await;
+    // Ann sees Bo join first, then the message.
+    let event = if event["event"]["kind"] == "participant_joined" {
+        until(&mut a, "event").await
+    } else {
+        event
+    };
+    assert_eq!(event["event"]["kind"], "message_posted");
+    assert_eq!(event["event"]["message"]["text"], "hi @ann");
+    assert_eq!(until(&mut b, "ack").await["rid"], 1);
+    let view = hub.session(&info.id).await.unwrap();
+    assert_eq!(view.code, "x = 1");
+    assert_eq!(view.info.online, 2);
+    let stats = hub.stats();
+    assert_eq!((stats.sessions, stats.connections), (1, 2));
+    assert!(stats.frames_in >= 3 && stats.frames_out >= 5);
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
+    let hub = hub_with(HubConfig {
+        outbound_queue: 16,
+        ..Default::default()
+    });
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut writer = joined(&hub, &info.id, host).await;
+    let mut stalled = joined(&hub, &info.id, Identity::new("s", "Stalled")).await;
+    // `stalled` reads nothing from here on while the writer keeps chatting.
+    for i in 0..200u64 {
+        writer
+            .send_text(json!({"type": "chat_send", "text": format!("m{i}"), "rid": i}).to_string())
+            .await
+            .unwrap();
+        let ack = until(&mut writer, "ack").await;
+        assert_eq!(ack["rid"], i, "every request answered in turn");
+    }
+    assert_eq!(hub.stats().slow_consumer_drops, 1);
+    // What was queued is still delivered, then the close with its reason.
+    let mut last = None;
+    while let Some(out) = stalled.recv().await {
+        last = Some(out);
+    }
+    assert_eq!(last, Some(Outbound::Close(CloseReason::SlowConsumer)));
+    // The dropped participant shows offline to the others.
+    let view = hub.session(&info.id).await.unwrap();
+    assert_eq!(view.info.online, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn presence_timers_run_on_tokio_time() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut watcher = joined(&hub, &info.id, host).await;
+    let quiet = joined(&hub, &info.id, Identity::new("q", "Quiet")).await;
+    let (quiet_tx, mut quiet_rx) = quiet.split();
+    tokio::spawn(async move { while quiet_rx.recv().await.is_some() {} });
+    let mut idle_seen = false;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        quiet_tx.send(ClientFrame::Heartbeat).await.unwrap();
+        watcher.send(ClientFrame::Heartbeat).await.unwrap();
+        while let Ok(Some(Outbound::Text(t))) =
+            tokio::time::timeout(Duration::from_millis(1), watcher.recv()).await
+        {
+            let f: Value = serde_json::from_str(&t).unwrap();
+            if f["type"] == "presence" && f["participant"] == 2 && f["presence"]["status"] == "idle"
+            {
+                idle_seen = true;
+            }
+        }
+    }
+    assert!(
+        idle_seen,
+        "idle after 60 s of tokio time, with no real waiting"
+    );
+}
+
+#[tokio::test]
+async fn hub_requests_and_their_errors() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let guest = Identity::new("g", "Guest");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let update = SessionUpdate {
+        title: Some("Systems design".into()),
+        ..Default::default()
+    };
+    let err = hub
+        .update_session(&info.id, &guest, update.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        HubError::Session(SessionError::NotParticipant)
+    ));
+    assert_eq!(
+        hub.update_session(&info.id, &host, update)
+            .await
+            .unwrap()
+            .title,
+        "Systems design"
+    );
+    let mut g = joined(&hub, &info.id, guest.clone()).await;
+    hub.end_session(&info.id, &host).await.unwrap();
+    assert_eq!(until(&mut g, "goodbye").await["reason"], "session_ended");
+    assert_eq!(
+        g.recv().await,
+        Some(Outbound::Close(CloseReason::SessionEnded))
+    );
+    let err = hub.connect(&info.id, guest).await.err().unwrap();
+    assert!(matches!(err, HubError::Session(SessionError::SessionEnded)));
+    let unknown = collab_core::SessionId::from_bytes([0; 16]);
+    assert!(matches!(
+        hub.session(&unknown).await,
+        Err(HubError::SessionNotFound)
+    ));
+    assert!(matches!(
+        hub.authenticate(Some("nope")).await,
+        Err(HubError::Auth(_))
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_says_goodbye_to_everyone() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut a = joined(&hub, &info.id, host).await;
+    let mut b = joined(&hub, &info.id, Identity::new("b", "B")).await;
+    hub.shutdown().await;
+    for conn in [&mut a, &mut b] {
+        assert_eq!(until(conn, "goodbye").await["reason"], "server_shutdown");
+        assert_eq!(
+            conn.recv().await,
+            Some(Outbound::Close(CloseReason::ServerShutdown))
+        );
+        assert_eq!(conn.recv().await, None);
+    }
+    assert_eq!(hub.stats().sessions, 0);
+}
+
+#[tokio::test]
+async fn dropping_a_connection_takes_the_participant_offline() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut a = joined(&hub, &info.id, host).await;
+    let b = joined(&hub, &info.id, Identity::new("b", "B")).await;
+    drop(b);
+    loop {
+        let f = until(&mut a, "presence").await;
+        if f["participant"] == 2 && f["presence"]["status"] == "offline" {
+            break;
+        }
+    }
+    assert_eq!(hub.session(&info.id).await.unwrap().info.online, 1);
+    assert_eq!(hub.stats().connections, 1);
+}
