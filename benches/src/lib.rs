@@ -1,1 +1,1 @@
-//! Benchmarks live in benches/.
+//! Benchmarks for collab; see `benches/` and BENCHMARKS.md.

@@ -1,1 +1,180 @@
-//! placeholder
+//! # collab-axum
+//!
+//! Mounts a [`collab_core::Hub`] into an axum application: the WebSocket
+//! endpoint of the collab protocol and the session REST API. Everything a
+//! session decides lives in collab-core; this crate only turns axum's types into
+//! the core's and back.
+//!
+//! ```no_run
+//! use collab_core::{GuestAuthenticator, Hub};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::new(GuestAuthenticator);
+//! let app = axum::Router::new().merge(collab_axum::router(hub));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+//!
+//! Routes (PROTOCOL.md describes the WebSocket frames):
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /ws/session/{id}` | WebSocket upgrade; credential from `Authorization: Bearer` or `?token=` |
+//! | `POST /api/v1/sessions` | create a session (body: `NewSession`); the caller is its host |
+//! | `GET /api/v1/sessions/{id}` | the session, its code and participants |
+//! | `PATCH /api/v1/sessions/{id}` | change title, language or status (host only) |
+//! | `POST /api/v1/sessions/{id}/end` | end the session (host only) |
+//! | `GET /api/v1/health` | liveness |
+//! | `GET /api/v1/stats` | sessions, connections, frames and bytes |
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use collab_core::transport::{credential, decode_body, error_response, pump, WireIn, WireOut};
+use collab_core::{Connection, Hub, HubError, Identity, NewSession, SessionId, SessionUpdate};
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+
+/// The collab routes, ready to `merge` or `nest` into the host application's router.
+pub fn router<S>(hub: Hub) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/ws/session/{id}", get(websocket))
+        .route("/api/v1/sessions", post(create))
+        .route("/api/v1/sessions/{id}", get(read).patch(update))
+        .route("/api/v1/sessions/{id}/end", post(end))
+        .route(
+            "/api/v1/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/api/v1/stats", get(stats))
+        .with_state(hub)
+}
+
+/// A failed request, answered with the error's status and JSON body.
+struct ApiError(HubError);
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = error_response(&self.0);
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn identity(
+    hub: &Hub,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<Identity, ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    Ok(hub
+        .authenticate(credential(header, query.token.as_deref()))
+        .await?)
+}
+
+fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+    SessionId::parse(raw).map_err(|_| ApiError(HubError::SessionNotFound))
+}
+
+async fn websocket(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let who = identity(&hub, &headers, &query).await?;
+    let conn = hub.connect(&session_id(&id)?, who).await?;
+    Ok(upgrade.on_upgrade(move |socket| drive(socket, conn)))
+}
+
+async fn drive(socket: WebSocket, conn: Connection) {
+    let (sink, stream) = socket.split();
+    let incoming = stream.filter_map(|msg| async move {
+        match msg {
+            Ok(Message::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
+            Ok(Message::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
+            Ok(Message::Ping(_) | Message::Pong(_)) => None,
+            Ok(Message::Close(_)) | Err(_) => Some(WireIn::Close),
+        }
+    });
+    let outgoing = sink.with(|out: WireOut| async move {
+        Ok::<_, axum::Error>(match out {
+            WireOut::Text(text) => Message::Text(text.as_ref().into()),
+            WireOut::Close { code, reason } => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        })
+    });
+    pump(conn, Box::pin(incoming), Box::pin(outgoing)).await;
+}
+
+async fn create(
+    State(hub): State<Hub>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = identity(&hub, &headers, &query).await?;
+    let new: NewSession = decode_body(&body)?;
+    let info = hub.create_session(&who, new).await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn read(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    identity(&hub, &headers, &query).await?;
+    Ok(Json(hub.session(&session_id(&id)?).await?).into_response())
+}
+
+async fn update(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let who = identity(&hub, &headers, &query).await?;
+    let update: SessionUpdate = decode_body(&body)?;
+    Ok(Json(hub.update_session(&session_id(&id)?, &who, update).await?).into_response())
+}
+
+async fn end(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity(&hub, &headers, &query).await?;
+    Ok(Json(hub.end_session(&session_id(&id)?, &who).await?).into_response())
+}
+
+async fn stats(State(hub): State<Hub>) -> Json<collab_core::HubStats> {
+    Json(hub.stats())
+}

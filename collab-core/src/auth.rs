@@ -123,3 +123,38 @@ impl Authenticator for TokenAuthenticator {
             .ok_or(AuthError::Invalid)
     }
 }
+
+/// Lets anyone in: the token is an id the browser made up and keeps (in
+/// sessionStorage, say), so a refresh is the same participant; the name comes
+/// from the `join` frame.
+///
+/// This is anonymous access, and a host application turns it on only by
+/// choosing this authenticator: anyone who holds a session's link can join.
+/// Tokens must be 8 to 128 characters of `A-Z a-z 0-9 - _`.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// use collab_core::{Authenticator, GuestAuthenticator};
+/// let id = GuestAuthenticator.authenticate(Some("tab-5f3a9c1e")).await.unwrap();
+/// assert_eq!(id.user_id.0, "guest:tab-5f3a9c1e");
+/// assert!(GuestAuthenticator.authenticate(Some("x")).await.is_err());
+/// assert!(GuestAuthenticator.authenticate(None).await.is_err());
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuestAuthenticator;
+
+#[async_trait]
+impl Authenticator for GuestAuthenticator {
+    async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let valid = (8..=128).contains(&token.len())
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Identity::new(format!("guest:{token}"), "Guest"))
+    }
+}

@@ -57,6 +57,36 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    /// The HTTP status an adapter answers with for this code, so every adapter
+    /// agrees: 400 for bad input, 401, 403, 404, 409 for a full session, 410 for
+    /// an ended one, 413 for an oversized frame, 429, 500.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::MalformedFrame
+            | ErrorCode::UnknownFrameType
+            | ErrorCode::UnsupportedProtocol
+            | ErrorCode::InvalidInput
+            | ErrorCode::NotJoined
+            | ErrorCode::AlreadyJoined
+            | ErrorCode::MessageTooLong => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden
+            | ErrorCode::Banned
+            | ErrorCode::NotAuthor
+            | ErrorCode::LastHost => 403,
+            ErrorCode::SessionNotFound
+            | ErrorCode::UnknownParticipant
+            | ErrorCode::UnknownMessage => 404,
+            ErrorCode::SessionFull => 409,
+            ErrorCode::SessionEnded | ErrorCode::MessageDeleted => 410,
+            ErrorCode::FrameTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
 /// Why a session refused a request. Every variant is the caller's mistake or a
 /// state the caller must handle (full, ended); none is fatal to the session, and
 /// a refused request changes nothing.

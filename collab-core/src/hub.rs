@@ -137,6 +137,10 @@ enum Command {
         conn: ConnectionId,
         text: String,
     },
+    Binary {
+        conn: ConnectionId,
+        bytes: Vec<u8>,
+    },
     Disconnect {
         conn: ConnectionId,
     },
@@ -527,6 +531,25 @@ impl ConnectionSender {
         let text = serde_json::to_string(&msg.into()).map_err(|_| HubError::ShuttingDown)?;
         self.send_text(text).await
     }
+
+    /// Hands a client's binary frame to the session.
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), HubError> {
+        self.hub.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .counters
+            .bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.tx
+            .send(Command::Binary {
+                conn: self.conn,
+                bytes,
+            })
+            .await
+            .map_err(|_| HubError::ShuttingDown)
+    }
 }
 
 /// The half of a [`Connection`] that carries frames to the client.
@@ -587,6 +610,7 @@ async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub:
                         let _ = reply.send(result);
                     }
                     Command::Text { conn, text } => session.handle_text(conn, &text, now),
+                    Command::Binary { conn, bytes } => session.handle_binary(conn, &bytes, now),
                     Command::Disconnect { conn } => {
                         peers.remove(&conn);
                         session.disconnect(conn, now);

@@ -48,8 +48,9 @@ pub mod presence;
 pub mod protocol;
 pub mod session;
 pub mod time;
+pub mod transport;
 
-pub use auth::{AuthError, Authenticator, Identity, TokenAuthenticator};
+pub use auth::{AuthError, Authenticator, GuestAuthenticator, Identity, TokenAuthenticator};
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};
 pub use document::{Document, DocumentError};
 pub use error::{ErrorCode, SessionError};

@@ -21,8 +21,8 @@ use crate::ids::{ConnectionId, ParticipantId, Seq, SessionId, UserId};
 use crate::participant::{pick_colour, Action, Participant, Role};
 use crate::presence::{Presence, PresenceConfig, PresenceUpdate};
 use crate::protocol::{
-    decode_client_frame, ClientFrame, ClientMessage, CloseReason, ParticipantState, ServerFrame,
-    PROTOCOL_VERSION,
+    decode_client_frame, ClientFrame, ClientMessage, CloseReason, ParticipantState, ProtocolError,
+    ServerFrame, PROTOCOL_VERSION,
 };
 use crate::time::{duration_ms, Timestamp};
 
@@ -356,6 +356,26 @@ impl Session {
                 self.send_error(conn, rid, &SessionError::Protocol(err));
             }
         }
+    }
+
+    /// Handles one binary frame from a connection. Binary frames are reserved
+    /// for document sync; until a connection has negotiated it, a binary frame
+    /// is answered with a `malformed_frame` error and the connection goes on.
+    pub fn handle_binary(&mut self, conn: ConnectionId, bytes: &[u8], now: Timestamp) {
+        if !self.connections.contains_key(&conn) {
+            return;
+        }
+        self.advance(now);
+        self.touch_connection(conn, now);
+        let err = if bytes.len() > self.config.max_frame_bytes {
+            ProtocolError::TooLarge {
+                len: bytes.len(),
+                max: self.config.max_frame_bytes,
+            }
+        } else {
+            ProtocolError::UnexpectedBinary
+        };
+        self.send_error(conn, None, &SessionError::Protocol(err));
     }
 
     /// Handles one decoded frame from a connection.

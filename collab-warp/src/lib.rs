@@ -1,1 +1,208 @@
-//! placeholder
+//! # collab-warp
+//!
+//! Mounts a [`collab_core::Hub`] into a warp application: the same WebSocket
+//! endpoint and REST API as collab-axum, as warp Filters. Everything a session
+//! decides lives in collab-core; this crate only turns warp's types into the
+//! core's and back.
+//!
+//! ```no_run
+//! use collab_core::{GuestAuthenticator, Hub};
+//! use warp::Filter;
+//!
+//! # async fn run() {
+//! let hub = Hub::new(GuestAuthenticator);
+//! let app = collab_warp::routes(hub).or(warp::path("hello").map(|| "hi"));
+//! warp::serve(app).run(([127, 0, 0, 1], 8080)).await;
+//! # }
+//! ```
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use collab_core::transport::{credential, decode_body, error_response, pump, WireIn, WireOut};
+use collab_core::{Connection, Hub, HubError, Identity, NewSession, SessionId, SessionUpdate};
+use futures::{future, SinkExt, StreamExt};
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+use warp::ws::{Message, WebSocket, Ws};
+use warp::{Filter, Rejection};
+
+/// Largest REST request body, in bytes.
+const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The collab routes as one filter, to `or` with the host application's.
+///
+/// Same paths as collab-axum: `GET /ws/session/{id}`, `POST /api/v1/sessions`,
+/// `GET`/`PATCH /api/v1/sessions/{id}`, `POST /api/v1/sessions/{id}/end`,
+/// `GET /api/v1/health`, `GET /api/v1/stats`.
+pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let hub = warp::any().map(move || hub.clone());
+    let auth = warp::header::optional::<String>("authorization")
+        .and(warp::query::<TokenQuery>())
+        .map(|header: Option<String>, query: TokenQuery| {
+            credential(header.as_deref(), query.token.as_deref()).map(str::to_owned)
+        });
+    let body = warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes());
+
+    let ws = warp::path!("ws" / "session" / String)
+        .and(warp::get())
+        .and(warp::ws())
+        .and(hub.clone())
+        .and(auth)
+        .and_then(websocket);
+    let create = warp::path!("api" / "v1" / "sessions")
+        .and(warp::post())
+        .and(hub.clone())
+        .and(auth)
+        .and(body)
+        .and_then(create);
+    let read = warp::path!("api" / "v1" / "sessions" / String)
+        .and(warp::get())
+        .and(hub.clone())
+        .and(auth)
+        .and_then(read);
+    let update = warp::path!("api" / "v1" / "sessions" / String)
+        .and(warp::patch())
+        .and(hub.clone())
+        .and(auth)
+        .and(body)
+        .and_then(update);
+    let end = warp::path!("api" / "v1" / "sessions" / String / "end")
+        .and(warp::post())
+        .and(hub.clone())
+        .and(auth)
+        .and_then(end);
+    let health = warp::path!("api" / "v1" / "health")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let stats = warp::path!("api" / "v1" / "stats")
+        .and(warp::get())
+        .and(hub)
+        .map(|hub: Hub| warp::reply::json(&hub.stats()).into_response());
+
+    ws.or(create)
+        .unify()
+        .or(read)
+        .unify()
+        .or(update)
+        .unify()
+        .or(end)
+        .unify()
+        .or(health)
+        .unify()
+        .or(stats)
+        .unify()
+}
+
+fn failure(err: HubError) -> Response {
+    let (status, body) = error_response(&err);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    warp::reply::with_status(
+        warp::reply::with_header(body, "content-type", "application/json"),
+        status,
+    )
+    .into_response()
+}
+
+fn json_ok<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(value), status).into_response()
+}
+
+fn session_id(raw: &str) -> Result<SessionId, HubError> {
+    SessionId::parse(raw).map_err(|_| HubError::SessionNotFound)
+}
+
+async fn identity(hub: &Hub, token: Option<String>) -> Result<Identity, HubError> {
+    hub.authenticate(token.as_deref()).await
+}
+
+async fn websocket(
+    id: String,
+    upgrade: Ws,
+    hub: Hub,
+    token: Option<String>,
+) -> Result<Response, Infallible> {
+    let connected = async {
+        let who = identity(&hub, token).await?;
+        hub.connect(&session_id(&id)?, who).await
+    };
+    Ok(match connected.await {
+        Ok(conn) => upgrade
+            .on_upgrade(move |socket| drive(socket, conn))
+            .into_response(),
+        Err(e) => failure(e),
+    })
+}
+
+async fn drive(socket: WebSocket, conn: Connection) {
+    let (sink, stream) = socket.split();
+    let incoming = stream.filter_map(|msg| {
+        future::ready(match msg {
+            Ok(m) if m.is_text() => m.to_str().ok().map(|t| WireIn::Text(t.to_owned())),
+            Ok(m) if m.is_binary() => Some(WireIn::Binary(m.into_bytes().to_vec())),
+            Ok(m) if m.is_close() => Some(WireIn::Close),
+            Ok(_) => None,
+            Err(_) => Some(WireIn::Close),
+        })
+    });
+    let outgoing = sink.with(|out: WireOut| {
+        future::ready(Ok::<_, warp::Error>(match out {
+            WireOut::Text(text) => Message::text(text.as_ref()),
+            WireOut::Close { code, reason } => Message::close_with(code, reason),
+        }))
+    });
+    pump(conn, Box::pin(incoming), Box::pin(outgoing)).await;
+}
+
+async fn create(hub: Hub, token: Option<String>, body: Bytes) -> Result<Response, Infallible> {
+    let created = async {
+        let who = identity(&hub, token).await?;
+        let new: NewSession = decode_body(&body)?;
+        hub.create_session(&who, new).await
+    };
+    Ok(created
+        .await
+        .map_or_else(failure, |info| json_ok(StatusCode::CREATED, &info)))
+}
+
+async fn read(id: String, hub: Hub, token: Option<String>) -> Result<Response, Infallible> {
+    let view = async {
+        identity(&hub, token).await?;
+        hub.session(&session_id(&id)?).await
+    };
+    Ok(view
+        .await
+        .map_or_else(failure, |v| json_ok(StatusCode::OK, &v)))
+}
+
+async fn update(
+    id: String,
+    hub: Hub,
+    token: Option<String>,
+    body: Bytes,
+) -> Result<Response, Infallible> {
+    let updated = async {
+        let who = identity(&hub, token).await?;
+        let update: SessionUpdate = decode_body(&body)?;
+        hub.update_session(&session_id(&id)?, &who, update).await
+    };
+    Ok(updated
+        .await
+        .map_or_else(failure, |info| json_ok(StatusCode::OK, &info)))
+}
+
+async fn end(id: String, hub: Hub, token: Option<String>) -> Result<Response, Infallible> {
+    let ended = async {
+        let who = identity(&hub, token).await?;
+        hub.end_session(&session_id(&id)?, &who).await
+    };
+    Ok(ended
+        .await
+        .map_or_else(failure, |info| json_ok(StatusCode::OK, &info)))
+}

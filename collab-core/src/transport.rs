@@ -1,0 +1,208 @@
+//! The one driver loop every transport shares: client messages in, server
+//! messages out, over any `Stream` and `Sink`. An adapter maps its framework's
+//! WebSocket message type to [`WireIn`] and [`WireOut`] and calls [`pump`];
+//! tests can call it with channels.
+
+use std::sync::Arc;
+
+use futures::{Sink, SinkExt, Stream, StreamExt};
+
+use crate::hub::{Connection, HubError, Outbound};
+use crate::protocol::CloseReason;
+
+/// What a client sent, in transport-neutral form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireIn {
+    /// A text frame: one JSON client frame.
+    Text(String),
+    /// A binary frame: document sync.
+    Binary(Vec<u8>),
+    /// The client closed the connection.
+    Close,
+}
+
+/// What to send a client, in transport-neutral form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WireOut {
+    /// A text frame.
+    Text(Arc<str>),
+    /// Close the connection with this WebSocket close code and reason text.
+    Close {
+        /// The close code, from [`CloseReason::close_code`].
+        code: u16,
+        /// The reason in its wire spelling (`kicked`, `slow_consumer`, ...).
+        reason: &'static str,
+    },
+}
+
+impl WireOut {
+    fn close(reason: CloseReason) -> Self {
+        WireOut::Close {
+            code: reason.close_code(),
+            reason: reason_text(reason),
+        }
+    }
+}
+
+fn reason_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Left => "left",
+        CloseReason::Kicked => "kicked",
+        CloseReason::SessionEnded => "session_ended",
+        CloseReason::Stale => "stale",
+        CloseReason::SlowConsumer => "slow_consumer",
+        CloseReason::ServerShutdown => "server_shutdown",
+    }
+}
+
+/// Runs a connection until either side closes: frames from `incoming` go to
+/// the session, the session's frames go to `outgoing`. Returns when the client
+/// closes, the session closes the connection, or the sink fails.
+///
+/// The session never waits on `outgoing`: a client that cannot keep up fills
+/// its bounded queue and is closed with [`CloseReason::SlowConsumer`].
+pub async fn pump<In, Out>(conn: Connection, mut incoming: In, mut outgoing: Out)
+where
+    In: Stream<Item = WireIn> + Unpin,
+    Out: Sink<WireOut> + Unpin,
+{
+    let (sender, mut receiver) = conn.split();
+    {
+        let read = async {
+            while let Some(msg) = incoming.next().await {
+                let delivered = match msg {
+                    WireIn::Text(text) => sender.send_text(text).await,
+                    WireIn::Binary(bytes) => sender.send_binary(bytes).await,
+                    WireIn::Close => break,
+                };
+                if delivered.is_err() {
+                    break;
+                }
+            }
+        };
+        let write = async {
+            while let Some(out) = receiver.recv().await {
+                let (msg, last) = match out {
+                    Outbound::Text(text) => (WireOut::Text(text), false),
+                    Outbound::Close(reason) => (WireOut::close(reason), true),
+                };
+                if outgoing.send(msg).await.is_err() || last {
+                    break;
+                }
+            }
+        };
+        futures::pin_mut!(read, write);
+        futures::future::select(read, write).await;
+    }
+    let _ = outgoing.close().await;
+}
+
+/// The credential of an HTTP request: a `Bearer` token from the
+/// `Authorization` header, else the `token` query parameter (browsers cannot set
+/// headers on a WebSocket).
+pub fn credential<'a>(
+    authorization: Option<&'a str>,
+    query_token: Option<&'a str>,
+) -> Option<&'a str> {
+    let bearer = authorization.and_then(|h| {
+        let (scheme, token) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    bearer.or(query_token).filter(|t| !t.is_empty())
+}
+
+/// The HTTP status and JSON body for a failed request:
+/// `{"error": {"code": "session_full", "message": "..."}}`.
+pub fn error_response(err: &HubError) -> (u16, String) {
+    let code = err.code();
+    let body = serde_json::json!({"error": {"code": code, "message": err.to_string()}});
+    (code.http_status(), body.to_string())
+}
+
+/// Reads a JSON request body; an empty body reads as `{}`.
+///
+/// # Errors
+/// [`HubError::Session`] with [`SessionError::InvalidInput`](crate::SessionError::InvalidInput)
+/// when the body is not the expected JSON.
+pub fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HubError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        HubError::Session(crate::SessionError::InvalidInput(format!(
+            "request body: {e}"
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_prefer_the_header() {
+        assert_eq!(credential(Some("Bearer abc"), Some("q")), Some("abc"));
+        assert_eq!(credential(Some("bearer  abc "), None), Some("abc"));
+        assert_eq!(credential(Some("Basic xyz"), Some("q")), Some("q"));
+        assert_eq!(credential(None, Some("")), None);
+        assert_eq!(credential(None, None), None);
+    }
+
+    #[test]
+    fn errors_carry_status_and_code() {
+        let (status, body) = error_response(&HubError::SessionNotFound);
+        assert_eq!(status, 404);
+        assert!(body.contains(r#""code":"session_not_found""#));
+        let full = HubError::Session(crate::SessionError::SessionFull { capacity: 10 });
+        assert_eq!(error_response(&full).0, 409);
+        let bad = decode_body::<crate::NewSession>(b"{\"capacity\": \"lots\"}").unwrap_err();
+        assert_eq!(error_response(&bad).0, 400);
+        assert_eq!(
+            decode_body::<crate::NewSession>(b"  ").unwrap(),
+            crate::NewSession::default()
+        );
+    }
+
+    use super::*;
+    use crate::{Hub, Identity, NewSession, TokenAuthenticator};
+    use futures::channel::mpsc;
+
+    #[tokio::test]
+    async fn pumps_frames_both_ways_and_closes_with_the_reason() {
+        let hub = Hub::new(TokenAuthenticator::new());
+        let host = Identity::new("h", "Host");
+        let info = hub
+            .create_session(&host, NewSession::default())
+            .await
+            .unwrap();
+        let conn = hub.connect(&info.id, host.clone()).await.unwrap();
+        let (in_tx, in_rx) = mpsc::unbounded();
+        let (out_tx, mut out_rx) = mpsc::unbounded();
+        let task = tokio::spawn(pump(conn, in_rx, out_tx));
+        in_tx
+            .unbounded_send(WireIn::Text(r#"{"type":"join"}"#.into()))
+            .unwrap();
+        let first = out_rx.next().await.unwrap();
+        assert!(matches!(first, WireOut::Text(t) if t.contains("welcome")));
+        in_tx.unbounded_send(WireIn::Binary(vec![1, 2, 3])).unwrap();
+        loop {
+            match out_rx.next().await.unwrap() {
+                WireOut::Text(t) if t.contains("malformed_frame") => break,
+                _ => {}
+            }
+        }
+        hub.end_session(&info.id, &host).await.unwrap();
+        let mut last = None;
+        while let Some(out) = out_rx.next().await {
+            last = Some(out);
+        }
+        assert_eq!(
+            last,
+            Some(WireOut::Close {
+                code: 4002,
+                reason: "session_ended"
+            })
+        );
+        task.await.unwrap();
+    }
+}
