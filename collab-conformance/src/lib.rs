@@ -1,0 +1,412 @@
+//! The conformance suite: scenarios every adapter must pass, run against a real
+//! server on 127.0.0.1 over real sockets. An adapter's tests start their server
+//! and call [`conformance_tests!`] with a function that returns its base URL.
+//!
+//! Every server under test must use [`collab_core::GuestAuthenticator`]-style
+//! tokens: any token of 8+ URL-safe characters is a distinct user.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How long a scenario waits for any one frame or response.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A REST response: status and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// The body as JSON (`null` if empty or not JSON).
+    pub body: Value,
+}
+
+/// A client of one server under test.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends a REST request with an optional bearer token and JSON body.
+    ///
+    /// # Panics
+    /// If the server cannot be reached: the scenario fails.
+    pub async fn rest(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = tokio::time::timeout(PATIENCE, req.send())
+            .await
+            .expect("in time")
+            .expect("server reachable");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Creates a session as `token`'s user; returns its id.
+    pub async fn create(&self, token: &str, body: Value) -> String {
+        let r = self
+            .rest("POST", "/api/v1/sessions", Some(token), Some(body))
+            .await;
+        assert_eq!(r.status, 201, "create: {:?}", r.body);
+        r.body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Opens a WebSocket to a session; `Err` carries the HTTP status of a refused upgrade.
+    pub async fn ws(&self, session: &str, token: &str) -> Result<Ws, u16> {
+        let url = format!(
+            "{}/ws/session/{session}?token={token}",
+            self.base.replacen("http", "ws", 1)
+        );
+        match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("in time")
+        {
+            Ok((socket, _)) => Ok(Ws { socket }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket: {e}"),
+        }
+    }
+
+    /// Opens a WebSocket and joins; returns it with the welcome frame.
+    pub async fn joined(&self, session: &str, token: &str, name: &str) -> (Ws, Value) {
+        let mut ws = self.ws(session, token).await.expect("upgrade");
+        ws.send(json!({"type": "join", "name": name})).await;
+        let welcome = ws.until("welcome").await;
+        (ws, welcome)
+    }
+}
+
+/// One WebSocket connection under test.
+#[derive(Debug)]
+pub struct Ws {
+    socket: Socket,
+}
+
+/// What a connection yielded next.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// A JSON text frame.
+    Frame(Value),
+    /// A binary frame.
+    Binary(Vec<u8>),
+    /// The server closed with this code and reason.
+    Closed(u16, String),
+}
+
+impl Ws {
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.send_raw(frame.to_string()).await;
+    }
+
+    /// Sends any text.
+    pub async fn send_raw(&mut self, text: String) {
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next frame or close.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a frame in time");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Next::Frame(serde_json::from_str(&t).expect("JSON"))
+                }
+                Some(Ok(Message::Binary(b))) => return Next::Binary(b.to_vec()),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.to_string())
+                    });
+                    return Next::Closed(code, reason);
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Next::Closed(1006, String::new()),
+            }
+        }
+    }
+
+    /// Reads until a frame of type `ty`.
+    pub async fn until(&mut self, ty: &str) -> Value {
+        loop {
+            match self.next().await {
+                Next::Frame(f) if f["type"] == ty => return f,
+                Next::Closed(code, reason) => {
+                    panic!("closed ({code} {reason}) before a {ty} frame")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until an event of kind `kind`.
+    pub async fn until_event(&mut self, kind: &str) -> Value {
+        loop {
+            let f = self.until("event").await;
+            if f["event"]["kind"] == kind {
+                return f["event"].clone();
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn until_closed(&mut self) -> (u16, String) {
+        loop {
+            if let Next::Closed(code, reason) = self.next().await {
+                return (code, reason);
+            }
+        }
+    }
+}
+
+/// Create a session over REST, read it back, change it as host; a non-host is refused.
+pub async fn rest_lifecycle(c: &Client) {
+    let id = c
+        .create(
+            "host-token-1",
+            json!({"title": "Round 1", "language": "python", "code": "print(1)"}),
+        )
+        .await;
+    assert_eq!(id.len(), 22);
+    let r = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-1"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.body["code"].as_str(), r.body["capacity"].as_u64()),
+        (Some("print(1)"), Some(10))
+    );
+    let r = c
+        .rest(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-1"),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("active")));
+    let r = c
+        .rest(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some("stranger-1"),
+            Some(json!({"title": "mine"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let r = c
+        .rest(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-1"),
+            Some(json!({"capacity": "lots"})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = c.rest("GET", "/api/v1/health", None, None).await;
+    assert_eq!(r.status, 200);
+}
+
+/// Missing and bad credentials get 401; unknown sessions 404.
+pub async fn bad_token_and_unknown_session(c: &Client) {
+    let r = c
+        .rest("POST", "/api/v1/sessions", None, Some(json!({})))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let id = c.create("host-token-2", json!({})).await;
+    assert_eq!(c.ws(&id, "bad").await.err(), Some(401));
+    assert_eq!(
+        c.ws("AAAAAAAAAAAAAAAAAAAAAA", "someone-ok").await.err(),
+        Some(404)
+    );
+    assert_eq!(
+        c.ws("not-a-session-id", "someone-ok").await.err(),
+        Some(404)
+    );
+    let r = c
+        .rest(
+            "GET",
+            "/api/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA",
+            Some("someone-ok"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+/// Two people join over WebSockets, see each other, chat, and get acks.
+pub async fn join_and_chat(c: &Client) {
+    let id = c.create("host-token-3", json!({})).await;
+    let (mut host, welcome) = c.joined(&id, "host-token-3", "Hana").await;
+    assert_eq!(welcome["participants"][0]["role"], "host");
+    let (mut guest, welcome) = c.joined(&id, "guest-token-3", "Gus").await;
+    assert_eq!(welcome["participants"].as_array().unwrap().len(), 2);
+    let joined = host.until_event("participant_joined").await;
+    assert_eq!(joined["participant"]["name"], "Gus");
+    guest.send(json!({"type": "chat_send", "rid": 7, "text": "hi @Hana", "anchor": {"file": "main", "line": 1}})).await;
+    let posted = host.until_event("comment_posted").await;
+    assert_eq!(posted["message"]["text"], "hi @Hana");
+    assert_eq!(posted["message"]["mentions"], json!([1]));
+    assert_eq!(guest.until("ack").await["rid"], 7);
+}
+
+/// Garbage frames get error frames and the connection goes on.
+pub async fn bad_frames_keep_the_connection(c: &Client) {
+    let id = c.create("host-token-4", json!({})).await;
+    let (mut ws, _) = c.joined(&id, "host-token-4", "Hana").await;
+    ws.send_raw("{nope".into()).await;
+    assert_eq!(ws.until("error").await["code"], "malformed_frame");
+    ws.send(json!({"type": "fly", "rid": 3})).await;
+    let e = ws.until("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("unknown_frame_type"), Some(3))
+    );
+    ws.send_raw(format!(
+        r#"{{"type":"chat_send","text":"{}"}}"#,
+        "x".repeat(70_000)
+    ))
+    .await;
+    assert_eq!(ws.until("error").await["code"], "frame_too_large");
+    ws.send(json!({"type": "heartbeat", "rid": 4})).await;
+    assert_eq!(ws.until("heartbeat_ack").await["rid"], 4);
+}
+
+/// Viewers cannot change the session; a full session refuses the next joiner.
+pub async fn roles_and_capacity(c: &Client) {
+    let id = c.create("host-token-5", json!({"capacity": 2})).await;
+    let (mut host, _) = c.joined(&id, "host-token-5", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-5", "Gus").await;
+    let guest_id = welcome["you"].as_u64().unwrap();
+    host.send(json!({"type": "set_role", "participant": guest_id, "role": "viewer"}))
+        .await;
+    guest.until_event("role_changed").await;
+    guest
+        .send(json!({"type": "update_session", "rid": 1, "title": "mine"}))
+        .await;
+    assert_eq!(guest.until("error").await["code"], "forbidden");
+    let mut third = c.ws(&id, "third-token-5").await.expect("upgrade");
+    third.send(json!({"type": "join", "rid": 9})).await;
+    let e = third.until("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("session_full"), Some(9))
+    );
+}
+
+/// Kick and end close the sockets with their documented codes.
+pub async fn kick_and_end_close_with_codes(c: &Client) {
+    let id = c.create("host-token-6", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-6", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-6", "Gus").await;
+    host.send(json!({"type": "kick", "participant": welcome["you"]}))
+        .await;
+    assert_eq!(guest.until("goodbye").await["reason"], "kicked");
+    assert_eq!(guest.until_closed().await, (4001, "kicked".into()));
+    assert_eq!(c.ws(&id, "guest-token-6").await.err(), Some(403));
+    let r = c
+        .rest(
+            "POST",
+            &format!("/api/v1/sessions/{id}/end"),
+            Some("host-token-6"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(host.until_closed().await, (4002, "session_ended".into()));
+    assert_eq!(c.ws(&id, "host-token-6").await.err(), Some(410));
+}
+
+/// A client that reconnects with `since` gets exactly what it missed.
+pub async fn reconnect_and_catch_up(c: &Client) {
+    let id = c.create("host-token-7", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-7", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-7", "Gus").await;
+    let me = welcome["you"].clone();
+    let last_seq = welcome["last_seq"].as_u64().unwrap();
+    drop(guest);
+    host.send(json!({"type": "chat_send", "text": "while you were away"}))
+        .await;
+    host.until_event("message_posted").await;
+    guest = c.ws(&id, "guest-token-7").await.expect("upgrade");
+    guest.send(json!({"type": "join", "since": last_seq})).await;
+    let welcome = guest.until("welcome").await;
+    assert_eq!(welcome["you"], me, "the same participant");
+    let missed = guest.until("events").await;
+    let seqs: Vec<u64> = missed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![last_seq + 1]);
+}
+
+/// Generates one `#[tokio::test]` per scenario; `$base` is an async
+/// expression giving the server's base URL.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($base:expr) => {
+        $crate::conformance_tests!(@each $base;
+            rest_lifecycle, bad_token_and_unknown_session, join_and_chat,
+            bad_frames_keep_the_connection, roles_and_capacity,
+            kick_and_end_close_with_codes, reconnect_and_catch_up);
+    };
+    (@each $base:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let client = $crate::Client::new($base.await);
+                $crate::$name(&client).await;
+            }
+        )*
+    };
+}
