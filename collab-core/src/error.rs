@@ -109,7 +109,7 @@ pub enum SessionError {
     #[error("already joined")]
     AlreadyJoined,
     /// The participant's role does not permit the action.
-    #[error("a {role:?} may not {action:?}")]
+    #[error("a {} may not {}", role.as_str(), action.as_str())]
     Forbidden {
         /// What was asked.
         action: Action,

@@ -47,6 +47,13 @@ pub enum EventKind {
         /// They had been in this session before.
         rejoined: bool,
     },
+    /// A participant who was already present joined again under another name.
+    ParticipantRenamed {
+        /// Who.
+        participant: ParticipantId,
+        /// Their new display name.
+        name: String,
+    },
     /// Someone left of their own accord.
     ParticipantLeft {
         /// Who.

@@ -57,7 +57,33 @@ impl Action {
     ];
 }
 
+impl Action {
+    /// The action's wire spelling (`edit_document`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::EditDocument => "edit_document",
+            Action::UpdateSession => "update_session",
+            Action::EndSession => "end_session",
+            Action::ChangeRole => "change_role",
+            Action::Kick => "kick",
+            Action::PostMessage => "post_message",
+            Action::React => "react",
+            Action::DeleteAnyMessage => "delete_any_message",
+            Action::SetPresence => "set_presence",
+        }
+    }
+}
+
 impl Role {
+    /// The role's wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Host => "host",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+
     /// The one permission matrix. Every rule about who may do what is here.
     ///
     /// | action | Host | Editor | Viewer |

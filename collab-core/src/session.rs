@@ -755,6 +755,10 @@ impl Session {
             return Err(SessionError::AlreadyJoined);
         }
         let identity = c.identity.clone();
+        // A connection opened before its user was kicked must not get back in.
+        if self.banned.contains(&identity.user_id) {
+            return Err(SessionError::Banned);
+        }
         let name = match name {
             Some(n) => check_name(&n, self.config.max_name_chars)?,
             None => check_name(&identity.name, self.config.max_name_chars)
@@ -786,10 +790,20 @@ impl Session {
                     .members
                     .get_mut(&id)
                     .expect("by_user points at a member");
-                member.participant.name = name;
+                let renamed = member.participant.name != name;
+                member.participant.name.clone_from(&name);
                 member.membership = Membership::Present;
+                let participant = member.participant.clone();
+                if renamed && !rejoined {
+                    self.record(
+                        now,
+                        EventKind::ParticipantRenamed {
+                            participant: id,
+                            name,
+                        },
+                    );
+                }
                 if rejoined {
-                    let participant = member.participant.clone();
                     self.record(
                         now,
                         EventKind::ParticipantJoined {
@@ -993,7 +1007,7 @@ impl Session {
             .filter(|m| m.membership == Membership::Present)
             .ok_or(SessionError::UnknownParticipant)?;
         member.membership = Membership::Kicked;
-        self.banned.insert(member.participant.user_id.clone());
+        let user = member.participant.user_id.clone();
         let seq = self.record(
             now,
             EventKind::ParticipantKicked {
@@ -1001,7 +1015,18 @@ impl Session {
                 by,
             },
         );
-        self.close_member(target, CloseReason::Kicked, now);
+        // Every connection of the user goes, joined or not yet joined.
+        let mut conns: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.identity.user_id == user)
+            .map(|(id, _)| *id)
+            .collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.close(conn, CloseReason::Kicked, now);
+        }
+        self.banned.insert(user);
         Ok(seq)
     }
 

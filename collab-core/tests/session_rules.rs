@@ -882,3 +882,50 @@ fn names_are_checked_and_default_to_the_identity() {
     );
     let _ = d;
 }
+
+#[test]
+fn a_tab_opened_before_a_kick_cannot_join_after_it() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let joined = h.join(user(1));
+    let waiting = h.open(user(1)).unwrap(); // a second tab, not joined yet
+    h.send(
+        host_conn,
+        json!({"type": "kick", "participant": h.me(joined).0}),
+    );
+    assert_eq!(h.closed.get(&waiting), Some(&CloseReason::Kicked));
+    h.send(waiting, json!({"type": "join"}));
+    assert!(h.session.participant_of(&user(1).user_id).is_some());
+    let present = h
+        .session
+        .participants(h.now)
+        .into_iter()
+        .filter(|p| p.present)
+        .count();
+    assert_eq!(present, 1, "only the host is a member");
+}
+
+#[test]
+fn a_rename_on_reconnect_is_told_to_everyone() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let c = h.join(user(1));
+    h.disconnect(c);
+    h.clear_all();
+    let again = h.open(user(1)).unwrap();
+    h.send(again, json!({"type": "join", "name": "Ada L."}));
+    assert_eq!(h.event_kinds(host_conn), vec!["participant_renamed"]);
+    assert_eq!(
+        h.session.participant_of(&user(1).user_id).unwrap().name,
+        "Ada L."
+    );
+}
+
+#[test]
+fn refusals_read_well() {
+    let err = SessionError::Forbidden {
+        action: collab_core::Action::UpdateSession,
+        role: Role::Editor,
+    };
+    assert_eq!(err.to_string(), "a editor may not update_session");
+}
