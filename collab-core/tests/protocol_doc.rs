@@ -53,7 +53,7 @@ const SERVER_TYPES: [&str; 10] = [
 ];
 
 /// Every `kind` of an event.
-const EVENT_KINDS: [&str; 11] = [
+const EVENT_KINDS: [&str; 12] = [
     "participant_joined",
     "participant_renamed",
     "participant_left",
