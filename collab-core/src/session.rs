@@ -759,12 +759,15 @@ impl Session {
         if self.banned.contains(&identity.user_id) {
             return Err(SessionError::Banned);
         }
-        let name = match name {
-            Some(n) => check_name(&n, self.config.max_name_chars)?,
-            None => check_name(&identity.name, self.config.max_name_chars)
+        let existing = self.by_user.get(&identity.user_id).copied();
+        // Without a name, a returning member keeps theirs; a new one gets the
+        // authenticator's.
+        let name = match (name, existing) {
+            (Some(n), _) => check_name(&n, self.config.max_name_chars)?,
+            (None, Some(id)) => self.members[&id].participant.name.clone(),
+            (None, None) => check_name(&identity.name, self.config.max_name_chars)
                 .unwrap_or_else(|_| "Guest".to_owned()),
         };
-        let existing = self.by_user.get(&identity.user_id).copied();
         let already_online = existing.is_some_and(|p| self.members[&p].online());
         if !already_online && self.online_count() >= self.config.capacity {
             return Err(SessionError::SessionFull {

@@ -929,3 +929,17 @@ fn refusals_read_well() {
     };
     assert_eq!(err.to_string(), "a editor may not update_session");
 }
+
+#[test]
+fn joining_again_without_a_name_keeps_the_chosen_one() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let c = h.open(user(1)).unwrap();
+    h.send(c, json!({"type": "join", "name": "Ada"}));
+    h.disconnect(c);
+    h.clear_all();
+    let again = h.open(user(1)).unwrap();
+    h.send(again, json!({"type": "join"}));
+    assert_eq!(h.session.participant_of(&user(1).user_id).unwrap().name, "Ada");
+    assert!(h.event_kinds(host_conn).is_empty());
+}
