@@ -122,6 +122,7 @@ async fn drive(socket: WebSocket, conn: Connection) {
     let outgoing = sink.with(|out: WireOut| async move {
         Ok::<_, axum::Error>(match out {
             WireOut::Text(text) => Message::Text(text.as_ref().into()),
+            WireOut::Binary(bytes) => Message::Binary(bytes.into()),
             WireOut::Close { code, reason } => Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),

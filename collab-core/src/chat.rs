@@ -37,8 +37,13 @@ impl Default for ChatLimits {
 pub struct CodeAnchor {
     /// The file's path in the session document.
     pub file: String,
-    /// The line the comment is on.
+    /// The line the comment is on (1-based). It follows edits: text inserted
+    /// above moves the comment down with its line.
     pub line: u32,
+    /// Set by the server: the UTF-16 position of the start of the line the
+    /// comment was placed on, moved along with every edit of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u32>,
 }
 
 /// One chat message or code comment.
@@ -186,6 +191,12 @@ impl Chat {
     fn get_mut(&mut self, id: Seq) -> Result<&mut ChatMessage, ChatError> {
         let i = self.index(id).ok_or(ChatError::UnknownMessage(id))?;
         Ok(&mut self.messages[i])
+    }
+
+    /// The anchor of message `id`, to move it with edits.
+    pub(crate) fn anchor_mut(&mut self, id: Seq) -> Option<&mut CodeAnchor> {
+        let i = self.index(id)?;
+        self.messages[i].anchor.as_mut()
     }
 
     /// Adds a message checked by the caller. Ids must increase.

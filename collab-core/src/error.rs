@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatError;
+use crate::document::DocumentError;
 use crate::participant::{Action, Role};
 use crate::presence::PresenceError;
 use crate::protocol::ProtocolError;
@@ -55,6 +56,16 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed; the request may be retried.
     Internal,
+    /// A document revision the server does not have.
+    UnknownRevision,
+    /// No such file in the document.
+    UnknownFile,
+    /// The file exists already.
+    FileExists,
+    /// A text operation or sync message does not fit the document.
+    InvalidOperation,
+    /// The document would grow past its limit.
+    DocumentTooLarge,
 }
 
 impl ErrorCode {
@@ -78,7 +89,10 @@ impl ErrorCode {
             ErrorCode::SessionNotFound
             | ErrorCode::UnknownParticipant
             | ErrorCode::UnknownMessage => 404,
-            ErrorCode::SessionFull => 409,
+            ErrorCode::SessionFull | ErrorCode::FileExists => 409,
+            ErrorCode::UnknownRevision | ErrorCode::InvalidOperation => 400,
+            ErrorCode::UnknownFile => 404,
+            ErrorCode::DocumentTooLarge => 413,
             ErrorCode::SessionEnded | ErrorCode::MessageDeleted => 410,
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::RateLimited => 429,
@@ -146,6 +160,9 @@ pub enum SessionError {
     /// The frame could not be read.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A document operation failed.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
 }
 
 impl SessionError {
@@ -171,6 +188,21 @@ impl SessionError {
                 _ => ErrorCode::InvalidInput,
             },
             SessionError::Protocol(e) => e.code(),
+            SessionError::Document(e) => match e {
+                DocumentError::UnknownRevision { .. } => ErrorCode::UnknownRevision,
+                DocumentError::UnknownFile(_) => ErrorCode::UnknownFile,
+                DocumentError::FileExists(_) => ErrorCode::FileExists,
+                DocumentError::TooLarge { .. } | DocumentError::TooManyFiles => {
+                    ErrorCode::DocumentTooLarge
+                }
+                DocumentError::BadPath | DocumentError::RunOutputTooLarge => {
+                    ErrorCode::InvalidInput
+                }
+                DocumentError::Operation(_)
+                | DocumentError::BadSyncMessage(_)
+                | DocumentError::Automerge(_) => ErrorCode::InvalidOperation,
+                DocumentError::Structure(_) => ErrorCode::Internal,
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatMessage;
+use crate::document::RunOutput;
 use crate::ids::{ParticipantId, Seq};
 use crate::participant::{Participant, Role};
 use crate::session::SessionStatus;
@@ -126,6 +127,11 @@ pub enum EventKind {
         participant: ParticipantId,
         /// `true` if added, `false` if removed.
         added: bool,
+    },
+    /// Someone shared the output of a run of the session's code.
+    RunFinished {
+        /// The output.
+        run: RunOutput,
     },
     /// The session ended; nobody can join any more.
     SessionEnded {

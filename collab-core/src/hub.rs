@@ -80,6 +80,8 @@ impl HubError {
 pub enum Outbound {
     /// A JSON text frame, serialised once for all its recipients.
     Text(Arc<str>),
+    /// A binary frame: an automerge sync message for a replica.
+    Binary(Vec<u8>),
     /// The session closed this connection; nothing follows.
     Close(CloseReason),
 }
@@ -180,7 +182,7 @@ struct Inner {
 /// let info = hub.create_session(&ann, NewSession { code: "print(1)".into(), ..Default::default() }).await?;
 ///
 /// let mut conn = hub.connect(&info.id, ann).await?;
-/// conn.send(ClientFrame::Join { name: None, since: None, protocol: None }).await?;
+/// conn.send(ClientFrame::join()).await?;
 /// let welcome = conn.recv().await.unwrap();
 /// assert!(matches!(welcome, collab_core::Outbound::Text(t) if t.contains(r#""type":"welcome""#)));
 /// # Ok::<_, collab_core::HubError>(())
@@ -618,7 +620,7 @@ async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub:
                     Command::View { reply } => {
                         let view = SessionView {
                             info: session.info(),
-                            code: session.code().unwrap_or_default(),
+                            code: session.code(),
                             participants: session.participants(now),
                         };
                         let _ = reply.send(view);
@@ -663,6 +665,16 @@ fn deliver(session: &mut Session, peers: &mut HashMap<ConnectionId, Peer>, hub: 
                         } else {
                             slow.push(conn);
                         }
+                    }
+                }
+                Transmit::SendBinary { to, bytes } => {
+                    let Some(peer) = peers.get(&to) else { continue };
+                    let len = bytes.len() as u64;
+                    if peer.tx.try_send(Outbound::Binary(bytes)).is_ok() {
+                        hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+                        hub.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
+                    } else {
+                        slow.push(to);
                     }
                 }
                 Transmit::Close { conn, reason } => {

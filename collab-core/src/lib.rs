@@ -43,16 +43,21 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod ids;
+pub mod ot;
 pub mod participant;
 pub mod presence;
 pub mod protocol;
+pub mod replica;
 pub mod session;
 pub mod time;
 pub mod transport;
 
 pub use auth::{AuthError, Authenticator, GuestAuthenticator, Identity, TokenAuthenticator};
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};
-pub use document::{Document, DocumentError};
+pub use document::{
+    Applied, Change, Document, DocumentError, DocumentSnapshot, Revision, RunOutput, SyncState,
+    Version,
+};
 pub use error::{ErrorCode, SessionError};
 pub use events::{EndReason, Event, EventKind, EventPage};
 pub use hub::{
@@ -60,9 +65,11 @@ pub use hub::{
     SessionView,
 };
 pub use ids::{ParticipantId, Seq, SessionId, UserId};
+pub use ot::{Component, OtError, TextOperation};
 pub use participant::{Action, Participant, Role};
 pub use presence::{FileSelection, PresenceConfig, PresenceUpdate, PresenceView, Status, Viewport};
 pub use protocol::{ClientFrame, ClientMessage, CloseReason, ServerFrame};
+pub use replica::ReplicaClient;
 pub use session::{
     NewSession, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate, Transmit,
 };

@@ -169,6 +169,30 @@ impl Presence {
         self.dirty = true;
     }
 
+    /// Typing was seen now (an edit), without a presence frame.
+    pub(crate) fn keystroke(&mut self, now: Timestamp, cfg: &PresenceConfig) {
+        self.touch(now);
+        self.typing_until = Some(now.plus(cfg.typing_timeout));
+    }
+
+    /// Moves this participant's cursor in `file` along with an edit, so that it
+    /// stays on the same character. Not a broadcast: clients move remote
+    /// cursors with the edits they receive; this keeps the server's view right
+    /// for those who join later.
+    pub(crate) fn transform_cursor(&mut self, file: &str, op: &crate::ot::TextOperation) {
+        if let Some((_, sel)) = self.cursors.get_mut(file) {
+            sel.anchor = op.transform_index(sel.anchor, true);
+            sel.head = op.transform_index(sel.head, true);
+        }
+    }
+
+    /// Drops the cursor in a file that no longer exists.
+    pub(crate) fn forget_file(&mut self, file: &str) {
+        if self.cursors.remove(file).is_some() {
+            self.dirty = true;
+        }
+    }
+
     /// Marks the state as needing a broadcast (for example a connection came or went).
     pub(crate) fn mark_dirty(&mut self) {
         self.dirty = true;

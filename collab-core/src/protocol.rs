@@ -8,9 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatMessage, CodeAnchor};
+use crate::document::{Change, DocumentSnapshot, Revision, Version};
 use crate::error::ErrorCode;
 use crate::events::Event;
 use crate::ids::{ParticipantId, Seq};
+use crate::ot::TextOperation;
 use crate::participant::{Participant, Role};
 use crate::presence::{PresenceUpdate, PresenceView};
 use crate::session::{SessionInfo, SessionStatus};
@@ -54,6 +56,15 @@ pub enum ClientFrame {
         /// The protocol version the client speaks.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<u32>,
+        /// How this connection edits the document: `thin` (text operations,
+        /// the default) or `replica` (automerge sync in binary frames).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<ClientMode>,
+        /// A thin client's document revision when it reconnects: instead of the
+        /// files, it gets the changes since (`text_catchup`) to rebase its
+        /// pending edits on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rev: Option<Revision>,
     },
     /// Leave the session for good (closing the connection only goes offline).
     Leave,
@@ -139,10 +150,88 @@ pub enum ClientFrame {
         /// The file's path.
         file: String,
     },
+    /// Edit a file: an operation typed against revision `rev`. Answered by
+    /// `text_ack`; everyone else gets a `text_op`.
+    TextOp {
+        /// The revision the operation was typed against.
+        rev: Revision,
+        /// The file.
+        file: String,
+        /// The operation (UTF-16 positions).
+        op: TextOperation,
+        /// The client's id for this operation, so a resend after a reconnect
+        /// is recognised instead of applied twice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oid: Option<String>,
+    },
+    /// Create a file.
+    FileCreate {
+        /// Its path.
+        file: String,
+        /// Its initial text.
+        #[serde(default)]
+        text: String,
+    },
+    /// Remove a file.
+    FileRemove {
+        /// Its path.
+        file: String,
+    },
+    /// Share the output of a run of the session's code.
+    RunOutput {
+        /// Standard output.
+        #[serde(default)]
+        stdout: String,
+        /// Standard error.
+        #[serde(default)]
+        stderr: String,
+        /// Exit status; absent if the program was stopped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+    },
+    /// The document's history after a revision, to replay. Answered by `versions`.
+    History {
+        /// Versions after this revision (0 for the start).
+        #[serde(default)]
+        after: Revision,
+        /// At most this many (capped by the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// A file's text at a revision. Answered by `text_at`.
+    TextAt {
+        /// The file.
+        file: String,
+        /// The revision.
+        rev: Revision,
+    },
+}
+
+impl ClientFrame {
+    /// A plain `join`: the authenticator's name, no catch-up, a thin client.
+    pub fn join() -> Self {
+        ClientFrame::Join {
+            name: None,
+            since: None,
+            protocol: Some(PROTOCOL_VERSION),
+            mode: None,
+            rev: None,
+        }
+    }
+}
+
+/// How a connection edits the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMode {
+    /// Sends text operations (JSON); the default.
+    Thin,
+    /// Holds its own automerge document and syncs in binary frames.
+    Replica,
 }
 
 /// The `type` tags of [`ClientFrame`], to tell an unknown type from a malformed frame.
-const CLIENT_FRAME_TYPES: [&str; 15] = [
+const CLIENT_FRAME_TYPES: [&str; 21] = [
     "join",
     "leave",
     "heartbeat",
@@ -158,6 +247,12 @@ const CLIENT_FRAME_TYPES: [&str; 15] = [
     "chat_history",
     "events_since",
     "who_is_viewing",
+    "text_op",
+    "file_create",
+    "file_remove",
+    "run_output",
+    "history",
+    "text_at",
 ];
 
 /// A participant with their current presence.
@@ -237,6 +332,9 @@ pub enum ServerFrame {
         participants: Vec<ParticipantState>,
         /// The newest event's sequence number.
         last_seq: Seq,
+        /// The document: revision, language and, for a thin client joining
+        /// afresh, every file's text.
+        document: DocumentSnapshot,
     },
     /// Something happened; sent to every joined connection.
     Event {
@@ -310,6 +408,76 @@ pub enum ServerFrame {
     Goodbye {
         /// Why.
         reason: CloseReason,
+    },
+    /// Answer to `text_op`: the operation is applied as revision `rev`.
+    TextAck {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// The revision the operation became (or became before, for a resend).
+        rev: Revision,
+        /// The operation's id, as the client sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oid: Option<String>,
+    },
+    /// Someone else's edit, as revision `rev` (apply it on top of revision `rev - 1`).
+    TextOp {
+        /// The revision this edit made.
+        rev: Revision,
+        /// The file.
+        file: String,
+        /// The edit, rebased onto the server's history.
+        op: TextOperation,
+        /// Who made it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<ParticipantId>,
+        /// The author's id for the operation, if a thin client made it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oid: Option<String>,
+    },
+    /// A file was created or removed, as revision `rev`.
+    FileOp {
+        /// The revision.
+        rev: Revision,
+        /// The file.
+        file: String,
+        /// `create` (with `text`) or `remove`.
+        #[serde(flatten)]
+        change: Change,
+        /// Who did it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<ParticipantId>,
+    },
+    /// After a `join` with `rev`: every change since, as `text_op` and
+    /// `file_op` frames, oldest first; `rev` is the revision they lead to.
+    TextCatchup {
+        /// The document's revision after them.
+        rev: Revision,
+        /// The changes.
+        ops: Vec<ServerFrame>,
+    },
+    /// Answer to `history`.
+    Versions {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// Versions, oldest first.
+        versions: Vec<Version>,
+        /// More follow.
+        has_more: bool,
+    },
+    /// Answer to `text_at`.
+    TextAt {
+        /// The request's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<u64>,
+        /// The file.
+        file: String,
+        /// The revision.
+        rev: Revision,
+        /// The text then; absent if the file did not exist.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
 }
 
@@ -388,6 +556,25 @@ pub fn decode_client_frame(
             },
         ));
     }
+    // Most frames are well formed: a light first read finds the type and the
+    // rid without building a tree, then the frame is read directly. Only frames
+    // the first read cannot make sense of take the slower path below, which
+    // tells what is wrong. (Reading `ClientMessage` alone would accept an
+    // integer `type` as a variant index, and an array as a struct.)
+    if let Ok(probe) = serde_json::from_str::<Probe<'_>>(text) {
+        let rid = probe.rid;
+        let Some(kind) = probe.kind else {
+            return Err((
+                rid,
+                ProtocolError::Malformed("missing string field `type`".into()),
+            ));
+        };
+        if !CLIENT_FRAME_TYPES.contains(&kind.as_ref()) {
+            return Err((rid, ProtocolError::UnknownType(truncate(&kind, 64))));
+        }
+        return serde_json::from_str(text)
+            .map_err(|e| (rid, ProtocolError::Malformed(e.to_string())));
+    }
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| (None, ProtocolError::Malformed(e.to_string())))?;
     let Some(object) = value.as_object() else {
@@ -409,6 +596,15 @@ pub fn decode_client_frame(
     serde_json::from_value(value).map_err(|e| (rid, ProtocolError::Malformed(e.to_string())))
 }
 
+/// The type and request id of a frame, read without the rest.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    rid: Option<u64>,
+}
+
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
@@ -424,6 +620,8 @@ mod tests {
                 name: Some("Ann".into()),
                 since: Some(Seq(3)),
                 protocol: Some(1),
+                mode: Some(ClientMode::Thin),
+                rev: Some(4),
             },
             ClientFrame::Leave,
             ClientFrame::Heartbeat,
@@ -454,6 +652,7 @@ mod tests {
                 anchor: Some(CodeAnchor {
                     file: "main".into(),
                     line: 3,
+                    offset: None,
                 }),
                 reply_to: None,
             },
@@ -476,6 +675,32 @@ mod tests {
             },
             ClientFrame::WhoIsViewing {
                 file: "main".into(),
+            },
+            ClientFrame::TextOp {
+                rev: 3,
+                file: "main".into(),
+                op: serde_json::from_str(r#"[2, "é😀", -1]"#).unwrap(),
+                oid: Some("a1".into()),
+            },
+            ClientFrame::FileCreate {
+                file: "b.py".into(),
+                text: "x".into(),
+            },
+            ClientFrame::FileRemove {
+                file: "b.py".into(),
+            },
+            ClientFrame::RunOutput {
+                stdout: "1\n".into(),
+                stderr: String::new(),
+                exit_code: Some(0),
+            },
+            ClientFrame::History {
+                after: 0,
+                limit: Some(10),
+            },
+            ClientFrame::TextAt {
+                file: "main".into(),
+                rev: 2,
             },
         ]
     }

@@ -14,15 +14,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
 use crate::chat::{find_mentions, Chat, ChatLimits, ChatMessage, ChatPage, CodeAnchor, NewMessage};
-use crate::document::{Document, DocumentError, DEFAULT_FILE};
+use crate::document::{
+    Applied, Change, Document, DocumentError, Revision, RunOutput, SideEffect, SyncState, Version,
+    DEFAULT_FILE,
+};
 use crate::error::SessionError;
 use crate::events::{EndReason, EventKind, EventPage};
 use crate::ids::{ConnectionId, ParticipantId, Seq, SessionId, UserId};
+use crate::ot::TextOperation;
 use crate::participant::{pick_colour, Action, Participant, Role};
 use crate::presence::{Presence, PresenceConfig, PresenceUpdate};
 use crate::protocol::{
-    decode_client_frame, ClientFrame, ClientMessage, CloseReason, ParticipantState, ProtocolError,
-    ServerFrame, PROTOCOL_VERSION,
+    decode_client_frame, ClientFrame, ClientMessage, ClientMode, CloseReason, ParticipantState,
+    ProtocolError, ServerFrame, PROTOCOL_VERSION,
 };
 use crate::time::{duration_ms, Timestamp};
 
@@ -57,6 +61,9 @@ pub struct SessionConfig {
     pub expires_after: Duration,
     /// Largest text frame accepted, in bytes (default 64 KiB).
     pub max_frame_bytes: usize,
+    /// Largest binary (sync) frame accepted, in bytes (default 16 MiB: a
+    /// replica's first sync after long offline work can be large).
+    pub max_sync_bytes: usize,
     /// Longest display name, in characters (default 64).
     pub max_name_chars: usize,
     /// Longest title, in characters (default 200).
@@ -74,6 +81,7 @@ impl Default for SessionConfig {
             chat: ChatLimits::default(),
             expires_after: Duration::from_secs(30 * 60),
             max_frame_bytes: 64 * 1024,
+            max_sync_bytes: 16 * 1024 * 1024,
             max_name_chars: 64,
             max_title_chars: 200,
             max_events_page: 500,
@@ -157,6 +165,13 @@ pub enum Transmit {
         /// The frame.
         frame: ServerFrame,
     },
+    /// Send a binary frame (an automerge sync message) to one replica.
+    SendBinary {
+        /// The replica's connection.
+        to: ConnectionId,
+        /// The sync message.
+        bytes: Vec<u8>,
+    },
     /// Close the connection after what was queued for it; the session has
     /// already forgotten it.
     Close {
@@ -198,6 +213,8 @@ struct Conn {
     identity: Identity,
     participant: Option<ParticipantId>,
     last_seen: Timestamp,
+    /// Set for a replica: its automerge sync state.
+    sync: Option<SyncState>,
 }
 
 /// One collaboration session: participants, presence, chat, event log and document.
@@ -224,7 +241,16 @@ pub struct Session {
     log: crate::events::EventLog,
     outbox: VecDeque<Transmit>,
     next_participant: u32,
+    /// Messages with a code anchor, to move their anchors with edits.
+    anchored: Vec<Seq>,
+    /// Replicas may lack changes: generate sync messages before returning.
+    sync_pending: bool,
+    /// When pending local document changes get committed.
+    commit_due: Option<Timestamp>,
 }
+
+/// How long local document changes may stay uncommitted.
+const COMMIT_DELAY: Duration = Duration::from_millis(500);
 
 /// What a handled request answers its sender, besides what it broadcasts.
 // Lives only between dispatch and send; boxing would only add an allocation.
@@ -294,6 +320,9 @@ impl Session {
             log: crate::events::EventLog::default(),
             outbox: VecDeque::new(),
             next_participant: 1,
+            anchored: Vec::new(),
+            sync_pending: false,
+            commit_due: None,
         })
     }
 
@@ -322,6 +351,7 @@ impl Session {
                 identity,
                 participant: None,
                 last_seen: now,
+                sync: None,
             },
         );
         Ok(())
@@ -367,15 +397,10 @@ impl Session {
         }
         self.advance(now);
         self.touch_connection(conn, now);
-        let err = if bytes.len() > self.config.max_frame_bytes {
-            ProtocolError::TooLarge {
-                len: bytes.len(),
-                max: self.config.max_frame_bytes,
-            }
-        } else {
-            ProtocolError::UnexpectedBinary
-        };
-        self.send_error(conn, None, &SessionError::Protocol(err));
+        if let Err(err) = self.receive_sync(conn, bytes, now) {
+            self.send_error(conn, None, &err);
+        }
+        self.after_input(now);
     }
 
     /// Handles one decoded frame from a connection.
@@ -396,7 +421,7 @@ impl Session {
             Ok(Reply::Nothing) => {}
             Err(err) => self.send_error(conn, rid, &err),
         }
-        self.flush_presence(now);
+        self.after_input(now);
     }
 
     /// Lets time pass: clears typing flags, moves statuses to idle and away,
@@ -416,7 +441,11 @@ impl Session {
         if self.expired(now) {
             self.end_with(None, EndReason::Expired, now);
         }
-        self.flush_presence(now);
+        if self.commit_due.is_some_and(|due| now >= due) {
+            self.document.commit();
+            self.commit_due = None;
+        }
+        self.after_input(now);
     }
 
     /// The next time [`Session::handle_timeout`] has something to do, if any.
@@ -435,6 +464,9 @@ impl Session {
         }
         if !self.is_ended() && self.connections.is_empty() {
             consider(self.last_activity.plus(self.config.expires_after));
+        }
+        if let Some(due) = self.commit_due {
+            consider(due);
         }
         next
     }
@@ -461,7 +493,7 @@ impl Session {
         self.advance(now);
         let by = self.authorize_user(user, Action::UpdateSession)?;
         self.apply_update(by, update, now)?;
-        self.flush_presence(now);
+        self.after_input(now);
         Ok(self.info())
     }
 
@@ -563,11 +595,13 @@ impl Session {
     }
 
     /// The text of the session's main file.
-    ///
-    /// # Errors
-    /// [`DocumentError`] if the document is damaged.
-    pub fn code(&self) -> Result<String, DocumentError> {
-        Ok(self.document.text(DEFAULT_FILE)?.unwrap_or_default())
+    pub fn code(&self) -> String {
+        self.document.text(DEFAULT_FILE).unwrap_or_default()
+    }
+
+    /// The session document, to change it outside a connection (tests, tools).
+    pub fn document_mut(&mut self) -> &mut Document {
+        &mut self.document
     }
 
     /// Closes every connection with `reason` (a server shutting down).
@@ -620,9 +654,18 @@ impl Session {
             name,
             since,
             protocol,
+            mode,
+            rev,
         } = frame
         {
-            return self.join(conn, rid, name, since, protocol, now);
+            let join = JoinRequest {
+                name,
+                since,
+                protocol,
+                mode,
+                rev,
+            };
+            return self.join(conn, rid, join, now);
         }
         if let ClientFrame::Heartbeat = frame {
             return Ok(Reply::Frame(ServerFrame::HeartbeatAck {
@@ -735,6 +778,264 @@ impl Session {
                     participants,
                 }))
             }
+            ClientFrame::TextOp { rev, file, op, oid } => {
+                require(Action::EditDocument)?;
+                self.text_op(conn, me, rid, rev, file, op, oid, now)
+            }
+            ClientFrame::FileCreate { file, text } => {
+                require(Action::EditDocument)?;
+                let version = self.document.create_file(me, &file, &text, now)?;
+                // The creator gets the `file_op` too: it carries the revision.
+                self.after_document_change(None, vec![version], now);
+                Ok(Reply::Ack(None))
+            }
+            ClientFrame::FileRemove { file } => {
+                require(Action::EditDocument)?;
+                let version = self.document.remove_file(me, &file, now)?;
+                self.after_document_change(None, vec![version], now);
+                Ok(Reply::Ack(None))
+            }
+            ClientFrame::RunOutput {
+                stdout,
+                stderr,
+                exit_code,
+            } => {
+                require(Action::EditDocument)?;
+                let run = RunOutput {
+                    by: me,
+                    at: now,
+                    stdout,
+                    stderr,
+                    exit_code,
+                };
+                self.document.add_run(run.clone())?;
+                self.schedule_commit(now);
+                self.sync_pending = true;
+                let seq = self.record(now, EventKind::RunFinished { run });
+                Ok(Reply::Ack(Some(seq)))
+            }
+            ClientFrame::History { after, limit } => {
+                let limit = limit
+                    .map_or(1_000, |l| l as usize)
+                    .min(self.config.max_events_page * 20);
+                let (versions, has_more) = self.document.versions(after, limit);
+                Ok(Reply::Frame(ServerFrame::Versions {
+                    rid,
+                    versions: versions.to_vec(),
+                    has_more,
+                }))
+            }
+            ClientFrame::TextAt { file, rev } => {
+                let text = self.document.text_at(&file, rev)?;
+                Ok(Reply::Frame(ServerFrame::TextAt {
+                    rid,
+                    file,
+                    rev,
+                    text,
+                }))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one per field of the frame, plus who and when
+    fn text_op(
+        &mut self,
+        conn: ConnectionId,
+        me: ParticipantId,
+        rid: Option<u64>,
+        rev: Revision,
+        file: String,
+        op: TextOperation,
+        oid: Option<String>,
+        now: Timestamp,
+    ) -> Result<Reply, SessionError> {
+        match self
+            .document
+            .apply_operation(me, rev, &file, op, oid.clone(), now)?
+        {
+            Applied::Duplicate(rev) => Ok(Reply::Frame(ServerFrame::TextAck { rid, rev, oid })),
+            Applied::New(version) => {
+                let rev = version.rev;
+                if let Some(m) = self.members.get_mut(&me) {
+                    m.presence.keystroke(now, &self.config.presence);
+                }
+                self.last_activity = now;
+                self.after_document_change(Some(conn), vec![version], now);
+                Ok(Reply::Frame(ServerFrame::TextAck { rid, rev, oid }))
+            }
+        }
+    }
+
+    /// Applies a replica's sync message.
+    fn receive_sync(
+        &mut self,
+        conn: ConnectionId,
+        bytes: &[u8],
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        if bytes.len() > self.config.max_sync_bytes {
+            return Err(ProtocolError::TooLarge {
+                len: bytes.len(),
+                max: self.config.max_sync_bytes,
+            }
+            .into());
+        }
+        let c = self.connections.get(&conn).ok_or(SessionError::NotJoined)?;
+        let me = c.participant.ok_or(SessionError::NotJoined)?;
+        if c.sync.is_none() {
+            return Err(ProtocolError::UnexpectedBinary.into());
+        }
+        let role = self.members[&me].participant.role;
+        if !role.permits(Action::EditDocument) && Document::sync_message_has_changes(bytes)? {
+            return Err(SessionError::Forbidden {
+                action: Action::EditDocument,
+                role,
+            });
+        }
+        let Some(state) = self
+            .connections
+            .get_mut(&conn)
+            .and_then(|c| c.sync.as_mut())
+        else {
+            return Err(SessionError::NotJoined);
+        };
+        let (versions, effects) = self.document.receive_sync(state, bytes, Some(me), now)?;
+        self.sync_pending = true;
+        if !versions.is_empty() {
+            if let Some(m) = self.members.get_mut(&me) {
+                m.presence.keystroke(now, &self.config.presence);
+            }
+            self.last_activity = now;
+        }
+        for effect in effects {
+            match effect {
+                SideEffect::Language(language) => {
+                    self.language.clone_from(&language);
+                    self.record(
+                        now,
+                        EventKind::SessionUpdated {
+                            title: None,
+                            language: Some(language),
+                            status: None,
+                            by: Some(me),
+                        },
+                    );
+                }
+                SideEffect::Run(run) => {
+                    self.record(now, EventKind::RunFinished { run });
+                }
+            }
+        }
+        self.after_document_change(Some(conn), versions, now);
+        Ok(())
+    }
+
+    /// Tells everyone about new versions, and moves cursors and comment anchors.
+    fn after_document_change(
+        &mut self,
+        origin: Option<ConnectionId>,
+        versions: Vec<Version>,
+        now: Timestamp,
+    ) {
+        if versions.is_empty() {
+            return;
+        }
+        self.sync_pending = true;
+        self.schedule_commit(now);
+        let thin: Vec<ConnectionId> = {
+            let mut v: Vec<ConnectionId> = self
+                .connections
+                .iter()
+                .filter(|(id, c)| {
+                    c.participant.is_some() && c.sync.is_none() && Some(**id) != origin
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        for version in versions {
+            match &version.change {
+                Change::Edit { op } => {
+                    for m in self.members.values_mut() {
+                        m.presence.transform_cursor(&version.file, op);
+                    }
+                    for seq in &self.anchored {
+                        if let Some(anchor) = self
+                            .chat
+                            .anchor_mut(*seq)
+                            .filter(|a| a.file == version.file)
+                        {
+                            if let Some(offset) = anchor.offset {
+                                let moved = op.transform_index(offset, true);
+                                anchor.offset = Some(moved);
+                                if let Some(line) = self.document.line_of(&version.file, moved) {
+                                    anchor.line = line;
+                                }
+                            }
+                        }
+                    }
+                }
+                Change::Remove => {
+                    for m in self.members.values_mut() {
+                        m.presence.forget_file(&version.file);
+                    }
+                    // Comments stay, but no longer point into a file that a
+                    // later one of the same name would move them in.
+                    for seq in &self.anchored {
+                        if let Some(anchor) = self
+                            .chat
+                            .anchor_mut(*seq)
+                            .filter(|a| a.file == version.file)
+                        {
+                            anchor.offset = None;
+                        }
+                    }
+                }
+                Change::Create { .. } => {}
+            }
+            if !thin.is_empty() {
+                self.send(thin.clone(), version_frame(version));
+            }
+        }
+    }
+
+    fn schedule_commit(&mut self, now: Timestamp) {
+        if self.commit_due.is_none() {
+            self.commit_due = Some(now.plus(COMMIT_DELAY));
+        }
+    }
+
+    /// What every input ends with: coalesced presence, and sync messages for
+    /// replicas that lack changes.
+    fn after_input(&mut self, now: Timestamp) {
+        self.flush_presence(now);
+        if !self.sync_pending {
+            return;
+        }
+        self.sync_pending = false;
+        let mut replicas: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.sync.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        replicas.sort_unstable();
+        for conn in replicas {
+            let Some(state) = self
+                .connections
+                .get_mut(&conn)
+                .and_then(|c| c.sync.as_mut())
+            else {
+                continue;
+            };
+            if let Some(bytes) = self.document.generate_sync(state) {
+                self.outbox
+                    .push_back(Transmit::SendBinary { to: conn, bytes });
+            }
+        }
+        if !self.document.has_uncommitted() {
+            self.commit_due = None;
         }
     }
 
@@ -742,17 +1043,31 @@ impl Session {
         &mut self,
         conn: ConnectionId,
         rid: Option<u64>,
-        name: Option<String>,
-        since: Option<Seq>,
-        protocol: Option<u32>,
+        request: JoinRequest,
         now: Timestamp,
     ) -> Result<Reply, SessionError> {
+        let JoinRequest {
+            name,
+            since,
+            protocol,
+            mode,
+            rev,
+        } = request;
         if let Some(v) = protocol.filter(|v| *v != PROTOCOL_VERSION) {
             return Err(SessionError::UnsupportedProtocol(v));
         }
+        let replica = mode == Some(ClientMode::Replica);
         let c = &self.connections[&conn];
         if c.participant.is_some() {
             return Err(SessionError::AlreadyJoined);
+        }
+        let rev = rev.filter(|_| !replica);
+        if let Some(rev) = rev.filter(|r| *r > self.document.rev()) {
+            return Err(DocumentError::UnknownRevision {
+                rev,
+                current: self.document.rev(),
+            }
+            .into());
         }
         let identity = c.identity.clone();
         // A connection opened before its user was kicked must not get back in.
@@ -868,8 +1183,30 @@ impl Session {
             you: id,
             participants: self.participants(now),
             last_seq: self.log.last_seq(),
+            document: self.document.snapshot(!replica && rev.is_none()),
         };
         self.send(vec![conn], welcome);
+        if replica {
+            // The server opens the sync: a late joiner gets the document at once.
+            let mut state = SyncState::new();
+            if let Some(bytes) = self.document.generate_sync(&mut state) {
+                self.outbox
+                    .push_back(Transmit::SendBinary { to: conn, bytes });
+            }
+            if let Some(c) = self.connections.get_mut(&conn) {
+                c.sync = Some(state);
+            }
+        } else if let Some(rev) = rev {
+            let (versions, _) = self.document.versions(rev, usize::MAX);
+            let ops = versions.iter().cloned().map(version_frame).collect();
+            self.send(
+                vec![conn],
+                ServerFrame::TextCatchup {
+                    rev: self.document.rev(),
+                    ops,
+                },
+            );
+        }
         if let Some(since) = since {
             let page = self.events_since(since, usize::MAX);
             self.send(
@@ -929,9 +1266,9 @@ impl Session {
             return Err(SessionError::InvalidInput("nothing to update".into()));
         }
         if let Some(language) = &update.language {
-            self.document
-                .set_language(language)
-                .map_err(|e| SessionError::InvalidInput(e.to_string()))?;
+            self.document.set_language(language)?;
+            self.sync_pending = true;
+            self.schedule_commit(now);
             self.language.clone_from(language);
         }
         if let Some(title) = &update.title {
@@ -1043,11 +1380,24 @@ impl Session {
     ) -> Result<Seq, SessionError> {
         Chat::check_text(&text, &self.config.chat)?;
         Chat::check_anchor(anchor.as_ref())?;
+        let mut anchor = anchor;
+        if let Some(a) = anchor.as_mut() {
+            let start = self.document.line_start(&a.file, a.line).ok_or_else(|| {
+                SessionError::InvalidInput(format!(
+                    "{}:{} is not a line of the document",
+                    a.file, a.line
+                ))
+            })?;
+            a.offset = Some(start);
+        }
         if let Some(parent) = reply_to {
             self.chat.thread_of(parent)?;
         }
         let mentions = self.mentions_in(&text);
         let is_comment = anchor.is_some();
+        if is_comment {
+            self.anchored.push(self.log.next_seq());
+        }
         let message = self.chat.post(NewMessage {
             id: self.log.next_seq(),
             author: me,
@@ -1275,6 +1625,42 @@ impl Session {
     /// Records the time the driver handed in; time never runs backwards here.
     fn advance(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
+    }
+}
+
+/// The fields of a `join` frame.
+struct JoinRequest {
+    name: Option<String>,
+    since: Option<Seq>,
+    protocol: Option<u32>,
+    mode: Option<ClientMode>,
+    rev: Option<Revision>,
+}
+
+/// The frame that tells thin clients about a version.
+fn version_frame(version: Version) -> ServerFrame {
+    let Version {
+        rev,
+        file,
+        change,
+        author,
+        oid,
+        ..
+    } = version;
+    match change {
+        Change::Edit { op } => ServerFrame::TextOp {
+            rev,
+            file,
+            op,
+            author,
+            oid,
+        },
+        change => ServerFrame::FileOp {
+            rev,
+            file,
+            change,
+            author,
+        },
     }
 }
 

@@ -26,6 +26,8 @@ pub enum WireIn {
 pub enum WireOut {
     /// A text frame.
     Text(Arc<str>),
+    /// A binary frame (document sync).
+    Binary(Vec<u8>),
     /// Close the connection with this WebSocket close code and reason text.
     Close {
         /// The close code, from [`CloseReason::close_code`].
@@ -84,6 +86,7 @@ where
             while let Some(out) = receiver.recv().await {
                 let (msg, last) = match out {
                     Outbound::Text(text) => (WireOut::Text(text), false),
+                    Outbound::Binary(bytes) => (WireOut::Binary(bytes), false),
                     Outbound::Close(reason) => (WireOut::close(reason), true),
                 };
                 if outgoing.send(msg).await.is_err() || last {

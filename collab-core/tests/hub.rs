@@ -40,13 +40,7 @@ async fn until(conn: &mut Connection, ty: &str) -> Value {
 
 async fn joined(hub: &Hub, id: &collab_core::SessionId, who: Identity) -> Connection {
     let mut conn = hub.connect(id, who).await.unwrap();
-    conn.send(ClientFrame::Join {
-        name: None,
-        since: None,
-        protocol: Some(1),
-    })
-    .await
-    .unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
     until(&mut conn, "welcome").await;
     conn
 }

@@ -5,22 +5,28 @@
 //! (a server frame) or ```` ```json event ```` (an event). This test extracts them
 //! all and checks them against the library's own types, then checks that every
 //! client frame type, server frame type, event kind and error code has an
-//! example, and that the close-code and limits tables match the code.
+//! example, and that the close-code, HTTP-status and limits tables match the
+//! code.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use collab_core::document::{MAX_FILES, MAX_RUNS, MAX_RUN_OUTPUT_BYTES};
+use collab_core::ot::MAX_WIRE_COMPONENTS;
 use collab_core::presence::{MAX_CURSOR_FILES, MAX_FILE_PATH_BYTES};
 use collab_core::protocol::{decode_client_frame, ProtocolError, PROTOCOL_VERSION};
-use collab_core::{CloseReason, ErrorCode, Event, HubConfig, ServerFrame, SessionConfig};
+use collab_core::{
+    CloseReason, Document, DocumentError, ErrorCode, Event, HubConfig, ParticipantId, ServerFrame,
+    SessionConfig, TextOperation, Timestamp,
+};
 use serde_json::Value;
 
 /// The frame limit client examples are decoded with (the default).
 const MAX_FRAME_BYTES: usize = 65536;
 
 /// Every `type` of a client frame.
-const CLIENT_TYPES: [&str; 15] = [
+const CLIENT_TYPES: [&str; 21] = [
     "join",
     "leave",
     "heartbeat",
@@ -36,10 +42,16 @@ const CLIENT_TYPES: [&str; 15] = [
     "chat_history",
     "events_since",
     "who_is_viewing",
+    "text_op",
+    "file_create",
+    "file_remove",
+    "run_output",
+    "history",
+    "text_at",
 ];
 
 /// Every `type` of a server frame.
-const SERVER_TYPES: [&str; 10] = [
+const SERVER_TYPES: [&str; 16] = [
     "welcome",
     "event",
     "presence",
@@ -50,10 +62,16 @@ const SERVER_TYPES: [&str; 10] = [
     "viewers",
     "heartbeat_ack",
     "goodbye",
+    "text_ack",
+    "text_op",
+    "file_op",
+    "text_catchup",
+    "versions",
+    "text_at",
 ];
 
 /// Every `kind` of an event.
-const EVENT_KINDS: [&str; 12] = [
+const EVENT_KINDS: [&str; 13] = [
     "participant_joined",
     "participant_renamed",
     "participant_left",
@@ -65,11 +83,12 @@ const EVENT_KINDS: [&str; 12] = [
     "message_edited",
     "message_deleted",
     "reaction_toggled",
+    "run_finished",
     "session_ended",
 ];
 
 /// Every error code, as the type spells them (so a rename fails to compile).
-const ERROR_CODES: [ErrorCode; 21] = [
+const ERROR_CODES: [ErrorCode; 26] = [
     ErrorCode::MalformedFrame,
     ErrorCode::UnknownFrameType,
     ErrorCode::FrameTooLarge,
@@ -91,6 +110,11 @@ const ERROR_CODES: [ErrorCode; 21] = [
     ErrorCode::MessageTooLong,
     ErrorCode::RateLimited,
     ErrorCode::Internal,
+    ErrorCode::UnknownRevision,
+    ErrorCode::UnknownFile,
+    ErrorCode::FileExists,
+    ErrorCode::InvalidOperation,
+    ErrorCode::DocumentTooLarge,
 ];
 
 /// Every reason a server closes a connection.
@@ -322,6 +346,59 @@ fn the_client_type_list_is_the_librarys() {
     assert!(matches!(result, Err((_, ProtocolError::UnknownType(_)))));
 }
 
+/// The variant names serde lists when it meets an unknown one: every name the
+/// library's type has, in declaration order.
+fn names_in_unknown_variant_error(err: &serde_json::Error) -> Vec<String> {
+    let text = err.to_string();
+    let list = text
+        .split_once("expected one of ")
+        .unwrap_or_else(|| panic!("not an unknown-variant error: {text}"))
+        .1;
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_lists_are_the_librarys() {
+    // A name added to the library but not to these lists (and so not to
+    // PROTOCOL.md) fails here.
+    let unknown = serde_json::from_str::<collab_core::ClientFrame>(r#"{"type":"__unknown__"}"#)
+        .expect_err("no such client frame");
+    assert_eq!(
+        names_in_unknown_variant_error(&unknown),
+        CLIENT_TYPES,
+        "client frame types"
+    );
+    let unknown = serde_json::from_str::<ServerFrame>(r#"{"type":"__unknown__"}"#)
+        .expect_err("no such server frame");
+    assert_eq!(
+        names_in_unknown_variant_error(&unknown),
+        SERVER_TYPES,
+        "server frame types"
+    );
+    let unknown = serde_json::from_str::<Event>(r#"{"seq":1,"at":1,"kind":"__unknown__"}"#)
+        .expect_err("no such event kind");
+    assert_eq!(
+        names_in_unknown_variant_error(&unknown),
+        EVENT_KINDS,
+        "event kinds"
+    );
+    let unknown =
+        serde_json::from_str::<ErrorCode>(r#""__unknown__""#).expect_err("no such error code");
+    let codes: Vec<String> = ERROR_CODES
+        .iter()
+        .map(|c| name_of(serde_json::to_value(c)))
+        .collect();
+    assert_eq!(
+        names_in_unknown_variant_error(&unknown),
+        codes,
+        "error codes"
+    );
+}
+
 #[test]
 fn every_client_frame_type_has_an_example() {
     let found: BTreeSet<String> = tagged(Tag::Client)
@@ -399,6 +476,23 @@ fn every_error_code_is_documented_with_an_example() {
 }
 
 #[test]
+fn the_http_status_table_matches_the_library() {
+    let doc = doc();
+    let mut problems = Vec::new();
+    for code in ERROR_CODES {
+        let row = format!(
+            "| `{}` | {} |",
+            name_of(serde_json::to_value(code)),
+            code.http_status()
+        );
+        if !doc.contains(&row) {
+            problems.push(format!("the HTTP status table has no row {row}"));
+        }
+    }
+    assert_no_problems(&problems);
+}
+
+#[test]
 fn the_close_code_table_matches_the_library() {
     let doc = doc();
     let mut problems = Vec::new();
@@ -430,12 +524,36 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// The document's default size limit, in UTF-16 units, as `documented`:
+/// found by growing a document to one unit past it, which must be refused
+/// with that limit. (The limit has no public constant.)
+fn document_size_limit(documented: u32) -> u64 {
+    let mut doc = Document::new("", [("main", "")]).expect("a document");
+    let mut op = TextOperation::new();
+    op.insert(&"a".repeat(documented as usize + 1));
+    match doc.apply_operation(
+        ParticipantId(1),
+        0,
+        "main",
+        op,
+        None,
+        Timestamp::from_millis(0),
+    ) {
+        Err(DocumentError::TooLarge { max, .. }) => max,
+        other => panic!(
+            "{} units past the documented limit: {other:?}",
+            documented + 1
+        ),
+    }
+}
+
 #[test]
 fn the_limits_table_matches_the_defaults() {
     let cfg = SessionConfig::default();
     let p = &cfg.presence;
     let rows = [
         ("Text frame size", format!("{} bytes", cfg.max_frame_bytes)),
+        ("Binary frame size", format!("{} bytes", cfg.max_sync_bytes)),
         (
             "Chat message or comment",
             format!("{} characters", cfg.chat.max_message_chars),
@@ -450,8 +568,24 @@ fn the_limits_table_matches_the_defaults() {
             format!("{} characters", cfg.max_title_chars),
         ),
         (
-            "File path (cursor, viewport, anchor)",
+            "File path (document, cursor, viewport, anchor)",
             format!("{MAX_FILE_PATH_BYTES} bytes"),
+        ),
+        ("Files in the document", format!("{MAX_FILES} files")),
+        (
+            "Document size",
+            format!("{} UTF-16 units", document_size_limit(4_194_304)),
+        ),
+        (
+            "Text operation",
+            format!("{MAX_WIRE_COMPONENTS} components"),
+        ),
+        ("Run output", format!("{MAX_RUN_OUTPUT_BYTES} bytes")),
+        ("Run outputs kept", format!("{MAX_RUNS} runs")),
+        (
+            // `history` is capped at 20 events pages (session.rs, `dispatch`).
+            "History page",
+            format!("{} versions", cfg.max_events_page * 20),
         ),
         (
             "Files with a remembered cursor",

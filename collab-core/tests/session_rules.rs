@@ -48,7 +48,7 @@ fn a_new_session_has_defaults_and_its_code() {
     assert_eq!(info.status, SessionStatus::Waiting);
     assert_eq!(info.expires_after_secs, 30 * 60);
     assert_eq!(info.language, "python");
-    assert_eq!(h.session.code().unwrap(), "print(1)");
+    assert_eq!(h.session.code(), "print(1)");
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn host_updates_the_session_and_everyone_is_told() {
         (info.title.as_str(), info.language.as_str(), info.status),
         ("Final", "rust", SessionStatus::Active)
     );
-    assert_eq!(h.session.document().language().unwrap(), "rust");
+    assert_eq!(h.session.document().language(), "rust");
     assert_eq!(h.event_kinds(ed), vec!["session_updated"]);
     assert!(h
         .json(host_conn)
@@ -627,7 +627,14 @@ fn messages_have_a_length_limit() {
 
 #[test]
 fn comments_threads_mentions_and_reactions() {
-    let mut h = Harness::new();
+    let code = "line\n".repeat(20);
+    let mut h = Harness::with(
+        SessionConfig::default(),
+        NewSession {
+            code,
+            ..Default::default()
+        },
+    );
     let a = h.join(host());
     let b = h.join(Identity::new("u-b", "Bo Lin"));
     h.send(a, json!({"type": "chat_send", "rid": 1, "text": "why a loop here, @bo lin?", "anchor": {"file": "main", "line": 12}}));
@@ -940,6 +947,9 @@ fn joining_again_without_a_name_keeps_the_chosen_one() {
     h.clear_all();
     let again = h.open(user(1)).unwrap();
     h.send(again, json!({"type": "join"}));
-    assert_eq!(h.session.participant_of(&user(1).user_id).unwrap().name, "Ada");
+    assert_eq!(
+        h.session.participant_of(&user(1).user_id).unwrap().name,
+        "Ada"
+    );
     assert!(h.event_kinds(host_conn).is_empty());
 }

@@ -154,6 +154,7 @@ async fn drive(socket: WebSocket, conn: Connection) {
     let outgoing = sink.with(|out: WireOut| {
         future::ready(Ok::<_, warp::Error>(match out {
             WireOut::Text(text) => Message::text(text.as_ref()),
+            WireOut::Binary(bytes) => Message::binary(bytes),
             WireOut::Close { code, reason } => Message::close_with(code, reason),
         }))
     });

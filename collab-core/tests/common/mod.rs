@@ -19,6 +19,7 @@ pub struct Harness {
     pub session: Session,
     pub now: Timestamp,
     inbox: HashMap<ConnectionId, Vec<ServerFrame>>,
+    binary: HashMap<ConnectionId, Vec<Vec<u8>>>,
     pub closed: HashMap<ConnectionId, CloseReason>,
     joined_as: HashMap<ConnectionId, collab_core::ParticipantId>,
     next_conn: u64,
@@ -44,6 +45,7 @@ impl Harness {
             session,
             now: T0,
             inbox: HashMap::new(),
+            binary: HashMap::new(),
             closed: HashMap::new(),
             joined_as: HashMap::new(),
             next_conn: 1,
@@ -147,6 +149,9 @@ impl Harness {
                         self.inbox.entry(conn).or_default().push(frame.clone());
                     }
                 }
+                Transmit::SendBinary { to, bytes } => {
+                    self.binary.entry(to).or_default().push(bytes);
+                }
                 Transmit::Close { conn, reason } => {
                     self.closed.insert(conn, reason);
                 }
@@ -161,6 +166,11 @@ impl Harness {
     /// Takes and returns everything received so far.
     pub fn take(&mut self, conn: ConnectionId) -> Vec<ServerFrame> {
         std::mem::take(self.inbox.entry(conn).or_default())
+    }
+
+    /// Takes the binary (sync) frames sent to a connection so far.
+    pub fn take_binary(&mut self, conn: ConnectionId) -> Vec<Vec<u8>> {
+        std::mem::take(self.binary.entry(conn).or_default())
     }
 
     pub fn clear_all(&mut self) {

@@ -1,0 +1,1207 @@
+//! Operational transformation for plain text, as thin clients (browser pages
+//! without WASM) speak it.
+//!
+//! A [`TextOperation`] walks a text from the start: it keeps ([`Component::Retain`]),
+//! inserts ([`Component::Insert`]) or deletes ([`Component::Delete`]) pieces of it.
+//! Whatever it does not reach is kept: an operation never needs to know how long
+//! the text is, only that it is at least [`TextOperation::base_len`] long.
+//!
+//! All positions and lengths count **UTF-16 code units**, as JavaScript string
+//! indices do. No operation may insert, or start or end a delete, between the two
+//! halves of a surrogate pair ([`OtError::SplitsSurrogatePair`]).
+//!
+//! The same algebra is implemented for browsers in `collab-core/js/collab-ot.mjs`;
+//! both are checked against the shared vectors in
+//! `collab-core/tests/vectors/ot.json`.
+//!
+//! # Normal form
+//!
+//! The builders ([`TextOperation::retain`], [`TextOperation::insert`],
+//! [`TextOperation::delete`]) keep every operation normalized, so that two
+//! operations that do the same thing compare equal and serialize the same:
+//!
+//! - no zero-length components;
+//! - adjacent components of the same kind are merged (a run longer than
+//!   `u32::MAX` units, which no real text reaches, is kept as `u32::MAX`-long
+//!   components followed by the remainder);
+//! - no trailing retain;
+//! - where an insert and a delete are adjacent, the insert comes first.
+//!
+//! # Wire format
+//!
+//! A JSON array: a positive integer retains, a string inserts, a negative integer
+//! deletes. `[5, "abc", -3]` keeps 5 units, inserts `abc` and deletes 3 units.
+//! `[]` is the no-op. Deserializing normalizes and rejects zero, non-integers,
+//! integers beyond `u32`, empty strings and more than [`MAX_WIRE_COMPONENTS`]
+//! components.
+//!
+//! ```
+//! use collab_core::TextOperation;
+//!
+//! let mut op = TextOperation::new();
+//! op.retain(6).delete(5).insert("there");
+//! assert_eq!(op.apply("Hello world, again").unwrap(), "Hello there, again");
+//! assert_eq!(serde_json::to_string(&op).unwrap(), r#"[6,"there",-5]"#);
+//!
+//! // Two people edit "ab" at the same time.
+//! let mut a = TextOperation::new();
+//! a.retain(1).insert("X");
+//! let mut b = TextOperation::new();
+//! b.delete(1);
+//! let (a2, b2) = TextOperation::transform(&a, &b);
+//! let one = b2.apply(&a.apply("ab").unwrap()).unwrap();
+//! let two = a2.apply(&b.apply("ab").unwrap()).unwrap();
+//! assert_eq!(one, "Xb");
+//! assert_eq!(one, two);
+//! ```
+
+use std::fmt;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Most components an operation may have on the wire (before merging).
+pub const MAX_WIRE_COMPONENTS: usize = 10_000;
+
+/// The longest single component, in UTF-16 units.
+const MAX_UNITS: u64 = u32::MAX as u64;
+
+/// One step of a [`TextOperation`]. Lengths count UTF-16 code units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// Keep this many units of the text.
+    Retain(u32),
+    /// Insert this text at the current position.
+    Insert(String),
+    /// Delete this many units of the text.
+    Delete(u32),
+}
+
+/// Why an operation cannot be applied, composed or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OtError {
+    /// The operation reaches past the end of the text.
+    #[error(
+        "the operation needs a text of at least {needed} UTF-16 units, but the text has {len}"
+    )]
+    OutOfRange {
+        /// How long the text must be ([`TextOperation::base_len`]).
+        needed: u32,
+        /// How long the text is.
+        len: u32,
+    },
+    /// A position falls between the two halves of a UTF-16 surrogate pair.
+    #[error("position {at} falls inside a UTF-16 surrogate pair")]
+    SplitsSurrogatePair {
+        /// The offending position, in UTF-16 units.
+        at: u32,
+    },
+    /// Not a valid operation on the wire (zero-length component, non-integer,
+    /// too many components...).
+    #[error("malformed operation: {0}")]
+    Malformed(String),
+}
+
+/// A text operation: retain, insert and delete components over UTF-16 positions,
+/// always in normal form (see the [module documentation](self)).
+///
+/// Equality compares the normalized components: a retain that nothing follows
+/// yet (`TextOperation::new().retain(3)`) changes nothing and so equals the no-op.
+#[derive(Debug, Clone, Default)]
+pub struct TextOperation {
+    /// Normalized components; never ends with a retain.
+    ops: Vec<Component>,
+    /// Units retained by the builder and not yet followed by an insert or a
+    /// delete. Not part of the operation until something follows them.
+    pending_retain: u64,
+}
+
+impl PartialEq for TextOperation {
+    fn eq(&self, other: &Self) -> bool {
+        self.ops == other.ops
+    }
+}
+
+impl Eq for TextOperation {}
+
+/// Length of a string in UTF-16 code units.
+fn utf16_len(s: &str) -> u64 {
+    s.chars().map(|c| c.len_utf16() as u64).sum()
+}
+
+/// Clamps a length or position to `u32`.
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl TextOperation {
+    /// The no-op.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the next `n` units.
+    pub fn retain(&mut self, n: u32) -> &mut Self {
+        self.retain_units(u64::from(n))
+    }
+
+    /// Inserts `s` at the current position.
+    pub fn insert(&mut self, s: &str) -> &mut Self {
+        if s.is_empty() {
+            return self;
+        }
+        self.flush_retain();
+        // An insert goes before the deletes that end the operation.
+        let first_delete = self
+            .ops
+            .iter()
+            .rposition(|c| !matches!(c, Component::Delete(_)))
+            .map_or(0, |i| i + 1);
+        match first_delete.checked_sub(1).map(|i| &mut self.ops[i]) {
+            Some(Component::Insert(prev)) => prev.push_str(s),
+            _ => self
+                .ops
+                .insert(first_delete, Component::Insert(s.to_owned())),
+        }
+        self
+    }
+
+    /// Deletes the next `n` units.
+    pub fn delete(&mut self, n: u32) -> &mut Self {
+        self.delete_units(u64::from(n))
+    }
+
+    fn retain_units(&mut self, n: u64) -> &mut Self {
+        self.pending_retain = self.pending_retain.saturating_add(n);
+        self
+    }
+
+    fn flush_retain(&mut self) {
+        while self.pending_retain > 0 {
+            let n = self.pending_retain.min(MAX_UNITS);
+            self.ops.push(Component::Retain(n as u32));
+            self.pending_retain -= n;
+        }
+    }
+
+    fn delete_units(&mut self, mut n: u64) -> &mut Self {
+        if n == 0 {
+            return self;
+        }
+        self.flush_retain();
+        if let Some(Component::Delete(last)) = self.ops.last_mut() {
+            let room = (MAX_UNITS - u64::from(*last)).min(n);
+            *last += room as u32;
+            n -= room;
+        }
+        while n > 0 {
+            let k = n.min(MAX_UNITS);
+            self.ops.push(Component::Delete(k as u32));
+            n -= k;
+        }
+        self
+    }
+
+    /// The normalized components.
+    pub fn components(&self) -> &[Component] {
+        &self.ops
+    }
+
+    /// Whether the operation changes nothing.
+    pub fn is_noop(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Retains + deletes: the text must be at least this long (saturates at
+    /// `u32::MAX`).
+    pub fn base_len(&self) -> u32 {
+        saturate(self.base_len_units())
+    }
+
+    fn base_len_units(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|c| match c {
+                Component::Retain(n) | Component::Delete(n) => u64::from(*n),
+                Component::Insert(_) => 0,
+            })
+            .sum()
+    }
+
+    /// How the length changes (inserted minus deleted), as i64.
+    pub fn len_delta(&self) -> i64 {
+        self.ops
+            .iter()
+            .map(|c| match c {
+                Component::Retain(_) => 0,
+                Component::Insert(s) => utf16_len(s) as i64,
+                Component::Delete(n) => -i64::from(*n),
+            })
+            .sum()
+    }
+
+    /// Applies the operation to `text` (positions in UTF-16 units).
+    ///
+    /// # Errors
+    /// [`OtError::OutOfRange`] if the text is shorter than [`Self::base_len`]
+    /// (checked first), [`OtError::SplitsSurrogatePair`] if a position where the
+    /// operation inserts, or starts or ends a delete, falls inside a surrogate pair.
+    pub fn apply(&self, text: &str) -> Result<String, OtError> {
+        let len = utf16_len(text);
+        self.check_units(len)?;
+        let inserted: usize = self
+            .ops
+            .iter()
+            .map(|c| match c {
+                Component::Insert(s) => s.len(),
+                _ => 0,
+            })
+            .sum();
+        let mut out = String::with_capacity(text.len() + inserted);
+        let mut cursor = Utf16Cursor {
+            text,
+            byte: 0,
+            unit: 0,
+        };
+        for c in &self.ops {
+            match c {
+                Component::Retain(n) => {
+                    let start = cursor.byte;
+                    cursor.advance(u64::from(*n))?;
+                    out.push_str(&text[start..cursor.byte]);
+                }
+                // The position was checked when the cursor got there (0 is
+                // always a boundary): in normal form every component boundary
+                // is a position the operation touches.
+                Component::Insert(s) => out.push_str(s),
+                Component::Delete(n) => cursor.advance(u64::from(*n))?,
+            }
+        }
+        out.push_str(&text[cursor.byte..]);
+        Ok(out)
+    }
+
+    /// Checks the operation against a text of `len` units without applying it
+    /// (only the length: see [`Self::touched_positions`] for surrogate pairs).
+    ///
+    /// # Errors
+    /// [`OtError::OutOfRange`] if `len` is shorter than [`Self::base_len`].
+    pub fn check_len(&self, len: u32) -> Result<(), OtError> {
+        self.check_units(u64::from(len))
+    }
+
+    fn check_units(&self, len: u64) -> Result<(), OtError> {
+        let needed = self.base_len_units();
+        if needed > len {
+            return Err(OtError::OutOfRange {
+                needed: saturate(needed),
+                len: saturate(len),
+            });
+        }
+        Ok(())
+    }
+
+    /// Transforms two concurrent operations on the same text: returns `(a', b')`
+    /// with `b'.apply(a.apply(s)) == a'.apply(b.apply(s))`. At a tie (both
+    /// insert at the same position) `a`'s insert comes first. An operation that
+    /// ends early retains the rest of the text.
+    pub fn transform(a: &TextOperation, b: &TextOperation) -> (TextOperation, TextOperation) {
+        let mut a2 = TextOperation::new();
+        let mut b2 = TextOperation::new();
+        let mut pa = Pieces::new(a);
+        let mut pb = Pieces::new(b);
+        loop {
+            match (pa.peek(), pb.peek()) {
+                (Piece::Insert(s), _) => {
+                    a2.insert(s);
+                    b2.retain_units(utf16_len(s));
+                    pa.skip_insert(s.len());
+                }
+                (_, Piece::Insert(s)) => {
+                    a2.retain_units(utf16_len(s));
+                    b2.insert(s);
+                    pb.skip_insert(s.len());
+                }
+                (Piece::End, Piece::End) => break,
+                (x, y) => {
+                    let n = x.units().min(y.units());
+                    match (x, y) {
+                        (Piece::Delete(_), Piece::Delete(_)) => {}
+                        (Piece::Delete(_), _) => {
+                            a2.delete_units(n);
+                        }
+                        (_, Piece::Delete(_)) => {
+                            b2.delete_units(n);
+                        }
+                        _ => {
+                            a2.retain_units(n);
+                            b2.retain_units(n);
+                        }
+                    }
+                    pa.skip_units(n);
+                    pb.skip_units(n);
+                }
+            }
+        }
+        (a2.finished(), b2.finished())
+    }
+
+    /// `a` then `b` as one operation: `compose(a, b)?.apply(s) == b.apply(a.apply(s)?)`.
+    /// Where `b` reaches past what `a` spells out, `a` retains the rest.
+    ///
+    /// # Errors
+    /// [`OtError::SplitsSurrogatePair`] if `b` inserts, or starts or ends a
+    /// delete, inside a surrogate pair that `a` inserts (`at` counts in the text
+    /// `a` produces).
+    pub fn compose(a: &TextOperation, b: &TextOperation) -> Result<TextOperation, OtError> {
+        let mut out = TextOperation::new();
+        let mut pa = Pieces::new(a);
+        let mut pb = Pieces::new(b);
+        let mut pos: u64 = 0; // In the text `a` produces (`b`'s base).
+        loop {
+            match (pa.peek(), pb.peek()) {
+                (Piece::Delete(n), _) => {
+                    out.delete_units(n);
+                    pa.skip_units(n);
+                }
+                (_, Piece::Insert(s)) => {
+                    out.insert(s);
+                    pb.skip_insert(s.len());
+                }
+                (Piece::End, Piece::End) => break,
+                (Piece::Insert(s), Piece::End) => {
+                    out.insert(s);
+                    pos += utf16_len(s);
+                    pa.skip_insert(s.len());
+                }
+                (Piece::Insert(s), y) => {
+                    let (bytes, units) =
+                        split_utf16(s, y.units()).map_err(|at| OtError::SplitsSurrogatePair {
+                            at: saturate(pos + at),
+                        })?;
+                    if let Piece::Retain(_) = y {
+                        out.insert(&s[..bytes]);
+                    }
+                    pos += units;
+                    pa.skip_insert(bytes);
+                    pb.skip_units(units);
+                }
+                (x, y) => {
+                    let n = x.units().min(y.units());
+                    if let Piece::Delete(_) = y {
+                        out.delete_units(n);
+                    } else {
+                        out.retain_units(n);
+                    }
+                    pos += n;
+                    pa.skip_units(n);
+                    pb.skip_units(n);
+                }
+            }
+        }
+        Ok(out.finished())
+    }
+
+    /// Where a position moves when this operation is applied. `stick_after`: at
+    /// a tie with an insert at exactly `index`, move after the inserted text
+    /// (`true`) or stay before it (`false`). A position inside a deleted range
+    /// moves to the start of the deletion.
+    pub fn transform_index(&self, index: u32, stick_after: bool) -> u32 {
+        let index = u64::from(index);
+        let mut pos: u64 = 0; // In the base text.
+        let mut moved = index as i64;
+        for c in &self.ops {
+            if pos > index {
+                break;
+            }
+            match c {
+                Component::Retain(n) => pos += u64::from(*n),
+                Component::Insert(s) => {
+                    if pos < index || stick_after {
+                        moved += utf16_len(s) as i64;
+                    }
+                }
+                Component::Delete(n) => {
+                    let n = u64::from(*n);
+                    moved -= (index - pos).min(n) as i64;
+                    pos += n;
+                }
+            }
+        }
+        saturate(moved.max(0) as u64)
+    }
+
+    /// The UTF-16 positions this operation touches in the base text, for checks
+    /// against surrogate pairs: every position where it inserts, and the start
+    /// and end of every delete. Ascending, without duplicates.
+    pub fn touched_positions(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        let mut push = |p: u64| {
+            let p = saturate(p);
+            if out.last() != Some(&p) {
+                out.push(p);
+            }
+        };
+        let mut pos: u64 = 0;
+        for c in &self.ops {
+            match c {
+                Component::Retain(n) => pos += u64::from(*n),
+                Component::Insert(_) => push(pos),
+                Component::Delete(n) => {
+                    push(pos);
+                    pos += u64::from(*n);
+                    push(pos);
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops a pending trailing retain (normal form).
+    fn finished(mut self) -> Self {
+        self.pending_retain = 0;
+        self
+    }
+}
+
+/// Walks a `&str` in UTF-16 units.
+struct Utf16Cursor<'a> {
+    text: &'a str,
+    byte: usize,
+    unit: u64,
+}
+
+impl Utf16Cursor<'_> {
+    /// Moves forward `n` units. The caller checked the length.
+    fn advance(&mut self, n: u64) -> Result<(), OtError> {
+        let target = self.unit + n;
+        let mut chars = self.text[self.byte..].chars();
+        while self.unit < target {
+            let Some(c) = chars.next() else {
+                return Err(OtError::OutOfRange {
+                    needed: saturate(target),
+                    len: saturate(self.unit),
+                });
+            };
+            let units = c.len_utf16() as u64;
+            if self.unit + units > target {
+                return Err(OtError::SplitsSurrogatePair {
+                    at: saturate(target),
+                });
+            }
+            self.unit += units;
+            self.byte += c.len_utf8();
+        }
+        Ok(())
+    }
+}
+
+/// The first `units` UTF-16 units of `s` (all of it if shorter), as
+/// `(bytes, units)`, or `Err(units)` if that splits a surrogate pair.
+fn split_utf16(s: &str, units: u64) -> Result<(usize, u64), u64> {
+    let mut taken_units = 0u64;
+    for (i, c) in s.char_indices() {
+        if taken_units == units {
+            return Ok((i, taken_units));
+        }
+        taken_units += c.len_utf16() as u64;
+        if taken_units > units {
+            return Err(units);
+        }
+    }
+    Ok((s.len(), taken_units))
+}
+
+/// What is left of the current component of an operation.
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    Retain(u64),
+    Delete(u64),
+    Insert(&'a str),
+    /// The operation has ended: it retains the rest.
+    End,
+}
+
+impl Piece<'_> {
+    /// Length of a retain or delete; an ended operation retains forever.
+    fn units(&self) -> u64 {
+        match self {
+            Piece::Retain(n) | Piece::Delete(n) => *n,
+            Piece::Insert(s) => utf16_len(s),
+            Piece::End => u64::MAX,
+        }
+    }
+}
+
+/// Consumes an operation piece by piece.
+struct Pieces<'a> {
+    ops: &'a [Component],
+    index: usize,
+    /// Units of the current retain or delete, or bytes of the current insert,
+    /// already consumed.
+    offset: u64,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(op: &'a TextOperation) -> Self {
+        Self {
+            ops: &op.ops,
+            index: 0,
+            offset: 0,
+        }
+    }
+
+    fn peek(&self) -> Piece<'a> {
+        match self.ops.get(self.index) {
+            None => Piece::End,
+            Some(Component::Retain(n)) => Piece::Retain(u64::from(*n) - self.offset),
+            Some(Component::Delete(n)) => Piece::Delete(u64::from(*n) - self.offset),
+            Some(Component::Insert(s)) => Piece::Insert(&s[self.offset as usize..]),
+        }
+    }
+
+    /// Consumes `n` units of the current retain or delete (nothing once ended).
+    fn skip_units(&mut self, n: u64) {
+        if let Some(Component::Retain(len) | Component::Delete(len)) = self.ops.get(self.index) {
+            self.offset += n;
+            if self.offset >= u64::from(*len) {
+                self.index += 1;
+                self.offset = 0;
+            }
+        }
+    }
+
+    /// Consumes `bytes` bytes of the current insert.
+    fn skip_insert(&mut self, bytes: usize) {
+        if let Some(Component::Insert(s)) = self.ops.get(self.index) {
+            self.offset += bytes as u64;
+            if self.offset >= s.len() as u64 {
+                self.index += 1;
+                self.offset = 0;
+            }
+        }
+    }
+}
+
+impl Serialize for TextOperation {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.ops.len()))?;
+        for c in &self.ops {
+            match c {
+                Component::Retain(n) => seq.serialize_element(n)?,
+                Component::Insert(s) => seq.serialize_element(s)?,
+                Component::Delete(n) => seq.serialize_element(&-i64::from(*n))?,
+            }
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TextOperation {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(OperationVisitor)
+    }
+}
+
+fn malformed<E: de::Error>(why: impl Into<String>) -> E {
+    E::custom(OtError::Malformed(why.into()))
+}
+
+struct OperationVisitor;
+
+impl<'de> Visitor<'de> for OperationVisitor {
+    type Value = TextOperation;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a text operation: an array of positive integers (retain), strings (insert) and negative integers (delete)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextOperation, A::Error> {
+        let mut op = TextOperation::new();
+        let mut count = 0usize;
+        while let Some(WireComponent(c)) = seq.next_element()? {
+            count += 1;
+            if count > MAX_WIRE_COMPONENTS {
+                return Err(malformed(format!(
+                    "more than {MAX_WIRE_COMPONENTS} components"
+                )));
+            }
+            match c {
+                Component::Retain(n) => op.retain(n),
+                Component::Insert(s) => op.insert(&s),
+                Component::Delete(n) => op.delete(n),
+            };
+        }
+        Ok(op.finished())
+    }
+}
+
+/// One element of the wire array.
+struct WireComponent(Component);
+
+impl<'de> Deserialize<'de> for WireComponent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ComponentVisitor)
+            .map(WireComponent)
+    }
+}
+
+struct ComponentVisitor;
+
+impl Visitor<'_> for ComponentVisitor {
+    type Value = Component;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-zero integer or a non-empty string")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Component, E> {
+        match u32::try_from(v) {
+            Ok(0) => Err(malformed("zero-length component")),
+            Ok(n) => Ok(Component::Retain(n)),
+            Err(_) => Err(malformed(format!("retain {v} is longer than {}", u32::MAX))),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Component, E> {
+        if v >= 0 {
+            return self.visit_u64(v as u64);
+        }
+        match u32::try_from(v.unsigned_abs()) {
+            Ok(n) => Ok(Component::Delete(n)),
+            Err(_) => Err(malformed(format!(
+                "delete {} is longer than {}",
+                v.unsigned_abs(),
+                u32::MAX
+            ))),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Component, E> {
+        Err(malformed(format!("{v} is not an integer")))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Component, E> {
+        self.visit_string(v.to_owned())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Component, E> {
+        if v.is_empty() {
+            return Err(malformed("empty insert"));
+        }
+        Ok(Component::Insert(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn op(json: &str) -> TextOperation {
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    fn json(op: &TextOperation) -> String {
+        serde_json::to_string(op).unwrap()
+    }
+
+    fn units(s: &str) -> Vec<u16> {
+        s.encode_utf16().collect()
+    }
+
+    #[test]
+    fn wire_format_reads_and_writes_components() {
+        let o = op(r#"[5, "abc", -3]"#);
+        assert_eq!(
+            o.components(),
+            [
+                Component::Retain(5),
+                Component::Insert("abc".into()),
+                Component::Delete(3)
+            ]
+        );
+        assert_eq!(json(&o), r#"[5,"abc",-3]"#);
+        assert!(op("[]").is_noop());
+        assert_eq!(json(&TextOperation::new()), "[]");
+    }
+
+    #[test]
+    fn reading_normalizes() {
+        assert_eq!(json(&op(r#"["a", "b"]"#)), r#"["ab"]"#);
+        assert_eq!(json(&op(r#"[3, 2, "x"]"#)), r#"[5,"x"]"#);
+        assert_eq!(json(&op(r#"[-3, "a"]"#)), r#"["a",-3]"#);
+        assert_eq!(json(&op(r#"["a", -1, "b", -2, "c"]"#)), r#"["abc",-3]"#);
+        assert_eq!(json(&op(r#"["x", 5]"#)), r#"["x"]"#);
+        assert_eq!(json(&op("[5]")), "[]");
+        assert_eq!(
+            json(&op("[4294967295, -4294967295]")),
+            "[4294967295,-4294967295]"
+        );
+    }
+
+    #[test]
+    fn reading_rejects_malformed_operations() {
+        for bad in [
+            "[0]",
+            "[5, 0, \"a\"]",
+            "[-0]",
+            "[1.5]",
+            "[-2.5]",
+            "[1e3]",
+            "[\"\"]",
+            "[4294967296]",
+            "[-4294967296]",
+            "[18446744073709551616]",
+            "[true]",
+            "[null]",
+            "[[1]]",
+            "[{}]",
+            "{}",
+            "\"abc\"",
+            "5",
+            "null",
+            "[\"\\ud83d\"]",
+        ] {
+            assert!(
+                serde_json::from_str::<TextOperation>(bad).is_err(),
+                "{bad} was accepted"
+            );
+        }
+        let err = serde_json::from_str::<TextOperation>("[1, 0]").unwrap_err();
+        assert!(err.to_string().contains("malformed operation"), "{err}");
+    }
+
+    #[test]
+    fn reading_limits_the_number_of_components() {
+        let ok = format!("[{}]", vec!["\"a\""; MAX_WIRE_COMPONENTS].join(","));
+        assert_eq!(
+            op(&ok).components(),
+            [Component::Insert("a".repeat(MAX_WIRE_COMPONENTS))]
+        );
+        let too_many = format!("[{}]", vec!["\"a\""; MAX_WIRE_COMPONENTS + 1].join(","));
+        let err = serde_json::from_str::<TextOperation>(&too_many).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 10000 components"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn builders_keep_normal_form() {
+        let mut o = TextOperation::new();
+        o.retain(0).insert("").delete(0);
+        assert!(o.is_noop());
+        o.retain(2)
+            .retain(3)
+            .delete(1)
+            .insert("x")
+            .delete(2)
+            .insert("y")
+            .retain(4);
+        assert_eq!(json(&o), r#"[5,"xy",-3]"#);
+        // A pending retain takes effect once something follows it.
+        o.insert("z");
+        assert_eq!(json(&o), r#"[5,"xy",-3,4,"z"]"#);
+        // Equality ignores a retain nothing follows.
+        let mut r = TextOperation::new();
+        r.retain(3);
+        assert_eq!(r, TextOperation::new());
+        assert_eq!(r.base_len(), 0);
+    }
+
+    #[test]
+    fn runs_longer_than_u32_are_split() {
+        let mut o = TextOperation::new();
+        o.retain(u32::MAX)
+            .retain(7)
+            .delete(u32::MAX)
+            .delete(u32::MAX)
+            .delete(1)
+            .insert("x");
+        assert_eq!(
+            o.components(),
+            [
+                Component::Retain(u32::MAX),
+                Component::Retain(7),
+                Component::Insert("x".into()),
+                Component::Delete(u32::MAX),
+                Component::Delete(u32::MAX),
+                Component::Delete(1),
+            ]
+        );
+        assert_eq!(o.base_len(), u32::MAX);
+        assert_eq!(o, op(&json(&o)));
+        assert!(matches!(
+            o.apply("abc"),
+            Err(OtError::OutOfRange {
+                needed: u32::MAX,
+                len: 3
+            })
+        ));
+    }
+
+    #[test]
+    fn lengths() {
+        let o = op(r#"[2, "😀é", -3, 1, -1]"#);
+        assert_eq!(o.base_len(), 7);
+        assert_eq!(o.len_delta(), 3 - 4);
+        assert_eq!(o.check_len(7), Ok(()));
+        assert_eq!(
+            o.check_len(6),
+            Err(OtError::OutOfRange { needed: 7, len: 6 })
+        );
+        assert_eq!(o.touched_positions(), [2, 5, 6, 7]);
+        assert_eq!(op(r#"["a", -1]"#).touched_positions(), [0, 1]);
+    }
+
+    #[test]
+    fn apply_counts_utf16_units() {
+        assert_eq!(op(r#"[2, "x"]"#).apply("😀a").unwrap(), "😀xa");
+        assert_eq!(op(r#"[-2]"#).apply("😀a").unwrap(), "a");
+        assert_eq!(op(r#"[1, -2]"#).apply("é😀").unwrap(), "é");
+        assert_eq!(op(r#"[1, "\r\n"]"#).apply("ab").unwrap(), "a\r\nb");
+        assert_eq!(op("[]").apply("").unwrap(), "");
+        assert_eq!(op(r#"["x"]"#).apply("").unwrap(), "x");
+    }
+
+    #[test]
+    fn apply_errors() {
+        let split = |at| Err(OtError::SplitsSurrogatePair { at });
+        assert_eq!(op(r#"[1, "x"]"#).apply("😀"), split(1));
+        assert_eq!(op(r#"[1, -1]"#).apply("😀"), split(1));
+        assert_eq!(op(r#"[-1]"#).apply("😀"), split(1));
+        assert_eq!(op(r#"[2, -2]"#).apply("a😀😀"), split(2));
+        assert_eq!(op(r#"[-3]"#).apply("a😀"), Ok(String::new()));
+        assert_eq!(
+            op(r#"[4, "x"]"#).apply("abc"),
+            Err(OtError::OutOfRange { needed: 4, len: 3 })
+        );
+        // Out of range is reported first.
+        assert_eq!(op(r#"[1, "x", 9]"#).apply("😀"), split(1)); // The trailing retain is dropped.
+        assert_eq!(
+            op(r#"[1, -9]"#).apply("😀"),
+            Err(OtError::OutOfRange { needed: 10, len: 2 })
+        );
+    }
+
+    #[test]
+    fn transform_breaks_ties_for_a() {
+        let a = op(r#"[1, "A"]"#);
+        let b = op(r#"[1, "B"]"#);
+        let (a2, b2) = TextOperation::transform(&a, &b);
+        assert_eq!(json(&a2), r#"[1,"A"]"#);
+        assert_eq!(json(&b2), r#"[2,"B"]"#);
+        assert_eq!(b2.apply(&a.apply("xy").unwrap()).unwrap(), "xABy");
+        assert_eq!(a2.apply(&b.apply("xy").unwrap()).unwrap(), "xABy");
+    }
+
+    #[test]
+    fn transform_overlapping_deletes() {
+        let a = op("[1, -3]"); // abcdef -> aef
+        let b = op("[2, -3]"); // abcdef -> abf
+        let (a2, b2) = TextOperation::transform(&a, &b);
+        assert_eq!(json(&a2), "[1,-1]");
+        assert_eq!(json(&b2), "[1,-1]");
+        assert_eq!(b2.apply("aef").unwrap(), "af");
+        assert_eq!(a2.apply("abf").unwrap(), "af");
+    }
+
+    #[test]
+    fn transform_insert_inside_a_delete() {
+        let a = op("[1, -4]"); // abcdef -> af
+        let b = op(r#"[3, "X"]"#); // abcXdef
+        let (a2, b2) = TextOperation::transform(&a, &b);
+        assert_eq!(json(&a2), r#"[1,-2,1,-2]"#);
+        assert_eq!(json(&b2), r#"[1,"X"]"#);
+        assert_eq!(a2.apply("abcXdef").unwrap(), "aXf");
+    }
+
+    #[test]
+    fn transform_with_an_ended_operation_retains_the_rest() {
+        let a = op(r#"["x"]"#);
+        let b = op("[10, -2]");
+        let (a2, b2) = TextOperation::transform(&a, &b);
+        assert_eq!(json(&a2), r#"["x"]"#);
+        assert_eq!(json(&b2), "[11,-2]");
+        let (n2, b3) = TextOperation::transform(&TextOperation::new(), &b);
+        assert!(n2.is_noop());
+        assert_eq!(b3, b);
+    }
+
+    #[test]
+    fn compose_examples() {
+        let c = |a, b| TextOperation::compose(&op(a), &op(b)).map(|o| json(&o));
+        assert_eq!(c(r#"["abc"]"#, r#"[1, -1]"#), Ok(r#"["ac"]"#.into()));
+        assert_eq!(c(r#"[-3]"#, r#"["x"]"#), Ok(r#"["x",-3]"#.into()));
+        assert_eq!(c(r#"[2, "x"]"#, r#"[5, -1]"#), Ok(r#"[2,"x",2,-1]"#.into()));
+        assert_eq!(c("[]", r#"[1, "y"]"#), Ok(r#"[1,"y"]"#.into()));
+        assert_eq!(c(r#"[1, "y"]"#, "[]"), Ok(r#"[1,"y"]"#.into()));
+        assert_eq!(c(r#"["ab"]"#, "[-2]"), Ok("[]".into()));
+        assert_eq!(
+            c(r#"[3, "😀"]"#, r#"[4, "x"]"#),
+            Err(OtError::SplitsSurrogatePair { at: 4 })
+        );
+        assert_eq!(
+            c(r#"[3, "😀"]"#, r#"[3, -1]"#),
+            Err(OtError::SplitsSurrogatePair { at: 4 })
+        );
+    }
+
+    #[test]
+    fn transform_index_examples() {
+        let o = op(r#"[2, "xy", -2, 3, -1]"#); // ab|cd|efg|h -> abxyefg
+        let t = |i, after| o.transform_index(i, after);
+        assert_eq!(t(0, true), 0);
+        assert_eq!(t(1, false), 1);
+        assert_eq!(t(2, false), 2);
+        assert_eq!(t(2, true), 4);
+        assert_eq!(t(3, true), 4);
+        assert_eq!(t(3, false), 4);
+        assert_eq!(t(4, false), 4);
+        assert_eq!(t(5, true), 5);
+        assert_eq!(t(7, true), 7);
+        assert_eq!(t(8, true), 7);
+        assert_eq!(t(20, true), 19);
+        assert_eq!(
+            TextOperation::new().transform_index(u32::MAX, true),
+            u32::MAX
+        );
+        assert_eq!(op(r#"["abc"]"#).transform_index(u32::MAX, true), u32::MAX);
+    }
+
+    #[test]
+    fn errors_display() {
+        assert_eq!(
+            OtError::SplitsSurrogatePair { at: 3 }.to_string(),
+            "position 3 falls inside a UTF-16 surrogate pair"
+        );
+        assert!(OtError::OutOfRange { needed: 4, len: 3 }
+            .to_string()
+            .contains("at least 4"));
+    }
+
+    // ---- properties ----
+
+    /// Text pieces: ASCII, CRLF, a precomposed and a combining accent, CJK,
+    /// emoji (surrogate pairs), an emoji with a skin-tone modifier.
+    const PIECES: &[&str] = &[
+        "a", "b", "c", " ", "\n", "\r\n", "é", "e\u{301}", "中", "😀", "👍🏽", "𝄞",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(PIECES), 0..16).prop_map(|v| v.concat())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Action {
+        Retain(usize),
+        Delete(usize),
+        Insert(usize, usize),
+    }
+
+    fn actions() -> impl Strategy<Value = Vec<Action>> {
+        prop::collection::vec(
+            prop_oneof![
+                (1..4usize).prop_map(Action::Retain),
+                (1..4usize).prop_map(Action::Delete),
+                (0..PIECES.len(), 1..3usize).prop_map(|(p, n)| Action::Insert(p, n)),
+            ],
+            0..8,
+        )
+    }
+
+    /// An operation on `text` that only touches char boundaries (never splits
+    /// a surrogate pair), counting in chars.
+    fn build(text: &str, actions: &[Action]) -> TextOperation {
+        let mut chars = text.chars();
+        let mut o = TextOperation::new();
+        for a in actions {
+            match a {
+                Action::Retain(n) => {
+                    o.retain(chars.by_ref().take(*n).map(|c| c.len_utf16() as u32).sum());
+                }
+                Action::Delete(n) => {
+                    o.delete(chars.by_ref().take(*n).map(|c| c.len_utf16() as u32).sum());
+                }
+                Action::Insert(p, n) => {
+                    o.insert(&PIECES[*p].repeat(*n));
+                }
+            }
+        }
+        o
+    }
+
+    /// What the actions do, step by step, without the builders.
+    fn naive(text: &str, actions: &[Action]) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let (mut out, mut at) = (String::new(), 0usize);
+        for a in actions {
+            match a {
+                Action::Retain(n) => {
+                    let end = (at + n).min(chars.len());
+                    out.extend(&chars[at..end]);
+                    at = end;
+                }
+                Action::Delete(n) => at = (at + n).min(chars.len()),
+                Action::Insert(p, n) => out.push_str(&PIECES[*p].repeat(*n)),
+            }
+        }
+        out.extend(&chars[at..]);
+        out
+    }
+
+    fn is_normal(o: &TextOperation) -> bool {
+        let c = o.components();
+        let zero = c.iter().any(|c| match c {
+            Component::Retain(n) | Component::Delete(n) => *n == 0,
+            Component::Insert(s) => s.is_empty(),
+        });
+        let same_kind = c
+            .windows(2)
+            .any(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
+        let delete_then_insert = c
+            .windows(2)
+            .any(|w| matches!((&w[0], &w[1]), (Component::Delete(_), Component::Insert(_))));
+        let trailing_retain = matches!(c.last(), Some(Component::Retain(_)));
+        !(zero || same_kind || delete_then_insert || trailing_retain)
+    }
+
+    /// An arbitrary operation, valid or not on any given text.
+    fn any_op() -> impl Strategy<Value = TextOperation> {
+        prop::collection::vec((0..3u8, 0..12u32, prop::sample::select(PIECES)), 0..10).prop_map(
+            |v| {
+                let mut o = TextOperation::new();
+                for (kind, n, s) in v {
+                    match kind {
+                        0 => o.retain(n),
+                        1 => o.delete(n),
+                        _ => o.insert(s),
+                    };
+                }
+                o
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn builders_match_a_naive_model(t in text(), acts in actions()) {
+            let o = build(&t, &acts);
+            prop_assert!(is_normal(&o), "{:?}", o);
+            prop_assert_eq!(o.apply(&t).unwrap(), naive(&t, &acts));
+        }
+
+        #[test]
+        fn transform_converges(t in text(), aa in actions(), ba in actions()) {
+            let a = build(&t, &aa);
+            let b = build(&t, &ba);
+            let (a2, b2) = TextOperation::transform(&a, &b);
+            prop_assert!(is_normal(&a2) && is_normal(&b2));
+            let left = b2.apply(&a.apply(&t).unwrap());
+            let right = a2.apply(&b.apply(&t).unwrap());
+            prop_assert!(left.is_ok(), "{:?}", left);
+            prop_assert_eq!(left, right);
+        }
+
+        #[test]
+        fn compose_is_a_then_b(t in text(), aa in actions(), ba in actions()) {
+            let a = build(&t, &aa);
+            let t1 = a.apply(&t).unwrap();
+            let b = build(&t1, &ba);
+            let c = TextOperation::compose(&a, &b).unwrap();
+            prop_assert!(is_normal(&c));
+            prop_assert_eq!(c.apply(&t).unwrap(), b.apply(&t1).unwrap());
+        }
+
+        #[test]
+        fn transform_index_follows_the_text(t in text(), acts in actions(), pick in any::<prop::sample::Index>()) {
+            let o = build(&t, &acts);
+            let old = units(&t);
+            let new = units(&o.apply(&t).unwrap());
+            // Char boundaries and which units the operation deletes.
+            let mut bounds = vec![0usize];
+            for c in t.chars() {
+                bounds.push(bounds.last().unwrap() + c.len_utf16());
+            }
+            let mut deleted = vec![false; old.len()];
+            let mut pos = 0usize;
+            for c in o.components() {
+                match c {
+                    Component::Retain(n) => pos += *n as usize,
+                    Component::Insert(_) => {}
+                    Component::Delete(n) => {
+                        deleted[pos..pos + *n as usize].iter_mut().for_each(|d| *d = true);
+                        pos += *n as usize;
+                    }
+                }
+            }
+            let k = pick.index(bounds.len());
+            let i = bounds[k];
+            // The char after the position stays after it (sticking after inserts)...
+            if k + 1 < bounds.len() && !deleted[i] {
+                let j = o.transform_index(i as u32, true) as usize;
+                prop_assert_eq!(&new[j..j + bounds[k + 1] - i], &old[i..bounds[k + 1]]);
+            }
+            // ...and the char before it stays before it (sticking before them).
+            if k > 0 && !deleted[bounds[k - 1]] {
+                let j = o.transform_index(i as u32, false) as usize;
+                let w = i - bounds[k - 1];
+                prop_assert_eq!(&new[j - w..j], &old[bounds[k - 1]..i]);
+            }
+            let j = o.transform_index(i as u32, true) as usize;
+            prop_assert!(j <= new.len());
+        }
+
+        #[test]
+        fn serde_round_trip(o in any_op()) {
+            prop_assert!(is_normal(&o));
+            let s = json(&o);
+            let back: TextOperation = serde_json::from_str(&s).unwrap();
+            prop_assert_eq!(back.components(), o.components());
+            let value = serde_json::to_value(&o).unwrap();
+            prop_assert_eq!(serde_json::from_value::<TextOperation>(value).unwrap(), o);
+        }
+
+        #[test]
+        fn apply_never_panics(t in text(), o in any_op()) {
+            let len = units(&t).len() as u32;
+            match o.apply(&t) {
+                Ok(out) => prop_assert_eq!(units(&out).len() as i64, i64::from(len) + o.len_delta()),
+                Err(OtError::OutOfRange { needed, len: l }) => {
+                    prop_assert_eq!(l, len);
+                    prop_assert!(needed > len && needed == o.base_len());
+                }
+                Err(OtError::SplitsSurrogatePair { at }) => {
+                    prop_assert!(o.touched_positions().contains(&at));
+                    prop_assert_eq!(o.check_len(len), Ok(()));
+                }
+                Err(e) => prop_assert!(false, "{}", e),
+            }
+        }
+
+        #[test]
+        fn transform_and_compose_never_panic(a in any_op(), b in any_op(), i in 0..40u32, after in any::<bool>()) {
+            let (a2, b2) = TextOperation::transform(&a, &b);
+            prop_assert!(is_normal(&a2) && is_normal(&b2));
+            if let Ok(c) = TextOperation::compose(&a, &b) {
+                prop_assert!(is_normal(&c));
+            }
+            let _ = a.transform_index(i, after);
+        }
+
+        #[test]
+        fn touched_positions_of_valid_ops_are_boundaries(t in text(), acts in actions()) {
+            let o = build(&t, &acts);
+            let u = units(&t);
+            for p in o.touched_positions() {
+                let p = p as usize;
+                prop_assert!(p <= u.len());
+                prop_assert!(p == 0 || p == u.len() || !(0xDC00..0xE000).contains(&u[p]));
+            }
+        }
+    }
+}

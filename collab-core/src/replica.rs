@@ -1,0 +1,196 @@
+//! A replica client without IO: its own copy of the session document, kept in
+//! step with the server by automerge's sync protocol. Rust clients and the
+//! tests use it; browsers can do the same with the automerge npm package.
+//!
+//! Edits made while disconnected stay in the replica's document and merge when
+//! it syncs again: call [`ReplicaClient::reconnect`] on a new connection, then
+//! exchange messages as usual.
+//!
+//! ```
+//! use collab_core::{Document, ReplicaClient, SyncState};
+//!
+//! let mut server = Document::new("python", [("main", "print(1)")]).unwrap();
+//! let mut server_side = SyncState::new();
+//! let mut replica = ReplicaClient::new();
+//! // Exchange messages until neither side has anything to say.
+//! loop {
+//!     let to_replica = server.generate_sync(&mut server_side);
+//!     if let Some(m) = &to_replica { replica.receive(m).unwrap(); }
+//!     let to_server = replica.poll_message();
+//!     if let Some(m) = &to_server { server.receive_sync(&mut server_side, m, None, Default::default()).unwrap(); }
+//!     if to_replica.is_none() && to_server.is_none() { break; }
+//! }
+//! assert_eq!(replica.text("main").as_deref(), Some("print(1)"));
+//! ```
+
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, LoadOptions, ObjId, ObjType, ReadDoc, TextEncoding, Value, ROOT};
+
+use crate::document::DocumentError;
+
+/// A replica of a session document.
+#[derive(Debug)]
+pub struct ReplicaClient {
+    doc: AutoCommit,
+    state: sync::State,
+}
+
+impl Default for ReplicaClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ReplicaClient {
+    /// An empty replica; it gets the document from its first sync.
+    pub fn new() -> Self {
+        Self {
+            doc: AutoCommit::new_with_encoding(TextEncoding::Utf16CodeUnit),
+            state: sync::State::new(),
+        }
+    }
+
+    /// Takes a sync message from the server.
+    ///
+    /// # Errors
+    /// [`DocumentError::BadSyncMessage`] or [`DocumentError::Automerge`].
+    pub fn receive(&mut self, message: &[u8]) -> Result<(), DocumentError> {
+        let message = sync::Message::decode(message)
+            .map_err(|e| DocumentError::BadSyncMessage(e.to_string()))?;
+        self.doc
+            .sync()
+            .receive_sync_message(&mut self.state, message)?;
+        // automerge 0.6 loads the first changes into an empty document with its
+        // default text encoding; positions here are UTF-16, so load it again
+        // with that encoding (once, on the first sync).
+        if self.doc.document().text_encoding() != TextEncoding::Utf16CodeUnit {
+            let bytes = self.doc.save();
+            self.doc = AutoCommit::load_with_options(
+                &bytes,
+                LoadOptions::new().text_encoding(TextEncoding::Utf16CodeUnit),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The next sync message for the server, if it lacks anything.
+    pub fn poll_message(&mut self) -> Option<Vec<u8>> {
+        self.doc.commit();
+        self.doc
+            .sync()
+            .generate_sync_message(&mut self.state)
+            .map(sync::Message::encode)
+    }
+
+    /// Makes the edits so far one change (a keystroke). [`ReplicaClient::poll_message`]
+    /// commits too, so edits between two messages are one change unless this
+    /// is called in between.
+    pub fn commit(&mut self) {
+        self.doc.commit();
+    }
+
+    /// Starts over with a new connection: the server side has a fresh sync
+    /// state, so this side needs one too. Local edits are kept and sync next.
+    pub fn reconnect(&mut self) {
+        self.state = sync::State::new();
+    }
+
+    /// Replaces `delete` UTF-16 units at `pos` of `path` with `insert`.
+    ///
+    /// # Errors
+    /// [`DocumentError::UnknownFile`] before the file has synced,
+    /// [`DocumentError::Operation`] for a range outside the text or splitting
+    /// a surrogate pair.
+    pub fn splice(
+        &mut self,
+        path: &str,
+        pos: u32,
+        delete: u32,
+        insert: &str,
+    ) -> Result<(), DocumentError> {
+        let obj = self.file(path)?;
+        let text = self.doc.text(&obj)?;
+        let units: Vec<u16> = text.encode_utf16().collect();
+        let end = pos as usize + delete as usize;
+        if end > units.len() {
+            let needed = u32::try_from(end).unwrap_or(u32::MAX);
+            return Err(crate::ot::OtError::OutOfRange {
+                needed,
+                len: units.len() as u32,
+            }
+            .into());
+        }
+        for at in [pos as usize, end] {
+            let inside_pair = at > 0 && at < units.len() && (0xDC00..0xE000).contains(&units[at]);
+            if inside_pair {
+                return Err(crate::ot::OtError::SplitsSurrogatePair { at: at as u32 }.into());
+            }
+        }
+        self.doc
+            .splice_text(&obj, pos as usize, delete as isize, insert)?;
+        Ok(())
+    }
+
+    /// Creates a file.
+    ///
+    /// # Errors
+    /// [`DocumentError::Structure`] before the document has synced.
+    pub fn create_file(&mut self, path: &str, text: &str) -> Result<(), DocumentError> {
+        let files = self.files_obj()?;
+        let obj = self.doc.put_object(&files, path, ObjType::Text)?;
+        self.doc.splice_text(&obj, 0, 0, text)?;
+        Ok(())
+    }
+
+    /// Sets the language.
+    ///
+    /// # Errors
+    /// Only if automerge refuses the write.
+    pub fn set_language(&mut self, language: &str) -> Result<(), DocumentError> {
+        self.doc.put(ROOT, "language", language)?;
+        Ok(())
+    }
+
+    /// A file's text.
+    pub fn text(&self, path: &str) -> Option<String> {
+        self.file(path)
+            .ok()
+            .and_then(|obj| self.doc.text(&obj).ok())
+    }
+
+    /// The paths of all files, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        self.files_obj()
+            .map(|f| self.doc.keys(&f).collect())
+            .unwrap_or_default()
+    }
+
+    /// The language, once synced.
+    pub fn language(&self) -> Option<String> {
+        match self.doc.get(ROOT, "language") {
+            Ok(Some((Value::Scalar(s), _))) => s.to_str().map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    /// The replica's document in automerge's binary format.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    fn files_obj(&self) -> Result<ObjId, DocumentError> {
+        match self.doc.get(ROOT, "files")? {
+            Some((Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(DocumentError::Structure("not synced yet: no files".into())),
+        }
+    }
+
+    fn file(&self, path: &str) -> Result<ObjId, DocumentError> {
+        let files = self.files_obj()?;
+        match self.doc.get(&files, path)? {
+            Some((Value::Object(ObjType::Text), id)) => Ok(id),
+            _ => Err(DocumentError::UnknownFile(path.to_owned())),
+        }
+    }
+}
