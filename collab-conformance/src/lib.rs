@@ -132,6 +132,14 @@ impl Ws {
         self.send_raw(frame.to_string()).await;
     }
 
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.socket
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
     /// Sends any text.
     pub async fn send_raw(&mut self, text: String) {
         self.socket
@@ -390,6 +398,72 @@ pub async fn reconnect_and_catch_up(c: &Client) {
     assert_eq!(seqs, vec![last_seq + 1]);
 }
 
+/// A thin client and a replica edit the same file over real sockets and end
+/// with the same text: text operations one way, automerge sync the other.
+pub async fn thin_client_and_replica_edit_together(c: &Client) {
+    let id = c
+        .create(
+            "host-token-8",
+            json!({"code": "fn main() {}", "language": "rust"}),
+        )
+        .await;
+    let (mut thin, welcome) = c.joined(&id, "host-token-8", "Hana").await;
+    assert_eq!(welcome["document"]["files"]["main"], "fn main() {}");
+    let mut ws = c.ws(&id, "replica-token-8").await.expect("upgrade");
+    ws.send(json!({"type": "join", "mode": "replica"})).await;
+    let mut replica = collab_core::ReplicaClient::new();
+    // Sync until the replica has the text.
+    while replica.text("main").is_none() {
+        if let Next::Binary(b) = ws.next().await {
+            replica.receive(&b).expect("sync message");
+            if let Some(m) = replica.poll_message() {
+                ws.send_binary(m).await;
+            }
+        }
+    }
+    thin.send(json!({"type": "text_op", "rid": 1, "rev": 0, "file": "main", "op": [12, "\n// é😀"], "oid": "t1"})).await;
+    assert_eq!(thin.until("text_ack").await["rev"], 1);
+    replica.splice("main", 0, 2, "pub fn").expect("splice");
+    if let Some(m) = replica.poll_message() {
+        ws.send_binary(m).await;
+    }
+    // The thin client hears of the replica's edit as a text operation.
+    // (A replace may come as a delete and an insert.)
+    loop {
+        let op = thin.until("text_op").await;
+        assert_ne!(
+            op["author"],
+            json!(1),
+            "the thin client's own edit is not echoed"
+        );
+        if op["op"].to_string().contains("pub fn") {
+            break;
+        }
+    }
+    // The replica gets the thin client's edit by sync.
+    while replica.text("main").as_deref() != Some("pub fn main() {}\n// é😀") {
+        match ws.next().await {
+            Next::Binary(b) => {
+                replica.receive(&b).expect("sync message");
+                if let Some(m) = replica.poll_message() {
+                    ws.send_binary(m).await;
+                }
+            }
+            Next::Closed(code, reason) => panic!("closed {code} {reason}"),
+            Next::Frame(_) => {}
+        }
+    }
+    let r = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-8"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["code"], "pub fn main() {}\n// é😀");
+}
+
 /// Generates one `#[tokio::test]` per scenario; `$base` is an async
 /// expression giving the server's base URL.
 #[macro_export]
@@ -398,7 +472,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $base;
             rest_lifecycle, bad_token_and_unknown_session, join_and_chat,
             bad_frames_keep_the_connection, roles_and_capacity,
-            kick_and_end_close_with_codes, reconnect_and_catch_up);
+            kick_and_end_close_with_codes, reconnect_and_catch_up,
+            thin_client_and_replica_edit_together);
     };
     (@each $base:expr; $($name:ident),*) => {
         $(
