@@ -28,12 +28,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use automerge::patches::TextRepresentation;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
-    AutoCommit, LoadOptions, ObjId, ObjType, Patch, PatchAction, PatchLog, Prop, ReadDoc,
-    ScalarValue, TextEncoding, Value, ROOT,
+    AutoCommit, LoadOptions, ObjId, ObjType, Patch, PatchAction, Prop, ReadDoc, ScalarValue,
+    TextEncoding, Value, ROOT,
 };
 use ropey::Rope;
 use serde::{Deserialize, Serialize};
@@ -227,7 +226,15 @@ pub struct Document {
     uncommitted_author: Option<ParticipantId>,
     runs: Vec<RunOutput>,
     max_len: u64,
+    /// What late-joining replicas load: see [`Document::replica_start`].
+    snapshot: Vec<u8>,
+    snapshot_heads: Vec<automerge::ChangeHash>,
+    snapshot_full_len: usize,
 }
+
+/// The first bytes of a saved automerge document, which tell a snapshot from
+/// a sync message in a binary frame.
+pub const DOCUMENT_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 
 fn automerge_utf16() -> AutoCommit {
     AutoCommit::new_with_encoding(TextEncoding::Utf16CodeUnit)
@@ -271,6 +278,9 @@ impl Document {
             uncommitted_author: None,
             runs: Vec::new(),
             max_len: 4 * 1024 * 1024,
+            snapshot: Vec::new(),
+            snapshot_heads: Vec::new(),
+            snapshot_full_len: 0,
         };
         for (path, text) in files {
             check_path(path)?;
@@ -290,6 +300,9 @@ impl Document {
         }
         this.doc.commit();
         this.checkpoints[0].1 = this.texts();
+        this.snapshot = this.doc.save();
+        this.snapshot_full_len = this.snapshot.len();
+        this.snapshot_heads = this.doc.get_heads();
         Ok(this)
     }
 
@@ -304,7 +317,12 @@ impl Document {
             bytes,
             LoadOptions::new().text_encoding(TextEncoding::Utf16CodeUnit),
         )?;
-        Self::from_automerge(doc)
+        let mut this = Self::from_automerge(doc)?;
+        // The bytes just loaded are the snapshot for replicas, for free.
+        this.snapshot = bytes.to_vec();
+        this.snapshot_full_len = bytes.len();
+        this.snapshot_heads = this.doc.get_heads();
+        Ok(this)
     }
 
     fn from_automerge(doc: AutoCommit) -> Result<Self, DocumentError> {
@@ -347,6 +365,9 @@ impl Document {
             uncommitted_author: None,
             runs: Vec::new(),
             max_len: 4 * 1024 * 1024,
+            snapshot: Vec::new(),
+            snapshot_heads: Vec::new(),
+            snapshot_full_len: 0,
         };
         this.checkpoints.push((0, this.texts()));
         this.runs = this.read_runs();
@@ -699,11 +720,7 @@ impl Document {
         let message = sync::Message::decode(message)
             .map_err(|e| DocumentError::BadSyncMessage(e.to_string()))?;
         self.commit();
-        let mut log = PatchLog::active(TextRepresentation::String(TextEncoding::Utf16CodeUnit));
-        self.doc
-            .sync()
-            .receive_sync_message_log_patches(&mut state.0, message, &mut log)?;
-        let patches = self.doc.make_patches(&mut log);
+        let patches = crate::sync::receive(&mut self.doc, &mut state.0, message, true)?;
         Ok(self.absorb(patches, author, now))
     }
 
@@ -752,11 +769,30 @@ impl Document {
         self.doc.save()
     }
 
-    /// Changes since the last call (or everything on the first), for
-    /// incremental persistence.
-    pub fn save_incremental(&mut self) -> Vec<u8> {
+    /// What a replica joining now starts from: the document as bytes to load
+    /// (the last full save plus the changes saved after it, so this costs only
+    /// the changes since the previous call), and the server's sync state for
+    /// that replica, which already counts everything in those bytes as shared.
+    /// The replica loads the bytes and starts its own sync state from their
+    /// heads; the sync protocol then only exchanges what came after, instead
+    /// of summarising the whole history in both directions.
+    pub fn replica_start(&mut self) -> (Vec<u8>, SyncState) {
         self.commit();
-        self.doc.save_incremental()
+        let heads = self.doc.get_heads();
+        if heads != self.snapshot_heads {
+            let after = self.doc.save_after(&self.snapshot_heads);
+            self.snapshot.extend_from_slice(&after);
+            self.snapshot_heads.clone_from(&heads);
+            // Separate change chunks load slower and weigh more than one
+            // compressed document; fold them in once they outweigh it.
+            if self.snapshot.len() > 2 * self.snapshot_full_len + 64 * 1024 {
+                self.snapshot = self.doc.save();
+                self.snapshot_full_len = self.snapshot.len();
+            }
+        }
+        let mut state = sync::State::new();
+        state.shared_heads = heads;
+        (self.snapshot.clone(), SyncState(state))
     }
 
     // ---- internals -----------------------------------------------------------

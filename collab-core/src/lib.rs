@@ -49,6 +49,7 @@ pub mod presence;
 pub mod protocol;
 pub mod replica;
 pub mod session;
+mod sync;
 pub mod time;
 pub mod transport;
 

@@ -27,7 +27,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, LoadOptions, ObjId, ObjType, ReadDoc, TextEncoding, Value, ROOT};
 
-use crate::document::DocumentError;
+use crate::document::{DocumentError, DOCUMENT_MAGIC};
 
 /// A replica of a session document.
 #[derive(Debug)]
@@ -51,16 +51,18 @@ impl ReplicaClient {
         }
     }
 
-    /// Takes a sync message from the server.
+    /// Takes a binary frame from the server: a sync message, or the document
+    /// snapshot a replica gets when it joins.
     ///
     /// # Errors
     /// [`DocumentError::BadSyncMessage`] or [`DocumentError::Automerge`].
     pub fn receive(&mut self, message: &[u8]) -> Result<(), DocumentError> {
+        if message.starts_with(&DOCUMENT_MAGIC) {
+            return self.load_snapshot(message);
+        }
         let message = sync::Message::decode(message)
             .map_err(|e| DocumentError::BadSyncMessage(e.to_string()))?;
-        self.doc
-            .sync()
-            .receive_sync_message(&mut self.state, message)?;
+        crate::sync::receive(&mut self.doc, &mut self.state, message, false)?;
         // automerge 0.6 loads the first changes into an empty document with its
         // default text encoding; positions here are UTF-16, so load it again
         // with that encoding (once, on the first sync).
@@ -81,6 +83,26 @@ impl ReplicaClient {
             .sync()
             .generate_sync_message(&mut self.state)
             .map(sync::Message::encode)
+    }
+
+    /// Loads the server's snapshot: into the empty document, or merged with
+    /// edits made before joining. The sync state starts from the snapshot's
+    /// heads, which the server counts as shared.
+    fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), DocumentError> {
+        let mut snapshot = AutoCommit::load_with_options(
+            bytes,
+            LoadOptions::new().text_encoding(TextEncoding::Utf16CodeUnit),
+        )?;
+        let heads = snapshot.get_heads();
+        self.doc.commit();
+        if self.doc.get_heads().is_empty() {
+            self.doc = snapshot;
+        } else {
+            self.doc.merge(&mut snapshot)?;
+        }
+        self.state = sync::State::new();
+        self.state.shared_heads = heads;
+        Ok(())
     }
 
     /// Makes the edits so far one change (a keystroke). [`ReplicaClient::poll_message`]

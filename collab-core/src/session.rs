@@ -1187,8 +1187,13 @@ impl Session {
         };
         self.send(vec![conn], welcome);
         if replica {
-            // The server opens the sync: a late joiner gets the document at once.
-            let mut state = SyncState::new();
+            // A late joiner loads the document as saved bytes, then syncs what
+            // is newer; the server opens the sync.
+            let (snapshot, mut state) = self.document.replica_start();
+            self.outbox.push_back(Transmit::SendBinary {
+                to: conn,
+                bytes: snapshot,
+            });
             if let Some(bytes) = self.document.generate_sync(&mut state) {
                 self.outbox
                     .push_back(Transmit::SendBinary { to: conn, bytes });
