@@ -341,6 +341,34 @@ fn late_joiner(c: &mut Criterion, trace: &Trace) {
             spent
         });
     });
+    // A session that grew in memory has no saved bytes to hand out: the first
+    // replica to join pays for folding the history into one save.
+    let frames: Vec<String> = trace
+        .edits
+        .iter()
+        .enumerate()
+        .map(|(i, e)| text_op_frame(e, i as u64))
+        .collect();
+    group.bench_function(
+        "first replica start after the full trace was typed in memory",
+        |b| {
+            b.iter_batched(
+                || {
+                    let mut s = session(1);
+                    for frame in &frames {
+                        s.handle_text(ConnectionId(1), frame, T0);
+                        drain(&mut s);
+                    }
+                    s
+                },
+                |mut s| {
+                    let (snapshot, state) = s.document_mut().replica_start();
+                    (s, snapshot, state)
+                },
+                BatchSize::PerIteration,
+            );
+        },
+    );
     group.bench_function("load a saved document, full trace", |b| {
         b.iter(|| Document::load(&saved).unwrap());
     });

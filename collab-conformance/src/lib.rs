@@ -423,6 +423,20 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
     }
     thin.send(json!({"type": "text_op", "rid": 1, "rev": 0, "file": "main", "op": [12, "\n// é😀"], "oid": "t1"})).await;
     assert_eq!(thin.until("text_ack").await["rev"], 1);
+    // The replica gets the thin client's edit by sync (and so learns what the
+    // server has: automerge sends changes once it knows the peer's state).
+    while replica.text("main").as_deref() != Some("fn main() {}\n// é😀") {
+        match ws.next().await {
+            Next::Binary(b) => {
+                replica.receive(&b).expect("sync message");
+                if let Some(m) = replica.poll_message() {
+                    ws.send_binary(m).await;
+                }
+            }
+            Next::Closed(code, reason) => panic!("closed {code} {reason}"),
+            Next::Frame(_) => {}
+        }
+    }
     replica.splice("main", 0, 2, "pub fn").expect("splice");
     if let Some(m) = replica.poll_message() {
         ws.send_binary(m).await;
@@ -438,19 +452,6 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
         );
         if op["op"].to_string().contains("pub fn") {
             break;
-        }
-    }
-    // The replica gets the thin client's edit by sync.
-    while replica.text("main").as_deref() != Some("pub fn main() {}\n// é😀") {
-        match ws.next().await {
-            Next::Binary(b) => {
-                replica.receive(&b).expect("sync message");
-                if let Some(m) = replica.poll_message() {
-                    ws.send_binary(m).await;
-                }
-            }
-            Next::Closed(code, reason) => panic!("closed {code} {reason}"),
-            Next::Frame(_) => {}
         }
     }
     let r = c

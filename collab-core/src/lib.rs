@@ -53,6 +53,12 @@ mod sync;
 pub mod time;
 pub mod transport;
 
+/// The browser side of the thin-client protocol: a dependency-free ES module
+/// with the text-operation algebra and the client state machine
+/// (`TextOperation`, `DocumentClient`, `diffToOperation`). Serve it to pages
+/// that edit without automerge, for example at `/collab-ot.mjs`.
+pub const BROWSER_OT_MODULE: &str = include_str!("../js/collab-ot.mjs");
+
 pub use auth::{AuthError, Authenticator, GuestAuthenticator, Identity, TokenAuthenticator};
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};
 pub use document::{
