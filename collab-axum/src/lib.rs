@@ -35,7 +35,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use collab_core::transport::{credential, decode_body, error_response, pump, WireIn, WireOut};
+use collab_core::transport::{
+    credential, decode_body, error_response, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+};
 use collab_core::{Connection, Hub, HubError, Identity, NewSession, SessionId, SessionUpdate};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -85,12 +87,16 @@ async fn identity(
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Identity, ApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    Ok(hub
-        .authenticate(credential(header, query.token.as_deref()))
-        .await?)
+    let token = credential(
+        header_str(headers, header::AUTHORIZATION),
+        header_str(headers, header::SEC_WEBSOCKET_PROTOCOL),
+        query.token.as_deref(),
+    );
+    Ok(hub.authenticate(token).await?)
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
@@ -102,20 +108,35 @@ async fn websocket(
     Path(id): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    hub.check_origin(
+        header_str(&headers, header::ORIGIN),
+        header_str(&headers, header::HOST),
+    )?;
     let who = identity(&hub, &headers, &query).await?;
-    let conn = hub.connect(&session_id(&id)?, who).await?;
-    Ok(upgrade.on_upgrade(move |socket| drive(socket, conn)))
+    // The client address is known when the host app serves with
+    // `into_make_service_with_connect_info::<SocketAddr>()`.
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let conn = hub.connect_from(&session_id(&id)?, who, peer).await?;
+    let keepalive = hub.keepalive();
+    Ok(upgrade
+        .protocols([SUBPROTOCOL])
+        .on_upgrade(move |socket| drive(socket, conn, keepalive)))
 }
 
-async fn drive(socket: WebSocket, conn: Connection) {
+async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Duration) {
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|msg| async move {
         match msg {
             Ok(Message::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
             Ok(Message::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
-            Ok(Message::Ping(_) | Message::Pong(_)) => None,
+            Ok(Message::Pong(_)) => Some(WireIn::Pong),
+            // Answered by the WebSocket layer itself.
+            Ok(Message::Ping(_)) => None,
             Ok(Message::Close(_)) | Err(_) => Some(WireIn::Close),
         }
     });
@@ -123,13 +144,20 @@ async fn drive(socket: WebSocket, conn: Connection) {
         Ok::<_, axum::Error>(match out {
             WireOut::Text(text) => Message::Text(text.as_ref().into()),
             WireOut::Binary(bytes) => Message::Binary(bytes.into()),
+            WireOut::Ping => Message::Ping(Bytes::new()),
             WireOut::Close { code, reason } => Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
             })),
         })
     });
-    pump(conn, Box::pin(incoming), Box::pin(outgoing)).await;
+    pump_with_keepalive(
+        conn,
+        Box::pin(incoming),
+        Box::pin(outgoing),
+        Some(keepalive),
+    )
+    .await;
 }
 
 async fn create(

@@ -100,6 +100,44 @@ impl Client {
         }
     }
 
+    /// Opens a WebSocket with extra request headers; `Err` carries the HTTP
+    /// status of a refused upgrade. Returns the subprotocol the server chose.
+    pub async fn ws_with(
+        &self,
+        session: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(Ws, Option<String>), u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/ws/session/{session}{query}",
+            self.base.replacen("http", "ws", 1)
+        );
+        let mut request = url.into_client_request().expect("a valid URL");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("in time")
+        {
+            Ok((socket, response)) => {
+                let chosen = response
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok((Ws { socket }, chosen))
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("websocket: {e}"),
+        }
+    }
+
     /// Opens a WebSocket and joins; returns it with the welcome frame.
     pub async fn joined(&self, session: &str, token: &str, name: &str) -> (Ws, Value) {
         let mut ws = self.ws(session, token).await.expect("upgrade");
@@ -465,6 +503,75 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
     assert_eq!(r.body["code"], "pub fn main() {}\n// é😀");
 }
 
+/// Upgrades from another site's page are refused (cross-site WebSocket
+/// hijacking); the server's own pages and non-browser clients get through.
+pub async fn cross_site_upgrades_are_refused(c: &Client) {
+    let id = c.create("host-token-9", json!({})).await;
+    let evil = c
+        .ws_with(
+            &id,
+            "?token=host-token-9",
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(evil.err(), Some(403));
+    let host = c.base.trim_start_matches("http://").to_owned();
+    let own_origin = format!("http://{host}");
+    assert!(c
+        .ws_with(&id, "?token=host-token-9", &[("origin", &own_origin)])
+        .await
+        .is_ok());
+    assert!(
+        c.ws(&id, "host-token-9").await.is_ok(),
+        "no origin: not a browser"
+    );
+}
+
+/// A browser's token rides in the subprotocol list; the server picks `collab.v1`.
+pub async fn token_in_the_subprotocol(c: &Client) {
+    let id = c.create("host-token-10", json!({})).await;
+    let (mut ws, chosen) = c
+        .ws_with(
+            &id,
+            "",
+            &[("sec-websocket-protocol", "collab.v1, bearer.host-token-10")],
+        )
+        .await
+        .expect("upgrade");
+    assert_eq!(chosen.as_deref(), Some("collab.v1"));
+    ws.send(json!({"type": "join"})).await;
+    assert_eq!(ws.until("welcome").await["participants"][0]["role"], "host");
+    let bad = c
+        .ws_with(
+            &id,
+            "",
+            &[("sec-websocket-protocol", "collab.v1, bearer.x")],
+        )
+        .await;
+    assert_eq!(bad.err(), Some(401));
+}
+
+/// A client that floods frames is told `rate_limited`, then closed with 4008.
+pub async fn flooding_is_refused_then_closed(c: &Client) {
+    let id = c.create("host-token-11", json!({})).await;
+    let (mut ws, _) = c.joined(&id, "host-token-11", "Hana").await;
+    for _ in 0..400 {
+        ws.send(json!({"type": "heartbeat"})).await;
+    }
+    let mut refused = 0;
+    loop {
+        match ws.next().await {
+            Next::Frame(f) if f["type"] == "error" && f["code"] == "rate_limited" => refused += 1,
+            Next::Closed(code, reason) => {
+                assert_eq!((code, reason.as_str()), (4008, "rate_limited"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused > 0);
+}
+
 /// Generates one `#[tokio::test]` per scenario; `$base` is an async
 /// expression giving the server's base URL.
 #[macro_export]
@@ -474,7 +581,8 @@ macro_rules! conformance_tests {
             rest_lifecycle, bad_token_and_unknown_session, join_and_chat,
             bad_frames_keep_the_connection, roles_and_capacity,
             kick_and_end_close_with_codes, reconnect_and_catch_up,
-            thin_client_and_replica_edit_together);
+            thin_client_and_replica_edit_together, cross_site_upgrades_are_refused,
+            token_in_the_subprotocol, flooding_is_refused_then_closed);
     };
     (@each $base:expr; $($name:ident),*) => {
         $(

@@ -56,6 +56,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed; the request may be retried.
     Internal,
+    /// Too many connections: to this session, or from this address.
+    TooManyConnections,
+    /// A WebSocket upgrade from a page whose origin is not allowed.
+    OriginNotAllowed,
     /// A document revision the server does not have.
     UnknownRevision,
     /// No such file in the document.
@@ -95,7 +99,8 @@ impl ErrorCode {
             ErrorCode::DocumentTooLarge => 413,
             ErrorCode::SessionEnded | ErrorCode::MessageDeleted => 410,
             ErrorCode::FrameTooLarge => 413,
-            ErrorCode::RateLimited => 429,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
+            ErrorCode::OriginNotAllowed => 403,
             ErrorCode::Internal => 500,
         }
     }
@@ -163,6 +168,18 @@ pub enum SessionError {
     /// A document operation failed.
     #[error(transparent)]
     Document(#[from] DocumentError),
+    /// The connection sends frames faster than allowed; the frame was not read.
+    #[error("more than {per_second} frames a second")]
+    RateLimited {
+        /// The sustained rate allowed.
+        per_second: u32,
+    },
+    /// The session has as many connections as it takes.
+    #[error("the session takes at most {max} connections")]
+    TooManyConnections {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl SessionError {
@@ -188,6 +205,8 @@ impl SessionError {
                 _ => ErrorCode::InvalidInput,
             },
             SessionError::Protocol(e) => e.code(),
+            SessionError::RateLimited { .. } => ErrorCode::RateLimited,
+            SessionError::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             SessionError::Document(e) => match e {
                 DocumentError::UnknownRevision { .. } => ErrorCode::UnknownRevision,
                 DocumentError::UnknownFile(_) => ErrorCode::UnknownFile,

@@ -30,6 +30,14 @@ pub struct HubConfig {
     pub outbound_queue: usize,
     /// Requests queued for one session before senders wait (default 1024).
     pub inbound_queue: usize,
+    /// Open connections from one client address, across all sessions (default 20).
+    pub max_connections_per_address: usize,
+    /// Which pages may open WebSockets (default: the server's own origin only).
+    pub origins: OriginPolicy,
+    /// How often adapters ping an idle WebSocket (default 15 s). A peer that
+    /// answers nothing, pongs included, is dropped after the session's stale
+    /// timeout (45 s).
+    pub keepalive: std::time::Duration,
 }
 
 impl Default for HubConfig {
@@ -38,6 +46,39 @@ impl Default for HubConfig {
             session: SessionConfig::default(),
             outbound_queue: 512,
             inbound_queue: 1024,
+            max_connections_per_address: 20,
+            origins: OriginPolicy::SameOrigin,
+            keepalive: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+/// Which web pages may open a WebSocket to the hub. Browsers send the page's
+/// origin with every upgrade and let any page connect anywhere, so without this
+/// check a hostile page could talk to the session with its visitor's cookies
+/// (cross-site WebSocket hijacking). Clients that are not browsers send no
+/// origin and are always let through; they authenticate like everyone else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPolicy {
+    /// Only pages served from the host the upgrade request was sent to.
+    SameOrigin,
+    /// Only these origins (`https://app.example.com`), compared without case.
+    List(Vec<String>),
+    /// Any page. For development only.
+    Any,
+}
+
+impl OriginPolicy {
+    /// Whether an upgrade with this `Origin` header, sent to this `Host`, may go ahead.
+    pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        match self {
+            OriginPolicy::Any => true,
+            OriginPolicy::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+            OriginPolicy::SameOrigin => {
+                let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+                host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+            }
         }
     }
 }
@@ -61,6 +102,12 @@ pub enum HubError {
     /// The session's task has stopped (the hub is shutting down).
     #[error("session is shutting down")]
     ShuttingDown,
+    /// A WebSocket upgrade from a page whose origin the policy does not allow.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    /// This client address has as many connections open as it may.
+    #[error("too many connections from this address")]
+    TooManyConnections,
 }
 
 impl HubError {
@@ -71,6 +118,8 @@ impl HubError {
             HubError::SessionNotFound => ErrorCode::SessionNotFound,
             HubError::Session(e) => e.code(),
             HubError::Random(_) | HubError::ShuttingDown => ErrorCode::Internal,
+            HubError::OriginNotAllowed => ErrorCode::OriginNotAllowed,
+            HubError::TooManyConnections => ErrorCode::TooManyConnections,
         }
     }
 }
@@ -146,6 +195,9 @@ enum Command {
     Disconnect {
         conn: ConnectionId,
     },
+    Touch {
+        conn: ConnectionId,
+    },
     View {
         reply: oneshot::Sender<SessionView>,
     },
@@ -168,6 +220,7 @@ struct Inner {
     config: HubConfig,
     next_conn: AtomicU64,
     counters: Counters,
+    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
 }
 
 /// Live sessions and their tasks. Cheap to clone; clones share the sessions.
@@ -217,6 +270,7 @@ impl Hub {
                 config,
                 next_conn: AtomicU64::new(1),
                 counters: Counters::default(),
+                per_address: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -320,6 +374,38 @@ impl Hub {
         id: &SessionId,
         identity: Identity,
     ) -> Result<Connection, HubError> {
+        self.connect_from(id, identity, None).await
+    }
+
+    /// Checks an upgrade's `Origin` header against the hub's [`OriginPolicy`].
+    ///
+    /// # Errors
+    /// [`HubError::OriginNotAllowed`].
+    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), HubError> {
+        if self.inner.config.origins.allows(origin, host) {
+            Ok(())
+        } else {
+            Err(HubError::OriginNotAllowed)
+        }
+    }
+
+    /// The keepalive interval adapters ping idle WebSockets at.
+    pub fn keepalive(&self) -> std::time::Duration {
+        self.inner.config.keepalive
+    }
+
+    /// [`Hub::connect`] for a client at `peer`, counted against
+    /// [`HubConfig::max_connections_per_address`].
+    ///
+    /// # Errors
+    /// As [`Hub::connect`], and [`HubError::TooManyConnections`].
+    pub async fn connect_from(
+        &self,
+        id: &SessionId,
+        identity: Identity,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Connection, HubError> {
+        let slot = AddressSlot::take(&self.inner, peer)?;
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
         let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
         let shared = Arc::new(ConnShared::default());
@@ -341,6 +427,7 @@ impl Hub {
             conn,
             tx: session_tx.clone(),
             hub: Arc::clone(&self.inner),
+            _slot: slot,
         });
         Ok(Connection {
             sender: ConnectionSender {
@@ -428,6 +515,48 @@ struct DisconnectGuard {
     conn: ConnectionId,
     tx: mpsc::Sender<Command>,
     hub: Arc<Inner>,
+    _slot: AddressSlot,
+}
+
+/// One connection counted against its client address; released on drop.
+struct AddressSlot {
+    hub: Arc<Inner>,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl AddressSlot {
+    fn take(hub: &Arc<Inner>, peer: Option<std::net::IpAddr>) -> Result<Self, HubError> {
+        if let Some(ip) = peer {
+            let mut counts = hub.per_address.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(ip).or_insert(0);
+            if *n >= hub.config.max_connections_per_address {
+                return Err(HubError::TooManyConnections);
+            }
+            *n += 1;
+        }
+        Ok(Self {
+            hub: Arc::clone(hub),
+            peer,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.peer {
+            let mut counts = self
+                .hub
+                .per_address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
 }
 
 impl Drop for DisconnectGuard {
@@ -552,6 +681,17 @@ impl ConnectionSender {
             .await
             .map_err(|_| HubError::ShuttingDown)
     }
+
+    /// Tells the session the client is alive (it answered a ping).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn touch(&self) -> Result<(), HubError> {
+        self.tx
+            .send(Command::Touch { conn: self.conn })
+            .await
+            .map_err(|_| HubError::ShuttingDown)
+    }
 }
 
 /// The half of a [`Connection`] that carries frames to the client.
@@ -613,6 +753,7 @@ async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub:
                     }
                     Command::Text { conn, text } => session.handle_text(conn, &text, now),
                     Command::Binary { conn, bytes } => session.handle_binary(conn, &bytes, now),
+                    Command::Touch { conn } => session.touch(conn, now),
                     Command::Disconnect { conn } => {
                         peers.remove(&conn);
                         session.disconnect(conn, now);

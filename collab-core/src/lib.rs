@@ -68,8 +68,8 @@ pub use document::{
 pub use error::{ErrorCode, SessionError};
 pub use events::{EndReason, Event, EventKind, EventPage};
 pub use hub::{
-    Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError, HubStats, Outbound,
-    SessionView,
+    Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError, HubStats,
+    OriginPolicy, Outbound, SessionView,
 };
 pub use ids::{ParticipantId, Seq, SessionId, UserId};
 pub use ot::{Component, OtError, TextOperation};

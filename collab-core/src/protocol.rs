@@ -287,6 +287,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down; reconnect later.
     ServerShutdown,
+    /// The client kept sending faster than allowed after being told.
+    RateLimited,
 }
 
 impl CloseReason {
@@ -300,6 +302,7 @@ impl CloseReason {
             CloseReason::Stale => 4003,
             CloseReason::SlowConsumer => 4004,
             CloseReason::ServerShutdown => 1001,
+            CloseReason::RateLimited => 4008,
         }
     }
 
@@ -307,7 +310,10 @@ impl CloseReason {
     pub const fn may_reconnect(self) -> bool {
         matches!(
             self,
-            CloseReason::Stale | CloseReason::SlowConsumer | CloseReason::ServerShutdown
+            CloseReason::Stale
+                | CloseReason::SlowConsumer
+                | CloseReason::ServerShutdown
+                | CloseReason::RateLimited
         )
     }
 }

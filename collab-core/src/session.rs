@@ -61,6 +61,12 @@ pub struct SessionConfig {
     pub expires_after: Duration,
     /// Largest text frame accepted, in bytes (default 64 KiB).
     pub max_frame_bytes: usize,
+    /// Frames a connection may send a second, sustained (default 60).
+    pub frames_per_second: u32,
+    /// Frames a connection may send at once above the sustained rate (default 120).
+    pub frame_burst: u32,
+    /// Most connections open to the session at once, joined or not (default 50).
+    pub max_connections: usize,
     /// Largest binary (sync) frame accepted, in bytes (default 16 MiB: a
     /// replica's first sync after long offline work can be large).
     pub max_sync_bytes: usize,
@@ -82,6 +88,9 @@ impl Default for SessionConfig {
             expires_after: Duration::from_secs(30 * 60),
             max_frame_bytes: 64 * 1024,
             max_sync_bytes: 16 * 1024 * 1024,
+            frames_per_second: 60,
+            frame_burst: 120,
+            max_connections: 50,
             max_name_chars: 64,
             max_title_chars: 200,
             max_events_page: 500,
@@ -215,6 +224,11 @@ struct Conn {
     last_seen: Timestamp,
     /// Set for a replica: its automerge sync state.
     sync: Option<SyncState>,
+    /// Frames it may still send now, in thousandths (a token bucket).
+    allowance: u64,
+    last_refill: Timestamp,
+    /// Frames refused in a row for going over the rate.
+    refused: u32,
 }
 
 /// One collaboration session: participants, presence, chat, event log and document.
@@ -345,6 +359,11 @@ impl Session {
         if self.banned.contains(&identity.user_id) {
             return Err(SessionError::Banned);
         }
+        if self.connections.len() >= self.config.max_connections {
+            return Err(SessionError::TooManyConnections {
+                max: self.config.max_connections,
+            });
+        }
         self.connections.insert(
             conn,
             Conn {
@@ -352,6 +371,9 @@ impl Session {
                 participant: None,
                 last_seen: now,
                 sync: None,
+                allowance: u64::from(self.config.frame_burst) * 1_000,
+                last_refill: now,
+                refused: 0,
             },
         );
         Ok(())
@@ -379,6 +401,9 @@ impl Session {
             return;
         }
         self.advance(now);
+        if !self.admit(conn, now) {
+            return;
+        }
         match decode_client_frame(text, self.config.max_frame_bytes) {
             Ok(msg) => self.handle_message(conn, msg, now),
             Err((rid, err)) => {
@@ -396,6 +421,9 @@ impl Session {
             return;
         }
         self.advance(now);
+        if !self.admit(conn, now) {
+            return;
+        }
         self.touch_connection(conn, now);
         if let Err(err) = self.receive_sync(conn, bytes, now) {
             self.send_error(conn, None, &err);
@@ -1581,6 +1609,49 @@ impl Session {
                 },
             );
         }
+    }
+
+    /// Charges a frame to the connection's rate. A frame over the rate is
+    /// refused with `rate_limited` (and not read); a connection that keeps
+    /// sending a whole burst's worth while refused is closed.
+    fn admit(&mut self, conn: ConnectionId, now: Timestamp) -> bool {
+        let (rate, burst) = (
+            u64::from(self.config.frames_per_second),
+            u64::from(self.config.frame_burst),
+        );
+        let Some(c) = self.connections.get_mut(&conn) else {
+            return false;
+        };
+        let elapsed = now.as_millis().saturating_sub(c.last_refill.as_millis());
+        c.allowance = (c.allowance + elapsed.saturating_mul(rate)).min(burst * 1_000);
+        c.last_refill = now;
+        if c.allowance >= 1_000 {
+            c.allowance -= 1_000;
+            c.refused = 0;
+            return true;
+        }
+        c.refused += 1;
+        c.last_seen = now;
+        let refused = c.refused;
+        if u64::from(refused) > burst {
+            self.close(conn, CloseReason::RateLimited, now);
+        } else {
+            self.send_error(
+                conn,
+                None,
+                &SessionError::RateLimited {
+                    per_second: self.config.frames_per_second,
+                },
+            );
+        }
+        false
+    }
+
+    /// Counts a sign of life from the connection that is not a frame (a
+    /// WebSocket pong), so that it is not swept as stale.
+    pub fn touch(&mut self, conn: ConnectionId, now: Timestamp) {
+        self.advance(now);
+        self.touch_connection(conn, now);
     }
 
     fn touch_connection(&mut self, conn: ConnectionId, now: Timestamp) {

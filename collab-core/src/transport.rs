@@ -17,6 +17,8 @@ pub enum WireIn {
     Text(String),
     /// A binary frame: document sync.
     Binary(Vec<u8>),
+    /// The client answered a ping: it is alive.
+    Pong,
     /// The client closed the connection.
     Close,
 }
@@ -28,6 +30,8 @@ pub enum WireOut {
     Text(Arc<str>),
     /// A binary frame (document sync).
     Binary(Vec<u8>),
+    /// A WebSocket ping, to keep the connection alive and find dead peers.
+    Ping,
     /// Close the connection with this WebSocket close code and reason text.
     Close {
         /// The close code, from [`CloseReason::close_code`].
@@ -54,6 +58,7 @@ fn reason_text(reason: CloseReason) -> &'static str {
         CloseReason::Stale => "stale",
         CloseReason::SlowConsumer => "slow_consumer",
         CloseReason::ServerShutdown => "server_shutdown",
+        CloseReason::RateLimited => "rate_limited",
     }
 }
 
@@ -63,8 +68,22 @@ fn reason_text(reason: CloseReason) -> &'static str {
 ///
 /// The session never waits on `outgoing`: a client that cannot keep up fills
 /// its bounded queue and is closed with [`CloseReason::SlowConsumer`].
-pub async fn pump<In, Out>(conn: Connection, mut incoming: In, mut outgoing: Out)
+pub async fn pump<In, Out>(conn: Connection, incoming: In, outgoing: Out)
 where
+    In: Stream<Item = WireIn> + Unpin,
+    Out: Sink<WireOut> + Unpin,
+{
+    pump_with_keepalive(conn, incoming, outgoing, None).await;
+}
+
+/// [`pump`], pinging the client every `keepalive` while it runs. The session
+/// drops a client that sends nothing, pongs included, for its stale timeout.
+pub async fn pump_with_keepalive<In, Out>(
+    conn: Connection,
+    mut incoming: In,
+    mut outgoing: Out,
+    keepalive: Option<std::time::Duration>,
+) where
     In: Stream<Item = WireIn> + Unpin,
     Out: Sink<WireOut> + Unpin,
 {
@@ -75,6 +94,7 @@ where
                 let delivered = match msg {
                     WireIn::Text(text) => sender.send_text(text).await,
                     WireIn::Binary(bytes) => sender.send_binary(bytes).await,
+                    WireIn::Pong => sender.touch().await,
                     WireIn::Close => break,
                 };
                 if delivered.is_err() {
@@ -83,7 +103,25 @@ where
             }
         };
         let write = async {
-            while let Some(out) = receiver.recv().await {
+            let mut ticker = keepalive.map(|every| {
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            loop {
+                let out = match ticker.as_mut() {
+                    Some(t) => tokio::select! {
+                        out = receiver.recv() => out,
+                        _ = t.tick() => {
+                            if outgoing.send(WireOut::Ping).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                    },
+                    None => receiver.recv().await,
+                };
+                let Some(out) = out else { break };
                 let (msg, last) = match out {
                     Outbound::Text(text) => (WireOut::Text(text), false),
                     Outbound::Binary(bytes) => (WireOut::Binary(bytes), false),
@@ -100,18 +138,27 @@ where
     let _ = outgoing.close().await;
 }
 
-/// The credential of an HTTP request: a `Bearer` token from the
-/// `Authorization` header, else the `token` query parameter (browsers cannot set
-/// headers on a WebSocket).
+/// The WebSocket subprotocol collab speaks. A browser, which cannot set an
+/// `Authorization` header on a WebSocket, offers it together with its token:
+/// `new WebSocket(url, ["collab.v1", "bearer." + token])`; the server answers
+/// with `collab.v1`, never echoing the token.
+pub const SUBPROTOCOL: &str = "collab.v1";
+
+/// The credential of an HTTP request, in this order: a `Bearer` token from the
+/// `Authorization` header; a `bearer.<token>` entry of the
+/// `Sec-WebSocket-Protocol` header; the `token` query parameter.
 pub fn credential<'a>(
     authorization: Option<&'a str>,
+    protocols: Option<&'a str>,
     query_token: Option<&'a str>,
 ) -> Option<&'a str> {
     let bearer = authorization.and_then(|h| {
         let (scheme, token) = h.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     });
-    bearer.or(query_token).filter(|t| !t.is_empty())
+    let offered =
+        protocols.and_then(|p| p.split(',').find_map(|e| e.trim().strip_prefix("bearer.")));
+    bearer.or(offered).or(query_token).filter(|t| !t.is_empty())
 }
 
 /// The HTTP status and JSON body for a failed request:
@@ -144,11 +191,16 @@ pub fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Hu
 mod tests {
     #[test]
     fn credentials_prefer_the_header() {
-        assert_eq!(credential(Some("Bearer abc"), Some("q")), Some("abc"));
-        assert_eq!(credential(Some("bearer  abc "), None), Some("abc"));
-        assert_eq!(credential(Some("Basic xyz"), Some("q")), Some("q"));
-        assert_eq!(credential(None, Some("")), None);
-        assert_eq!(credential(None, None), None);
+        assert_eq!(credential(Some("Bearer abc"), None, Some("q")), Some("abc"));
+        assert_eq!(credential(Some("bearer  abc "), None, None), Some("abc"));
+        assert_eq!(credential(Some("Basic xyz"), None, Some("q")), Some("q"));
+        assert_eq!(
+            credential(None, Some("collab.v1, bearer.a.b.c"), Some("q")),
+            Some("a.b.c")
+        );
+        assert_eq!(credential(None, Some("collab.v1"), Some("q")), Some("q"));
+        assert_eq!(credential(None, None, Some("")), None);
+        assert_eq!(credential(None, None, None), None);
     }
 
     #[test]

@@ -84,8 +84,15 @@ async fn two_clients_chat_through_the_hub() {
 
 #[tokio::test]
 async fn a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
+    // Fast enough to outrun a reader, within the frame rate limit.
+    let session = collab_core::SessionConfig {
+        frames_per_second: 10_000,
+        frame_burst: 10_000,
+        ..Default::default()
+    };
     let hub = hub_with(HubConfig {
         outbound_queue: 16,
+        session,
         ..Default::default()
     });
     let host = Identity::new("h", "Host");
@@ -238,4 +245,85 @@ async fn dropping_a_connection_takes_the_participant_offline() {
     }
     assert_eq!(hub.session(&info.id).await.unwrap().info.online, 1);
     assert_eq!(hub.stats().connections, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flooding_client_is_refused_then_closed() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut flood = joined(&hub, &info.id, host).await;
+    let mut refused = 0;
+    for _ in 0..400 {
+        if flood.send(ClientFrame::Heartbeat).await.is_err() {
+            break;
+        }
+    }
+    let mut last = None;
+    while let Some(out) = flood.recv().await {
+        if let Outbound::Text(t) = &out {
+            if t.contains("rate_limited") {
+                refused += 1;
+            }
+        }
+        last = Some(out);
+    }
+    assert!(refused >= 100, "refused {refused}");
+    assert_eq!(last, Some(Outbound::Close(CloseReason::RateLimited)));
+}
+
+#[tokio::test]
+async fn connections_per_address_are_limited() {
+    let hub = hub_with(HubConfig {
+        max_connections_per_address: 3,
+        ..Default::default()
+    });
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(
+            hub.connect_from(&info.id, host.clone(), Some(ip))
+                .await
+                .unwrap(),
+        );
+    }
+    let err = hub
+        .connect_from(&info.id, host.clone(), Some(ip))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, HubError::TooManyConnections));
+    assert!(hub
+        .connect_from(&info.id, host.clone(), Some("192.0.2.8".parse().unwrap()))
+        .await
+        .is_ok());
+    drop(open.pop());
+    assert!(
+        hub.connect_from(&info.id, host, Some(ip)).await.is_ok(),
+        "a slot frees on close"
+    );
+}
+
+#[test]
+fn origin_policy() {
+    use collab_core::OriginPolicy;
+    let same = OriginPolicy::SameOrigin;
+    assert!(
+        same.allows(None, Some("a.test")),
+        "no origin: not a browser"
+    );
+    assert!(same.allows(Some("https://a.test:8080"), Some("a.test:8080")));
+    assert!(!same.allows(Some("https://evil.test"), Some("a.test:8080")));
+    let list = OriginPolicy::List(vec!["https://app.test".into()]);
+    assert!(list.allows(Some("https://APP.test"), Some("api.test")));
+    assert!(!list.allows(Some("https://evil.test"), Some("api.test")));
+    assert!(OriginPolicy::Any.allows(Some("https://evil.test"), None));
 }

@@ -19,7 +19,9 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use collab_core::transport::{credential, decode_body, error_response, pump, WireIn, WireOut};
+use collab_core::transport::{
+    credential, decode_body, error_response, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+};
 use collab_core::{Connection, Hub, HubError, Identity, NewSession, SessionId, SessionUpdate};
 use futures::{future, SinkExt, StreamExt};
 use serde::Deserialize;
@@ -44,10 +46,20 @@ struct TokenQuery {
 pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let hub = warp::any().map(move || hub.clone());
     let auth = warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(warp::query::<TokenQuery>())
-        .map(|header: Option<String>, query: TokenQuery| {
-            credential(header.as_deref(), query.token.as_deref()).map(str::to_owned)
-        });
+        .map(
+            |header: Option<String>, protocols: Option<String>, query: TokenQuery| {
+                credential(
+                    header.as_deref(),
+                    protocols.as_deref(),
+                    query.token.as_deref(),
+                )
+                .map(str::to_owned)
+            },
+        );
+    let origin =
+        warp::header::optional::<String>("origin").and(warp::header::optional::<String>("host"));
     let body = warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes());
 
     let ws = warp::path!("ws" / "session" / String)
@@ -55,6 +67,9 @@ pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(warp::ws())
         .and(hub.clone())
         .and(auth)
+        .and(origin)
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
+        .and(warp::addr::remote())
         .and_then(websocket);
     let create = warp::path!("api" / "v1" / "sessions")
         .and(warp::post())
@@ -122,31 +137,51 @@ async fn identity(hub: &Hub, token: Option<String>) -> Result<Identity, HubError
     hub.authenticate(token.as_deref()).await
 }
 
+#[allow(clippy::too_many_arguments)] // one per part of the upgrade request
 async fn websocket(
     id: String,
     upgrade: Ws,
     hub: Hub,
     token: Option<String>,
+    origin: Option<String>,
+    host: Option<String>,
+    protocols: Option<String>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<Response, Infallible> {
     let connected = async {
+        hub.check_origin(origin.as_deref(), host.as_deref())?;
         let who = identity(&hub, token).await?;
-        hub.connect(&session_id(&id)?, who).await
+        hub.connect_from(&session_id(&id)?, who, peer.map(|p| p.ip()))
+            .await
     };
     Ok(match connected.await {
-        Ok(conn) => upgrade
-            .on_upgrade(move |socket| drive(socket, conn))
-            .into_response(),
+        Ok(conn) => {
+            let keepalive = hub.keepalive();
+            let reply = upgrade.on_upgrade(move |socket| drive(socket, conn, keepalive));
+            // Name the subprotocol only when the client offered it, as the
+            // WebSocket handshake requires.
+            let offered = protocols
+                .as_deref()
+                .is_some_and(|p| p.split(',').any(|e| e.trim() == SUBPROTOCOL));
+            if offered {
+                warp::reply::with_header(reply, "sec-websocket-protocol", SUBPROTOCOL)
+                    .into_response()
+            } else {
+                reply.into_response()
+            }
+        }
         Err(e) => failure(e),
     })
 }
 
-async fn drive(socket: WebSocket, conn: Connection) {
+async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Duration) {
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|msg| {
         future::ready(match msg {
             Ok(m) if m.is_text() => m.to_str().ok().map(|t| WireIn::Text(t.to_owned())),
             Ok(m) if m.is_binary() => Some(WireIn::Binary(m.into_bytes().to_vec())),
             Ok(m) if m.is_close() => Some(WireIn::Close),
+            Ok(m) if m.is_pong() => Some(WireIn::Pong),
             Ok(_) => None,
             Err(_) => Some(WireIn::Close),
         })
@@ -155,10 +190,17 @@ async fn drive(socket: WebSocket, conn: Connection) {
         future::ready(Ok::<_, warp::Error>(match out {
             WireOut::Text(text) => Message::text(text.as_ref()),
             WireOut::Binary(bytes) => Message::binary(bytes),
+            WireOut::Ping => Message::ping(Vec::new()),
             WireOut::Close { code, reason } => Message::close_with(code, reason),
         }))
     });
-    pump(conn, Box::pin(incoming), Box::pin(outgoing)).await;
+    pump_with_keepalive(
+        conn,
+        Box::pin(incoming),
+        Box::pin(outgoing),
+        Some(keepalive),
+    )
+    .await;
 }
 
 async fn create(hub: Hub, token: Option<String>, body: Bytes) -> Result<Response, Infallible> {
