@@ -34,7 +34,7 @@ pub struct HubConfig {
     pub max_connections_per_address: usize,
     /// Which pages may open WebSockets (default: the server's own origin only).
     pub origins: OriginPolicy,
-    /// How often adapters ping an idle WebSocket (default 15 s). A peer that
+    /// How often adapters ping every WebSocket (default 15 s). A peer that
     /// answers nothing, pongs included, is dropped after the session's stale
     /// timeout (45 s).
     pub keepalive: std::time::Duration,

@@ -88,7 +88,7 @@ const EVENT_KINDS: [&str; 13] = [
 ];
 
 /// Every error code, as the type spells them (so a rename fails to compile).
-const ERROR_CODES: [ErrorCode; 26] = [
+const ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::MalformedFrame,
     ErrorCode::UnknownFrameType,
     ErrorCode::FrameTooLarge,
@@ -110,6 +110,8 @@ const ERROR_CODES: [ErrorCode; 26] = [
     ErrorCode::MessageTooLong,
     ErrorCode::RateLimited,
     ErrorCode::Internal,
+    ErrorCode::TooManyConnections,
+    ErrorCode::OriginNotAllowed,
     ErrorCode::UnknownRevision,
     ErrorCode::UnknownFile,
     ErrorCode::FileExists,
@@ -118,13 +120,14 @@ const ERROR_CODES: [ErrorCode; 26] = [
 ];
 
 /// Every reason a server closes a connection.
-const CLOSE_REASONS: [CloseReason; 6] = [
+const CLOSE_REASONS: [CloseReason; 7] = [
     CloseReason::Left,
     CloseReason::Kicked,
     CloseReason::SessionEnded,
     CloseReason::Stale,
     CloseReason::SlowConsumer,
     CloseReason::ServerShutdown,
+    CloseReason::RateLimited,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +400,17 @@ fn the_lists_are_the_librarys() {
         codes,
         "error codes"
     );
+    let unknown =
+        serde_json::from_str::<CloseReason>(r#""__unknown__""#).expect_err("no such close reason");
+    let reasons: Vec<String> = CLOSE_REASONS
+        .iter()
+        .map(|r| name_of(serde_json::to_value(r)))
+        .collect();
+    assert_eq!(
+        names_in_unknown_variant_error(&unknown),
+        reasons,
+        "close reasons"
+    );
 }
 
 #[test]
@@ -550,6 +564,7 @@ fn document_size_limit(documented: u32) -> u64 {
 #[test]
 fn the_limits_table_matches_the_defaults() {
     let cfg = SessionConfig::default();
+    let hub = HubConfig::default();
     let p = &cfg.presence;
     let rows = [
         ("Text frame size", format!("{} bytes", cfg.max_frame_bytes)),
@@ -605,11 +620,22 @@ fn the_limits_table_matches_the_defaults() {
         ("Idle after", human(p.idle_after)),
         ("Away after", human(p.away_after)),
         ("Stale connection", human(p.stale_after)),
-        ("Session expiry", human(cfg.expires_after)),
+        ("Keepalive ping", human(hub.keepalive)),
         (
-            "Outbound queue",
-            format!("{} frames", HubConfig::default().outbound_queue),
+            "Frame rate",
+            format!("{} frames a second", cfg.frames_per_second),
         ),
+        ("Frame burst", format!("{} frames", cfg.frame_burst)),
+        (
+            "Connections to a session",
+            format!("{} connections", cfg.max_connections),
+        ),
+        (
+            "Connections from an address",
+            format!("{} connections", hub.max_connections_per_address),
+        ),
+        ("Session expiry", human(cfg.expires_after)),
+        ("Outbound queue", format!("{} frames", hub.outbound_queue)),
     ];
     let doc = doc();
     let mut problems = Vec::new();
