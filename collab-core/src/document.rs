@@ -265,23 +265,7 @@ impl Document {
         doc.put(ROOT, "language", language)?;
         let files_obj = doc.put_object(ROOT, "files", ObjType::Map)?;
         doc.put_object(ROOT, "runs", ObjType::List)?;
-        let mut this = Self {
-            doc,
-            files_obj,
-            files: BTreeMap::new(),
-            by_obj: HashMap::new(),
-            language: language.to_owned(),
-            history: Vec::new(),
-            checkpoints: vec![(0, BTreeMap::new())],
-            oids: HashMap::new(),
-            uncommitted: 0,
-            uncommitted_author: None,
-            runs: Vec::new(),
-            max_len: 4 * 1024 * 1024,
-            snapshot: Vec::new(),
-            snapshot_heads: Vec::new(),
-            snapshot_full_len: 0,
-        };
+        let mut this = Self::fresh(doc, files_obj, language.to_owned());
         for (path, text) in files {
             check_path(path)?;
             if this.files.len() >= MAX_FILES {
@@ -352,14 +336,24 @@ impl Document {
                 );
             }
         }
-        let mut this = Self {
+        let mut this = Self::fresh(doc, files_obj, language);
+        this.files = files;
+        this.by_obj = by_obj;
+        this.checkpoints[0].1 = this.texts();
+        this.runs = this.read_runs();
+        Ok(this)
+    }
+
+    /// A document over `doc` with no files known yet and an empty history.
+    fn fresh(doc: AutoCommit, files_obj: ObjId, language: String) -> Self {
+        Self {
             doc,
             files_obj,
-            files,
-            by_obj,
+            files: BTreeMap::new(),
+            by_obj: HashMap::new(),
             language,
             history: Vec::new(),
-            checkpoints: Vec::new(),
+            checkpoints: vec![(0, BTreeMap::new())],
             oids: HashMap::new(),
             uncommitted: 0,
             uncommitted_author: None,
@@ -368,10 +362,7 @@ impl Document {
             snapshot: Vec::new(),
             snapshot_heads: Vec::new(),
             snapshot_full_len: 0,
-        };
-        this.checkpoints.push((0, this.texts()));
-        this.runs = this.read_runs();
-        Ok(this)
+        }
     }
 
     /// Sets the largest total text size, in UTF-16 units (default 4 Mi).
