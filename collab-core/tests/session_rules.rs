@@ -565,7 +565,13 @@ fn presence_is_bound_to_the_sender() {
 
 #[test]
 fn presence_fan_out_is_coalesced_latest_wins() {
-    let mut h = Harness::new();
+    // Faster than the frame rate limit allows, to see coalescing alone.
+    let config = SessionConfig {
+        frames_per_second: 1_000,
+        frame_burst: 1_000,
+        ..Default::default()
+    };
+    let mut h = Harness::with(config, NewSession::default());
     let watcher = h.join(host());
     let c = h.join(user(1));
     let id = h.me(c);
