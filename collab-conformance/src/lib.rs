@@ -572,6 +572,33 @@ pub async fn flooding_is_refused_then_closed(c: &Client) {
     assert!(refused > 0);
 }
 
+/// Presence travels over real sockets: a cursor, a viewport and typing reach
+/// the other participant, and `who_is_viewing` answers.
+pub async fn presence_reaches_the_others(c: &Client) {
+    let id = c.create("host-token-12", json!({"code": "a\nb\nc"})).await;
+    let (mut host, _) = c.joined(&id, "host-token-12", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-12", "Gus").await;
+    let guest_id = welcome["you"].clone();
+    guest
+        .send(
+            json!({"type": "presence", "cursor": {"file": "main", "anchor": 1, "head": 3},
+            "viewport": {"file": "main", "first_line": 1, "last_line": 3}, "typing": true}),
+        )
+        .await;
+    loop {
+        let f = host.until("presence").await;
+        if f["participant"] == guest_id && f["presence"]["typing"] == true {
+            assert_eq!(f["presence"]["cursors"][0]["head"], 3);
+            assert_eq!(f["presence"]["viewport"]["last_line"], 3);
+            break;
+        }
+    }
+    host.send(json!({"type": "who_is_viewing", "file": "main", "rid": 2}))
+        .await;
+    let viewers = host.until("viewers").await;
+    assert_eq!(viewers["participants"], json!([guest_id]));
+}
+
 /// Generates one `#[tokio::test]` per scenario; `$base` is an async
 /// expression giving the server's base URL.
 #[macro_export]
@@ -582,7 +609,8 @@ macro_rules! conformance_tests {
             bad_frames_keep_the_connection, roles_and_capacity,
             kick_and_end_close_with_codes, reconnect_and_catch_up,
             thin_client_and_replica_edit_together, cross_site_upgrades_are_refused,
-            token_in_the_subprotocol, flooding_is_refused_then_closed);
+            token_in_the_subprotocol, flooding_is_refused_then_closed,
+            presence_reaches_the_others);
     };
     (@each $base:expr; $($name:ident),*) => {
         $(
