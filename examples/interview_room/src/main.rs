@@ -33,12 +33,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "interview room listening on http://{}",
         listener.local_addr()?
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            hub.shutdown().await;
-        })
-        .await?;
+    // With the client's address known, collab limits connections per address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        hub.shutdown().await;
+    })
+    .await?;
     Ok(())
 }
 
