@@ -193,10 +193,22 @@ impl Chat {
         Ok(&mut self.messages[i])
     }
 
-    /// The anchor of message `id`, to move it with edits.
-    pub(crate) fn anchor_mut(&mut self, id: Seq) -> Option<&mut CodeAnchor> {
-        let i = self.index(id)?;
-        self.messages[i].anchor.as_mut()
+    /// Calls `f` on the anchor in `file` of each message of `ids`, to move
+    /// them with edits. Looks each one up, so it costs the anchored messages,
+    /// not the whole chat.
+    pub(crate) fn for_each_anchor_in(
+        &mut self,
+        ids: &[Seq],
+        file: &str,
+        mut f: impl FnMut(&mut CodeAnchor),
+    ) {
+        for id in ids {
+            if let Some(i) = self.index(*id) {
+                if let Some(anchor) = self.messages[i].anchor.as_mut().filter(|a| a.file == file) {
+                    f(anchor);
+                }
+            }
+        }
     }
 
     /// Adds a message checked by the caller. Ids must increase.

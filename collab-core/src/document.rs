@@ -271,16 +271,7 @@ impl Document {
             if this.files.len() >= MAX_FILES {
                 return Err(DocumentError::TooManyFiles);
             }
-            let obj = this.doc.put_object(&this.files_obj, path, ObjType::Text)?;
-            this.doc.splice_text(&obj, 0, 0, text)?;
-            this.by_obj.insert(obj.clone(), path.to_owned());
-            this.files.insert(
-                path.to_owned(),
-                FileState {
-                    obj,
-                    text: Rope::from_str(text),
-                },
-            );
+            this.put_file(path, text)?;
         }
         this.doc.commit();
         this.checkpoints[0].1 = this.texts();
@@ -597,16 +588,7 @@ impl Document {
             });
         }
         self.before_local_change(author);
-        let obj = self.doc.put_object(&self.files_obj, path, ObjType::Text)?;
-        self.doc.splice_text(&obj, 0, 0, text)?;
-        self.by_obj.insert(obj.clone(), path.to_owned());
-        self.files.insert(
-            path.to_owned(),
-            FileState {
-                obj,
-                text: Rope::from_str(text),
-            },
-        );
+        self.put_file(path, text)?;
         let version = Version {
             rev: self.rev() + 1,
             file: path.to_owned(),
@@ -787,6 +769,21 @@ impl Document {
     }
 
     // ---- internals -----------------------------------------------------------
+
+    /// Writes a new text object for `path` and mirrors it (checks are the caller's).
+    fn put_file(&mut self, path: &str, text: &str) -> Result<(), DocumentError> {
+        let obj = self.doc.put_object(&self.files_obj, path, ObjType::Text)?;
+        self.doc.splice_text(&obj, 0, 0, text)?;
+        self.by_obj.insert(obj.clone(), path.to_owned());
+        self.files.insert(
+            path.to_owned(),
+            FileState {
+                obj,
+                text: Rope::from_str(text),
+            },
+        );
+        Ok(())
+    }
 
     fn before_local_change(&mut self, author: ParticipantId) {
         if self.uncommitted_author.is_some_and(|a| a != author) || self.uncommitted >= COMMIT_EVERY

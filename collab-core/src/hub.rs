@@ -637,18 +637,12 @@ impl ConnectionSender {
     /// [`HubError::ShuttingDown`] once the session has stopped.
     pub async fn send_text(&self, text: impl Into<String>) -> Result<(), HubError> {
         let text = text.into();
-        self.hub.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-        self.hub
-            .counters
-            .bytes_in
-            .fetch_add(text.len() as u64, Ordering::Relaxed);
-        self.tx
-            .send(Command::Text {
-                conn: self.conn,
-                text,
-            })
-            .await
-            .map_err(|_| HubError::ShuttingDown)
+        self.count_in(text.len());
+        self.command(Command::Text {
+            conn: self.conn,
+            text,
+        })
+        .await
     }
 
     /// Sends a typed frame (for Rust clients and tests).
@@ -668,18 +662,12 @@ impl ConnectionSender {
     /// # Errors
     /// [`HubError::ShuttingDown`] once the session has stopped.
     pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), HubError> {
-        self.hub.counters.frames_in.fetch_add(1, Ordering::Relaxed);
-        self.hub
-            .counters
-            .bytes_in
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.tx
-            .send(Command::Binary {
-                conn: self.conn,
-                bytes,
-            })
-            .await
-            .map_err(|_| HubError::ShuttingDown)
+        self.count_in(bytes.len());
+        self.command(Command::Binary {
+            conn: self.conn,
+            bytes,
+        })
+        .await
     }
 
     /// Tells the session the client is alive (it answered a ping).
@@ -687,8 +675,20 @@ impl ConnectionSender {
     /// # Errors
     /// [`HubError::ShuttingDown`] once the session has stopped.
     pub async fn touch(&self) -> Result<(), HubError> {
+        self.command(Command::Touch { conn: self.conn }).await
+    }
+
+    fn count_in(&self, bytes: usize) {
+        self.hub.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .counters
+            .bytes_in
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    async fn command(&self, command: Command) -> Result<(), HubError> {
         self.tx
-            .send(Command::Touch { conn: self.conn })
+            .send(command)
             .await
             .map_err(|_| HubError::ShuttingDown)
     }

@@ -635,9 +635,7 @@ impl Session {
     /// Closes every connection with `reason` (a server shutting down).
     pub fn close_all(&mut self, reason: CloseReason, now: Timestamp) {
         self.advance(now);
-        let mut conns: Vec<ConnectionId> = self.connections.keys().copied().collect();
-        conns.sort_unstable();
-        for conn in conns {
+        for conn in self.connections_where(|_, _| true) {
             self.close(conn, reason, now);
         }
     }
@@ -649,10 +647,16 @@ impl Session {
 
     /// Connections that have joined.
     pub fn joined_connections(&self) -> Vec<ConnectionId> {
+        self.connections_where(|_, c| c.participant.is_some())
+    }
+
+    /// The connections that `keep` accepts, in id order, so that what the
+    /// session sends does not depend on hash-map order.
+    fn connections_where(&self, keep: impl Fn(ConnectionId, &Conn) -> bool) -> Vec<ConnectionId> {
         let mut conns: Vec<ConnectionId> = self
             .connections
             .iter()
-            .filter(|(_, c)| c.participant.is_some())
+            .filter(|(id, c)| keep(**id, c))
             .map(|(id, _)| *id)
             .collect();
         conns.sort_unstable();
@@ -970,39 +974,26 @@ impl Session {
         }
         self.sync_pending = true;
         self.schedule_commit(now);
-        let thin: Vec<ConnectionId> = {
-            let mut v: Vec<ConnectionId> = self
-                .connections
-                .iter()
-                .filter(|(id, c)| {
-                    c.participant.is_some() && c.sync.is_none() && Some(**id) != origin
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            v.sort_unstable();
-            v
-        };
+        let thin = self.connections_where(|id, c| {
+            c.participant.is_some() && c.sync.is_none() && Some(id) != origin
+        });
         for version in versions {
             match &version.change {
                 Change::Edit { op } => {
                     for m in self.members.values_mut() {
                         m.presence.transform_cursor(&version.file, op);
                     }
-                    for seq in &self.anchored {
-                        if let Some(anchor) = self
-                            .chat
-                            .anchor_mut(*seq)
-                            .filter(|a| a.file == version.file)
-                        {
+                    let document = &self.document;
+                    self.chat
+                        .for_each_anchor_in(&self.anchored, &version.file, |anchor| {
                             if let Some(offset) = anchor.offset {
                                 let moved = op.transform_index(offset, true);
                                 anchor.offset = Some(moved);
-                                if let Some(line) = self.document.line_of(&version.file, moved) {
+                                if let Some(line) = document.line_of(&version.file, moved) {
                                     anchor.line = line;
                                 }
                             }
-                        }
-                    }
+                        });
                 }
                 Change::Remove => {
                     for m in self.members.values_mut() {
@@ -1010,15 +1001,8 @@ impl Session {
                     }
                     // Comments stay, but no longer point into a file that a
                     // later one of the same name would move them in.
-                    for seq in &self.anchored {
-                        if let Some(anchor) = self
-                            .chat
-                            .anchor_mut(*seq)
-                            .filter(|a| a.file == version.file)
-                        {
-                            anchor.offset = None;
-                        }
-                    }
+                    self.chat
+                        .for_each_anchor_in(&self.anchored, &version.file, |a| a.offset = None);
                 }
                 Change::Create { .. } => {}
             }
@@ -1042,14 +1026,7 @@ impl Session {
             return;
         }
         self.sync_pending = false;
-        let mut replicas: Vec<ConnectionId> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.sync.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        replicas.sort_unstable();
-        for conn in replicas {
+        for conn in self.connections_where(|_, c| c.sync.is_some()) {
             let Some(state) = self
                 .connections
                 .get_mut(&conn)
@@ -1389,14 +1366,7 @@ impl Session {
             },
         );
         // Every connection of the user goes, joined or not yet joined.
-        let mut conns: Vec<ConnectionId> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.identity.user_id == user)
-            .map(|(id, _)| *id)
-            .collect();
-        conns.sort_unstable();
-        for conn in conns {
+        for conn in self.connections_where(|_, c| c.identity.user_id == user) {
             self.close(conn, CloseReason::Kicked, now);
         }
         self.banned.insert(user);
