@@ -8,53 +8,10 @@
 use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable as _;
-use collab_benches::{text_op_frame, Edit, Trace};
+use collab_benches::{drain, session, text_op_frame, Edit, Trace, T0};
 use collab_core::ids::ConnectionId;
-use collab_core::{
-    Document, Identity, NewSession, ReplicaClient, Session, SessionConfig, SessionId, SyncState,
-    Timestamp, Transmit,
-};
+use collab_core::{Document, ReplicaClient, SyncState};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-
-const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
-
-fn session(writers: usize) -> Session {
-    let host = Identity::new("w0", "Writer 0");
-    let config = SessionConfig {
-        capacity: writers.max(1),
-        ..Default::default()
-    };
-    let mut s = Session::new(
-        SessionId::from_bytes([5; 16]),
-        NewSession::default(),
-        &host,
-        config,
-        T0,
-    )
-    .unwrap();
-    s.document_mut().set_max_len(u64::MAX);
-    for i in 0..writers {
-        let who = if i == 0 {
-            host.clone()
-        } else {
-            Identity::new(format!("w{i}"), format!("Writer {i}"))
-        };
-        let conn = ConnectionId(i as u64 + 1);
-        s.connect(conn, who, T0).unwrap();
-        s.handle_text(conn, r#"{"type":"join"}"#, T0);
-    }
-    while s.poll_transmit().is_some() {}
-    s
-}
-
-/// Drains the session's output, serialising each frame once as the hub does.
-fn drain(s: &mut Session) {
-    while let Some(t) = s.poll_transmit() {
-        if let Transmit::Send { frame, .. } = t {
-            std::hint::black_box(frame.to_json());
-        }
-    }
-}
 
 fn single_writer(c: &mut Criterion, trace: &Trace) {
     let n = trace.edits.len();

@@ -187,6 +187,57 @@ pub fn text_op_frame(edit: &Edit, rev: u64) -> String {
     format!(r#"{{"type":"text_op","rev":{rev},"file":"main","op":{op}}}"#)
 }
 
+/// The time the benches' sessions start at.
+pub const T0: collab_core::Timestamp = collab_core::Timestamp::from_millis(1_700_000_000_000);
+
+/// A session with `writers` joined participants on connections 1..=writers
+/// (the first is the host). A bench replays faster than anyone types, so the
+/// per-connection frame rate limit and the document size limit are lifted.
+pub fn session(writers: usize) -> collab_core::Session {
+    use collab_core::ids::ConnectionId;
+    use collab_core::{Identity, NewSession, Session, SessionConfig, SessionId};
+    let host = Identity::new("w0", "Writer 0");
+    let config = SessionConfig {
+        capacity: writers.max(1),
+        frames_per_second: u32::MAX,
+        frame_burst: u32::MAX,
+        ..Default::default()
+    };
+    let mut s = Session::new(
+        SessionId::from_bytes([5; 16]),
+        NewSession::default(),
+        &host,
+        config,
+        T0,
+    )
+    .expect("valid settings");
+    s.document_mut().set_max_len(u64::MAX);
+    for i in 0..writers {
+        let who = if i == 0 {
+            host.clone()
+        } else {
+            Identity::new(format!("w{i}"), format!("Writer {i}"))
+        };
+        let conn = ConnectionId(i as u64 + 1);
+        s.connect(conn, who, T0).expect("room for every writer");
+        s.handle_text(conn, r#"{"type":"join"}"#, T0);
+    }
+    while s.poll_transmit().is_some() {}
+    s
+}
+
+/// Drains the session's output, serialising each frame once as the hub does;
+/// returns the bytes serialised.
+pub fn drain(s: &mut collab_core::Session) -> usize {
+    let mut bytes = 0;
+    while let Some(t) = s.poll_transmit() {
+        if let collab_core::Transmit::Send { frame, .. } = t {
+            bytes += std::hint::black_box(frame.to_json()).len();
+        }
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
