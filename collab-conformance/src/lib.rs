@@ -209,6 +209,11 @@ impl Ws {
         }
     }
 
+    /// The next frame or close, if one comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Next> {
+        tokio::time::timeout(wait, self.next()).await.ok()
+    }
+
     /// Reads until a frame of type `ty`.
     pub async fn until(&mut self, ty: &str) -> Value {
         loop {
@@ -479,17 +484,37 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
     if let Some(m) = replica.poll_message() {
         ws.send_binary(m).await;
     }
-    // The thin client hears of the replica's edit as a text operation.
-    // (A replace may come as a delete and an insert.)
-    loop {
-        let op = thin.until("text_op").await;
-        assert_ne!(
-            op["author"],
-            json!(1),
-            "the thin client's own edit is not echoed"
+    // The thin client hears of the replica's edit as a text operation (a
+    // replace may come as a delete and an insert). Meanwhile the replica keeps
+    // answering the server, as a replica must: automerge may hold its change
+    // back until it has heard the server's latest state.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    'heard: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no text_op for the replica's edit"
         );
-        if op["op"].to_string().contains("pub fn") {
-            break;
+        while let Some(next) = thin.next_within(Duration::from_millis(100)).await {
+            if let Next::Frame(op) = next {
+                if op["type"] == "text_op" {
+                    assert_ne!(
+                        op["author"],
+                        json!(1),
+                        "the thin client's own edit is not echoed"
+                    );
+                    if op["op"].to_string().contains("pub fn") {
+                        break 'heard;
+                    }
+                }
+            }
+        }
+        while let Some(next) = ws.next_within(Duration::from_millis(100)).await {
+            if let Next::Binary(b) = next {
+                replica.receive(&b).expect("sync message");
+                if let Some(m) = replica.poll_message() {
+                    ws.send_binary(m).await;
+                }
+            }
         }
     }
     let r = c
