@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::UserId;
 use crate::participant::Role;
+use crate::time::Timestamp;
 
 /// A user as the host application vouches for them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,11 @@ pub struct Identity {
     /// session's default role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// When the credential stops being valid. A session closes the connection
+    /// then (`token_expired`) unless the client sends a fresh credential with
+    /// an `authenticate` frame first. `None`: it does not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Identity {
@@ -30,12 +36,19 @@ impl Identity {
             user_id: UserId::new(user_id),
             name: name.into(),
             role: None,
+            expires_at: None,
         }
     }
 
     /// The same identity with a granted role.
     pub fn with_role(mut self, role: Role) -> Self {
         self.role = Some(role);
+        self
+    }
+
+    /// The same identity, valid until `at`.
+    pub fn with_expiry(mut self, at: Timestamp) -> Self {
+        self.expires_at = Some(at);
         self
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthError;
 use crate::chat::ChatError;
 use crate::document::DocumentError;
 use crate::participant::{Action, Role};
@@ -174,6 +175,12 @@ pub enum SessionError {
         /// The sustained rate allowed.
         per_second: u32,
     },
+    /// A refreshed credential was refused.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A refreshed credential names a different user than the connection's.
+    #[error("the token names another user")]
+    TokenForAnotherUser,
     /// The session has as many connections as it takes.
     #[error("the session takes at most {max} connections")]
     TooManyConnections {
@@ -207,6 +214,8 @@ impl SessionError {
             SessionError::Protocol(e) => e.code(),
             SessionError::RateLimited { .. } => ErrorCode::RateLimited,
             SessionError::TooManyConnections { .. } => ErrorCode::TooManyConnections,
+            SessionError::Auth(_) => ErrorCode::Unauthorized,
+            SessionError::TokenForAnotherUser => ErrorCode::Forbidden,
             SessionError::Document(e) => match e {
                 DocumentError::UnknownRevision { .. } => ErrorCode::UnknownRevision,
                 DocumentError::UnknownFile(_) => ErrorCode::UnknownFile,

@@ -11,13 +11,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{AuthError, Authenticator, Identity};
+use crate::document::Revision;
+use crate::ids::{Seq, UserId};
 use crate::error::{ErrorCode, SessionError};
 use crate::ids::{ConnectionId, SessionId};
 use crate::protocol::{CloseReason, ParticipantState};
-use crate::session::{NewSession, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit};
+use crate::session::{
+    NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
+};
+
+mod polling;
+
+pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
 use crate::time::{Clock, TokioClock};
 
 /// Settings of a [`Hub`].
@@ -143,6 +151,8 @@ pub struct SessionView {
     pub info: SessionInfo,
     /// The text of the main file.
     pub code: String,
+    /// The document revision `code` is at (a polling client's first `rev`).
+    pub rev: Revision,
     /// Everyone, with presence.
     pub participants: Vec<ParticipantState>,
 }
@@ -210,11 +220,43 @@ enum Command {
         user: Identity,
         reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
     },
+    Join {
+        conn: ConnectionId,
+        name: Option<String>,
+        reply: oneshot::Sender<Result<ParticipantState, SessionError>>,
+    },
+    Leave {
+        user: UserId,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Read {
+        user: UserId,
+        since: Seq,
+        rev: Option<Revision>,
+        reply: oneshot::Sender<Result<ReadPage, SessionError>>,
+    },
+    Authenticated {
+        conn: ConnectionId,
+        rid: Option<u64>,
+        outcome: Result<Identity, AuthError>,
+    },
     Shutdown,
 }
 
+/// A live session as the hub holds it: the way to its task, and the latest
+/// (event sequence, document revision) the task has published, which waiting
+/// readers watch.
+#[derive(Clone)]
+struct SessionHandle {
+    tx: mpsc::Sender<Command>,
+    position: watch::Receiver<(Seq, Revision)>,
+}
+
 struct Inner {
-    sessions: Mutex<HashMap<SessionId, mpsc::Sender<Command>>>,
+    sessions: Mutex<HashMap<SessionId, SessionHandle>>,
+    /// Participants who joined over REST: the connection the hub holds open
+    /// for each, by session and user.
+    polls: Mutex<HashMap<(SessionId, UserId), polling::PollClient>>,
     auth: Arc<dyn Authenticator>,
     clock: Arc<dyn Clock>,
     config: HubConfig,
@@ -271,6 +313,7 @@ impl Hub {
                 next_conn: AtomicU64::new(1),
                 counters: Counters::default(),
                 per_address: Mutex::new(HashMap::new()),
+                polls: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -304,8 +347,16 @@ impl Hub {
         )?;
         let info = session.info();
         let (tx, rx) = mpsc::channel(self.inner.config.inbound_queue);
-        self.sessions().insert(id, tx);
-        tokio::spawn(run_session(session, rx, Arc::clone(&self.inner)));
+        let (position_tx, position) = watch::channel(session.position());
+        let weak = tx.downgrade();
+        self.sessions().insert(id, SessionHandle { tx, position });
+        tokio::spawn(run_session(
+            session,
+            rx,
+            weak,
+            position_tx,
+            Arc::clone(&self.inner),
+        ));
         Ok(info)
     }
 
@@ -449,7 +500,12 @@ impl Hub {
     /// every session task. Clients get a `goodbye` frame and close code 1001.
     pub async fn shutdown(&self) {
         let sessions: Vec<mpsc::Sender<Command>> =
-            self.sessions().drain().map(|(_, tx)| tx).collect();
+            self.sessions().drain().map(|(_, h)| h.tx).collect();
+        self.inner
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         for tx in sessions {
             let _ = tx.send(Command::Shutdown).await;
             tx.closed().await;
@@ -470,11 +526,18 @@ impl Hub {
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, mpsc::Sender<Command>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionHandle>> {
         self.inner
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle(&self, id: &SessionId) -> Result<SessionHandle, HubError> {
+        self.sessions()
+            .get(id)
+            .cloned()
+            .ok_or(HubError::SessionNotFound)
     }
 
     async fn command(
@@ -482,13 +545,20 @@ impl Hub {
         id: &SessionId,
         command: Command,
     ) -> Result<mpsc::Sender<Command>, HubError> {
-        let tx = self
-            .sessions()
-            .get(id)
-            .cloned()
-            .ok_or(HubError::SessionNotFound)?;
+        let tx = self.handle(id)?.tx;
         tx.send(command).await.map_err(|_| HubError::ShuttingDown)?;
         Ok(tx)
+    }
+
+    /// Sends `command` built around a reply channel and waits for the answer.
+    async fn ask<T>(
+        &self,
+        id: &SessionId,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(id, command(reply)).await?;
+        rx.await.map_err(|_| HubError::ShuttingDown)
     }
 }
 
@@ -622,6 +692,8 @@ impl Connection {
 }
 
 /// The half of a [`Connection`] that carries client frames to the session.
+/// Clones send on the same connection.
+#[derive(Clone)]
 pub struct ConnectionSender {
     conn: ConnectionId,
     tx: mpsc::Sender<Command>,
@@ -729,7 +801,13 @@ struct Peer {
     shared: Arc<ConnShared>,
 }
 
-async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub: Arc<Inner>) {
+async fn run_session(
+    mut session: Session,
+    mut rx: mpsc::Receiver<Command>,
+    me: mpsc::WeakSender<Command>,
+    position: watch::Sender<(Seq, Revision)>,
+    hub: Arc<Inner>,
+) {
     let mut peers: HashMap<ConnectionId, Peer> = HashMap::new();
     loop {
         let deadline = session.poll_timeout();
@@ -762,6 +840,7 @@ async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub:
                         let view = SessionView {
                             info: session.info(),
                             code: session.code(),
+                            rev: session.position().1,
                             participants: session.participants(now),
                         };
                         let _ = reply.send(view);
@@ -772,22 +851,41 @@ async fn run_session(mut session: Session, mut rx: mpsc::Receiver<Command>, hub:
                     Command::End { user, reply } => {
                         let _ = reply.send(session.end(&user.user_id, now));
                     }
+                    Command::Join { conn, name, reply } => {
+                        let _ = reply.send(session.join_connection(conn, name, now));
+                    }
+                    Command::Leave { user, reply } => {
+                        let _ = reply.send(session.leave_user(&user, now));
+                    }
+                    Command::Read { user, since, rev, reply } => {
+                        let _ = reply.send(session.read(&user, since, rev, usize::MAX));
+                    }
+                    Command::Authenticated { conn, rid, outcome } => {
+                        session.handle_authenticated(conn, rid, outcome, now);
+                    }
                     Command::Shutdown => {
                         session.close_all(CloseReason::ServerShutdown, now);
-                        deliver(&mut session, &mut peers, &hub);
+                        deliver(&mut session, &mut peers, &hub, &me);
                         break;
                     }
                 }
             }
             () = wake => session.handle_timeout(hub.clock.now()),
         }
-        deliver(&mut session, &mut peers, &hub);
+        deliver(&mut session, &mut peers, &hub, &me);
+        let now_at = session.position();
+        position.send_if_modified(|p| std::mem::replace(p, now_at) != now_at);
     }
 }
 
 /// Hands everything the session wants sent to the connections' queues, without
 /// ever waiting: a full queue drops that connection as a slow consumer.
-fn deliver(session: &mut Session, peers: &mut HashMap<ConnectionId, Peer>, hub: &Inner) {
+fn deliver(
+    session: &mut Session,
+    peers: &mut HashMap<ConnectionId, Peer>,
+    hub: &Arc<Inner>,
+    me: &mpsc::WeakSender<Command>,
+) {
     loop {
         let mut slow = Vec::new();
         while let Some(transmit) = session.poll_transmit() {
@@ -817,6 +915,19 @@ fn deliver(session: &mut Session, peers: &mut HashMap<ConnectionId, Peer>, hub: 
                     } else {
                         slow.push(to);
                     }
+                }
+                Transmit::Authenticate { conn, rid, token } => {
+                    // Checked off the session task, which must not wait on an
+                    // authenticator; the outcome comes back as a command.
+                    let (Some(tx), auth) = (me.upgrade(), Arc::clone(&hub.auth)) else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let outcome = auth.authenticate(Some(&token)).await;
+                        let _ = tx
+                            .send(Command::Authenticated { conn, rid, outcome })
+                            .await;
+                    });
                 }
                 Transmit::Close { conn, reason } => {
                     if let Some(peer) = peers.remove(&conn) {

@@ -69,7 +69,8 @@ pub use error::{ErrorCode, SessionError};
 pub use events::{EndReason, Event, EventKind, EventPage};
 pub use hub::{
     Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError, HubStats,
-    OriginPolicy, Outbound, SessionView,
+    OriginPolicy, Outbound, ReadQuery, ReadRequest, SessionView, StreamCursor, StreamItem,
+    MAX_READ_WAIT,
 };
 pub use ids::{ParticipantId, Seq, SessionId, UserId};
 pub use ot::{Component, OtError, TextOperation};
@@ -78,6 +79,7 @@ pub use presence::{FileSelection, PresenceConfig, PresenceUpdate, PresenceView, 
 pub use protocol::{ClientFrame, ClientMessage, CloseReason, ServerFrame};
 pub use replica::ReplicaClient;
 pub use session::{
-    NewSession, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate, Transmit,
+    NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate,
+    Transmit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, TokioClock};

@@ -205,6 +205,12 @@ pub enum ClientFrame {
         /// The revision.
         rev: Revision,
     },
+    /// A fresh credential for this connection, before the one it connected
+    /// with expires. Answered by `ack`, or an `error` (the old expiry stands).
+    Authenticate {
+        /// The new token, in the form the authenticator takes.
+        token: String,
+    },
 }
 
 impl ClientFrame {
@@ -231,7 +237,7 @@ pub enum ClientMode {
 }
 
 /// The `type` tags of [`ClientFrame`], to tell an unknown type from a malformed frame.
-const CLIENT_FRAME_TYPES: [&str; 21] = [
+const CLIENT_FRAME_TYPES: [&str; 22] = [
     "join",
     "leave",
     "heartbeat",
@@ -253,6 +259,7 @@ const CLIENT_FRAME_TYPES: [&str; 21] = [
     "run_output",
     "history",
     "text_at",
+    "authenticate",
 ];
 
 /// A participant with their current presence.
@@ -289,6 +296,9 @@ pub enum CloseReason {
     ServerShutdown,
     /// The client kept sending faster than allowed after being told.
     RateLimited,
+    /// The credential the connection was opened with expired and was not
+    /// refreshed with `authenticate`; reconnect with a new one.
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -303,6 +313,7 @@ impl CloseReason {
             CloseReason::SlowConsumer => 4004,
             CloseReason::ServerShutdown => 1001,
             CloseReason::RateLimited => 4008,
+            CloseReason::TokenExpired => 4005,
         }
     }
 
@@ -314,6 +325,7 @@ impl CloseReason {
                 | CloseReason::SlowConsumer
                 | CloseReason::ServerShutdown
                 | CloseReason::RateLimited
+                | CloseReason::TokenExpired
         )
     }
 }
@@ -708,6 +720,9 @@ mod tests {
                 file: "main".into(),
                 rev: 2,
             },
+            ClientFrame::Authenticate {
+                token: "eyJ...".into(),
+            },
         ]
     }
 
@@ -773,6 +788,8 @@ mod tests {
             CloseReason::Stale,
             CloseReason::SlowConsumer,
             CloseReason::ServerShutdown,
+            CloseReason::RateLimited,
+            CloseReason::TokenExpired,
         ];
         let codes: HashSet<_> = reasons.iter().map(|r| r.close_code()).collect();
         assert_eq!(codes.len(), reasons.len());

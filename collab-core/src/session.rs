@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Identity;
+use crate::auth::{AuthError, Identity};
 use crate::chat::{find_mentions, Chat, ChatLimits, ChatMessage, ChatPage, CodeAnchor, NewMessage};
 use crate::document::{
     Applied, Change, Document, DocumentError, Revision, RunOutput, SideEffect, SyncState, Version,
     DEFAULT_FILE,
 };
 use crate::error::SessionError;
-use crate::events::{EndReason, EventKind, EventPage};
+use crate::events::{EndReason, Event, EventKind, EventPage};
 use crate::ids::{ConnectionId, ParticipantId, Seq, SessionId, UserId};
 use crate::ot::TextOperation;
 use crate::participant::{pick_colour, Action, Participant, Role};
@@ -162,6 +162,24 @@ pub struct SessionInfo {
     pub last_seq: Seq,
 }
 
+/// What [`Session::read`] returns to a polling client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadPage {
+    /// Events after the reader's `since`, in order.
+    pub events: Vec<Event>,
+    /// More events or document changes follow: read again at once.
+    pub has_more: bool,
+    /// The newest event's sequence number: the next `since`.
+    pub last_seq: Seq,
+    /// The document's revision now: the next `rev`.
+    pub rev: Revision,
+    /// Document changes after the reader's `rev`, as WebSocket clients get them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<ServerFrame>,
+    /// The session's status (a reader stops once it is `ended`).
+    pub status: SessionStatus,
+}
+
 /// Something the driver must do: send a frame, or close a connection.
 // Nearly every transmit is a `Send`; boxing its frame would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -180,6 +198,17 @@ pub enum Transmit {
         to: ConnectionId,
         /// The sync message.
         bytes: Vec<u8>,
+    },
+    /// Check a client's new credential with the authenticator, then hand the
+    /// outcome to [`Session::handle_authenticated`]. The session cannot do it
+    /// itself: authenticators are async and may call out.
+    Authenticate {
+        /// The connection that sent it.
+        conn: ConnectionId,
+        /// The request id to answer with.
+        rid: Option<u64>,
+        /// The credential, as the client sent it.
+        token: String,
     },
     /// Close the connection after what was queued for it; the session has
     /// already forgotten it.
@@ -466,6 +495,15 @@ impl Session {
         for conn in stale {
             self.close(conn, CloseReason::Stale, now);
         }
+        let expired: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.identity.expires_at.is_some_and(|at| now >= at))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in expired {
+            self.close(conn, CloseReason::TokenExpired, now);
+        }
         if self.expired(now) {
             self.end_with(None, EndReason::Expired, now);
         }
@@ -489,6 +527,9 @@ impl Session {
         }
         for c in self.connections.values() {
             consider(c.last_seen.plus(cfg.stale_after));
+            if let Some(at) = c.identity.expires_at {
+                consider(at);
+            }
         }
         if !self.is_ended() && self.connections.is_empty() {
             consider(self.last_activity.plus(self.config.expires_after));
@@ -504,7 +545,153 @@ impl Session {
         self.outbox.pop_front()
     }
 
+    /// The outcome of a [`Transmit::Authenticate`]: a connection refreshed its
+    /// credential. A valid credential for the same user moves the connection's
+    /// expiry and is acknowledged; anything else is answered with an error and
+    /// the connection keeps its old expiry (and closes with `token_expired`
+    /// when that comes). Role and name stay as the session knows them.
+    pub fn handle_authenticated(
+        &mut self,
+        conn: ConnectionId,
+        rid: Option<u64>,
+        outcome: Result<Identity, AuthError>,
+        now: Timestamp,
+    ) {
+        self.advance(now);
+        let Some(c) = self.connections.get_mut(&conn) else {
+            return;
+        };
+        let result = match outcome {
+            Err(e) => Err(SessionError::Auth(e)),
+            Ok(identity) if identity.user_id != c.identity.user_id => {
+                Err(SessionError::TokenForAnotherUser)
+            }
+            Ok(identity) => {
+                c.identity.expires_at = identity.expires_at;
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) => {
+                if let Some(rid) = rid {
+                    self.send(vec![conn], ServerFrame::Ack { rid, seq: None });
+                }
+            }
+            Err(err) => self.send_error(conn, rid, &err),
+        }
+    }
+
     // ---- requests that do not come through a connection (REST) ------------
+
+    /// Joins `conn` as its identity, like a `join` frame with only a name: for
+    /// clients that join over REST and hold no socket. The driver keeps the
+    /// connection open for them (touching it while they poll), so they count
+    /// against capacity and show presence like everyone else.
+    ///
+    /// # Errors
+    /// As the `join` frame: [`SessionError::SessionFull`],
+    /// [`SessionError::Banned`], [`SessionError::AlreadyJoined`],
+    /// [`SessionError::InvalidInput`] for a bad name.
+    pub fn join_connection(
+        &mut self,
+        conn: ConnectionId,
+        name: Option<String>,
+        now: Timestamp,
+    ) -> Result<ParticipantState, SessionError> {
+        if !self.connections.contains_key(&conn) {
+            return Err(SessionError::NotJoined);
+        }
+        self.advance(now);
+        let request = JoinRequest {
+            name,
+            since: None,
+            protocol: None,
+            mode: None,
+            rev: None,
+        };
+        let result = self.join(conn, None, request, now);
+        self.after_input(now);
+        result?;
+        let me = self.connections[&conn]
+            .participant
+            .ok_or(SessionError::NotJoined)?;
+        self.participants(now)
+            .into_iter()
+            .find(|p| p.participant.id == me)
+            .ok_or(SessionError::NotJoined)
+    }
+
+    /// Makes `user` leave, as their `leave` frame would: the event is recorded
+    /// and every connection of theirs closes with `left`.
+    ///
+    /// # Errors
+    /// [`SessionError::NotParticipant`] if they are not a current member.
+    pub fn leave_user(&mut self, user: &UserId, now: Timestamp) -> Result<(), SessionError> {
+        self.advance(now);
+        let me = self.current_member_of(user)?;
+        self.leave(me, now);
+        self.after_input(now);
+        Ok(())
+    }
+
+    /// What a polling client reads: the events after `since` and, when it
+    /// passes the document revision it holds, the document changes after it
+    /// (as the `text_op` and `file_op` frames a WebSocket client gets). Only current members may read.
+    ///
+    /// # Errors
+    /// [`SessionError::Banned`] for a kicked user, [`SessionError::NotParticipant`]
+    /// for anyone else who is not a current member,
+    /// [`DocumentError::UnknownRevision`] for a revision from the future.
+    pub fn read(
+        &self,
+        user: &UserId,
+        since: Seq,
+        rev: Option<Revision>,
+        limit: usize,
+    ) -> Result<ReadPage, SessionError> {
+        self.current_member_of(user)?;
+        if let Some(rev) = rev.filter(|r| *r > self.document.rev()) {
+            return Err(DocumentError::UnknownRevision {
+                rev,
+                current: self.document.rev(),
+            }
+            .into());
+        }
+        let limit = limit.min(self.config.max_events_page);
+        let page = self.log.since(since, limit);
+        let (ops, ops_more) = match rev {
+            Some(rev) => {
+                let (versions, more) = self.document.versions(rev, limit);
+                (versions.iter().cloned().map(version_frame).collect(), more)
+            }
+            None => (Vec::new(), false),
+        };
+        Ok(ReadPage {
+            events: page.events,
+            has_more: page.has_more || ops_more,
+            last_seq: self.log.last_seq(),
+            rev: self.document.rev(),
+            ops,
+            status: self.status,
+        })
+    }
+
+    /// The latest event's sequence number and the document's revision: what a
+    /// waiting reader compares to know whether anything new happened.
+    pub fn position(&self) -> (Seq, Revision) {
+        (self.log.last_seq(), self.document.rev())
+    }
+
+    fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {
+        if self.banned.contains(user) {
+            return Err(SessionError::Banned);
+        }
+        self.by_user
+            .get(user)
+            .copied()
+            .filter(|id| self.members[id].membership == Membership::Present)
+            .ok_or(SessionError::NotParticipant)
+    }
 
     /// Changes title, language or status on behalf of `user`, who must be
     /// permitted to [`Action::UpdateSession`].
@@ -705,6 +892,11 @@ impl Session {
                 server_time: now,
             }));
         }
+        if let ClientFrame::Authenticate { token } = frame {
+            self.outbox
+                .push_back(Transmit::Authenticate { conn, rid, token });
+            return Ok(Reply::Nothing);
+        }
         let me = self
             .connections
             .get(&conn)
@@ -719,7 +911,9 @@ impl Session {
             }
         };
         match frame {
-            ClientFrame::Join { .. } | ClientFrame::Heartbeat => unreachable_frame(),
+            ClientFrame::Join { .. }
+            | ClientFrame::Heartbeat
+            | ClientFrame::Authenticate { .. } => unreachable_frame(),
             ClientFrame::Leave => {
                 self.leave(me, now);
                 Ok(Reply::Nothing)

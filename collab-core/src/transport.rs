@@ -59,6 +59,7 @@ fn reason_text(reason: CloseReason) -> &'static str {
         CloseReason::SlowConsumer => "slow_consumer",
         CloseReason::ServerShutdown => "server_shutdown",
         CloseReason::RateLimited => "rate_limited",
+        CloseReason::TokenExpired => "token_expired",
     }
 }
 

@@ -286,6 +286,7 @@ impl World {
                     }
                 }
                 Transmit::Close { conn, reason } => panic!("{conn:?} closed: {reason:?}"),
+                other => panic!("unexpected {other:?}"),
             }
         }
     }

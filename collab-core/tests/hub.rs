@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use collab_core::Clock;
+
 use collab_core::{
     ClientFrame, CloseReason, Connection, Hub, HubConfig, HubError, Identity, NewSession, Outbound,
     SessionError, SessionUpdate, TokenAuthenticator, TokioClock,
@@ -326,4 +328,209 @@ fn origin_policy() {
     assert!(list.allows(Some("https://APP.test"), Some("api.test")));
     assert!(!list.allows(Some("https://evil.test"), Some("api.test")));
     assert!(OriginPolicy::Any.allows(Some("https://evil.test"), None));
+}
+
+async fn session_of(hub: &Hub, host: &Identity) -> collab_core::SessionId {
+    hub.create_session(host, NewSession::default())
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_as_soon_as_something_happens() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let ann = Identity::new("ann", "Ann");
+    let pat = Identity::new("pat", "Pat");
+    let id = session_of(&hub, &ann).await;
+    let a = joined(&hub, &id, ann.clone()).await;
+    let me = hub
+        .join(&id, pat.clone(), Some("Pat".into()), None)
+        .await
+        .unwrap();
+    assert_eq!(me.participant.name, "Pat");
+    let view = hub.session(&id).await.unwrap();
+    assert_eq!(view.info.online, 2, "the REST participant is online");
+
+    let start = view.info.last_seq;
+    let reader = {
+        let hub = hub.clone();
+        let (id, pat) = (id.clone(), pat.clone());
+        tokio::spawn(async move {
+            let request = collab_core::ReadRequest {
+                since: start,
+                rev: Some(view.rev),
+                wait: Duration::from_secs(30),
+            };
+            hub.read(&id, &pat, request).await
+        })
+    };
+    // The reader is waiting: nothing has happened yet.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!reader.is_finished());
+    a.send_text(json!({"type": "chat_send", "text": "over to you"}).to_string())
+        .await
+        .unwrap();
+    let page = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("answered at once")
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].seq.0, start.0 + 1);
+
+    // An edit wakes a reader that holds a revision.
+    let reader = {
+        let hub = hub.clone();
+        let (id, pat, since, rev) = (id.clone(), pat.clone(), page.last_seq, page.rev);
+        tokio::spawn(async move {
+            let request = collab_core::ReadRequest {
+                since,
+                rev: Some(rev),
+                wait: Duration::from_secs(30),
+            };
+            hub.read(&id, &pat, request).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.send_text(json!({"type": "text_op", "file": "main", "rev": page.rev, "op": ["hi"]}).to_string())
+        .await
+        .unwrap();
+    let edits = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .expect("answered at once")
+        .unwrap()
+        .unwrap();
+    assert_eq!(edits.ops.len(), 1);
+    assert_eq!(edits.rev, page.rev + 1);
+
+    hub.leave(&id, &pat.user_id).await.unwrap();
+    let err = hub
+        .read(&id, &pat, collab_core::ReadRequest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        HubError::Session(SessionError::NotParticipant)
+    ));
+    assert_eq!(hub.session(&id).await.unwrap().info.online, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rest_participant_goes_offline_when_they_stop_polling() {
+    let hub = hub_with(HubConfig::default());
+    let ann = Identity::new("ann", "Ann");
+    let pat = Identity::new("pat", "Pat");
+    let id = session_of(&hub, &ann).await;
+    hub.join(&id, pat.clone(), None, None).await.unwrap();
+    // Polling every 10 s keeps them online past the 45 s stale timeout...
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        hub.read(&id, &pat, collab_core::ReadRequest::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(hub.session(&id).await.unwrap().info.online, 1);
+    // ...and stopping takes them offline, still a member.
+    tokio::time::sleep(Duration::from_secs(50)).await;
+    let view = hub.session(&id).await.unwrap();
+    assert_eq!(view.info.online, 0);
+    hub.read(&id, &pat, collab_core::ReadRequest::default())
+        .await
+        .expect("still a member, may read and join again");
+    hub.join(&id, pat, None, None).await.unwrap();
+    assert_eq!(hub.session(&id).await.unwrap().info.online, 1);
+}
+
+#[tokio::test]
+async fn the_event_stream_follows_the_session_until_it_ends() {
+    use futures::StreamExt;
+    let hub = Hub::new(TokenAuthenticator::new());
+    let ann = Identity::new("ann", "Ann");
+    let id = session_of(&hub, &ann).await;
+    let a = joined(&hub, &id, ann.clone()).await;
+    let stream = hub.stream(
+        id.clone(),
+        ann.clone(),
+        collab_core::ReadRequest {
+            rev: Some(0),
+            ..Default::default()
+        },
+    );
+    let mut stream = Box::pin(stream);
+    // The join is already in the log.
+    let (cursor, first) = stream.next().await.unwrap().unwrap();
+    assert!(matches!(first, collab_core::StreamItem::Event(_)));
+    assert_eq!(cursor.to_string(), "1.0");
+    a.send_text(json!({"type": "text_op", "file": "main", "rev": 0, "op": ["a"]}).to_string())
+        .await
+        .unwrap();
+    let (cursor, edit) = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(edit, collab_core::StreamItem::Document(_)));
+    assert_eq!(cursor.to_string(), "1.1");
+    assert_eq!(
+        collab_core::StreamCursor::parse("1.1").unwrap(),
+        cursor,
+        "a Last-Event-ID resumes here"
+    );
+    hub.end_session(&id, &ann).await.unwrap();
+    let (_, ended) = stream.next().await.unwrap().unwrap();
+    let collab_core::StreamItem::Event(ended) = ended else {
+        panic!("expected the end event")
+    };
+    assert!(matches!(
+        ended.kind,
+        collab_core::EventKind::SessionEnded { .. }
+    ));
+    assert!(stream.next().await.is_none(), "the stream ends with the session");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_refreshes_its_token_or_is_closed_when_it_expires() {
+    let auth = Arc::new(TokenAuthenticator::new());
+    let hub = Hub::with_config(
+        auth.clone(),
+        Arc::new(TokioClock::new()),
+        HubConfig::default(),
+    );
+    let clock = TokioClock::new();
+    let ann = Identity::new("ann", "Ann");
+    let id = session_of(&hub, &ann).await;
+    let soon = clock.now().plus(Duration::from_secs(30));
+    let mut a = joined(&hub, &id, ann.clone().with_expiry(soon)).await;
+    let mut b = joined(&hub, &id, Identity::new("bo", "Bo").with_expiry(soon)).await;
+    auth.insert(
+        "ann-fresh",
+        ann.clone()
+            .with_expiry(clock.now().plus(Duration::from_secs(3_600))),
+    );
+    a.send_text(json!({"type": "authenticate", "rid": 5, "token": "ann-fresh"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(until(&mut a, "ack").await["rid"], 5);
+    b.send_text(json!({"type": "authenticate", "rid": 6, "token": "ann-fresh"}).to_string())
+        .await
+        .unwrap();
+    let refused = until(&mut b, "error").await;
+    assert_eq!(refused["code"], "forbidden", "a token for someone else");
+
+    // Heartbeats keep both fresh; only the credential runs out.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for conn in [&a, &b] {
+            conn.send(ClientFrame::Heartbeat).await.unwrap();
+        }
+    }
+    let goodbye = until(&mut b, "goodbye").await;
+    assert_eq!(goodbye["reason"], "token_expired");
+    assert_eq!(
+        b.recv().await,
+        Some(Outbound::Close(CloseReason::TokenExpired))
+    );
+    a.send(ClientFrame::Heartbeat).await.unwrap();
+    until(&mut a, "heartbeat_ack").await;
 }

@@ -26,7 +26,7 @@ use serde_json::Value;
 const MAX_FRAME_BYTES: usize = 65536;
 
 /// Every `type` of a client frame.
-const CLIENT_TYPES: [&str; 21] = [
+const CLIENT_TYPES: [&str; 22] = [
     "join",
     "leave",
     "heartbeat",
@@ -48,6 +48,7 @@ const CLIENT_TYPES: [&str; 21] = [
     "run_output",
     "history",
     "text_at",
+    "authenticate",
 ];
 
 /// Every `type` of a server frame.
@@ -120,7 +121,7 @@ const ERROR_CODES: [ErrorCode; 28] = [
 ];
 
 /// Every reason a server closes a connection.
-const CLOSE_REASONS: [CloseReason; 7] = [
+const CLOSE_REASONS: [CloseReason; 8] = [
     CloseReason::Left,
     CloseReason::Kicked,
     CloseReason::SessionEnded,
@@ -128,6 +129,7 @@ const CLOSE_REASONS: [CloseReason; 7] = [
     CloseReason::SlowConsumer,
     CloseReason::ServerShutdown,
     CloseReason::RateLimited,
+    CloseReason::TokenExpired,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

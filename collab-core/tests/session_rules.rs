@@ -959,3 +959,167 @@ fn joining_again_without_a_name_keeps_the_chosen_one() {
     );
     assert!(h.event_kinds(host_conn).is_empty());
 }
+
+// ---- credentials that expire ---------------------------------------------
+
+#[test]
+fn a_connection_closes_when_its_credential_expires() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let expiring = user(1).with_expiry(h.now.plus(Duration::from_secs(60)));
+    let conn = h.join(expiring);
+    // The session wakes for the expiry, whatever else it waits for.
+    let wake = h.session.poll_timeout().expect("a deadline");
+    assert!(wake <= h.now.plus(Duration::from_secs(60)));
+    h.idle(&[host_conn, conn], Duration::from_secs(59));
+    assert!(!h.closed.contains_key(&conn));
+    h.idle(&[host_conn, conn], Duration::from_secs(2));
+    assert_eq!(h.closed.get(&conn), Some(&CloseReason::TokenExpired));
+    assert!(!h.closed.contains_key(&host_conn), "no expiry, no close");
+    assert!(h.frames(conn).iter().any(|f| matches!(
+        f,
+        ServerFrame::Goodbye {
+            reason: CloseReason::TokenExpired
+        }
+    )));
+}
+
+#[test]
+fn a_refreshed_credential_keeps_the_connection_open() {
+    let mut h = Harness::new();
+    let at = h.now.plus(Duration::from_secs(60));
+    let conn = h.join(user(1).with_expiry(at));
+    h.send(conn, json!({"type": "authenticate", "rid": 7, "token": "fresh"}));
+    assert_eq!(h.auth_requests.len(), 1);
+    assert_eq!(h.auth_requests[0].2, "fresh");
+    // The driver checked it: valid for another hour.
+    let later = h.now.plus(Duration::from_secs(3_600));
+    h.session
+        .handle_authenticated(conn, Some(7), Ok(user(1).with_expiry(later)), h.now);
+    h.pump();
+    assert!(h
+        .frames(conn)
+        .iter()
+        .any(|f| matches!(f, ServerFrame::Ack { rid: 7, .. })));
+    h.idle(&[conn], Duration::from_secs(120));
+    assert!(!h.closed.contains_key(&conn), "the new expiry holds");
+    h.idle(&[conn], Duration::from_secs(3_500));
+    assert_eq!(h.closed.get(&conn), Some(&CloseReason::TokenExpired));
+}
+
+#[test]
+fn a_refused_or_foreign_credential_changes_nothing() {
+    let mut h = Harness::new();
+    let at = h.now.plus(Duration::from_secs(60));
+    let conn = h.join(user(1).with_expiry(at));
+    let later = h.now.plus(Duration::from_secs(3_600));
+    h.session.handle_authenticated(
+        conn,
+        Some(1),
+        Err(collab_core::AuthError::Expired),
+        h.now,
+    );
+    h.session
+        .handle_authenticated(conn, Some(2), Ok(user(2).with_expiry(later)), h.now);
+    h.pump();
+    assert_eq!(
+        h.errors(conn),
+        vec![ErrorCode::Unauthorized, ErrorCode::Forbidden]
+    );
+    h.idle(&[conn], Duration::from_secs(61));
+    assert_eq!(h.closed.get(&conn), Some(&CloseReason::TokenExpired));
+}
+
+// ---- joining and reading without a socket ---------------------------------
+
+#[test]
+fn a_rest_participant_joins_reads_and_leaves() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let poll = h.open(user(1)).unwrap();
+    let joined = h
+        .session
+        .join_connection(poll, Some("Pat".into()), h.now)
+        .unwrap();
+    h.pump();
+    assert_eq!(joined.participant.name, "Pat");
+    assert!(joined.present);
+    let (seq, rev) = h.session.position();
+
+    h.send(host_conn, json!({"type": "chat_send", "text": "hello Pat"}));
+    h.send(
+        host_conn,
+        json!({"type": "text_op", "file": "main", "rev": rev, "op": ["x"]}),
+    );
+    let page = h
+        .session
+        .read(&user(1).user_id, seq, Some(rev), 100)
+        .unwrap();
+    let kinds: Vec<_> = page
+        .events
+        .iter()
+        .map(|e| serde_json::to_value(&e.kind).unwrap()["kind"].clone())
+        .collect();
+    assert_eq!(kinds, vec![json!("message_posted")]);
+    assert_eq!(page.ops.len(), 1, "the edit, as a text_op");
+    assert_eq!(page.rev, rev + 1);
+    assert_eq!(page.last_seq, page.events[0].seq);
+
+    // Nothing new: an empty page at the same position.
+    let again = h
+        .session
+        .read(&user(1).user_id, page.last_seq, Some(page.rev), 100)
+        .unwrap();
+    assert!(again.events.is_empty() && again.ops.is_empty());
+
+    h.session.leave_user(&user(1).user_id, h.now).unwrap();
+    h.pump();
+    assert_eq!(h.closed.get(&poll), Some(&CloseReason::Left));
+    assert!(matches!(
+        h.session.read(&user(1).user_id, seq, None, 100),
+        Err(SessionError::NotParticipant)
+    ));
+    assert!(matches!(
+        h.session.leave_user(&user(1).user_id, h.now),
+        Err(SessionError::NotParticipant)
+    ));
+}
+
+#[test]
+fn strangers_and_kicked_users_cannot_read() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let guest = h.join(user(1));
+    let me = h.me(guest);
+    assert!(matches!(
+        h.session.read(&user(9).user_id, collab_core::Seq(0), None, 10),
+        Err(SessionError::NotParticipant)
+    ));
+    h.send(host_conn, json!({"type": "kick", "participant": me}));
+    assert!(matches!(
+        h.session.read(&user(1).user_id, collab_core::Seq(0), None, 10),
+        Err(SessionError::Banned)
+    ));
+    assert!(matches!(
+        h.session
+            .read(&host().user_id, collab_core::Seq(0), Some(99), 10),
+        Err(SessionError::Document(_))
+    ));
+}
+
+#[test]
+fn a_rest_join_counts_against_capacity() {
+    let mut h = Harness::with(
+        SessionConfig {
+            capacity: 1,
+            ..SessionConfig::default()
+        },
+        NewSession::default(),
+    );
+    h.join(host());
+    let poll = h.open(user(1)).unwrap();
+    assert!(matches!(
+        h.session.join_connection(poll, None, h.now),
+        Err(SessionError::SessionFull { capacity: 1 })
+    ));
+}

@@ -381,6 +381,9 @@ impl JwtAuthenticator {
                 user_id: UserId::new(sub),
                 name,
                 role: claims.role,
+                expires_at: Some(collab_core::Timestamp::from_millis(
+                    exp.saturating_mul(1_000),
+                )),
             },
             expires_at: Some(exp),
         })

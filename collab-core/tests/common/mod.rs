@@ -23,6 +23,8 @@ pub struct Harness {
     pub closed: HashMap<ConnectionId, CloseReason>,
     joined_as: HashMap<ConnectionId, collab_core::ParticipantId>,
     next_conn: u64,
+    /// Credentials clients sent with `authenticate`, for the test to check.
+    pub auth_requests: Vec<(ConnectionId, Option<u64>, String)>,
 }
 
 pub fn host() -> Identity {
@@ -49,6 +51,7 @@ impl Harness {
             closed: HashMap::new(),
             joined_as: HashMap::new(),
             next_conn: 1,
+            auth_requests: Vec::new(),
         }
     }
 
@@ -154,6 +157,9 @@ impl Harness {
                 }
                 Transmit::Close { conn, reason } => {
                     self.closed.insert(conn, reason);
+                }
+                Transmit::Authenticate { conn, rid, token } => {
+                    self.auth_requests.push((conn, rid, token));
                 }
             }
         }
