@@ -11,7 +11,14 @@
 //! # async fn run() -> std::io::Result<()> {
 //! let hub = Hub::new(GuestAuthenticator);
 //! let app = axum::Router::new().merge(collab_axum::router(hub));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // Collaboration sends many small frames: send each at once (TCP_NODELAY)
+//! // instead of holding it until the previous one is acknowledged.
+//! use axum::serve::ListenerExt;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
 //! axum::serve(listener, app).await
 //! # }
 //! ```
@@ -25,20 +32,28 @@
 //! | `GET /api/v1/sessions/{id}` | the session, its code and participants |
 //! | `PATCH /api/v1/sessions/{id}` | change title, language or status (host only) |
 //! | `POST /api/v1/sessions/{id}/end` | end the session (host only) |
+//! | `POST /api/v1/sessions/{id}/users` | join without a socket (body: `{"name"}`) |
+//! | `DELETE /api/v1/sessions/{id}/users/{user}` | leave (yourself, by user or participant id) |
+//! | `GET /api/v1/sessions/{id}/events` | long-poll read: `?since=&rev=&wait=` |
+//! | `GET /api/v1/sessions/{id}/events/stream` | the same as server-sent events (`Last-Event-ID` resumes) |
 //! | `GET /api/v1/health` | liveness |
 //! | `GET /api/v1/stats` | sessions, connections, frames and bytes |
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseFrame, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use collab_core::transport::{
-    credential, decode_body, error_response, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+    body_too_large, credential, decode_body, error_response, event_stream, pump_with_keepalive,
+    JoinBody, WireIn, WireOut, MAX_BODY_BYTES, SUBPROTOCOL,
 };
-use collab_core::{Connection, Hub, HubError, Identity, NewSession, SessionId, SessionUpdate};
+use collab_core::{
+    Connection, Hub, HubError, Identity, NewSession, ReadQuery, SessionId, SessionUpdate,
+};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 
@@ -52,6 +67,10 @@ where
         .route("/api/v1/sessions", post(create))
         .route("/api/v1/sessions/{id}", get(read).patch(update))
         .route("/api/v1/sessions/{id}/end", post(end))
+        .route("/api/v1/sessions/{id}/users", post(join))
+        .route("/api/v1/sessions/{id}/users/{user}", delete(leave))
+        .route("/api/v1/sessions/{id}/events", get(poll))
+        .route("/api/v1/sessions/{id}/events/stream", get(stream))
         .route(
             "/api/v1/health",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -87,12 +106,36 @@ async fn identity(
     headers: &HeaderMap,
     query: &TokenQuery,
 ) -> Result<Identity, ApiError> {
+    identity_with(hub, headers, query.token.as_deref()).await
+}
+
+async fn identity_with(
+    hub: &Hub,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+) -> Result<Identity, ApiError> {
     let token = credential(
         header_str(headers, header::AUTHORIZATION),
         header_str(headers, header::SEC_WEBSOCKET_PROTOCOL),
-        query.token.as_deref(),
+        query_token,
     );
     Ok(hub.authenticate(token).await?)
+}
+
+/// The client address, known when the host app serves with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The request body, refused with the collab error (413, JSON) past
+/// [`MAX_BODY_BYTES`] rather than axum's plain-text one.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError(body_too_large(MAX_BODY_BYTES + 1)))
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -116,12 +159,9 @@ async fn websocket(
         header_str(&headers, header::HOST),
     )?;
     let who = identity(&hub, &headers, &query).await?;
-    // The client address is known when the host app serves with
-    // `into_make_service_with_connect_info::<SocketAddr>()`.
-    let peer = extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let conn = hub.connect_from(&session_id(&id)?, who, peer).await?;
+    let conn = hub
+        .connect_from(&session_id(&id)?, who, peer(&extensions))
+        .await?;
     let keepalive = hub.keepalive();
     Ok(upgrade
         .protocols([SUBPROTOCOL])
@@ -164,10 +204,10 @@ async fn create(
     State(hub): State<Hub>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
-    let new: NewSession = decode_body(&body)?;
+    let new: NewSession = decode_body(&read_body(body).await?)?;
     let info = hub.create_session(&who, new).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
@@ -187,10 +227,10 @@ async fn update(
     Path(id): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
-    let update: SessionUpdate = decode_body(&body)?;
+    let update: SessionUpdate = decode_body(&read_body(body).await?)?;
     Ok(Json(hub.update_session(&session_id(&id)?, &who, update).await?).into_response())
 }
 
@@ -202,6 +242,66 @@ async fn end(
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
     Ok(Json(hub.end_session(&session_id(&id)?, &who).await?).into_response())
+}
+
+async fn join(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let who = identity(&hub, &headers, &query).await?;
+    let JoinBody { name } = decode_body(&read_body(body).await?)?;
+    let joined = hub
+        .join(&session_id(&id)?, who, name, peer(&extensions))
+        .await?;
+    Ok((StatusCode::CREATED, Json(joined)).into_response())
+}
+
+async fn leave(
+    State(hub): State<Hub>,
+    Path((id, user)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity(&hub, &headers, &query).await?;
+    hub.leave(&session_id(&id)?, &who.user_id, &user).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn poll(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity_with(&hub, &headers, query.token.as_deref()).await?;
+    let request = query.request(None)?;
+    Ok(Json(hub.read(&session_id(&id)?, &who, request).await?).into_response())
+}
+
+async fn stream(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = identity_with(&hub, &headers, query.token.as_deref()).await?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let request = query.request(last_event_id)?;
+    let events = event_stream(&hub, session_id(&id)?, who, request).await?;
+    let frames = events.map(|e| {
+        let frame = SseFrame::default().data(e.data);
+        Ok::<_, std::convert::Infallible>(match e.id {
+            Some(id) => frame.id(id),
+            None => frame,
+        })
+    });
+    Ok(Sse::new(frames)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn stats(State(hub): State<Hub>) -> Json<collab_core::HubStats> {

@@ -1,11 +1,17 @@
 //! The conformance suite against collab-axum on a real socket.
 
-use collab_core::{GuestAuthenticator, Hub};
+use collab_core::Hub;
 
-async fn server() -> String {
+async fn server(hub: Hub) -> String {
+    use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().merge(collab_axum::router(Hub::new(GuestAuthenticator)));
+    // Small frames go out at once rather than waiting on the previous one's
+    // acknowledgement (Nagle's algorithm), as in any real-time server.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = axum::Router::new().merge(collab_axum::router(hub));
     // Served with the client's address, as a host app that wants
     // per-address connection limits does.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -13,4 +19,4 @@ async fn server() -> String {
     format!("http://{addr}")
 }
 
-collab_conformance::conformance_tests!(server());
+collab_conformance::conformance_tests!(server);

@@ -1,11 +1,17 @@
 //! The conformance suite: scenarios every adapter must pass, run against a real
-//! server on 127.0.0.1 over real sockets. An adapter's tests start their server
-//! and call [`conformance_tests!`] with a function that returns its base URL.
+//! server on 127.0.0.1 over real sockets. An adapter's tests call
+//! [`conformance_tests!`] with an async function that mounts a given
+//! [`Hub`] on a fresh listener and returns its base URL; each scenario builds
+//! its hub with [`hub_for`], so that the adapter under test is only glue.
 //!
-//! Every server under test must use [`collab_core::GuestAuthenticator`]-style
-//! tokens: any token of 8+ URL-safe characters is a distinct user.
+//! Most scenarios use [`collab_core::GuestAuthenticator`] tokens (any token of
+//! 8+ URL-safe characters is a distinct user); the credential scenario uses
+//! HS256 JWTs signed with [`JWT_SECRET`].
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use collab_core::{Authenticator, GuestAuthenticator, Hub, HubConfig, TokioClock};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -27,10 +33,11 @@ pub struct Reply {
 }
 
 /// A client of one server under test.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    hub: Option<Hub>,
 }
 
 impl Client {
@@ -39,7 +46,44 @@ impl Client {
         Self {
             base: base.into(),
             http: reqwest::Client::new(),
+            hub: None,
         }
+    }
+
+    /// The same client, able to reach the server's hub (for shutdown).
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// Opens a streamed GET (server-sent events) with a bearer token and
+    /// extra headers; returns the status and, for a 200, the open stream.
+    pub async fn sse(
+        &self,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Option<Sse>) {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "text/event-stream");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = tokio::time::timeout(PATIENCE, req.send())
+            .await
+            .expect("in time")
+            .expect("server reachable");
+        let status = resp.status().as_u16();
+        (
+            status,
+            (status == 200).then(|| Sse {
+                resp,
+                buffer: String::new(),
+            }),
+        )
     }
 
     /// Sends a REST request with an optional bearer token and JSON body.
@@ -90,9 +134,12 @@ impl Client {
             "{}/ws/session/{session}?token={token}",
             self.base.replacen("http", "ws", 1)
         );
-        match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("in time")
+        match tokio::time::timeout(
+            PATIENCE,
+            tokio_tungstenite::connect_async_with_config(url, None, true),
+        )
+        .await
+        .expect("in time")
         {
             Ok((socket, _)) => Ok(Ws { socket }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
@@ -121,9 +168,12 @@ impl Client {
                 value.parse().expect("header value"),
             );
         }
-        match tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(request))
-            .await
-            .expect("in time")
+        match tokio::time::timeout(
+            PATIENCE,
+            tokio_tungstenite::connect_async_with_config(request, None, true),
+        )
+        .await
+        .expect("in time")
         {
             Ok((socket, response)) => {
                 let chosen = response
@@ -144,6 +194,53 @@ impl Client {
         ws.send(json!({"type": "join", "name": name})).await;
         let welcome = ws.until("welcome").await;
         (ws, welcome)
+    }
+}
+
+/// An open server-sent event stream.
+#[derive(Debug)]
+pub struct Sse {
+    resp: reqwest::Response,
+    buffer: String,
+}
+
+/// One server-sent event: its `id` and its `data` parsed as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    /// The `id` field, if any.
+    pub id: Option<String>,
+    /// The `data` field as JSON.
+    pub data: Value,
+}
+
+impl Sse {
+    /// The next event with data (comments and keep-alives skipped); `None`
+    /// when the server ends the stream.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let data = serde_json::from_str(&data).expect("JSON data");
+                return Some(SseEvent { id, data });
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.resp.chunk())
+                .await
+                .expect("an event in time")
+                .expect("stream readable")?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
     }
 }
 
@@ -204,7 +301,8 @@ impl Ws {
                     return Next::Closed(code, reason);
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Next::Closed(1006, String::new()),
+                Some(Err(e)) => return Next::Closed(1006, e.to_string()),
+                None => return Next::Closed(1006, String::new()),
             }
         }
     }
@@ -624,24 +722,389 @@ pub async fn presence_reaches_the_others(c: &Client) {
     assert_eq!(viewers["participants"], json!([guest_id]));
 }
 
-/// Generates one `#[tokio::test]` per scenario; `$base` is an async
-/// expression giving the server's base URL.
+/// A client without a WebSocket joins over REST, reads by long-poll (a change
+/// reaches it within one round trip), and leaves; only members may read.
+pub async fn rest_join_poll_and_leave(c: &Client) {
+    let id = c
+        .create("host-token-14", json!({"code": "print(1)", "capacity": 2}))
+        .await;
+    let (mut host, _) = c.joined(&id, "host-token-14", "Hana").await;
+    let users = format!("/api/v1/sessions/{id}/users");
+    let r = c
+        .rest(
+            "POST",
+            &users,
+            Some("poller-token-14"),
+            Some(json!({"name": "Pat"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["name"], "Pat");
+    assert_eq!(r.body["presence"]["status"], "active");
+    let pat = r.body["id"].clone();
+    assert_eq!(
+        host.until_event("participant_joined").await["participant"]["id"],
+        pat
+    );
+    let huge = json!({"name": "n".repeat(2 * 1024 * 1024)});
+    let too_big = c.rest("POST", &users, Some("huge-token-14"), Some(huge)).await;
+    assert_eq!(
+        (too_big.status, too_big.body["error"]["code"].as_str()),
+        (413, Some("frame_too_large"))
+    );
+    // Two online: the session is full for a third, over REST as over WebSocket.
+    let full = c.rest("POST", &users, Some("third-token-14"), None).await;
+    assert_eq!(
+        (full.status, full.body["error"]["code"].as_str()),
+        (409, Some("session_full"))
+    );
+
+    let view = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(view.body["online"], 2);
+    let (since, rev) = (view.body["last_seq"].clone(), view.body["rev"].clone());
+    let poll = format!("/api/v1/sessions/{id}/events?since={since}&rev={rev}&wait=30");
+    let waiting = {
+        let (c, poll) = (c.clone(), poll.clone());
+        tokio::spawn(async move { c.rest("GET", &poll, Some("poller-token-14"), None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "nothing new yet: the read waits");
+    host.send(json!({"type": "chat_send", "text": "hello @Pat"}))
+        .await;
+    let page = waiting.await.expect("the read");
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["events"][0]["kind"], "message_posted");
+    assert_eq!(page.body["events"][0]["message"]["mentions"], json!([pat]));
+
+    host.send(json!({"type": "text_op", "file": "main", "rev": rev, "op": [8, "\n"]}))
+        .await;
+    let since = page.body["last_seq"].clone();
+    let edits = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}/events?since={since}&rev={rev}&wait=30"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(edits.body["ops"][0]["type"], "text_op", "{:?}", edits.body);
+    assert_eq!(edits.body["rev"], rev.as_u64().unwrap() + 1);
+
+    let bad = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}/events?since=soon"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    let stranger = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}/events"),
+            Some("stranger-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(stranger.status, 403);
+
+    let someone_else = c
+        .rest(
+            "DELETE",
+            &format!("{users}/host-token-14"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(someone_else.status, 403, "only yourself");
+    let left = c
+        .rest(
+            "DELETE",
+            &format!("{users}/{pat}"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(left.status, 204);
+    assert_eq!(
+        host.until_event("participant_left").await["participant"],
+        pat
+    );
+    let after = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}/events"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(after.status, 403);
+    let view = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(view.body["online"], 1);
+}
+
+/// Server-sent events carry the session's events and document changes, each
+/// with an id that `Last-Event-ID` resumes from, and end with the session.
+pub async fn event_stream_follows_the_session(c: &Client) {
+    let id = c.create("host-token-15", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-15", "Hana").await;
+    let path = format!("/api/v1/sessions/{id}/events/stream?rev=0");
+    let (status, stream) = c.sse(&path, "host-token-15", &[]).await;
+    assert_eq!(status, 200);
+    let mut stream = stream.expect("a stream");
+    let joined = stream.next().await.expect("the join");
+    assert_eq!(
+        (joined.data["kind"].as_str(), joined.id.as_deref()),
+        (Some("participant_joined"), Some("1.0"))
+    );
+    host.send(json!({"type": "chat_send", "text": "hi"})).await;
+    let chat = stream.next().await.expect("the message");
+    assert_eq!(
+        (chat.data["kind"].as_str(), chat.id.as_deref()),
+        (Some("message_posted"), Some("2.0"))
+    );
+    host.send(json!({"type": "text_op", "file": "main", "rev": 0, "op": ["x"]}))
+        .await;
+    let edit = stream.next().await.expect("the edit");
+    assert_eq!(
+        (edit.data["type"].as_str(), edit.id.as_deref()),
+        (Some("text_op"), Some("2.1"))
+    );
+
+    let (_, resumed) = c
+        .sse(&path, "host-token-15", &[("last-event-id", "1.0")])
+        .await;
+    let mut resumed = resumed.expect("a stream");
+    assert_eq!(resumed.next().await.expect("resumed").data["seq"], 2);
+    assert_eq!(
+        resumed.next().await.expect("resumed").data["type"],
+        "text_op"
+    );
+
+    let (status, _) = c.sse(&path, "stranger-token-15", &[]).await;
+    assert_eq!(status, 403);
+    c.rest(
+        "POST",
+        &format!("/api/v1/sessions/{id}/end"),
+        Some("host-token-15"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        stream.next().await.expect("the end").data["kind"],
+        "session_ended"
+    );
+    assert_eq!(
+        stream.next().await,
+        None,
+        "the stream ends with the session"
+    );
+    let (status, _) = c
+        .sse(&path, "host-token-15", &[("last-event-id", "3.1")])
+        .await;
+    assert_eq!(status, 410, "nothing more to stream: EventSource stops");
+}
+
+/// A reader that stops reading while another participant keeps writing is
+/// dropped with `slow_consumer` (4004); the writer is answered every time,
+/// and the reader catches up on everything when it reconnects.
+pub async fn slow_reader_is_dropped_and_catches_up(c: &Client) {
+    let id = c.create("host-token-16", json!({})).await;
+    let (mut writer, _) = c.joined(&id, "host-token-16", "Hana").await;
+    let (mut reader, welcome) = c.joined(&id, "slow-token-16", "Sol").await;
+    let since = welcome["last_seq"].clone();
+    let text = "x".repeat(3_900);
+    let mut sent: u64 = 0;
+    loop {
+        writer
+            .send(json!({"type": "chat_send", "text": text, "rid": sent}))
+            .await;
+        assert_eq!(
+            writer.until("ack").await["rid"],
+            sent,
+            "the writer never waits"
+        );
+        sent += 1;
+        if sent % 100 == 0 {
+            let stats = c.rest("GET", "/api/v1/stats", None, None).await;
+            if stats.body["slow_consumer_drops"] == 1 {
+                break;
+            }
+        }
+        assert!(sent < 50_000, "the reader was never dropped");
+    }
+    // What was queued before the drop still arrives, then the close.
+    let closed = reader.until_closed().await;
+    assert_eq!(closed.0, 4004, "{closed:?}");
+
+    let (mut back, _) = c.joined(&id, "slow-token-16", "Sol").await;
+    let mut after = since.as_u64().expect("a seq");
+    let mut posted = 0;
+    loop {
+        back.send(json!({"type": "events_since", "since": after, "rid": 1}))
+            .await;
+        let page = back.until("events").await;
+        for event in page["events"].as_array().expect("events") {
+            after = event["seq"].as_u64().expect("a seq");
+            posted += u64::from(event["kind"] == "message_posted");
+        }
+        if page["has_more"] != true {
+            break;
+        }
+    }
+    assert_eq!(posted, sent, "every message, none twice");
+}
+
+/// A peer that stops answering pings is dropped and shown offline; one that
+/// only listens stays (its pongs keep it alive). Timers are shortened here;
+/// by default the ping comes every 15 s and a silent peer goes after 45 s.
+pub async fn dead_peers_are_dropped(c: &Client) {
+    let id = c.create("host-token-17", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-17", "Hana").await;
+    let (_dead, welcome) = c.joined(&id, "dead-token-17", "Ded").await;
+    let dead = welcome["you"].clone();
+    let (mut listener, _) = c.joined(&id, "quiet-token-17", "Quinn").await;
+    // The listener sends nothing, but reads all along (and so answers pings).
+    let listening = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + Duration::from_millis(3_000);
+        while let Ok(next) = tokio::time::timeout_at(until, listener.next()).await {
+            assert!(
+                !matches!(next, Next::Closed(..)),
+                "a listening peer was dropped: {next:?}"
+            );
+        }
+        listener
+    });
+    loop {
+        let f = host.until("presence").await;
+        if f["participant"] == dead && f["presence"]["status"] == "offline" {
+            break;
+        }
+    }
+    let mut listener = listening.await.expect("the listener stayed");
+    listener.send(json!({"type": "heartbeat", "rid": 3})).await;
+    assert_eq!(listener.until("heartbeat_ack").await["rid"], 3);
+}
+
+fn jwt(sub: &str, ttl: Duration) -> String {
+    let claims = collab_jwt::Claims::new(sub, ttl).with_name(sub);
+    collab_jwt::JwtAuthenticator::issue_hs256(JWT_SECRET, &claims).expect("signed")
+}
+
+/// A connection refreshes its JWT with `authenticate` and stays; one that
+/// does not is closed with `token_expired` (4005) when its token runs out. A
+/// refused or foreign token changes nothing; an expired one cannot connect.
+pub async fn tokens_refresh_or_expire(c: &Client) {
+    let host = jwt("host-18", Duration::from_secs(3_600));
+    let id = c.create(&host, json!({})).await;
+    let (mut ann, _) = c
+        .joined(&id, &jwt("ann-18", Duration::from_secs(2)), "Ann")
+        .await;
+    let (mut bo, _) = c
+        .joined(&id, &jwt("bo-18", Duration::from_secs(2)), "Bo")
+        .await;
+    let fresh = jwt("ann-18", Duration::from_secs(3_600));
+    ann.send(json!({"type": "authenticate", "token": fresh, "rid": 1}))
+        .await;
+    assert_eq!(ann.until("ack").await["rid"], 1);
+    bo.send(json!({"type": "authenticate", "token": fresh, "rid": 2}))
+        .await;
+    assert_eq!(bo.until("error").await["code"], "forbidden");
+    bo.send(json!({"type": "authenticate", "token": "not-a-jwt", "rid": 3}))
+        .await;
+    assert_eq!(bo.until("error").await["code"], "unauthorized");
+    assert_eq!(bo.until("goodbye").await["reason"], "token_expired");
+    assert_eq!(bo.until_closed().await, (4005, "token_expired".into()));
+    // Past its first token's expiry, Ann is still here.
+    ann.send(json!({"type": "heartbeat", "rid": 4})).await;
+    assert_eq!(ann.until("heartbeat_ack").await["rid"], 4);
+
+    let mut stale = collab_jwt::Claims::new("cy-18", Duration::ZERO);
+    stale.exp = stale.exp.saturating_sub(600);
+    let stale = collab_jwt::JwtAuthenticator::issue_hs256(JWT_SECRET, &stale).expect("signed");
+    assert_eq!(c.ws(&id, &stale).await.err(), Some(401));
+}
+
+/// Shutting the server down says goodbye to every client with 1001.
+pub async fn shutdown_says_goodbye(c: &Client) {
+    let id = c.create("host-token-19", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-19", "Hana").await;
+    let (mut guest, _) = c.joined(&id, "guest-token-19", "Gus").await;
+    c.hub.as_ref().expect("the server's hub").shutdown().await;
+    for ws in [&mut host, &mut guest] {
+        assert_eq!(ws.until("goodbye").await["reason"], "server_shutdown");
+        assert_eq!(ws.until_closed().await, (1001, "server_shutdown".into()));
+    }
+}
+
+/// The HS256 secret of the JWT scenario's authenticator.
+pub const JWT_SECRET: &[u8] = b"conformance-secret-of-at-least-32-bytes";
+
+/// The hub a scenario runs against: default settings, except where the
+/// scenario needs small limits or short timers to happen within a test.
+pub fn hub_for(scenario: &str) -> Hub {
+    let mut config = HubConfig::default();
+    let mut auth: Arc<dyn Authenticator> = Arc::new(GuestAuthenticator);
+    match scenario {
+        "slow_reader_is_dropped_and_catches_up" => {
+            // A small queue, and no rate limit, so that one writer can
+            // outrun a reader in a test's time.
+            config.outbound_queue = 32;
+            config.session.frames_per_second = 1_000_000;
+            config.session.frame_burst = 1_000_000;
+        }
+        "dead_peers_are_dropped" => {
+            config.keepalive = Duration::from_millis(200);
+            config.session.presence.stale_after = Duration::from_millis(1_500);
+        }
+        "tokens_refresh_or_expire" => {
+            auth = Arc::new(collab_jwt::JwtAuthenticator::hs256(JWT_SECRET));
+        }
+        _ => {}
+    }
+    Hub::with_config(auth, Arc::new(TokioClock::new()), config)
+}
+
+/// Generates one `#[tokio::test]` per scenario. `$serve` is an async function
+/// taking the scenario's [`Hub`] and returning the base URL of a server that
+/// mounts it.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($base:expr) => {
-        $crate::conformance_tests!(@each $base;
+    ($serve:expr) => {
+        $crate::conformance_tests!(@each $serve;
             rest_lifecycle, bad_token_and_unknown_session, join_and_chat,
             bad_frames_keep_the_connection, roles_and_capacity,
             kick_and_end_close_with_codes, reconnect_and_catch_up,
             thin_client_and_replica_edit_together, cross_site_upgrades_are_refused,
             token_in_the_subprotocol, flooding_is_refused_then_closed,
-            presence_reaches_the_others);
+            presence_reaches_the_others, rest_join_poll_and_leave,
+            event_stream_follows_the_session, slow_reader_is_dropped_and_catches_up,
+            dead_peers_are_dropped, tokens_refresh_or_expire, shutdown_says_goodbye);
     };
-    (@each $base:expr; $($name:ident),*) => {
+    (@each $serve:expr; $($name:ident),*) => {
         $(
-            #[tokio::test]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let client = $crate::Client::new($base.await);
+                let hub = $crate::hub_for(stringify!($name));
+                let client = $crate::Client::new($serve(hub.clone()).await).with_hub(hub);
                 $crate::$name(&client).await;
             }
         )*

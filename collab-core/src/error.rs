@@ -178,6 +178,9 @@ pub enum SessionError {
     /// A refreshed credential was refused.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Only a participant themselves can leave; a host removes others with `kick`.
+    #[error("only the participant themselves can leave; a host removes others with kick")]
+    NotYourself,
     /// A refreshed credential names a different user than the connection's.
     #[error("the token names another user")]
     TokenForAnotherUser,
@@ -215,7 +218,7 @@ impl SessionError {
             SessionError::RateLimited { .. } => ErrorCode::RateLimited,
             SessionError::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             SessionError::Auth(_) => ErrorCode::Unauthorized,
-            SessionError::TokenForAnotherUser => ErrorCode::Forbidden,
+            SessionError::TokenForAnotherUser | SessionError::NotYourself => ErrorCode::Forbidden,
             SessionError::Document(e) => match e {
                 DocumentError::UnknownRevision { .. } => ErrorCode::UnknownRevision,
                 DocumentError::UnknownFile(_) => ErrorCode::UnknownFile,

@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{AuthError, Authenticator, Identity};
 use crate::document::Revision;
-use crate::ids::{Seq, UserId};
 use crate::error::{ErrorCode, SessionError};
 use crate::ids::{ConnectionId, SessionId};
+use crate::ids::{Seq, UserId};
 use crate::protocol::{CloseReason, ParticipantState};
 use crate::session::{
     NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
@@ -25,8 +25,8 @@ use crate::session::{
 
 mod polling;
 
-pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
 use crate::time::{Clock, TokioClock};
+pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
 
 /// Settings of a [`Hub`].
 #[derive(Debug, Clone)]
@@ -227,6 +227,7 @@ enum Command {
     },
     Leave {
         user: UserId,
+        target: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     Read {
@@ -780,7 +781,25 @@ impl ConnectionReceiver {
         if self.done {
             return None;
         }
-        match self.rx.recv().await {
+        let next = self.rx.recv().await;
+        self.received(next)
+    }
+
+    /// The next thing to send the client if one is queued already, without
+    /// waiting: lets a driver write everything that is ready at once.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        if self.done {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(out) => self.received(Some(out)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => self.received(None),
+        }
+    }
+
+    fn received(&mut self, next: Option<Outbound>) -> Option<Outbound> {
+        match next {
             Some(Outbound::Close(reason)) => {
                 self.done = true;
                 Some(Outbound::Close(reason))
@@ -854,8 +873,8 @@ async fn run_session(
                     Command::Join { conn, name, reply } => {
                         let _ = reply.send(session.join_connection(conn, name, now));
                     }
-                    Command::Leave { user, reply } => {
-                        let _ = reply.send(session.leave_user(&user, now));
+                    Command::Leave { user, target, reply } => {
+                        let _ = reply.send(session.leave_user(&user, &target, now));
                     }
                     Command::Read { user, since, rev, reply } => {
                         let _ = reply.send(session.read(&user, since, rev, usize::MAX));
@@ -924,9 +943,7 @@ fn deliver(
                     };
                     tokio::spawn(async move {
                         let outcome = auth.authenticate(Some(&token)).await;
-                        let _ = tx
-                            .send(Command::Authenticated { conn, rid, outcome })
-                            .await;
+                        let _ = tx.send(Command::Authenticated { conn, rid, outcome }).await;
                     });
                 }
                 Transmit::Close { conn, reason } => {

@@ -622,13 +622,24 @@ impl Session {
     }
 
     /// Makes `user` leave, as their `leave` frame would: the event is recorded
-    /// and every connection of theirs closes with `left`.
+    /// and every connection of theirs closes with `left`. `target` names who
+    /// is to leave, by user id or participant id, and must be `user`
+    /// themselves: removing someone else is a host's `kick`.
     ///
     /// # Errors
-    /// [`SessionError::NotParticipant`] if they are not a current member.
-    pub fn leave_user(&mut self, user: &UserId, now: Timestamp) -> Result<(), SessionError> {
+    /// [`SessionError::NotParticipant`] if they are not a current member,
+    /// [`SessionError::NotYourself`] if `target` is someone else.
+    pub fn leave_user(
+        &mut self,
+        user: &UserId,
+        target: &str,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
         self.advance(now);
         let me = self.current_member_of(user)?;
+        if target != user.to_string() && target != me.0.to_string() {
+            return Err(SessionError::NotYourself);
+        }
         self.leave(me, now);
         self.after_input(now);
         Ok(())

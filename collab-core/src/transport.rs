@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
 
-use crate::hub::{Connection, HubError, Outbound};
+use crate::auth::Identity;
+use crate::hub::{Connection, Hub, HubError, Outbound, ReadRequest, StreamItem};
+use crate::ids::SessionId;
 use crate::protocol::CloseReason;
+use crate::session::SessionStatus;
 
 /// What a client sent, in transport-neutral form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,7 @@ pub async fn pump_with_keepalive<In, Out>(
     Out: Sink<WireOut> + Unpin,
 {
     let (sender, mut receiver) = conn.split();
+    let mut closing = false;
     {
         let read = async {
             while let Some(msg) = incoming.next().await {
@@ -112,32 +116,83 @@ pub async fn pump_with_keepalive<In, Out>(
             loop {
                 let out = match ticker.as_mut() {
                     Some(t) => tokio::select! {
-                        out = receiver.recv() => out,
-                        _ = t.tick() => {
-                            if outgoing.send(WireOut::Ping).await.is_err() {
-                                break;
-                            }
-                            continue;
-                        }
+                        out = receiver.recv() => Some(out),
+                        _ = t.tick() => None,
                     },
-                    None => receiver.recv().await,
+                    None => Some(receiver.recv().await),
                 };
-                let Some(out) = out else { break };
-                let (msg, last) = match out {
-                    Outbound::Text(text) => (WireOut::Text(text), false),
-                    Outbound::Binary(bytes) => (WireOut::Binary(bytes), false),
-                    Outbound::Close(reason) => (WireOut::close(reason), true),
+                let Some(out) = out else {
+                    // The keepalive tick.
+                    if outgoing.send(WireOut::Ping).await.is_err() {
+                        break false;
+                    }
+                    continue;
                 };
-                if outgoing.send(msg).await.is_err() || last {
-                    break;
+                let Some(mut out) = out else { break false };
+                // Everything already queued goes out in one write (a burst of
+                // edits, an ack with its event), then one flush.
+                let mut burst = 0;
+                let closed = loop {
+                    let (msg, last) = match out {
+                        Outbound::Text(text) => (WireOut::Text(text), false),
+                        Outbound::Binary(bytes) => (WireOut::Binary(bytes), false),
+                        Outbound::Close(reason) => (WireOut::close(reason), true),
+                    };
+                    if outgoing.feed(msg).await.is_err() {
+                        break None;
+                    }
+                    burst += 1;
+                    if last {
+                        break Some(true);
+                    }
+                    if burst == MAX_BURST {
+                        break Some(false);
+                    }
+                    match receiver.try_recv() {
+                        Some(next) => out = next,
+                        None => break Some(false),
+                    }
+                };
+                match closed {
+                    Some(last) if outgoing.flush().await.is_ok() => {
+                        if last {
+                            break true;
+                        }
+                    }
+                    _ => break false,
                 }
             }
         };
         futures::pin_mut!(read, write);
-        futures::future::select(read, write).await;
+        if let futures::future::Either::Right((true, _)) =
+            futures::future::select(read, write).await
+        {
+            closing = true;
+        }
+    }
+    let _ = outgoing.flush().await;
+    if closing {
+        // The closing handshake: wait for the client's own close before
+        // dropping the socket. Dropping it first would make the client's
+        // reply (or a late pong) meet a closed socket, whose reset can destroy
+        // frames the client has not read yet, the close frame among them.
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(msg) = incoming.next().await {
+                if msg == WireIn::Close {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     let _ = outgoing.close().await;
 }
+
+/// Most frames written before one flush.
+const MAX_BURST: usize = 64;
+
+/// How long a server-initiated close waits for the client's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The WebSocket subprotocol collab speaks. A browser, which cannot set an
 /// `Authorization` header on a WebSocket, offers it together with its token:
@@ -168,6 +223,88 @@ pub fn error_response(err: &HubError) -> (u16, String) {
     let code = err.code();
     let body = serde_json::json!({"error": {"code": code, "message": err.to_string()}});
     (code.http_status(), body.to_string())
+}
+
+/// The body of a REST join (`POST /api/v1/sessions/{id}/users`): an optional
+/// display name. An empty body joins with the authenticator's name.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct JoinBody {
+    /// The name to show.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One server-sent event: its `id` (the resume cursor) and its `data` (one
+/// JSON object: an event, which has `kind`; a document change, which has
+/// `type`; or, last of all, `{"type":"error",...}` when the reader may no
+/// longer read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The cursor to resume after this event, for `Last-Event-ID`.
+    pub id: Option<String>,
+    /// The JSON payload.
+    pub data: String,
+}
+
+/// A session's events as server-sent events, for adapters to wrap in their
+/// framework's SSE response. The reader's right to read is checked first, so
+/// that a refusal is a plain HTTP error; a stream of an ended session with
+/// nothing left to send is refused with `session_ended` (410), which stops a
+/// browser's `EventSource` from reconnecting forever.
+///
+/// # Errors
+/// As [`Hub::read`], and [`HubError::Session`] with `session_ended`.
+pub async fn event_stream(
+    hub: &Hub,
+    id: SessionId,
+    who: Identity,
+    request: ReadRequest,
+) -> Result<impl Stream<Item = SseEvent> + Send + 'static, HubError> {
+    let first = hub
+        .read(
+            &id,
+            &who,
+            ReadRequest {
+                wait: std::time::Duration::ZERO,
+                ..request
+            },
+        )
+        .await?;
+    if first.status == SessionStatus::Ended && first.events.is_empty() && first.ops.is_empty() {
+        return Err(HubError::Session(crate::SessionError::SessionEnded));
+    }
+    Ok(hub.stream(id, who, request).map(|item| match item {
+        Ok((cursor, item)) => SseEvent {
+            id: Some(cursor.to_string()),
+            data: match item {
+                StreamItem::Event(event) => serde_json::to_string(&event),
+                StreamItem::Document(frame) => serde_json::to_string(&frame),
+            }
+            .unwrap_or_default(),
+        },
+        Err(err) => {
+            let code = err.code();
+            SseEvent {
+                id: None,
+                data:
+                    serde_json::json!({"type": "error", "code": code, "message": err.to_string()})
+                        .to_string(),
+            }
+        }
+    }))
+}
+
+/// The largest REST request body adapters read, in bytes (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The error for a request body over [`MAX_BODY_BYTES`]: `frame_too_large`, 413.
+pub fn body_too_large(len: usize) -> HubError {
+    HubError::Session(crate::SessionError::Protocol(
+        crate::protocol::ProtocolError::TooLarge {
+            len,
+            max: MAX_BODY_BYTES,
+        },
+    ))
 }
 
 /// Reads a JSON request body; an empty body reads as `{}`.

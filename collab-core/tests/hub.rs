@@ -393,9 +393,11 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
-    a.send_text(json!({"type": "text_op", "file": "main", "rev": page.rev, "op": ["hi"]}).to_string())
-        .await
-        .unwrap();
+    a.send_text(
+        json!({"type": "text_op", "file": "main", "rev": page.rev, "op": ["hi"]}).to_string(),
+    )
+    .await
+    .unwrap();
     let edits = tokio::time::timeout(Duration::from_secs(5), reader)
         .await
         .expect("answered at once")
@@ -404,7 +406,7 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
     assert_eq!(edits.ops.len(), 1);
     assert_eq!(edits.rev, page.rev + 1);
 
-    hub.leave(&id, &pat.user_id).await.unwrap();
+    hub.leave(&id, &pat.user_id, "pat").await.unwrap();
     let err = hub
         .read(&id, &pat, collab_core::ReadRequest::default())
         .await
@@ -486,7 +488,10 @@ async fn the_event_stream_follows_the_session_until_it_ends() {
         ended.kind,
         collab_core::EventKind::SessionEnded { .. }
     ));
-    assert!(stream.next().await.is_none(), "the stream ends with the session");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends with the session"
+    );
 }
 
 #[tokio::test(start_paused = true)]

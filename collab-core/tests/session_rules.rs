@@ -989,7 +989,10 @@ fn a_refreshed_credential_keeps_the_connection_open() {
     let mut h = Harness::new();
     let at = h.now.plus(Duration::from_secs(60));
     let conn = h.join(user(1).with_expiry(at));
-    h.send(conn, json!({"type": "authenticate", "rid": 7, "token": "fresh"}));
+    h.send(
+        conn,
+        json!({"type": "authenticate", "rid": 7, "token": "fresh"}),
+    );
     assert_eq!(h.auth_requests.len(), 1);
     assert_eq!(h.auth_requests[0].2, "fresh");
     // The driver checked it: valid for another hour.
@@ -1013,12 +1016,8 @@ fn a_refused_or_foreign_credential_changes_nothing() {
     let at = h.now.plus(Duration::from_secs(60));
     let conn = h.join(user(1).with_expiry(at));
     let later = h.now.plus(Duration::from_secs(3_600));
-    h.session.handle_authenticated(
-        conn,
-        Some(1),
-        Err(collab_core::AuthError::Expired),
-        h.now,
-    );
+    h.session
+        .handle_authenticated(conn, Some(1), Err(collab_core::AuthError::Expired), h.now);
     h.session
         .handle_authenticated(conn, Some(2), Ok(user(2).with_expiry(later)), h.now);
     h.pump();
@@ -1072,7 +1071,17 @@ fn a_rest_participant_joins_reads_and_leaves() {
         .unwrap();
     assert!(again.events.is_empty() && again.ops.is_empty());
 
-    h.session.leave_user(&user(1).user_id, h.now).unwrap();
+    assert!(matches!(
+        h.session.leave_user(&user(1).user_id, "host-user", h.now),
+        Err(SessionError::NotYourself)
+    ));
+    h.session
+        .leave_user(
+            &user(1).user_id,
+            &joined.participant.id.0.to_string(),
+            h.now,
+        )
+        .unwrap();
     h.pump();
     assert_eq!(h.closed.get(&poll), Some(&CloseReason::Left));
     assert!(matches!(
@@ -1080,7 +1089,7 @@ fn a_rest_participant_joins_reads_and_leaves() {
         Err(SessionError::NotParticipant)
     ));
     assert!(matches!(
-        h.session.leave_user(&user(1).user_id, h.now),
+        h.session.leave_user(&user(1).user_id, "user-1", h.now),
         Err(SessionError::NotParticipant)
     ));
 }
@@ -1092,12 +1101,14 @@ fn strangers_and_kicked_users_cannot_read() {
     let guest = h.join(user(1));
     let me = h.me(guest);
     assert!(matches!(
-        h.session.read(&user(9).user_id, collab_core::Seq(0), None, 10),
+        h.session
+            .read(&user(9).user_id, collab_core::Seq(0), None, 10),
         Err(SessionError::NotParticipant)
     ));
     h.send(host_conn, json!({"type": "kick", "participant": me}));
     assert!(matches!(
-        h.session.read(&user(1).user_id, collab_core::Seq(0), None, 10),
+        h.session
+            .read(&user(1).user_id, collab_core::Seq(0), None, 10),
         Err(SessionError::Banned)
     ));
     assert!(matches!(

@@ -12,7 +12,13 @@
 //! # async fn run() {
 //! let hub = Hub::new(GuestAuthenticator);
 //! let app = collab_warp::routes(hub).or(warp::path("hello").map(|| "hi"));
-//! warp::serve(app).run(([127, 0, 0, 1], 8080)).await;
+//! // Collaboration sends many small frames: send each at once (TCP_NODELAY)
+//! // instead of holding it until the previous one is acknowledged. Accepted
+//! // sockets inherit the option from the listener on Linux.
+//! let socket = tokio::net::TcpSocket::new_v4().unwrap();
+//! socket.set_nodelay(true).unwrap();
+//! socket.bind(([127, 0, 0, 1], 8080).into()).unwrap();
+//! warp::serve(app).incoming(socket.listen(1024).unwrap()).run().await;
 //! # }
 //! ```
 
@@ -20,9 +26,12 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use collab_core::transport::{
-    credential, decode_body, error_response, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+    body_too_large, credential, decode_body, error_response, event_stream, pump_with_keepalive,
+    JoinBody, WireIn, WireOut, MAX_BODY_BYTES, SUBPROTOCOL,
 };
-use collab_core::{Connection, Hub, HubError, Identity, NewSession, SessionId, SessionUpdate};
+use collab_core::{
+    Connection, Hub, HubError, Identity, NewSession, ReadQuery, SessionId, SessionUpdate,
+};
 use futures::{future, SinkExt, StreamExt};
 use serde::Deserialize;
 use warp::http::StatusCode;
@@ -30,8 +39,6 @@ use warp::reply::{Reply, Response};
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
 
-/// Largest REST request body, in bytes.
-const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -42,6 +49,9 @@ struct TokenQuery {
 ///
 /// Same paths as collab-axum: `GET /ws/session/{id}`, `POST /api/v1/sessions`,
 /// `GET`/`PATCH /api/v1/sessions/{id}`, `POST /api/v1/sessions/{id}/end`,
+/// `POST /api/v1/sessions/{id}/users`, `DELETE /api/v1/sessions/{id}/users/{user}`,
+/// `GET /api/v1/sessions/{id}/events` (long-poll), `GET
+/// /api/v1/sessions/{id}/events/stream` (server-sent events),
 /// `GET /api/v1/health`, `GET /api/v1/stats`.
 pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let hub = warp::any().map(move || hub.clone());
@@ -60,7 +70,7 @@ pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection>
         );
     let origin =
         warp::header::optional::<String>("origin").and(warp::header::optional::<String>("host"));
-    let body = warp::body::content_length_limit(MAX_BODY_BYTES).and(warp::body::bytes());
+    let body = warp::body::stream().then(read_body);
 
     let ws = warp::path!("ws" / "session" / String)
         .and(warp::get())
@@ -93,6 +103,31 @@ pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(hub.clone())
         .and(auth)
         .and_then(end);
+    let join = warp::path!("api" / "v1" / "sessions" / String / "users")
+        .and(warp::post())
+        .and(hub.clone())
+        .and(auth)
+        .and(body)
+        .and(warp::addr::remote())
+        .and_then(join);
+    let leave = warp::path!("api" / "v1" / "sessions" / String / "users" / String)
+        .and(warp::delete())
+        .and(hub.clone())
+        .and(auth)
+        .and_then(leave);
+    let poll = warp::path!("api" / "v1" / "sessions" / String / "events")
+        .and(warp::get())
+        .and(hub.clone())
+        .and(auth)
+        .and(warp::query::<ReadQuery>())
+        .and_then(poll);
+    let stream = warp::path!("api" / "v1" / "sessions" / String / "events" / "stream")
+        .and(warp::get())
+        .and(hub.clone())
+        .and(auth)
+        .and(warp::query::<ReadQuery>())
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and_then(stream);
     let health = warp::path!("api" / "v1" / "health")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
@@ -109,10 +144,46 @@ pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection>
         .unify()
         .or(end)
         .unify()
+        .or(join)
+        .unify()
+        .or(leave)
+        .unify()
+        .or(poll)
+        .unify()
+        .or(stream)
+        .unify()
         .or(health)
         .unify()
         .or(stats)
         .unify()
+}
+
+/// The request body, with or without a length, up to [`MAX_BODY_BYTES`]
+/// (past it: the collab error, 413, JSON).
+async fn read_body<S, B>(mut stream: S) -> Result<Bytes, HubError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: bytes::Buf,
+{
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            HubError::Session(collab_core::SessionError::InvalidInput(format!(
+                "request body: {e}"
+            )))
+        })?;
+        let len = body.len() + chunk.remaining();
+        if len > MAX_BODY_BYTES {
+            return Err(body_too_large(len));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(body))
 }
 
 fn failure(err: HubError) -> Response {
@@ -203,10 +274,14 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
     .await;
 }
 
-async fn create(hub: Hub, token: Option<String>, body: Bytes) -> Result<Response, Infallible> {
+async fn create(
+    hub: Hub,
+    token: Option<String>,
+    body: Result<Bytes, HubError>,
+) -> Result<Response, Infallible> {
     let created = async {
         let who = identity(&hub, token).await?;
-        let new: NewSession = decode_body(&body)?;
+        let new: NewSession = decode_body(&body?)?;
         hub.create_session(&who, new).await
     };
     Ok(created
@@ -228,11 +303,11 @@ async fn update(
     id: String,
     hub: Hub,
     token: Option<String>,
-    body: Bytes,
+    body: Result<Bytes, HubError>,
 ) -> Result<Response, Infallible> {
     let updated = async {
         let who = identity(&hub, token).await?;
-        let update: SessionUpdate = decode_body(&body)?;
+        let update: SessionUpdate = decode_body(&body?)?;
         hub.update_session(&session_id(&id)?, &who, update).await
     };
     Ok(updated
@@ -248,4 +323,80 @@ async fn end(id: String, hub: Hub, token: Option<String>) -> Result<Response, In
     Ok(ended
         .await
         .map_or_else(failure, |info| json_ok(StatusCode::OK, &info)))
+}
+
+async fn join(
+    id: String,
+    hub: Hub,
+    token: Option<String>,
+    body: Result<Bytes, HubError>,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<Response, Infallible> {
+    let joined = async {
+        let who = identity(&hub, token).await?;
+        let JoinBody { name } = decode_body(&body?)?;
+        hub.join(&session_id(&id)?, who, name, peer.map(|p| p.ip()))
+            .await
+    };
+    Ok(joined
+        .await
+        .map_or_else(failure, |p| json_ok(StatusCode::CREATED, &p)))
+}
+
+async fn leave(
+    id: String,
+    user: String,
+    hub: Hub,
+    token: Option<String>,
+) -> Result<Response, Infallible> {
+    let left = async {
+        let who = identity(&hub, token).await?;
+        hub.leave(&session_id(&id)?, &who.user_id, &user).await
+    };
+    Ok(left
+        .await
+        .map_or_else(failure, |()| StatusCode::NO_CONTENT.into_response()))
+}
+
+async fn poll(
+    id: String,
+    hub: Hub,
+    token: Option<String>,
+    query: ReadQuery,
+) -> Result<Response, Infallible> {
+    let page = async {
+        let who = identity(&hub, token).await?;
+        hub.read(&session_id(&id)?, &who, query.request(None)?)
+            .await
+    };
+    Ok(page
+        .await
+        .map_or_else(failure, |p| json_ok(StatusCode::OK, &p)))
+}
+
+async fn stream(
+    id: String,
+    hub: Hub,
+    token: Option<String>,
+    query: ReadQuery,
+    last_event_id: Option<String>,
+) -> Result<Response, Infallible> {
+    let opened = async {
+        let who = identity(&hub, token).await?;
+        let request = query.request(last_event_id.as_deref())?;
+        event_stream(&hub, session_id(&id)?, who, request).await
+    };
+    Ok(match opened.await {
+        Ok(events) => {
+            let frames = events.map(|e| {
+                let frame = warp::sse::Event::default().data(e.data);
+                Ok::<_, Infallible>(match e.id {
+                    Some(id) => frame.id(id),
+                    None => frame,
+                })
+            });
+            warp::sse::reply(warp::sse::keep_alive().stream(frames)).into_response()
+        }
+        Err(e) => failure(e),
+    })
 }

@@ -214,14 +214,20 @@ impl Hub {
     }
 
     /// Makes `user` leave the session, closing every connection they hold.
+    /// `target` (a user id or participant id, as in the REST path) must name
+    /// `user` themselves.
     ///
     /// # Errors
     /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`] if they
-    /// are not a current member.
-    pub async fn leave(&self, id: &SessionId, user: &UserId) -> Result<(), HubError> {
-        let user = user.clone();
-        self.ask(id, |reply| Command::Leave { user, reply })
-            .await??;
+    /// are not a current member; [`SessionError::NotYourself`].
+    pub async fn leave(&self, id: &SessionId, user: &UserId, target: &str) -> Result<(), HubError> {
+        let (user, target) = (user.clone(), target.to_owned());
+        self.ask(id, |reply| Command::Leave {
+            user,
+            target,
+            reply,
+        })
+        .await??;
         Ok(())
     }
 
@@ -318,8 +324,7 @@ impl Hub {
                         st.finished = page.status == SessionStatus::Ended && !page.has_more;
                         for event in page.events {
                             st.cursor.since = event.seq;
-                            st.buffered
-                                .push_back((st.cursor, StreamItem::Event(event)));
+                            st.buffered.push_back((st.cursor, StreamItem::Event(event)));
                         }
                         for op in page.ops {
                             if let Some(rev) = frame_rev(&op) {
