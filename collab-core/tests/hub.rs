@@ -539,3 +539,53 @@ async fn a_connection_refreshes_its_token_or_is_closed_when_it_expires() {
     a.send(ClientFrame::Heartbeat).await.unwrap();
     until(&mut a, "heartbeat_ack").await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_default_settings_a_silent_peer_is_dropped_within_45_seconds() {
+    let hub = hub_with(HubConfig::default());
+    assert_eq!(hub.keepalive(), Duration::from_secs(15));
+    let ann = Identity::new("ann", "Ann");
+    let id = session_of(&hub, &ann).await;
+    let mut silent = joined(&hub, &id, ann).await;
+    let (alive_tx, mut alive_rx) = joined(&hub, &id, Identity::new("bo", "Bo")).await.split();
+    let start = tokio::time::Instant::now();
+    // Bo's client answers every keepalive ping (a pong touches the connection).
+    let pinger = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            if alive_tx.touch().await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        match silent.recv().await {
+            Some(Outbound::Close(reason)) => {
+                assert_eq!(reason, CloseReason::Stale);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("closed without a reason"),
+        }
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited <= Duration::from_secs(45),
+        "dropped after {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(44),
+        "not before its time: {waited:?}"
+    );
+    // The peer that answered pings is still there.
+    let still = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(Outbound::Close(r)) = alive_rx.recv().await {
+                return r;
+            }
+        }
+    })
+    .await;
+    assert!(still.is_err(), "the live peer was closed: {still:?}");
+    pinger.abort();
+}
