@@ -747,7 +747,9 @@ pub async fn rest_join_poll_and_leave(c: &Client) {
         pat
     );
     let huge = json!({"name": "n".repeat(2 * 1024 * 1024)});
-    let too_big = c.rest("POST", &users, Some("huge-token-14"), Some(huge)).await;
+    let too_big = c
+        .rest("POST", &users, Some("huge-token-14"), Some(huge))
+        .await;
     assert_eq!(
         (too_big.status, too_big.body["error"]["code"].as_str()),
         (413, Some("frame_too_large"))

@@ -39,7 +39,6 @@ use warp::reply::{Reply, Response};
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
 
-
 #[derive(Deserialize)]
 struct TokenQuery {
     token: Option<String>,
