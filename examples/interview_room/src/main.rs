@@ -11,10 +11,11 @@
 
 use std::net::SocketAddr;
 
-use axum::response::Html;
-use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use collab_core::{GuestAuthenticator, Hub};
+
+mod page;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
@@ -25,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let hub = Hub::new(GuestAuthenticator);
     let app = Router::new()
-        .route("/", get(|| async { Html(INDEX) }))
+        .merge(page::routes())
         .merge(collab_axum::router(hub.clone()));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -33,6 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "interview room listening on http://{}",
         listener.local_addr()?
     );
+    // Keystrokes are small frames: send each at once (TCP_NODELAY).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     // With the client's address known, collab limits connections per address.
     axum::serve(
         listener,
@@ -45,22 +50,3 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     Ok(())
 }
-
-/// A page that says what this server offers and how to try it.
-const INDEX: &str = r#"<!doctype html>
-<meta charset="utf-8">
-<title>collab interview room</title>
-<h1>collab interview room</h1>
-<p>This server speaks the collab protocol (see PROTOCOL.md in the repository).</p>
-<pre>
-# create a session (any token of 8+ URL-safe characters identifies you)
-curl -s -X POST http://HOST/api/v1/sessions -H 'Authorization: Bearer alice-0001' \
-     -d '{"title":"Round 1","language":"python","code":"print(1)"}'
-
-# read it
-curl -s http://HOST/api/v1/sessions/ID -H 'Authorization: Bearer alice-0001'
-
-# talk to it over a WebSocket: ws://HOST/ws/session/ID?token=alice-0001
-# then send {"type":"join","name":"Alice"} and {"type":"chat_send","text":"hello"}
-</pre>
-"#;

@@ -1,0 +1,203 @@
+// The interview room page: create a session, join one by its link, and work
+// in it. No build step: the browser loads these ES modules as they are.
+//
+// Who you are: the example server uses GuestAuthenticator, where the bearer
+// token IS the identity. Each tab makes up a random token and keeps it in
+// sessionStorage with the chosen name, so a refresh comes back as the same
+// participant, while another tab or browser is someone else.
+
+import { byTestId, h } from "./dom.js";
+import { LANGUAGES, languageLabel, starterCode } from "./languages.js";
+import { Room } from "./room.js";
+
+const IDENTITY_KEY = "interview-room.identity";
+const LAST_NAME_KEY = "interview-room.last-name";
+const JOIN_ERROR_KEY = "interview-room.join-error";
+const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
+const TOKEN = /^[A-Za-z0-9_-]{8,128}$/;
+
+/** 18 random bytes as URL-safe base64: 24 characters, what GuestAuthenticator takes. */
+function randomToken() {
+  const bytes = crypto.getRandomValues(new Uint8Array(18));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function loadIdentity() {
+  let identity = null;
+  try {
+    identity = JSON.parse(sessionStorage.getItem(IDENTITY_KEY));
+  } catch {
+    identity = null;
+  }
+  if (!identity || typeof identity.token !== "string" || !TOKEN.test(identity.token)) {
+    identity = { token: randomToken(), name: "" };
+  }
+  if (typeof identity.name !== "string") identity.name = "";
+  saveIdentity(identity);
+  return identity;
+}
+
+function saveIdentity(identity) {
+  sessionStorage.setItem(IDENTITY_KEY, JSON.stringify(identity));
+  if (identity.name) localStorage.setItem(LAST_NAME_KEY, identity.name);
+}
+
+const identity = loadIdentity();
+
+function show(screen) {
+  for (const id of ["landing", "join", "room"]) document.getElementById(id).hidden = id !== screen;
+  document.getElementById("top-actions").hidden = screen !== "room";
+  document.getElementById("session-meta").hidden = screen !== "room";
+  document.body.dataset.screen = screen;
+}
+
+function showError(testid, text) {
+  const el = byTestId(testid);
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+async function apiError(res) {
+  const body = await res.json().catch(() => null);
+  return body?.error?.message ?? `HTTP ${res.status}`;
+}
+
+// ---- landing: create a session ---------------------------------------------------
+
+function showLanding() {
+  show("landing");
+  document.title = "Interview room";
+  const select = byTestId("create-language");
+  select.replaceChildren(...LANGUAGES.map(([value, label]) => h("option", { value }, label)));
+  select.value = "python";
+  byTestId("create-name").value = identity.name || localStorage.getItem(LAST_NAME_KEY) || "";
+}
+
+document.getElementById("create-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const name = byTestId("create-name").value.trim();
+  const title = byTestId("create-title").value.trim() || "Coding interview";
+  const language = byTestId("create-language").value;
+  if (!name) return showError("create-error", "Please enter your name.");
+  const button = byTestId("create-session");
+  button.disabled = true;
+  showError("create-error", "");
+  try {
+    const res = await fetch("/api/v1/sessions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${identity.token}` },
+      body: JSON.stringify({ title, language, code: starterCode(language) }),
+    });
+    if (!res.ok) throw new Error(await apiError(res));
+    const session = await res.json();
+    identity.name = name;
+    saveIdentity(identity);
+    // The address bar now holds the link to share; a refresh stays here.
+    history.pushState(null, "", `?session=${encodeURIComponent(session.id)}`);
+    enterRoom(session.id);
+  } catch (err) {
+    showError("create-error", `Could not create the session: ${err.message}`);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+document.getElementById("open-link-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const raw = byTestId("open-link").value.trim();
+  let id = raw;
+  try {
+    id = new URL(raw, location.href).searchParams.get("session") ?? raw;
+  } catch {
+    // Not a URL: maybe the bare id.
+  }
+  if (!SESSION_ID.test(id)) return showError("open-link-error", "That is not a session link.");
+  location.search = `?session=${encodeURIComponent(id)}`;
+});
+
+// ---- joining by link ---------------------------------------------------------------
+
+async function showJoin(sessionId, error = "") {
+  show("join");
+  byTestId("join-name").value = identity.name || localStorage.getItem(LAST_NAME_KEY) || "";
+  showError("join-error", error);
+  byTestId("join-meta").textContent = "";
+  try {
+    const res = await fetch(`/api/v1/sessions/${encodeURIComponent(sessionId)}`, {
+      headers: { Authorization: `Bearer ${identity.token}` },
+    });
+    if (res.status === 404) {
+      byTestId("join-title").textContent = "Session not found";
+      byTestId("join-meta").textContent = "This link does not lead to a live session. It may have expired.";
+      byTestId("join-form-fields").hidden = true;
+      return;
+    }
+    if (!res.ok) throw new Error(await apiError(res));
+    const s = await res.json();
+    byTestId("join-title").textContent = `Join “${s.title || "Coding interview"}”`;
+    document.title = `Join ${s.title || "interview"} · Interview room`;
+    byTestId("join-meta").textContent =
+      s.status === "ended"
+        ? "This session has ended."
+        : `${languageLabel(s.language || "plaintext")} · ${s.online} of ${s.capacity} online`;
+    byTestId("join-form-fields").hidden = s.status === "ended";
+  } catch (err) {
+    byTestId("join-meta").textContent = `Could not read the session: ${err.message}`;
+  }
+  byTestId("join-name").focus();
+}
+
+document.getElementById("join-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const name = byTestId("join-name").value.trim();
+  if (!name) return showError("join-error", "Please enter your name.");
+  identity.name = name;
+  saveIdentity(identity);
+  enterRoom(currentSessionId());
+});
+
+// ---- the room ------------------------------------------------------------------------
+
+let room = null;
+
+function enterRoom(sessionId) {
+  show("room");
+  room = new Room({
+    sessionId,
+    token: identity.token,
+    name: identity.name,
+    onNameRefused: (message) => {
+      // Start over on the join screen; a fresh page keeps the room's listeners single.
+      identity.name = "";
+      saveIdentity(identity);
+      sessionStorage.setItem(JOIN_ERROR_KEY, `That name cannot be used: ${message}`);
+      location.reload();
+    },
+  });
+  if (sessionStorage.getItem(`interview-room.kicked.${sessionId}`)) room._finish("kicked");
+  else room.connect();
+  // For tests and debugging: the room's state, read-only by convention.
+  window.interviewRoom = room;
+}
+
+function currentSessionId() {
+  return new URLSearchParams(location.search).get("session");
+}
+
+function start() {
+  const sessionId = currentSessionId();
+  if (!sessionId) return showLanding();
+  if (!SESSION_ID.test(sessionId)) {
+    showLanding();
+    return showError("create-error", "The link you opened is not a valid session link.");
+  }
+  if (!identity.name) {
+    const error = sessionStorage.getItem(JOIN_ERROR_KEY) || "";
+    sessionStorage.removeItem(JOIN_ERROR_KEY);
+    return showJoin(sessionId, error);
+  }
+  enterRoom(sessionId);
+}
+
+window.addEventListener("popstate", () => location.reload());
+start();

@@ -1,0 +1,1266 @@
+// One interview room: the connection to the session (with reconnects), the
+// shared document, presence, chat, roles, runs and history, and the views
+// that draw them.
+
+import { DocumentClient, TextOperation, diffToOperation } from "/collab-ot.mjs";
+import { ChatView } from "./chat.js";
+import { byTestId, clock, h, lineOf, safeColour, throttle } from "./dom.js";
+import { CodeEditor } from "./editor.js";
+import { HistoryView } from "./history.js";
+import { LANGUAGES, languageLabel } from "./languages.js";
+import { PresenceView } from "./presence.js";
+import { RequestError, Socket } from "./socket.js";
+
+// Reconnect delays grow from RETRY_BASE to RETRY_MAX (PROTOCOL.md suggests
+// 0.5 s doubling to 30 s), each drawn at random from its upper half so that a
+// room full of clients cut off together does not come back in one wave.
+const RETRY_BASE = 500;
+const RETRY_MAX = 30000;
+// Close codes after which the server will not take the participant back.
+const FINAL_CLOSE = { 4000: "left", 4001: "kicked", 4002: "session_ended" };
+// Run output is shared in one text frame of at most 64 KiB.
+const MAX_OUTPUT_BYTES = 24000;
+
+// How long a remote cursor's name tag stays bright after it moved.
+const CURSOR_LABEL_MS = 4000;
+
+const OFFLINE_PRESENCE = { status: "offline", cursors: [], typing: false, last_active: 0 };
+
+/** Whether a goodbye reason or close means the client must not reconnect. */
+const isFinal = (reason) => reason === "left" || reason === "kicked" || reason === "session_ended";
+
+// Edits typed within this long of each other are undone together.
+const UNDO_GROUP_MS = 1000;
+const UNDO_DEPTH = 200;
+
+/** The operation that undoes `op`, which was applied to `before`. */
+function invert(op, before) {
+  const inverse = new TextOperation();
+  let pos = 0;
+  for (const c of op.ops) {
+    if (typeof c === "string") inverse.delete(c.length);
+    else if (c > 0) {
+      inverse.retain(c);
+      pos += c;
+    } else {
+      inverse.insert(before.slice(pos, pos - c));
+      pos -= c;
+    }
+  }
+  return TextOperation.compose(new TextOperation(), inverse);
+}
+
+/** Where the caret goes after `op`: the end of what it changed. */
+function changeEnd(op) {
+  let pos = 0;
+  let end = 0;
+  for (const c of op.ops) {
+    if (typeof c === "string") end = pos += c.length;
+    else if (c > 0) pos += c;
+    else end = pos;
+  }
+  return end;
+}
+
+/**
+ * Moves an undo stack over a concurrent remote edit (as ot.js does): each
+ * entry, newest first, is transformed, and the edit with it.
+ */
+function transformStack(stack, op) {
+  const out = [];
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const [entry, rest] = TextOperation.transform(stack[i], op);
+    if (!entry.isNoop()) out.push(entry);
+    op = rest;
+  }
+  return out.reverse();
+}
+
+function truncateUtf8(text, maxBytes) {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.length <= maxBytes) return text;
+  return new TextDecoder().decode(bytes.slice(0, maxBytes)).replace(/\uFFFD$/, "") + "\n… (output truncated)";
+}
+
+export class Room {
+  /**
+   * @param {{sessionId: string, token: string, name: string, onNameRefused: (message: string) => void}} options
+   */
+  constructor({ sessionId, token, name, onNameRefused }) {
+    this.sessionId = sessionId;
+    this.token = token;
+    this.name = name;
+    this.onNameRefused = onNameRefused;
+
+    this.socket = null;
+    this.joined = false;
+    this.everJoined = false;
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.retryAt = 0;
+    this.finished = null;
+
+    this.me = null;
+    this.session = null;
+    this.participants = new Map();
+    this.messages = new Map();
+    this.hasOlderChat = false;
+    this.lastSeq = 0;
+    this.catchUp = null;
+    this.doc = null;
+    this.files = [];
+    this.file = "main";
+    this.awaitingCatchup = false;
+    this.textOpRids = new Map();
+    this.fileSync = null;
+    this.pendingChat = [];
+    this.composer = { mode: null };
+    this.renderQueued = false;
+    this.dirty = new Set();
+    // When each participant's cursor last moved (from their presence frames).
+    this.cursorMoved = new Map();
+    this.stillTimer = null;
+    // Per file: inverses of local edits to undo, and of undos to redo.
+    this.undoStacks = new Map();
+
+    this._buildViews();
+  }
+
+  // ---- views -------------------------------------------------------------------
+
+  _buildViews() {
+    const $ = (id) => byTestId(id);
+    this.el = {
+      title: $("session-title"),
+      status: $("session-status"),
+      statusSelect: $("session-status-select"),
+      share: $("share-link"),
+      conn: $("connection-status"),
+      endButton: $("end-session"),
+      tabs: $("file-tabs"),
+      newFile: $("new-file"),
+      readOnly: $("read-only-badge"),
+      language: $("language-select"),
+      run: $("run-button"),
+      typing: $("typing-indicator"),
+      caret: $("caret-position"),
+      myRole: $("my-role"),
+      runMeta: $("run-meta"),
+      runOutput: $("run-output"),
+      people: $("presence-bar"),
+      online: $("online-count"),
+      chat: $("chat-messages"),
+      chatForm: $("chat-form"),
+      chatInput: $("chat-input"),
+      context: $("composer-context"),
+      suggestions: $("mention-suggestions"),
+      closed: $("closed-screen"),
+    };
+    const el = this.el;
+    el.share.value = location.href;
+    el.language.replaceChildren(...LANGUAGES.map(([value, label]) => h("option", { value }, label)));
+
+    this.editor = new CodeEditor(document.getElementById("editor-host"), {
+      onEdit: (op) => this._localEdit(op),
+      onSelection: () => {
+        this._showCaret();
+        this._sendPresence();
+      },
+      onViewport: () => this._sendPresence(),
+      onGutterClick: (line) => this._startComment(line),
+      onUndo: () => this._undo(false),
+      onRedo: () => this._undo(true),
+      onRun: () => this.run(),
+    });
+    this.presence = new PresenceView(el.people, {
+      setRole: (id, role) => this._act({ type: "set_role", participant: id, role }, () => this._render()),
+      kick: (id) => this._act({ type: "kick", participant: id }),
+    });
+    this.chat = new ChatView(el.chat, {
+      reply: (m) => this._setComposer({ mode: "reply", message: m.id }),
+      edit: (m) => {
+        this._setComposer({ mode: "edit", message: m.id });
+        el.chatInput.value = m.text;
+      },
+      remove: (m) => this._act({ type: "chat_delete", message: m.id }),
+      react: (m, emoji) => this._act({ type: "react", message: m.id, emoji }),
+      jump: (anchor) => this.jumpTo(anchor),
+      loadOlder: () => this._loadChat(true),
+    });
+    this.history = new HistoryView({
+      request: (frame) => this._request(frame),
+      nameOf: (id) => this.participants.get(id)?.name ?? `#${id}`,
+      files: () => this.files,
+      currentFile: () => this.file,
+      createdAt: () => this.session?.created_at,
+    });
+
+    byTestId("copy-link").addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(el.share.value);
+        this.toast("Link copied. Anyone with it can join.");
+      } catch {
+        el.share.select();
+        this.toast("Select the link and copy it.");
+      }
+    });
+    byTestId("history-button").addEventListener("click", () => {
+      if (!this.joined) return this.toast("The history needs a connection.");
+      this.history.open();
+    });
+    byTestId("leave-session").addEventListener("click", () => this.leave());
+    el.endButton.addEventListener("click", () => this._endClicked());
+    el.statusSelect.addEventListener("change", () => {
+      this._act({ type: "update_session", status: el.statusSelect.value }, null, () => this._render());
+    });
+    el.language.addEventListener("change", () => {
+      const language = el.language.value;
+      this._act({ type: "update_session", language }, null, () => this._render());
+    });
+    el.run.addEventListener("click", () => this.run());
+    el.newFile.addEventListener("click", () => this._newFileClicked());
+    byTestId("comment-line-button").addEventListener("click", () => this._startComment(this.editor.caretPosition().line));
+    byTestId("composer-cancel").addEventListener("click", () => this._setComposer({ mode: null }));
+    el.chatForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this._sendChat();
+    });
+    el.chatInput.addEventListener("keydown", (e) => this._composerKey(e));
+    el.chatInput.addEventListener("input", () => this._suggestMentions());
+    byTestId("closed-rejoin").addEventListener("click", () => this._rejoin());
+
+    window.addEventListener("offline", () => {
+      // The browser knows the network is gone: stop waiting for a socket that
+      // cannot deliver, keep editing locally, and come back on "online".
+      if (this.socket) this.socket.abandon("offline");
+      else this._setConnection();
+    });
+    window.addEventListener("online", () => {
+      if (!this.finished && !this.socket) {
+        this.attempt = 0;
+        this.connect();
+      }
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (!this.joined) return;
+      this.socket.send({ type: "presence", status: document.hidden ? "away" : "active" });
+    });
+    this._sendPresence = throttle(() => this._presenceNow(), 150);
+  }
+
+  /**
+   * Redraws the given parts ("header", "presence", "chat", "cursors",
+   * "comments"; everything without arguments) once the current task is done,
+   * so that a burst of frames costs one redraw.
+   */
+  _render(...parts) {
+    for (const part of parts.length > 0 ? parts : ["all"]) this.dirty.add(part);
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      const dirty = this.dirty;
+      this.dirty = new Set();
+      this._renderNow((part) => dirty.has("all") || dirty.has(part));
+    });
+  }
+
+  _renderNow(needs) {
+    if (needs("header")) this._renderHeader();
+    if (needs("presence")) {
+      const isHost = this.participants.get(this.me)?.role === "host";
+      this.presence.render({ participants: this.participants, me: this.me, isHost });
+      const online = [...this.participants.values()].filter((p) => p.present && p.presence?.status !== "offline").length;
+      this.el.online.textContent = `${online} online`;
+      this._renderTyping();
+    }
+    if (needs("chat")) {
+      const isHost = this.participants.get(this.me)?.role === "host";
+      this.chat.render({ messages: this.messages, participants: this.participants, me: this.me, isHost, hasOlder: this.hasOlderChat });
+      this._renderComposerContext();
+    }
+    if (needs("cursors") || needs("presence")) this._renderRemoteCursors();
+    if (needs("comments") || needs("chat")) this._renderCommentLines();
+    this._showCaret();
+  }
+
+  _renderHeader() {
+    const el = this.el;
+    const s = this.session;
+    const me = this.participants.get(this.me);
+    const role = me?.role ?? "viewer";
+    const isHost = role === "host";
+    if (s) {
+      el.title.textContent = s.title || "Untitled interview";
+      document.title = `${s.title || "Interview"} · Interview room`;
+      el.status.textContent = s.status;
+      el.status.dataset.status = s.status;
+      const pickStatus = isHost && s.status !== "ended";
+      el.status.hidden = pickStatus;
+      el.statusSelect.hidden = !pickStatus;
+      if (pickStatus && document.activeElement !== el.statusSelect) el.statusSelect.value = s.status;
+      const language = s.language || "plaintext";
+      if (![...el.language.options].some((o) => o.value === language)) {
+        el.language.append(h("option", { value: language }, languageLabel(language)));
+      }
+      if (document.activeElement !== el.language) el.language.value = language;
+      this.editor.setLanguage(language);
+    }
+    el.language.disabled = !isHost;
+    el.language.title = isHost ? "Language of the session" : "Only a host can change the language";
+    el.endButton.hidden = !isHost;
+    const canEdit = role !== "viewer";
+    this.editor.setReadOnly(!canEdit || !this.doc);
+    el.readOnly.hidden = canEdit || !me;
+    el.newFile.hidden = !canEdit;
+    el.run.disabled = !canEdit || this.running;
+    el.run.title = canEdit ? "Run the code and share the output (Ctrl+Enter)" : "Viewers cannot run code";
+    el.myRole.textContent = me ? `You are ${role === "host" ? "a host" : `an ${role}`.replace("an viewer", "a viewer")}` : "";
+    el.myRole.dataset.role = role;
+    this._renderTabs();
+  }
+
+  _renderTabs() {
+    const tabs = this.files.map((f) =>
+      h(
+        "button",
+        {
+          class: f === this.file ? "tab active" : "tab",
+          role: "tab",
+          "aria-selected": f === this.file ? "true" : "false",
+          testid: "file-tab",
+          dataset: { file: f },
+          onclick: () => this.openFile(f),
+        },
+        f,
+      ),
+    );
+    if (this.newFileInput) tabs.push(this.newFileInput);
+    this.el.tabs.replaceChildren(...tabs);
+  }
+
+  _renderRemoteCursors() {
+    const cursors = [];
+    const now = Date.now();
+    let nextChange = Infinity;
+    for (const p of this.participants.values()) {
+      if (p.id === this.me || !p.present || !p.presence || p.presence.status === "offline") continue;
+      const movedAt = this.cursorMoved.get(p.id)?.at ?? 0;
+      const still = !p.presence.typing && now - movedAt > CURSOR_LABEL_MS;
+      if (!still) nextChange = Math.min(nextChange, movedAt + CURSOR_LABEL_MS - now);
+      for (const c of p.presence.cursors || []) {
+        if (c.file !== this.file) continue;
+        cursors.push({ id: p.id, name: p.name, colour: p.colour, anchor: c.anchor, head: c.head, typing: p.presence.typing, still });
+      }
+    }
+    this.editor.setRemoteCursors(cursors);
+    clearTimeout(this.stillTimer);
+    if (Number.isFinite(nextChange)) this.stillTimer = setTimeout(() => this._render("cursors"), Math.max(50, nextChange + 50));
+  }
+
+  _renderCommentLines() {
+    const lines = new Map();
+    const text = this.doc ? this.doc.text(this.file) : "";
+    for (const m of this.messages.values()) {
+      if (m.deleted || !m.anchor || m.anchor.file !== this.file) continue;
+      const line = m.anchor.offset != null ? lineOf(text, m.anchor.offset) : m.anchor.line;
+      lines.set(line, (lines.get(line) || 0) + 1);
+    }
+    this.editor.setCommentLines(lines);
+  }
+
+  _renderTyping() {
+    const names = [...this.participants.values()]
+      .filter((p) => p.id !== this.me && p.present && p.presence?.typing && p.presence.status !== "offline")
+      .map((p) => p.name);
+    const t = this.el.typing;
+    t.textContent =
+      names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…` : `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`;
+    t.hidden = names.length === 0;
+  }
+
+  _showCaret() {
+    const { line, column } = this.editor.caretPosition();
+    this.el.caret.textContent = `${this.file} · Ln ${line}, Col ${column}`;
+  }
+
+  _setConnection() {
+    const c = this.el.conn;
+    let state;
+    let label;
+    if (this.finished) [state, label] = ["closed", "Disconnected"];
+    else if (this.joined) [state, label] = ["live", "Live"];
+    else if (!navigator.onLine) [state, label] = ["offline", "Offline"];
+    else if (!this.everJoined) [state, label] = ["connecting", "Connecting…"];
+    else {
+      state = "reconnecting";
+      const seconds = Math.ceil((this.retryAt - Date.now()) / 1000);
+      label = this.retryTimer !== null && seconds > 0 ? `Reconnecting in ${seconds}s…` : "Reconnecting…";
+    }
+    c.dataset.state = state;
+    c.querySelector(".label").textContent = label;
+    const pending = this.doc && this.doc.hasPending && !this.joined;
+    c.title = pending ? "Your edits are kept and will be merged when the connection returns." : "";
+    c.classList.toggle("has-pending", Boolean(pending));
+  }
+
+  /** A short message at the corner of the screen. */
+  toast(text, kind = "info") {
+    const host = byTestId("toasts");
+    const t = h("div", { class: `toast ${kind}`, testid: "toast", role: "status" }, text);
+    host.append(t);
+    setTimeout(() => t.classList.add("gone"), 4500);
+    setTimeout(() => t.remove(), 5000);
+  }
+
+  // ---- connection ----------------------------------------------------------------
+
+  /** Opens a connection to the session (again). */
+  connect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.finished || this.socket) return;
+    if (!navigator.onLine) return this._setConnection();
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const url = `${scheme}://${location.host}/ws/session/${encodeURIComponent(this.sessionId)}`;
+    // The token travels as a subprotocol rather than in the URL, where it
+    // would end up in access logs (PROTOCOL.md, Authentication).
+    const socket = new Socket(url, ["collab.v1", `bearer.${this.token}`], {
+      onOpen: () => this._sendJoin(socket),
+      onFrame: (frame) => {
+        if (this.socket === socket) this._onFrame(frame);
+      },
+      onClose: (info) => this._onClose(socket, info),
+    });
+    this.socket = socket;
+    this.welcomed = false;
+    this._setConnection();
+  }
+
+  _sendJoin(socket) {
+    const join = { type: "join", name: this.name, protocol: 1, mode: "thin" };
+    // A client that kept its document asks only for what it missed; the
+    // server then rebases the edits it made meanwhile (PROTOCOL.md,
+    // Reconnecting a thin client).
+    if (this.doc) join.rev = this.doc.rev;
+    if (this.everJoined) join.since = this.lastSeq;
+    this.joinRid = socket.sendWithRid(join);
+    this.joinSince = join.since;
+  }
+
+  _onClose(socket, info) {
+    if (socket !== this.socket) return;
+    this.socket = null;
+    this.joined = false;
+    this.textOpRids.clear();
+    this.fileSync = null;
+    const reason = this.goodbye || FINAL_CLOSE[info.code];
+    this.goodbye = null;
+    if (isFinal(reason)) return this._finish(reason);
+    if (this.finished) return;
+    if (!navigator.onLine) return this._setConnection();
+    const neverWelcomed = !this.welcomed;
+    this._scheduleReconnect();
+    // A refused upgrade looks like any network error to a page; ask the HTTP
+    // API whether the session is still there before trying again and again.
+    if (neverWelcomed) this._probeSession();
+  }
+
+  _scheduleReconnect() {
+    const ceiling = Math.min(RETRY_MAX, RETRY_BASE * 2 ** this.attempt);
+    const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
+    this.attempt = Math.min(this.attempt + 1, 16);
+    this.retryAt = Date.now() + delay;
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+    this._setConnection();
+    clearInterval(this.countdown);
+    this.countdown = setInterval(() => {
+      if (this.retryTimer === null) clearInterval(this.countdown);
+      this._setConnection();
+    }, 1000);
+  }
+
+  async _probeSession() {
+    try {
+      const res = await fetch(`/api/v1/sessions/${encodeURIComponent(this.sessionId)}`, {
+        headers: { Authorization: `Bearer ${this.token}` },
+      });
+      if (res.status === 404) return this._finish("not_found");
+      if (res.status === 410) return this._finish("session_ended");
+      if (res.ok) {
+        const info = await res.json();
+        if (info.status === "ended") this._finish("session_ended");
+      }
+    } catch {
+      // Still offline: the reconnect loop goes on.
+    }
+  }
+
+  /** Stops for good and says why. */
+  _finish(reason) {
+    this.finished = reason;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.socket) {
+      const s = this.socket;
+      this.socket = null;
+      s.abandon(reason);
+    }
+    this.joined = false;
+    // Without a connection nobody's presence is known any more.
+    for (const p of this.participants.values()) p.presence = { ...(p.presence || OFFLINE_PRESENCE), status: "offline", typing: false };
+    if (reason === "kicked") sessionStorage.setItem(`interview-room.kicked.${this.sessionId}`, "1");
+    const text = {
+      left: ["You left the session", "Your edits and messages stay in the session. You can come back with the same link."],
+      kicked: ["You were removed from this session", "A host removed you; you cannot join it again."],
+      session_ended: ["This interview has ended", "A host ended the session. Nobody can join it any more."],
+      not_found: ["Session not found", "This link does not lead to a live session. It may have expired."],
+    }[reason] || ["Disconnected", String(reason)];
+    const box = this.el.closed;
+    box.dataset.reason = reason;
+    byTestId("closed-title").textContent = text[0];
+    byTestId("closed-text").textContent = text[1];
+    byTestId("closed-rejoin").hidden = reason !== "left";
+    box.hidden = false;
+    this.history.close();
+    this._setConnection();
+    this._render();
+  }
+
+  _rejoin() {
+    this.el.closed.hidden = true;
+    this.finished = null;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  /** Leaves the session for good (the participant may come back later). */
+  leave() {
+    if (this.joined) this.socket.send({ type: "leave" });
+    else this._finish("left");
+  }
+
+  _endClicked() {
+    const b = this.el.endButton;
+    if (b.dataset.confirm !== "1") {
+      b.dataset.confirm = "1";
+      b.textContent = "End for everyone?";
+      setTimeout(() => {
+        b.dataset.confirm = "";
+        b.textContent = "End session";
+      }, 4000);
+      return;
+    }
+    b.dataset.confirm = "";
+    b.textContent = "End session";
+    if (!this.joined) return this.toast("You are offline.", "error");
+    this.socket.send({ type: "end_session" });
+  }
+
+  // ---- frames ------------------------------------------------------------------
+
+  _onFrame(f) {
+    switch (f.type) {
+      case "welcome":
+        return this._onWelcome(f);
+      case "error":
+        return this._onError(f);
+      case "event":
+        if (this.catchUp) this.catchUp.deferred.push(f.event);
+        else this._applyEvent(f.event, true);
+        return this._render();
+      case "events":
+        // Without rid: the catch-up after a join with `since`.
+        if (f.rid == null) return this._onCatchupEvents(f);
+        return;
+      case "presence":
+        return this._onPresence(f);
+      case "text_ack":
+      case "text_op":
+      case "file_op":
+      case "text_catchup":
+        return this._onDocFrame(f);
+      case "goodbye":
+        this.goodbye = f.reason;
+        if (isFinal(f.reason)) this._finish(f.reason);
+        return;
+      default:
+        return;
+    }
+  }
+
+  _onWelcome(w) {
+    this.welcomed = true;
+    this.joined = true;
+    this.everJoined = true;
+    this.attempt = 0;
+    clearInterval(this.countdown);
+    this.me = w.you;
+    this.session = w.session;
+    this.participants = new Map(w.participants.map((p) => [p.id, p]));
+    const resumed = this.doc !== null && w.document.files === undefined;
+    if (resumed) {
+      // The text_catchup that follows brings the edits made meanwhile.
+      this.awaitingCatchup = true;
+    } else {
+      this.undoStacks.clear();
+      this.doc = new DocumentClient(w.document, (frame) => this._sendTextOp(frame));
+      this.doc.onRemoteOp = (file, op) => this._remoteEdit(file, op);
+      this.files = Object.keys(w.document.files || {}).sort();
+      if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
+      this.editor.setText(this.doc.text(this.file));
+      this._reconcileShownText();
+      this.awaitingCatchup = false;
+    }
+    if (this.joinSince != null) {
+      // Events up to last_seq come in an `events` frame next; live ones after them.
+      this.catchUp = { upTo: w.last_seq, deferred: [] };
+    } else this.lastSeq = w.last_seq;
+    if (!resumed) {
+      this.messages = new Map();
+      this._loadChat(false);
+      this._loadLastRun(w.last_seq);
+    }
+    for (const frame of this.pendingChat.splice(0)) this.socket.send(frame);
+    this._presenceNow();
+    this._setConnection();
+    this._render();
+  }
+
+  _onError(f) {
+    if (f.rid != null && f.rid === this.joinRid) return this._onJoinError(f);
+    if (f.rid != null && this.textOpRids.has(f.rid)) {
+      this.textOpRids.delete(f.rid);
+      return this._onEditRefused(f);
+    }
+    if (f.rid == null && f.code === "rate_limited" && this.doc && this.doc.hasPending) {
+      // The refused frame may have been our edit, which then gets no ack;
+      // resending with the same oid is safe (the server recognises it).
+      setTimeout(() => {
+        if (this.joined && !this.awaitingCatchup) this.doc.reconnected();
+      }, 1000);
+    }
+  }
+
+  _onJoinError(f) {
+    const socket = this.socket;
+    if (f.code === "unknown_revision") {
+      // The server does not know our revision: start again from its files.
+      this.doc = null;
+      this.toast("The document was reloaded from the server.", "error");
+      return this._sendJoin(socket);
+    }
+    if (f.code === "invalid_input") {
+      this._finish("name_refused");
+      this.el.closed.hidden = true;
+      return this.onNameRefused(f.message);
+    }
+    if (f.code === "session_full") this.toast("The session is full; trying again shortly.", "error");
+    else this.toast(`Could not join: ${f.message}`, "error");
+    socket.abandon(f.code);
+  }
+
+  _onEditRefused(f) {
+    if (f.code === "unknown_file") return;
+    const why = f.code === "forbidden" ? "You can no longer edit the code." : `An edit was refused (${f.message}).`;
+    this.toast(`${why} The document was reloaded.`, "error");
+    this.resync();
+  }
+
+  /**
+   * Loads the document again from the server (dropping local edits that the
+   * server refused), by joining afresh without `rev`.
+   */
+  resync() {
+    this.doc = null;
+    if (this.socket) this.socket.abandon("resync");
+    this.attempt = 0;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.connect();
+  }
+
+  _onCatchupEvents(f) {
+    if (!this.catchUp) return;
+    for (const e of f.events) this._applyEvent(e, false);
+    if (f.has_more && f.events.length > 0) {
+      this._request({ type: "events_since", since: f.events.at(-1).seq })
+        .then((page) => this._onCatchupEvents({ ...page, rid: undefined }))
+        .catch(() => {}); // The connection dropped; the next join catches up.
+      return;
+    }
+    const { upTo, deferred } = this.catchUp;
+    this.catchUp = null;
+    this.lastSeq = Math.max(this.lastSeq, upTo);
+    for (const e of deferred) this._applyEvent(e, true);
+    this._render();
+  }
+
+  _onPresence(f) {
+    const p = this.participants.get(f.participant);
+    if (!p) return;
+    const key = JSON.stringify(f.presence.cursors || []);
+    if (this.cursorMoved.get(p.id)?.key !== key) this.cursorMoved.set(p.id, { key, at: Date.now() });
+    p.presence = f.presence;
+    this._render("presence");
+  }
+
+  _applyEvent(e, live) {
+    if (e.seq <= this.lastSeq) return;
+    this.lastSeq = e.seq;
+    const p = e.participant != null && typeof e.participant !== "object" ? this.participants.get(e.participant) : null;
+    switch (e.kind) {
+      case "participant_joined": {
+        const old = this.participants.get(e.participant.id);
+        this.participants.set(e.participant.id, {
+          presence: { ...OFFLINE_PRESENCE, cursors: [] },
+          ...old,
+          ...e.participant,
+          present: true,
+        });
+        if (live && !old?.present) this.toast(`${e.participant.name} joined`);
+        break;
+      }
+      case "participant_renamed":
+        if (p) p.name = e.name;
+        break;
+      case "participant_left":
+        if (p) p.present = false;
+        break;
+      case "participant_kicked":
+        if (p) p.present = false;
+        if (live && p && e.participant !== this.me) this.toast(`${p.name} was removed from the session`);
+        break;
+      case "role_changed":
+        if (p) p.role = e.role;
+        if (live && e.participant === this.me) {
+          this.toast(e.role === "viewer" ? "You are now a viewer: the code is read-only for you." : `You are now ${e.role === "host" ? "a host" : "an editor"}.`);
+        }
+        break;
+      case "session_updated":
+        if (this.session) {
+          for (const key of ["title", "language", "status"]) if (e[key] !== undefined) this.session[key] = e[key];
+        }
+        break;
+      case "message_posted":
+      case "comment_posted":
+        this.messages.set(e.message.id, e.message);
+        if (live && e.message.author !== this.me && (e.message.mentions || []).includes(this.me)) {
+          this.toast(`${this.participants.get(e.message.author)?.name ?? "Someone"} mentioned you`, "mention");
+        }
+        break;
+      case "message_edited": {
+        const m = this.messages.get(e.message);
+        if (m) Object.assign(m, { text: e.text, mentions: e.mentions, edited_at: e.at });
+        break;
+      }
+      case "message_deleted": {
+        const m = this.messages.get(e.message);
+        if (m) Object.assign(m, { deleted: true, text: "", mentions: [], reactions: {} });
+        break;
+      }
+      case "reaction_toggled": {
+        const m = this.messages.get(e.message);
+        if (!m) break;
+        const who = new Set(m.reactions?.[e.emoji] || []);
+        if (e.added) who.add(e.participant);
+        else who.delete(e.participant);
+        m.reactions = { ...m.reactions, [e.emoji]: [...who].sort((a, b) => a - b) };
+        if (who.size === 0) delete m.reactions[e.emoji];
+        break;
+      }
+      case "run_finished":
+        this._showRun(e.run);
+        break;
+      case "session_ended":
+        if (this.session) this.session.status = "ended";
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A request on the current connection; rejects with `offline` when there is none. */
+  _request(frame, timeoutMs) {
+    if (!this.joined) return Promise.reject(new RequestError("offline", "You are offline."));
+    return this.socket.request(frame, timeoutMs);
+  }
+
+  /** Sends a change and reports a refusal as a toast (then runs `onError`). */
+  _act(frame, onDone, onError) {
+    this._request(frame)
+      .then(() => onDone?.())
+      .catch((e) => {
+        this.toast(e.code === "offline" ? "You are offline; try again when the connection is back." : e.message, "error");
+        onError?.(e);
+        this._render();
+      });
+  }
+
+  // ---- the document --------------------------------------------------------------
+
+  _sendTextOp(frame) {
+    // Offline (or before the catch-up), the op stays in flight in the
+    // DocumentClient, which sends it again after the reconnect.
+    if (!this.joined || this.awaitingCatchup) return;
+    const rid = this.socket.sendWithRid(frame);
+    this.textOpRids.set(rid, frame.oid);
+  }
+
+  _onDocFrame(f) {
+    if (!this.doc) return;
+    if (f.type === "text_ack") {
+      if (f.rid != null) this.textOpRids.delete(f.rid);
+      if (this.fileSync && f.oid === this.fileSync.oid) return this._fileSynced(f);
+    }
+    const fileOps = f.type === "file_op" ? [f] : f.type === "text_catchup" ? (f.ops || []).filter((o) => o.type === "file_op") : [];
+    try {
+      this.doc.receive(f);
+    } catch (e) {
+      console.error("could not apply a change", e);
+      this.toast("The document went out of step and was reloaded.", "error");
+      return this.resync();
+    }
+    for (const op of fileOps) this._fileChanged(op);
+    if (f.type === "text_catchup") {
+      this.awaitingCatchup = false;
+      this.doc.reconnected();
+    }
+    if (fileOps.length > 0) this._render();
+  }
+
+  _fileChanged(op) {
+    this.undoStacks.delete(op.file);
+    if (op.action === "create" && !this.files.includes(op.file)) this.files = [...this.files, op.file].sort();
+    if (op.action === "remove") {
+      this.files = this.files.filter((f) => f !== op.file);
+      for (const p of this.participants.values()) {
+        if (p.presence?.cursors) p.presence.cursors = p.presence.cursors.filter((c) => c.file !== op.file);
+      }
+      if (op.file === this.file && this.files.length > 0) {
+        this.toast(`${op.file} was removed`);
+        this.openFile(this.files.includes("main") ? "main" : this.files[0]);
+      }
+    }
+  }
+
+  _remoteEdit(file, op) {
+    this._moveMarks(file, op);
+    const stacks = this.undoStacks.get(file);
+    if (stacks) {
+      stacks.undo = transformStack(stacks.undo, op);
+      stacks.redo = transformStack(stacks.redo, op);
+      stacks.last = 0; // A remote edit ends the group being typed.
+    }
+    if (file === this.file) {
+      this.editor.applyRemote(this.doc.text(file), (i) => this.doc.transformCursor(file, i, op));
+      this._reconcileShownText();
+    }
+    this._render("cursors", "comments");
+  }
+
+  _localEdit(op, kind = "edit") {
+    if (!this.doc) return;
+    const before = this.doc.text(this.file);
+    try {
+      this.doc.applyLocal(this.file, op);
+    } catch (e) {
+      console.error("local edit out of step", e);
+      return this.resync();
+    }
+    this._recordUndo(op, before, kind);
+    this._moveMarks(this.file, op);
+    this._setConnection();
+    this._render("cursors", "comments");
+  }
+
+  /**
+   * A textarea turns CR LF and lone CR into LF. If the document has them, the
+   * text on screen differs from the document's; an editor makes that
+   * difference an ordinary edit, so both agree again.
+   */
+  _reconcileShownText() {
+    const shown = this.editor.shownText;
+    const text = this.doc.text(this.file);
+    if (shown === text) return;
+    const role = this.participants.get(this.me)?.role;
+    if (role && role !== "viewer") {
+      const op = diffToOperation(text, shown);
+      this.editor.text = shown;
+      this._localEdit(op);
+    }
+  }
+
+  /**
+   * Moves other participants' cursors and the comment anchors with an edit,
+   * as the server does (an insert at a position moves it after the insert),
+   * since the server does not broadcast these moves.
+   */
+  _moveMarks(file, op) {
+    const move = (i) => op.transformIndex(i, true);
+    for (const p of this.participants.values()) {
+      if (p.id === this.me || !p.presence?.cursors) continue;
+      for (const c of p.presence.cursors) {
+        if (c.file !== file) continue;
+        c.anchor = move(c.anchor);
+        c.head = move(c.head);
+      }
+    }
+    const text = this.doc.text(file);
+    for (const m of this.messages.values()) {
+      if (!m.anchor || m.anchor.file !== file || m.anchor.offset == null) continue;
+      m.anchor.offset = move(m.anchor.offset);
+      m.anchor.line = lineOf(text, m.anchor.offset);
+    }
+  }
+
+  _stacks(file) {
+    if (!this.undoStacks.has(file)) this.undoStacks.set(file, { undo: [], redo: [], last: 0 });
+    return this.undoStacks.get(file);
+  }
+
+  /** Keeps the inverse of a local change: typing on the undo stack (grouped), an undo on the redo stack. */
+  _recordUndo(op, before, kind) {
+    if (op.isNoop()) return;
+    const stacks = this._stacks(this.file);
+    const inverse = invert(op, before);
+    if (kind === "undo") {
+      stacks.redo.push(inverse);
+      return;
+    }
+    if (kind === "edit") stacks.redo = [];
+    const now = Date.now();
+    const top = stacks.undo[stacks.undo.length - 1];
+    if (kind === "edit" && top && now - stacks.last < UNDO_GROUP_MS) {
+      try {
+        stacks.undo[stacks.undo.length - 1] = TextOperation.compose(inverse, top);
+        stacks.last = now;
+        return;
+      } catch {
+        // A surrogate pair in the way: keep the steps apart.
+      }
+    }
+    stacks.undo.push(inverse);
+    if (stacks.undo.length > UNDO_DEPTH) stacks.undo.shift();
+    stacks.last = kind === "edit" ? now : 0;
+  }
+
+  /** Undoes (or redoes) the participant's own last change, wherever others have edited since. */
+  _undo(redo) {
+    const role = this.participants.get(this.me)?.role;
+    if (!this.doc || role === "viewer") return;
+    const stacks = this._stacks(this.file);
+    const op = (redo ? stacks.redo : stacks.undo).pop();
+    if (!op) return;
+    const text = op.apply(this.doc.text(this.file));
+    this.editor.replaceText(text, changeEnd(op));
+    this._localEdit(op, redo ? "redo" : "undo");
+  }
+
+  /** Shows another file of the document. */
+  openFile(file) {
+    if (!this.doc || !this.files.includes(file)) return;
+    this.file = file;
+    this.editor.setText(this.doc.text(file));
+    this._reconcileShownText();
+    this._presenceNow();
+    this._render();
+  }
+
+  /** Jumps to a comment's line (switching file if needed). */
+  jumpTo(anchor) {
+    if (anchor.file !== this.file) this.openFile(anchor.file);
+    this.editor.jumpToLine(anchor.line);
+  }
+
+  _newFileClicked() {
+    if (this.newFileInput) return this.newFileInput.focus();
+    const input = h("input", {
+      class: "new-file-input",
+      testid: "new-file-name",
+      placeholder: "file name",
+      maxlength: "120",
+      onkeydown: (e) => {
+        if (e.key === "Escape") done();
+        if (e.key === "Enter") {
+          const name = input.value.trim();
+          done();
+          if (name) this._createFile(name);
+        }
+      },
+      onblur: () => done(),
+    });
+    const done = () => {
+      this.newFileInput = null;
+      this._renderTabs();
+    };
+    this.newFileInput = input;
+    this._renderTabs();
+    input.focus();
+  }
+
+  async _createFile(path) {
+    if (this.files.includes(path)) return this.openFile(path);
+    try {
+      await this._request({ type: "file_create", file: path, text: "" });
+    } catch (e) {
+      return this.toast(e.message, "error");
+    }
+    // The creator is not told the revision its file became. An empty edit is
+    // answered with the current revision, at or after the creation, and by
+    // then every other change before it has arrived (frames keep their order).
+    const known = this.files.find((f) => f !== path) ?? this.file;
+    const oid = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+    this.fileSync = { oid, path };
+    this.socket.send({ type: "text_op", rev: this.doc.rev, file: known, op: [], oid });
+  }
+
+  _fileSynced(ack) {
+    const { path } = this.fileSync;
+    this.fileSync = null;
+    // Told as the file_op everyone else got, so the DocumentClient knows the file.
+    this.doc.receive({ type: "file_op", rev: Math.max(ack.rev, this.doc.rev), file: path, action: "create", text: "" });
+    this._fileChanged({ action: "create", file: path });
+    this.openFile(path);
+    this.editor.focus();
+  }
+
+  // ---- presence ----------------------------------------------------------------
+
+  _presenceNow() {
+    if (!this.joined) return;
+    const sel = this.editor.selection();
+    this.socket.send({
+      type: "presence",
+      cursor: { file: this.file, anchor: sel.anchor, head: sel.head },
+      viewport: { file: this.file, ...this.editor.visibleLines() },
+    });
+  }
+
+  // ---- chat --------------------------------------------------------------------
+
+  async _loadChat(older) {
+    const frame = { type: "chat_history", limit: 200 };
+    if (older) {
+      const oldest = Math.min(...this.messages.keys());
+      if (Number.isFinite(oldest)) frame.before = oldest;
+    }
+    try {
+      const page = await this._request(frame);
+      // The page shows each message as of now; events before it are older.
+      for (const m of page.messages) this.messages.set(m.id, m);
+      this.hasOlderChat = page.has_more;
+      this._render("chat");
+    } catch {
+      // Offline: the next join loads it again.
+    }
+  }
+
+  async _loadLastRun(lastSeq) {
+    try {
+      const page = await this._request({ type: "events_since", since: Math.max(0, lastSeq - 500) });
+      const run = page.events.filter((e) => e.kind === "run_finished").at(-1);
+      if (run && !this.lastRun) this._showRun(run.run);
+    } catch {
+      // Not important enough to retry.
+    }
+  }
+
+  _setComposer(composer) {
+    this.composer = composer;
+    this._renderComposerContext();
+    if (composer.mode === null && this.el.chatInput.dataset.editing) this.el.chatInput.value = "";
+    this.el.chatInput.dataset.editing = composer.mode === "edit" ? "1" : "";
+    if (composer.mode) this.el.chatInput.focus();
+  }
+
+  _renderComposerContext() {
+    const c = this.composer;
+    const box = this.el.context;
+    if (!c.mode) {
+      box.hidden = true;
+      return;
+    }
+    const m = c.message != null ? this.messages.get(c.message) : null;
+    const author = m ? this.participants.get(m.author)?.name ?? "someone" : "";
+    const text =
+      c.mode === "comment"
+        ? `Comment on ${c.anchor.file}:${c.anchor.line}`
+        : c.mode === "reply"
+          ? `Replying to ${author}${m && !m.deleted ? `: ${m.text.slice(0, 60)}` : ""}`
+          : "Editing your message";
+    box.querySelector(".ctx-text").textContent = text;
+    box.dataset.mode = c.mode;
+    box.hidden = false;
+  }
+
+  _startComment(line) {
+    this._setComposer({ mode: "comment", anchor: { file: this.file, line } });
+  }
+
+  _sendChat() {
+    const input = this.el.chatInput;
+    const text = input.value.trim();
+    if (!text) return;
+    const c = this.composer;
+    let frame;
+    if (c.mode === "edit") frame = { type: "chat_edit", message: c.message, text };
+    else {
+      frame = { type: "chat_send", text };
+      if (c.mode === "reply") frame.reply_to = c.message;
+      if (c.mode === "comment") frame.anchor = { file: c.anchor.file, line: c.anchor.line };
+    }
+    input.value = "";
+    this._setComposer({ mode: null });
+    this._hideSuggestions();
+    if (!this.joined) {
+      if (frame.type !== "chat_send") {
+        input.value = text;
+        return this.toast("You are offline; try again when the connection is back.", "error");
+      }
+      this.pendingChat.push(frame);
+      return this.toast("You are offline: the message will be sent when the connection is back.");
+    }
+    this._act(frame, null, () => {
+      if (!input.value) input.value = text;
+    });
+  }
+
+  _composerKey(e) {
+    const list = this.el.suggestions;
+    if (!list.hidden && (e.key === "Tab" || (e.key === "Enter" && !e.shiftKey))) {
+      const first = list.querySelector("button");
+      if (first) {
+        e.preventDefault();
+        first.click();
+        return;
+      }
+    }
+    if (e.key === "Escape") {
+      this._hideSuggestions();
+      this._setComposer({ mode: null });
+    } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      this._sendChat();
+    }
+  }
+
+  /** Offers participants' names while an @word is being typed. */
+  _suggestMentions() {
+    const input = this.el.chatInput;
+    const before = input.value.slice(0, input.selectionStart);
+    const match = /(^|[^\p{L}\p{N}])@([\p{L}\p{N} ._-]{0,30})$/u.exec(before);
+    if (!match) return this._hideSuggestions();
+    const typed = match[2].toLowerCase();
+    const names = [...this.participants.values()]
+      .filter((p) => p.present && p.id !== this.me && p.name.toLowerCase().startsWith(typed))
+      .slice(0, 6);
+    // A name typed out in full needs no offer (and Enter should send).
+    const complete = names.length === 1 && names[0].name.toLowerCase() === typed;
+    if (names.length === 0 || complete) return this._hideSuggestions();
+    const start = before.length - match[2].length;
+    this.el.suggestions.replaceChildren(
+      ...names.map((p) =>
+        h(
+          "button",
+          {
+            type: "button",
+            class: "suggestion",
+            testid: "mention-suggestion",
+            onmousedown: (e) => e.preventDefault(),
+            onclick: () => {
+              input.value = `${input.value.slice(0, start)}${p.name} ${input.value.slice(input.selectionStart)}`;
+              const at = start + p.name.length + 1;
+              input.setSelectionRange(at, at);
+              input.focus();
+              this._hideSuggestions();
+            },
+          },
+          h("span", { class: "dot", style: { "--c": safeColour(p.colour) } }),
+          p.name,
+        ),
+      ),
+    );
+    this.el.suggestions.hidden = false;
+  }
+
+  _hideSuggestions() {
+    this.el.suggestions.hidden = true;
+  }
+
+  // ---- running code ------------------------------------------------------------
+
+  /** Runs the current file on the server and shares the output with everyone. */
+  async run() {
+    const role = this.participants.get(this.me)?.role;
+    if (this.running || !this.doc || role === "viewer") return;
+    this.running = true;
+    this._render();
+    this.el.runMeta.textContent = "Running…";
+    const language = this.session?.language || "plaintext";
+    try {
+      let res;
+      try {
+        res = await fetch("/api/v1/run", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
+          body: JSON.stringify({ language, code: this.doc.text(this.file) }),
+        });
+      } catch {
+        return this._runProblem("Could not reach the server to run the code.");
+      }
+      if (res.status === 404 || res.status === 501) {
+        this.el.runOutput.replaceChildren(
+          h("p", { class: "run-disabled", testid: "run-disabled" }, "running code is turned off on this server"),
+        );
+        this.el.runMeta.textContent = "";
+        return;
+      }
+      const body = await res.json().catch(() => null);
+      if (!res.ok || !body || typeof body !== "object" || body.error) {
+        const message = body?.error?.message ?? (typeof body?.error === "string" ? body.error : `HTTP ${res.status}`);
+        return this._runProblem(`The run failed: ${message}`);
+      }
+      const frame = {
+        type: "run_output",
+        stdout: truncateUtf8(String(body.stdout ?? ""), MAX_OUTPUT_BYTES),
+        stderr: truncateUtf8(String(body.stderr ?? ""), MAX_OUTPUT_BYTES),
+      };
+      if (Number.isInteger(body.exit_code)) frame.exit_code = body.exit_code;
+      try {
+        // Everyone, this page included, shows it from the run_finished event.
+        await this._request(frame);
+      } catch (e) {
+        this._showRun({ ...frame, by: this.me, at: Date.now() });
+        this.toast(`The output could not be shared: ${e.message}`, "error");
+      }
+    } finally {
+      this.running = false;
+      if (this.el.runMeta.textContent === "Running…") this.el.runMeta.textContent = "";
+      this._render();
+    }
+  }
+
+  _runProblem(text) {
+    this.el.runOutput.replaceChildren(h("p", { class: "run-error", testid: "run-error" }, text));
+    this.el.runMeta.textContent = "";
+  }
+
+  _showRun(run) {
+    this.lastRun = run;
+    const who = this.participants.get(run.by)?.name ?? "someone";
+    const exit = run.exit_code === undefined ? "stopped" : `exit code ${run.exit_code}`;
+    this.el.runMeta.textContent = `Run by ${who} at ${clock(run.at)} · ${exit}`;
+    const ok = run.exit_code === 0;
+    this.el.runOutput.replaceChildren(
+      h(
+        "div",
+        { class: `run-result ${ok ? "ok" : "failed"}`, testid: "run-result", dataset: { exitCode: String(run.exit_code ?? "") } },
+        run.stdout && h("pre", { class: "stdout", testid: "run-stdout" }, run.stdout),
+        run.stderr && h("pre", { class: "stderr", testid: "run-stderr" }, run.stderr),
+        !run.stdout && !run.stderr && h("p", { class: "muted" }, "(no output)"),
+      ),
+    );
+  }
+}
+

@@ -1,0 +1,447 @@
+// Browser tests of the interview room: real pages in headless Chromium, one
+// browser context per person, against the example server that
+// tests/browser.rs starts. Each scenario saves a screenshot in
+// target/screenshots/<scenario>.png.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  caretToLineEnd,
+  createSession,
+  editorText,
+  eventually,
+  finish,
+  joinByUrl,
+  launch,
+  newUser,
+  presenceOf,
+  sameText,
+  screenshot,
+  waitLive,
+  waitSettled,
+  whoAmI,
+} from "./harness.mjs";
+
+let browser;
+before(async () => {
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** Runs `body` with fresh users and always closes their contexts. */
+async function withUsers(labels, body) {
+  const users = [];
+  for (const label of labels) users.push(await newUser(browser, label));
+  let failure = null;
+  try {
+    await body(...users);
+  } catch (e) {
+    failure = e;
+  }
+  try {
+    await finish(...users);
+  } catch (e) {
+    failure ??= e;
+  }
+  if (failure) throw failure;
+}
+
+/** A host who created a session and an editor who joined it by its link. */
+async function hostAndGuest(host, guest, title) {
+  const url = await createSession(host, { name: "Hana", title });
+  await joinByUrl(guest, url, "Omar");
+  await presenceOf(host.page, "Omar").waitFor();
+  return url;
+}
+
+test("1. join by URL: both see each other in the presence bar", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    const url = await createSession(host, { name: "Hana", title: "Join by link" });
+    assert.match(url, /\?session=[A-Za-z0-9_-]{22}$/, "the address bar holds the link to share");
+    assert.equal(await host.page.getByTestId("share-link").inputValue(), url);
+
+    await guest.page.goto(url);
+    // Opening a shared link asks for a name before joining.
+    await guest.page.getByTestId("join-screen").waitFor();
+    await assert.doesNotReject(guest.page.getByTestId("join-title").filter({ hasText: "Join by link" }).waitFor());
+    await guest.page.getByTestId("join-name").fill("Omar");
+    await guest.page.getByTestId("join-button").click();
+    await waitLive(guest.page);
+
+    assert.equal(guest.page.url(), url, "the guest is in the same session");
+    for (const page of [host.page, guest.page]) {
+      await presenceOf(page, "Hana").waitFor();
+      await presenceOf(page, "Omar").waitFor();
+      await page.locator('[data-testid="presence-item"][data-name="Omar"][data-status="active"]').waitFor();
+    }
+    assert.equal(await presenceOf(guest.page, "Hana").getByTestId("role-badge").textContent(), "host");
+    assert.equal(await presenceOf(host.page, "Omar").getByTestId("role-badge").textContent(), "editor");
+    assert.equal(await presenceOf(host.page, "Omar").getByTestId("presence-file").textContent(), "viewing main");
+    assert.equal(await guest.page.getByTestId("session-title").textContent(), "Join by link");
+    await sameText(host.page, guest.page, (t) => t.includes("def solve"), "the starter code on both screens");
+    await screenshot(guest.page, "join_by_url");
+  });
+});
+
+test("2. typing into the same line at once keeps every keystroke on both screens", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Same line");
+    const before = await editorText(host.page);
+    const line = before.split("\n")[0];
+    // Both carets at the same place: the end of line 1.
+    await caretToLineEnd(host.page, 1);
+    await caretToLineEnd(guest.page, 1);
+    const mine = "abcdefghijklmnop";
+    const theirs = "ABCDEFGHIJKLMNOP";
+    await Promise.all([host.page.keyboard.type(mine, { delay: 45 }), guest.page.keyboard.type(theirs, { delay: 45 })]);
+
+    await waitSettled(host.page, guest.page);
+    const text = await sameText(host.page, guest.page, (t) => t.length === before.length + mine.length + theirs.length);
+    const merged = text.split("\n")[0];
+    assert.ok(merged.startsWith(line), `line 1 still starts with the original: ${merged}`);
+    const typed = merged.slice(line.length);
+    // Every character of each person is there, in the order they typed it.
+    assert.equal([...typed].filter((c) => /[a-z]/.test(c)).join(""), mine, `host's keystrokes in ${typed}`);
+    assert.equal([...typed].filter((c) => /[A-Z]/.test(c)).join(""), theirs, `guest's keystrokes in ${typed}`);
+    assert.equal(text.split("\n").slice(1).join("\n"), before.split("\n").slice(1).join("\n"), "the other lines are untouched");
+    await screenshot(host.page, "same_line_typing");
+
+    // Undo takes back the host's own keystrokes only, and redo brings them back.
+    await host.page.getByTestId("editor").focus();
+    for (let i = 0; i < mine.length; i++) await host.page.keyboard.press("Control+z");
+    await waitSettled(host.page);
+    await sameText(host.page, guest.page, (t) => t.split("\n")[0] === line + theirs, "the host's typing undone on both screens");
+    for (let i = 0; i < mine.length; i++) await host.page.keyboard.press("Control+Shift+z");
+    await waitSettled(host.page);
+    await sameText(host.page, guest.page, (t) => t === text, "the host's typing redone on both screens");
+  });
+});
+
+test("3. the peer's cursor and name are visible", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Cursors");
+    const hana = await whoAmI(host.page);
+    await caretToLineEnd(host.page, 3);
+    // Select a word on line 3 ("nums") so the guest sees a selection too.
+    for (let i = 0; i < 4; i++) await host.page.keyboard.press("Shift+ArrowLeft");
+
+    const cursor = guest.page.locator(`[data-testid="remote-cursor"][data-participant-id="${hana.id}"]`);
+    await cursor.waitFor({ state: "visible" });
+    assert.equal(await cursor.getByTestId("remote-cursor-label").textContent(), "Hana");
+    const selection = guest.page.locator(`.rsel[data-participant-id="${hana.id}"]`);
+    await eventually(() => selection.textContent().catch(() => ""), (t) => t === "nums", "the host's selection on the guest's screen");
+
+    // The caret is drawn on line 3: below the top of line 1 by two line heights.
+    const box = await cursor.boundingBox();
+    const editorBox = await guest.page.getByTestId("editor").boundingBox();
+    assert.ok(box.y - editorBox.y > 40 && box.y - editorBox.y < 80, `caret at y=${box.y - editorBox.y}`);
+
+    // Typing shows the typing indicator on the other screen.
+    await host.page.keyboard.type("_list", { delay: 40 });
+    await guest.page.getByTestId("typing-indicator").filter({ hasText: "Hana is typing" }).waitFor();
+    await presenceOf(guest.page, "Hana").getByTestId("presence-typing").waitFor({ state: "visible" });
+    await screenshot(guest.page, "peer_cursor");
+  });
+});
+
+test("4. a chat message with an @mention arrives highlighted", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Mentions");
+    const input = guest.page.getByTestId("chat-input");
+    await input.click();
+    // The composer offers names after @.
+    await input.pressSequentially("@Ha", { delay: 30 });
+    await guest.page.getByTestId("mention-suggestion").filter({ hasText: "Hana" }).click();
+    await input.pressSequentially("could you look at the loop?", { delay: 10 });
+    await input.press("Enter");
+
+    const message = host.page.getByTestId("chat-message").filter({ hasText: "could you look at the loop?" });
+    await message.waitFor();
+    const mention = message.getByTestId("mention");
+    assert.equal(await mention.textContent(), "@Hana");
+    assert.match(await mention.getAttribute("class"), /\bme\b/, "a mention of the reader stands out");
+    assert.match(await message.getAttribute("class"), /mentions-me/);
+    assert.equal(await message.getByTestId("message-author").textContent(), "Omar");
+    // The sender sees the mention highlighted too, and the reader got a notice.
+    await guest.page.getByTestId("chat-message").getByTestId("mention").filter({ hasText: "@Hana" }).waitFor();
+    await host.page.getByTestId("toast").filter({ hasText: "Omar mentioned you" }).waitFor();
+    await screenshot(host.page, "chat_mention");
+  });
+});
+
+test("5. a viewer cannot type, and the editor follows role changes live", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Roles");
+    const original = await editorText(guest.page);
+    await presenceOf(host.page, "Omar").getByTestId("role-select").selectOption("viewer");
+
+    await guest.page.getByTestId("read-only-badge").waitFor({ state: "visible" });
+    await presenceOf(guest.page, "Omar").locator('[data-testid="role-badge"]', { hasText: "viewer" }).waitFor();
+    assert.equal(await guest.page.getByTestId("editor").evaluate((ta) => ta.readOnly), true);
+    assert.equal(await guest.page.getByTestId("run-button").isDisabled(), true);
+
+    await caretToLineEnd(guest.page, 1);
+    await guest.page.keyboard.type("zzz", { delay: 30 });
+    await guest.page.keyboard.press("Enter");
+    await guest.page.keyboard.press("Backspace");
+    assert.equal(await editorText(guest.page), original, "the viewer's typing changed nothing on their screen");
+    // A chat message sent after the keystrokes reaches the host after anything
+    // those keystrokes could have sent; then the host's text is checked.
+    const input = guest.page.getByTestId("chat-input");
+    await input.fill("viewer finished typing");
+    await input.press("Enter");
+    await host.page.getByTestId("chat-message").filter({ hasText: "viewer finished typing" }).waitFor();
+    assert.equal(await editorText(host.page), original, "nothing reached the host");
+    await screenshot(guest.page, "viewer_read_only");
+
+    // Back to editor: typing works again without a reload.
+    await presenceOf(host.page, "Omar").getByTestId("role-select").selectOption("editor");
+    await guest.page.getByTestId("read-only-badge").waitFor({ state: "hidden" });
+    await caretToLineEnd(guest.page, 1);
+    await guest.page.keyboard.type(" # ok", { delay: 30 });
+    await sameText(host.page, guest.page, (t) => t.split("\n")[0].endsWith(" # ok"), "the editor's edit on both screens");
+  });
+});
+
+test("6. a refresh keeps the session and the participant", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    const url = await hostAndGuest(host, guest, "Refresh");
+    const before = await whoAmI(guest.page);
+    await guest.page.reload();
+    await waitLive(guest.page);
+
+    assert.equal(guest.page.url(), url, "still the same session");
+    assert.equal(await guest.page.getByTestId("join-screen").isVisible(), false, "no name asked again");
+    const afterReload = await whoAmI(guest.page);
+    assert.deepEqual(afterReload, before, "same participant id, name and token");
+    // The host sees one Omar, online again, and no duplicate.
+    await host.page.locator('[data-testid="presence-item"][data-name="Omar"][data-status="active"]').waitFor();
+    await eventually(() => host.page.getByTestId("presence-item").count(), (n) => n === 2, "two people in the host's presence bar");
+    assert.equal(await presenceOf(host.page, "Omar").count(), 1);
+    assert.equal(await presenceOf(guest.page, "Omar").count(), 1);
+    await screenshot(guest.page, "refresh_keeps_identity");
+  });
+});
+
+test("7. edits made offline merge when the connection returns", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Offline");
+    const before = await editorText(host.page);
+
+    await guest.context.setOffline(true);
+    await guest.page.locator('[data-testid="connection-status"][data-state="offline"]').waitFor();
+    await host.page.locator('[data-testid="presence-item"][data-name="Omar"][data-status="offline"]').waitFor();
+
+    // Both edit while apart: the guest on line 3, the host on line 1.
+    await caretToLineEnd(guest.page, 3);
+    await guest.page.keyboard.type("  # typed offline", { delay: 20 });
+    await caretToLineEnd(host.page, 1);
+    await host.page.keyboard.type("  # typed online", { delay: 20 });
+    await waitSettled(host.page);
+    assert.ok(!(await editorText(host.page)).includes("typed offline"), "nothing arrived while offline");
+    assert.ok((await editorText(guest.page)).includes("typed offline"), "the guest's edit is kept locally");
+    assert.ok(!(await editorText(guest.page)).includes("typed online"));
+    await screenshot(guest.page, "offline_edits_pending");
+
+    await guest.context.setOffline(false);
+    await waitLive(guest.page);
+    await waitSettled(host.page, guest.page);
+    const text = await sameText(
+      host.page,
+      guest.page,
+      (t) => t.includes("typed offline") && t.includes("typed online"),
+      "both edits on both screens",
+    );
+    const lines = text.split("\n");
+    const original = before.split("\n");
+    assert.equal(lines[0], `${original[0]}  # typed online`);
+    assert.equal(lines[2], `${original[2]}  # typed offline`);
+    assert.equal(lines.length, original.length);
+    await screenshot(guest.page, "offline_merge");
+
+    // The socket closing under the page (a network failure the browser does
+    // not report as offline): the page reconnects by itself, and what was
+    // typed meanwhile merges too.
+    await guest.page.evaluate(() => {
+      window.seenStates = [];
+      const status = document.querySelector('[data-testid="connection-status"]');
+      new MutationObserver(() => window.seenStates.push(status.dataset.state)).observe(status, { attributes: true });
+      window.interviewRoom.socket.ws.close();
+    });
+    await caretToLineEnd(guest.page, 6);
+    await guest.page.keyboard.type(" # after a drop", { delay: 20 });
+    await waitLive(guest.page);
+    await waitSettled(host.page, guest.page);
+    await sameText(host.page, guest.page, (t) => t.split("\n")[5].endsWith(" # after a drop"), "the edit made during the drop");
+    assert.ok((await guest.page.evaluate(() => window.seenStates)).includes("reconnecting"), "the indicator said reconnecting");
+  });
+});
+
+test("8. code comments jump to their line; threads, reactions, edit and delete", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Comments");
+    // The host comments on line 2 by clicking its number.
+    await host.page.locator('[data-testid="line-numbers"] [data-line="2"]').click();
+    await host.page.getByTestId("composer-context").filter({ hasText: "Comment on main:2" }).waitFor();
+    await host.page.getByTestId("chat-input").fill("Why a comment here?");
+    await host.page.getByTestId("chat-input").press("Enter");
+
+    const comment = guest.page.getByTestId("chat-message").filter({ hasText: "Why a comment here?" });
+    await comment.waitFor();
+    assert.equal(await comment.getByTestId("comment-anchor").textContent(), "main:2");
+    await comment.getByTestId("comment-anchor").click();
+    await guest.page.getByTestId("caret-position").filter({ hasText: "Ln 2, Col 1" }).waitFor();
+
+    // The guest replies in the thread.
+    await comment.hover();
+    await comment.getByTestId("reply-button").click();
+    await guest.page.getByTestId("chat-input").fill("It explains the task");
+    await guest.page.getByTestId("chat-input").press("Enter");
+    const reply = host.page.getByTestId("thread-replies").getByTestId("chat-message").filter({ hasText: "It explains the task" });
+    await reply.waitFor();
+
+    // The host reacts to the reply.
+    await reply.hover();
+    await reply.getByTestId("react-button").click();
+    await reply.getByTestId("reaction-picker").locator('[data-emoji="👍"]').click();
+    await guest.page.locator('[data-testid="reaction"][data-emoji="👍"]', { hasText: "👍 1" }).waitFor();
+
+    // The guest edits their reply; the host deletes it.
+    const guestReply = guest.page.getByTestId("chat-message").filter({ hasText: "It explains the task" });
+    await guestReply.hover();
+    await guestReply.getByTestId("edit-button").click();
+    await guest.page.getByTestId("chat-input").fill("It explains the task, @Hana");
+    await guest.page.getByTestId("chat-input").press("Enter");
+    const edited = host.page.getByTestId("chat-message").filter({ hasText: "It explains the task, @Hana" });
+    await edited.getByTestId("message-edited").waitFor();
+    await edited.getByTestId("mention").waitFor();
+    await screenshot(host.page, "comments_threads_reactions");
+    await edited.hover();
+    await edited.getByTestId("delete-button").click();
+    await edited.getByTestId("delete-button").click(); // Confirms.
+    await guest.page.getByTestId("chat-message").filter({ hasText: "This message was deleted." }).waitFor();
+  });
+});
+
+test("9. language changes reach everyone, and Run shares its result", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Run");
+    assert.equal(await guest.page.getByTestId("language-select").isDisabled(), true, "only a host picks the language");
+    await host.page.getByTestId("language-select").selectOption("javascript");
+    await eventually(() => guest.page.getByTestId("language-select").inputValue(), (v) => v === "javascript", "the guest's language");
+
+    await guest.page.getByTestId("run-button").click();
+    // Either the server runs code (everyone sees the result) or says it does not.
+    const outcome = await eventually(
+      async () => {
+        if (await guest.page.getByTestId("run-disabled").isVisible()) return "disabled";
+        if (await guest.page.getByTestId("run-result").isVisible()) return "result";
+        if (await guest.page.getByTestId("run-error").isVisible()) return "error";
+        return null;
+      },
+      (v) => v !== null,
+      "a run outcome",
+    );
+    if (outcome === "disabled") {
+      assert.equal(await guest.page.getByTestId("run-disabled").textContent(), "running code is turned off on this server");
+    } else if (outcome === "result") {
+      await host.page.getByTestId("run-result").waitFor();
+      await host.page.getByTestId("run-meta").filter({ hasText: "Run by Omar" }).waitFor();
+    }
+    assert.notEqual(outcome, "error", await guest.page.getByTestId("run-output").textContent());
+
+    // Whatever this server does, the page's side of a run is checked with the
+    // endpoint answered in the browser: what it posts, and that the result
+    // reaches everyone through run_output / run_finished.
+    let posted = null;
+    await guest.page.route("**/api/v1/run", async (route) => {
+      posted = route.request().postDataJSON();
+      await route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify({ stdout: "[1, 2, 3]\n", stderr: "warning: slow\n", exit_code: 0 }) });
+    });
+    await guest.page.getByTestId("run-button").click();
+    for (const page of [host.page, guest.page]) {
+      await page.getByTestId("run-stdout").filter({ hasText: "[1, 2, 3]" }).waitFor();
+      await page.getByTestId("run-stderr").filter({ hasText: "warning: slow" }).waitFor();
+      await page.getByTestId("run-meta").filter({ hasText: "Run by Omar" }).waitFor();
+    }
+    assert.equal(posted.language, "javascript");
+    assert.equal(posted.code, await editorText(guest.page));
+    await screenshot(host.page, "language_and_run");
+
+    await guest.page.unroute("**/api/v1/run");
+    await guest.page.route("**/api/v1/run", (route) =>
+      route.fulfill({ status: 500, contentType: "application/json", body: JSON.stringify({ error: { code: "internal", message: "sandbox unavailable" } }) }),
+    );
+    await guest.page.getByTestId("run-button").click();
+    await guest.page.getByTestId("run-error").filter({ hasText: "sandbox unavailable" }).waitFor();
+  });
+});
+
+test("10. the history replays the code revision by revision", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "History");
+    const start = await editorText(host.page);
+    await caretToLineEnd(guest.page, 1);
+    await guest.page.keyboard.type(" # v1", { delay: 30 });
+    await waitSettled(guest.page);
+    await caretToLineEnd(host.page, 3);
+    await host.page.keyboard.type(" # v2", { delay: 30 });
+    await waitSettled(host.page);
+    const now = await editorText(host.page);
+
+    await host.page.getByTestId("history-button").click();
+    const slider = host.page.getByTestId("history-slider");
+    await eventually(() => slider.getAttribute("max"), (m) => Number(m) >= 2, "history steps");
+    const code = host.page.getByTestId("history-code");
+    const shown = async () => (await code.textContent()).replace(/ $/, "");
+    assert.equal(await shown(), now, "the last step is the current code");
+    await slider.fill("0");
+    assert.equal(await shown(), start, "step 0 is the code the session started with");
+    await host.page.getByTestId("history-play").click();
+    await eventually(shown, (t) => t === now, "the replay to reach the current code");
+    await host.page.getByTestId("history-rev").filter({ hasText: "by Hana" }).waitFor();
+    await screenshot(host.page, "history_replay");
+  });
+});
+
+test("11. a new file reaches everyone, with who is viewing it", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Files");
+    await guest.page.getByTestId("new-file").click();
+    await guest.page.getByTestId("new-file-name").fill("test_solve.py");
+    await guest.page.getByTestId("new-file-name").press("Enter");
+    await guest.page.locator('[data-testid="file-tab"][data-file="test_solve.py"][aria-selected="true"]').waitFor();
+    await guest.page.getByTestId("editor").focus();
+    await guest.page.keyboard.type("from main import solve", { delay: 20 });
+
+    await host.page.locator('[data-testid="file-tab"][data-file="test_solve.py"]').click();
+    await eventually(() => editorText(host.page), (t) => t === "from main import solve", "the new file's text on the host's screen");
+    await presenceOf(host.page, "Omar").getByTestId("presence-file").filter({ hasText: "viewing test_solve.py" }).waitFor();
+    // Back on main, both still agree there.
+    await host.page.locator('[data-testid="file-tab"][data-file="main"]').click();
+    await guest.page.locator('[data-testid="file-tab"][data-file="main"]').click();
+    await sameText(host.page, guest.page, (t) => t.startsWith("def solve"), "main on both screens");
+    await screenshot(host.page, "files");
+  });
+});
+
+test("12. a host removes a participant and ends the session", { timeout: 90000 }, async () => {
+  await withUsers(["host", "guest", "third"], async (host, guest, third) => {
+    const url = await hostAndGuest(host, guest, "Kick and end");
+    await joinByUrl(third, url, "Lena");
+    await presenceOf(host.page, "Lena").waitFor();
+    const kick = presenceOf(host.page, "Lena").getByTestId("kick-button");
+    await kick.click();
+    await kick.click(); // Confirms.
+    await third.page.locator('[data-testid="closed-screen"][data-reason="kicked"]').waitFor();
+    await presenceOf(guest.page, "Lena").waitFor({ state: "detached" });
+
+    await host.page.getByTestId("end-session").click();
+    await host.page.getByTestId("end-session").click(); // Confirms.
+    await guest.page.locator('[data-testid="closed-screen"][data-reason="session_ended"]').waitFor();
+    await guest.page.locator('[data-testid="connection-status"][data-state="closed"]').waitFor();
+    await screenshot(guest.page, "session_ended");
+  });
+});
