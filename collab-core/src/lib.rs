@@ -49,6 +49,7 @@ pub mod presence;
 pub mod protocol;
 pub mod replica;
 pub mod session;
+pub mod store;
 mod sync;
 pub mod time;
 pub mod transport;
@@ -81,5 +82,9 @@ pub use replica::ReplicaClient;
 pub use session::{
     NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate,
     Transmit,
+};
+pub use store::{
+    apply_changes, DocumentWrite, MemoryStore, SessionChanges, SessionRecord, SessionSummary, Store,
+    StoreError, StoredMember, StoredMembership, StoredSession,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, TokioClock};

@@ -1,0 +1,324 @@
+//! Durable sessions: the [`Store`] trait the hub writes through, what it
+//! writes ([`SessionChanges`]) and reads back ([`StoredSession`]), and
+//! [`MemoryStore`] for tests.
+//!
+//! # The durability contract
+//!
+//! Whatever the server acknowledged to a client survives a crash and a
+//! restart: an edit (`text_ack`, a replica's sync answer), a chat message or
+//! any other request answered with `ack`, a REST request answered with
+//! success, a role change or kick that others were told about. The hub
+//! guarantees it by holding every frame a step produced until the step's
+//! changes are written: [`Store::save`] returns only once they are durable
+//! (for SQLite: committed in WAL mode with `synchronous=FULL`). What was not
+//! yet acknowledged may be lost, and the client resends it when it
+//! reconnects (thin clients by operation id, so nothing applies twice).
+//!
+//! Writes are grouped: a session writes once for all the frames it handled
+//! while its previous write was in flight, and a store may commit the writes
+//! of many sessions in one transaction (the SQLite store does), so one fsync
+//! carries many edits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::chat::ChatMessage;
+use crate::document::Version;
+use crate::events::Event;
+use crate::ids::{SessionId, UserId};
+use crate::participant::Participant;
+use crate::session::SessionStatus;
+use crate::time::Timestamp;
+
+/// Why a store request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage itself failed (disk full, database locked, I/O error). The
+    /// hub retries writes; a read may be retried later.
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// What is stored for this session cannot be read back as a session. Only
+    /// this session is affected.
+    #[error("session {session} is damaged: {reason}")]
+    Damaged {
+        /// Which session.
+        session: SessionId,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Whether a stored participant is still a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredMembership {
+    /// A member.
+    Present,
+    /// They left; they may join again.
+    Left,
+    /// A host removed them; they may not join again.
+    Kicked,
+}
+
+/// A participant as stored: who they are and whether they are still a member
+/// (presence is not stored: everyone comes back offline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMember {
+    /// The participant.
+    pub participant: Participant,
+    /// Their membership.
+    pub membership: StoredMembership,
+}
+
+/// A session's small, often rewritten state: its settings, status and
+/// members. Chat, events, versions and the document are stored separately
+/// and only appended to (or, for chat, rewritten one message at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// Title.
+    pub title: String,
+    /// Language.
+    pub language: String,
+    /// Status.
+    pub status: SessionStatus,
+    /// The user who created it (its first host).
+    pub created_by: UserId,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its settings last changed.
+    pub updated_at: Timestamp,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// The last time anything happened in it.
+    pub last_activity: Timestamp,
+    /// Most participants online at once.
+    pub capacity: usize,
+    /// Idle time with nobody connected before it expires, in seconds.
+    pub expires_after_secs: u64,
+    /// Everyone who ever joined.
+    pub members: Vec<StoredMember>,
+    /// Users removed by a host.
+    pub banned: Vec<UserId>,
+    /// The next participant id to give.
+    pub next_participant: u32,
+    /// The files as the session was created with them (revision 0), from
+    /// which the stored versions replay to the current text.
+    pub initial_files: BTreeMap<String, String>,
+}
+
+/// How the stored document changes in one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocumentWrite {
+    /// Append these automerge changes (an incremental save) to the stored chunks.
+    Append(Vec<u8>),
+    /// Replace every stored chunk with this full save (compaction).
+    Replace(Vec<u8>),
+}
+
+/// What changed in one session since its last write: one atomic write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionChanges {
+    /// The session.
+    pub id: SessionId,
+    /// Its record, when it changed.
+    pub record: Option<SessionRecord>,
+    /// New events, in sequence order, following the stored ones.
+    pub events: Vec<Event>,
+    /// Chat messages posted or changed (edited, deleted, reacted to, anchor
+    /// moved); each replaces the stored message with its id.
+    pub messages: Vec<ChatMessage>,
+    /// New document versions, in revision order, following the stored ones.
+    pub versions: Vec<Version>,
+    /// The document's new changes, if any.
+    pub document: Option<DocumentWrite>,
+}
+
+impl SessionChanges {
+    /// Changes of `id` with nothing in them.
+    pub fn empty(id: SessionId) -> Self {
+        Self {
+            id,
+            record: None,
+            events: Vec::new(),
+            messages: Vec::new(),
+            versions: Vec::new(),
+            document: None,
+        }
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.record.is_none()
+            && self.events.is_empty()
+            && self.messages.is_empty()
+            && self.versions.is_empty()
+            && self.document.is_none()
+    }
+}
+
+/// Everything stored of one session, as [`Store::load`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    /// Its record.
+    pub record: SessionRecord,
+    /// Every event, in sequence order.
+    pub events: Vec<Event>,
+    /// Every chat message, in id order.
+    pub messages: Vec<ChatMessage>,
+    /// Every document version, in revision order.
+    pub versions: Vec<Version>,
+    /// The stored chunks, concatenated: automerge loads them as one document.
+    pub document: Vec<u8>,
+}
+
+/// One stored session, as [`Store::sessions`] lists it, for expiry and cleanup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// The session.
+    pub id: SessionId,
+    /// Its status.
+    pub status: SessionStatus,
+    /// The last time anything happened in it.
+    pub last_activity: Timestamp,
+    /// When it ended, if it did.
+    pub ended_at: Option<Timestamp>,
+    /// Its idle expiry, in seconds.
+    pub expires_after_secs: u64,
+}
+
+/// Where sessions are kept. Implementations must make [`Store::save`] atomic
+/// and durable before it returns (see the [module docs](self)), and should
+/// group concurrent saves into one commit.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes one session's changes, atomically and durably.
+    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError>;
+
+    /// Everything stored of a session; `None` if nothing is.
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
+
+    /// Every stored session, briefly.
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// Forgets a session entirely.
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
+}
+
+/// A [`Store`] in memory: for tests, and for hosts that want sessions to be
+/// unloaded and reloaded without keeping them across restarts.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<SessionId, StoredSession>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Applies `changes` to `stored` (or creates it): the reference semantics of
+/// [`Store::save`], which other stores can test themselves against.
+///
+/// # Errors
+/// [`StoreError::Damaged`] for a first write without a record, or events or
+/// versions that do not follow the stored ones.
+pub fn apply_changes(
+    stored: Option<StoredSession>,
+    changes: SessionChanges,
+) -> Result<StoredSession, StoreError> {
+    let damaged = |reason: &str| StoreError::Damaged {
+        session: changes.id.clone(),
+        reason: reason.to_owned(),
+    };
+    let mut s = match (stored, changes.record.clone()) {
+        (Some(mut s), record) => {
+            if let Some(record) = record {
+                s.record = record;
+            }
+            s
+        }
+        (None, Some(record)) => StoredSession {
+            record,
+            events: Vec::new(),
+            messages: Vec::new(),
+            versions: Vec::new(),
+            document: Vec::new(),
+        },
+        (None, None) => return Err(damaged("first write without a record")),
+    };
+    for event in changes.events {
+        let next = s.events.last().map_or(1, |e| e.seq.0 + 1);
+        if event.seq.0 != next {
+            return Err(damaged("events out of sequence"));
+        }
+        s.events.push(event);
+    }
+    for version in changes.versions {
+        let next = s.versions.last().map_or(1, |v| v.rev + 1);
+        if version.rev != next {
+            return Err(damaged("versions out of sequence"));
+        }
+        s.versions.push(version);
+    }
+    for message in changes.messages {
+        match s.messages.binary_search_by_key(&message.id, |m| m.id) {
+            Ok(i) => s.messages[i] = message,
+            Err(i) => s.messages.insert(i, message),
+        }
+    }
+    match changes.document {
+        Some(DocumentWrite::Append(bytes)) => s.document.extend_from_slice(&bytes),
+        Some(DocumentWrite::Replace(bytes)) => s.document = bytes,
+        None => {}
+    }
+    Ok(s)
+}
+
+impl StoredSession {
+    /// The summary [`Store::sessions`] lists for it.
+    pub fn summary(&self) -> SessionSummary {
+        SessionSummary {
+            id: self.record.id.clone(),
+            status: self.record.status,
+            last_activity: self.record.last_activity,
+            ended_at: self.record.ended_at,
+            expires_after_secs: self.record.expires_after_secs,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let id = changes.id.clone();
+        let updated = apply_changes(sessions.get(&id).cloned(), changes)?;
+        sessions.insert(id, updated);
+        Ok(())
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.get(id).cloned())
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.values().map(StoredSession::summary).collect())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.remove(id);
+        Ok(())
+    }
+}
