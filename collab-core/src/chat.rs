@@ -125,6 +125,8 @@ pub struct ChatPage {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Chat {
     messages: Vec<ChatMessage>,
+    /// Messages posted or changed since [`Chat::take_changed`], to store.
+    changed: BTreeSet<Seq>,
 }
 
 /// What [`Chat::post`] needs besides the text.
@@ -188,8 +190,10 @@ impl Chat {
         self.messages.binary_search_by_key(&id, |m| m.id).ok()
     }
 
+    /// A message to change; it counts as changed (to store) from here.
     fn get_mut(&mut self, id: Seq) -> Result<&mut ChatMessage, ChatError> {
         let i = self.index(id).ok_or(ChatError::UnknownMessage(id))?;
+        self.changed.insert(id);
         Ok(&mut self.messages[i])
     }
 
@@ -205,7 +209,11 @@ impl Chat {
         for id in ids {
             if let Some(i) = self.index(*id) {
                 if let Some(anchor) = self.messages[i].anchor.as_mut().filter(|a| a.file == file) {
+                    let before = anchor.clone();
                     f(anchor);
+                    if *anchor != before {
+                        self.changed.insert(*id);
+                    }
                 }
             }
         }
@@ -232,7 +240,31 @@ impl Chat {
             deleted: false,
         };
         self.messages.push(message.clone());
+        self.changed.insert(message.id);
         message
+    }
+
+    /// A chat holding stored messages (any order).
+    pub(crate) fn restore(mut messages: Vec<ChatMessage>) -> Self {
+        messages.sort_by_key(|m| m.id);
+        messages.dedup_by_key(|m| m.id);
+        Self {
+            messages,
+            changed: BTreeSet::new(),
+        }
+    }
+
+    /// The messages posted or changed since the last call, to store.
+    pub(crate) fn take_changed(&mut self) -> Vec<ChatMessage> {
+        std::mem::take(&mut self.changed)
+            .into_iter()
+            .filter_map(|id| self.get(id).cloned())
+            .collect()
+    }
+
+    /// Every message, oldest first.
+    pub(crate) fn all(&self) -> &[ChatMessage] {
+        &self.messages
     }
 
     /// Checks that `by` may edit message `id`.

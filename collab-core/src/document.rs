@@ -300,6 +300,86 @@ impl Document {
         Ok(this)
     }
 
+    /// A stored document back: the saved automerge bytes, the files as they
+    /// were at revision 0, and the stored history. Replaying the history from
+    /// those files must give the saved texts; anything else means the stored
+    /// parts do not belong together, and is refused.
+    ///
+    /// # Errors
+    /// As [`Document::load`], and [`DocumentError::Structure`] when the
+    /// history does not lead to the saved texts.
+    pub fn restore(
+        saved: &[u8],
+        initial: &BTreeMap<String, String>,
+        history: Vec<Version>,
+    ) -> Result<Self, DocumentError> {
+        let mut this = Self::load(saved)?;
+        let mut texts: BTreeMap<String, Rope> = initial
+            .iter()
+            .map(|(p, t)| (p.clone(), Rope::from_str(t)))
+            .collect();
+        let mut checkpoints = vec![(0, texts.clone())];
+        for (i, v) in history.iter().enumerate() {
+            let rev = i as Revision + 1;
+            if v.rev != rev {
+                return Err(DocumentError::Structure(format!(
+                    "version {} where {rev} belongs",
+                    v.rev
+                )));
+            }
+            match &v.change {
+                Change::Edit { op } => {
+                    let Some(text) = texts.get_mut(&v.file) else {
+                        return Err(DocumentError::Structure(format!(
+                            "revision {rev} edits {}, which does not exist",
+                            v.file
+                        )));
+                    };
+                    apply_to_rope(text, op);
+                }
+                Change::Create { text } => {
+                    texts.insert(v.file.clone(), Rope::from_str(text));
+                }
+                Change::Remove => {
+                    texts.remove(&v.file);
+                }
+            }
+            if rev % CHECKPOINT_EVERY == 0 {
+                checkpoints.push((rev, texts.clone()));
+            }
+            if let (Some(author), Some(oid)) = (v.author, v.oid.as_ref()) {
+                this.oids.insert((author, oid.clone()), rev);
+            }
+        }
+        if texts != this.texts() {
+            return Err(DocumentError::Structure(
+                "the stored history does not lead to the stored text".into(),
+            ));
+        }
+        this.history = history;
+        this.checkpoints = checkpoints;
+        Ok(this)
+    }
+
+    /// The changes made since `heads` as bytes to append to a stored
+    /// document, committing pending local changes first; `None` when there
+    /// are none. `heads` moves to the document's heads.
+    pub fn save_since(&mut self, heads: &mut Vec<automerge::ChangeHash>) -> Option<Vec<u8>> {
+        self.commit();
+        let now = self.doc.get_heads();
+        if &now == heads {
+            return None;
+        }
+        let bytes = self.doc.save_after(heads);
+        *heads = now;
+        Some(bytes)
+    }
+
+    /// The document's current heads.
+    pub fn heads(&mut self) -> Vec<automerge::ChangeHash> {
+        self.doc.get_heads()
+    }
+
     fn from_automerge(doc: AutoCommit) -> Result<Self, DocumentError> {
         let language = match doc.get(ROOT, "language")? {
             Some((Value::Scalar(s), _)) => match s.as_ref() {

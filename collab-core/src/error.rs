@@ -71,6 +71,10 @@ pub enum ErrorCode {
     InvalidOperation,
     /// The document would grow past its limit.
     DocumentTooLarge,
+    /// The server could not load or store the session (its storage failed, or
+    /// what is stored for this session is damaged). Other sessions are not
+    /// affected. HTTP 503.
+    StorageFailed,
 }
 
 impl ErrorCode {
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::UnknownRevision | ErrorCode::InvalidOperation => 400,
             ErrorCode::UnknownFile => 404,
             ErrorCode::DocumentTooLarge => 413,
+            ErrorCode::StorageFailed => 503,
             ErrorCode::SessionEnded | ErrorCode::MessageDeleted => 410,
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,

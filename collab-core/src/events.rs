@@ -188,6 +188,16 @@ impl EventLog {
     pub(crate) fn len(&self) -> usize {
         self.events.len()
     }
+
+    /// A log holding stored events, which must be numbered 1, 2, 3...
+    pub(crate) fn restore(events: Vec<Event>) -> Result<Self, String> {
+        for (i, e) in events.iter().enumerate() {
+            if e.seq.0 != i as u64 + 1 {
+                return Err(format!("event {} where {} belongs", e.seq.0, i + 1));
+            }
+        }
+        Ok(Self { events })
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use crate::session::{
 
 mod polling;
 
-use crate::time::{Clock, TokioClock};
+use crate::store::{Store, StoreError};
+use crate::time::{Clock, Timestamp, TokioClock};
 pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
 
 /// Settings of a [`Hub`].
@@ -46,6 +47,15 @@ pub struct HubConfig {
     /// answers nothing, pongs included, is dropped after the session's stale
     /// timeout (45 s).
     pub keepalive: std::time::Duration,
+    /// With a store: how long a session with nobody connected stays in
+    /// memory before it is unloaded (default 5 min). It loads again on demand.
+    pub unload_after: std::time::Duration,
+    /// With a store: how long an ended session stays readable before it is
+    /// deleted (default 7 days).
+    pub keep_ended: std::time::Duration,
+    /// With a store: how often to look for sessions to expire or delete
+    /// (default 1 min).
+    pub sweep_every: std::time::Duration,
 }
 
 impl Default for HubConfig {
@@ -57,6 +67,9 @@ impl Default for HubConfig {
             max_connections_per_address: 20,
             origins: OriginPolicy::SameOrigin,
             keepalive: std::time::Duration::from_secs(15),
+            unload_after: std::time::Duration::from_secs(5 * 60),
+            keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
+            sweep_every: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -116,6 +129,9 @@ pub enum HubError {
     /// This client address has as many connections open as it may.
     #[error("too many connections from this address")]
     TooManyConnections,
+    /// The store could not load or save the session.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl HubError {
@@ -128,6 +144,7 @@ impl HubError {
             HubError::Random(_) | HubError::ShuttingDown => ErrorCode::Internal,
             HubError::OriginNotAllowed => ErrorCode::OriginNotAllowed,
             HubError::TooManyConnections => ErrorCode::TooManyConnections,
+            HubError::Store(_) => ErrorCode::StorageFailed,
         }
     }
 }
@@ -258,6 +275,10 @@ struct Inner {
     /// Participants who joined over REST: the connection the hub holds open
     /// for each, by session and user.
     polls: Mutex<HashMap<(SessionId, UserId), polling::PollClient>>,
+    /// Where sessions are kept, if anywhere.
+    store: Option<Arc<dyn Store>>,
+    /// Held while a session loads, so that it loads once.
+    loading: tokio::sync::Mutex<()>,
     auth: Arc<dyn Authenticator>,
     clock: Arc<dyn Clock>,
     config: HubConfig,
@@ -305,6 +326,45 @@ impl Hub {
         clock: Arc<dyn Clock>,
         config: HubConfig,
     ) -> Self {
+        Self::build(auth, clock, config, None)
+    }
+
+    /// A hub whose sessions are kept in `store`: every acknowledged change is
+    /// saved before the acknowledgement goes out (see [`crate::store`]),
+    /// sessions idle for [`HubConfig::unload_after`] leave memory and load
+    /// again on demand, after a restart too, and a sweep every
+    /// [`HubConfig::sweep_every`] expires idle sessions and deletes ended
+    /// ones after [`HubConfig::keep_ended`]. Must be called within a tokio
+    /// runtime (the sweep is a task).
+    pub fn with_store(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let hub = Self::build(auth, clock, config, Some(store));
+        let weak = Arc::downgrade(&hub.inner);
+        let every = hub.inner.config.sweep_every;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let hub = Hub { inner };
+                if let Err(e) = hub.sweep().await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+        });
+        hub
+    }
+
+    fn build(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        store: Option<Arc<dyn Store>>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(HashMap::new()),
@@ -315,6 +375,8 @@ impl Hub {
                 counters: Counters::default(),
                 per_address: Mutex::new(HashMap::new()),
                 polls: Mutex::new(HashMap::new()),
+                store,
+                loading: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -339,7 +401,7 @@ impl Hub {
     ) -> Result<SessionInfo, HubError> {
         let id = SessionId::random().map_err(HubError::Random)?;
         let now = self.inner.clock.now();
-        let session = Session::new(
+        let mut session = Session::new(
             id.clone(),
             new,
             creator,
@@ -347,10 +409,21 @@ impl Hub {
             now,
         )?;
         let info = session.info();
+        if let Some(store) = &self.inner.store {
+            // Created means stored: the 201 is an acknowledgement too.
+            store.save(session.take_changes()).await?;
+        }
+        self.start(session);
+        Ok(info)
+    }
+
+    /// Starts a session's task and makes it reachable.
+    fn start(&self, session: Session) -> SessionHandle {
         let (tx, rx) = mpsc::channel(self.inner.config.inbound_queue);
         let (position_tx, position) = watch::channel(session.position());
         let weak = tx.downgrade();
-        self.sessions().insert(id, SessionHandle { tx, position });
+        let handle = SessionHandle { tx, position };
+        self.sessions().insert(session.id().clone(), handle.clone());
         tokio::spawn(run_session(
             session,
             rx,
@@ -358,7 +431,44 @@ impl Hub {
             position_tx,
             Arc::clone(&self.inner),
         ));
-        Ok(info)
+        handle
+    }
+
+    /// Looks for stored sessions to expire or delete: an unloaded session
+    /// idle past its expiry is loaded, which ends it (and unloads it again);
+    /// an ended one past [`HubConfig::keep_ended`] is deleted. Runs on its own
+    /// every [`HubConfig::sweep_every`]; callable to force a sweep.
+    ///
+    /// # Errors
+    /// [`HubError::Store`] when the store cannot list its sessions. A session
+    /// that cannot be loaded is skipped (and logged).
+    pub async fn sweep(&self) -> Result<(), HubError> {
+        let Some(store) = self.inner.store.clone() else {
+            return Ok(());
+        };
+        let now = self.inner.clock.now();
+        for summary in store.sessions().await? {
+            let loaded = self.sessions().contains_key(&summary.id);
+            match summary.ended_at {
+                Some(ended) if now >= ended.plus(self.inner.config.keep_ended) => {
+                    if !loaded {
+                        store.delete(&summary.id).await?;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let expires = summary
+                        .last_activity
+                        .plus(std::time::Duration::from_secs(summary.expires_after_secs));
+                    if !loaded && now >= expires {
+                        if let Err(e) = self.handle(&summary.id).await {
+                            tracing::warn!(session = %summary.id, error = %e, "cannot expire session");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The session's info, code and participants.
@@ -534,11 +644,22 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn handle(&self, id: &SessionId) -> Result<SessionHandle, HubError> {
-        self.sessions()
-            .get(id)
-            .cloned()
-            .ok_or(HubError::SessionNotFound)
+    /// The live session `id`, loaded from the store if it is not in memory.
+    async fn handle(&self, id: &SessionId) -> Result<SessionHandle, HubError> {
+        if let Some(handle) = self.sessions().get(id).cloned() {
+            return Ok(handle);
+        }
+        let Some(store) = self.inner.store.clone() else {
+            return Err(HubError::SessionNotFound);
+        };
+        let _loading = self.inner.loading.lock().await;
+        if let Some(handle) = self.sessions().get(id).cloned() {
+            return Ok(handle);
+        }
+        let stored = store.load(id).await?.ok_or(HubError::SessionNotFound)?;
+        let now = self.inner.clock.now();
+        let session = Session::restore(stored, self.inner.config.session.clone(), now)?;
+        Ok(self.start(session))
     }
 
     async fn command(
@@ -546,8 +667,14 @@ impl Hub {
         id: &SessionId,
         command: Command,
     ) -> Result<mpsc::Sender<Command>, HubError> {
-        let tx = self.handle(id)?.tx;
-        tx.send(command).await.map_err(|_| HubError::ShuttingDown)?;
+        let tx = self.handle(id).await?.tx;
+        if let Err(mpsc::error::SendError(command)) = tx.send(command).await {
+            // The session unloaded between the lookup and the send: load it
+            // again and ask once more.
+            let tx = self.handle(id).await?.tx;
+            tx.send(command).await.map_err(|_| HubError::ShuttingDown)?;
+            return Ok(tx);
+        }
         Ok(tx)
     }
 
@@ -820,80 +947,276 @@ struct Peer {
     shared: Arc<ConnShared>,
 }
 
+/// A reply that may go out only once the step's changes are stored.
+type Deferred = Box<dyn FnOnce() + Send>;
+
+/// Commands taken at once before one store write: the group commit.
+const MAX_BATCH: usize = 256;
+
+/// One session's task state.
+struct Task {
+    session: Session,
+    peers: HashMap<ConnectionId, Peer>,
+    hub: Arc<Inner>,
+    me: mpsc::WeakSender<Command>,
+    deferred: Vec<Deferred>,
+    stop: bool,
+    /// When the last command arrived: a session just loaded to answer a
+    /// request is in use even if nothing happens in it.
+    last_command: Timestamp,
+}
+
+impl Task {
+    fn apply(&mut self, command: Command) {
+        let now = self.hub.clock.now();
+        self.last_command = now;
+        let session = &mut self.session;
+        match command {
+            Command::Connect {
+                conn,
+                identity,
+                outbound,
+                shared,
+                reply,
+            } => {
+                let result = session.connect(conn, identity, now);
+                if result.is_ok() {
+                    self.peers.insert(
+                        conn,
+                        Peer {
+                            tx: outbound,
+                            shared,
+                        },
+                    );
+                }
+                let _ = reply.send(result);
+            }
+            Command::Text { conn, text } => session.handle_text(conn, &text, now),
+            Command::Binary { conn, bytes } => session.handle_binary(conn, &bytes, now),
+            Command::Touch { conn } => session.touch(conn, now),
+            Command::Disconnect { conn } => {
+                self.peers.remove(&conn);
+                session.disconnect(conn, now);
+            }
+            Command::View { reply } => {
+                let view = SessionView {
+                    info: session.info(),
+                    code: session.code(),
+                    rev: session.position().1,
+                    participants: session.participants(now),
+                };
+                let _ = reply.send(view);
+            }
+            Command::Update {
+                user,
+                update,
+                reply,
+            } => {
+                let result = session.update(&user.user_id, update, now);
+                self.defer(reply, result);
+            }
+            Command::End { user, reply } => {
+                let result = session.end(&user.user_id, now);
+                self.defer(reply, result);
+            }
+            Command::Join { conn, name, reply } => {
+                let result = session.join_connection(conn, name, now);
+                self.defer(reply, result);
+            }
+            Command::Leave {
+                user,
+                target,
+                reply,
+            } => {
+                let result = session.leave_user(&user, &target, now);
+                self.defer(reply, result);
+            }
+            Command::Read {
+                user,
+                since,
+                rev,
+                reply,
+            } => {
+                let _ = reply.send(session.read(&user, since, rev, usize::MAX));
+            }
+            Command::Authenticated { conn, rid, outcome } => {
+                session.handle_authenticated(conn, rid, outcome, now);
+            }
+            Command::Shutdown => {
+                session.close_all(CloseReason::ServerShutdown, now);
+                self.stop = true;
+            }
+        }
+    }
+
+    fn defer<T: Send + 'static>(&mut self, reply: oneshot::Sender<T>, value: T) {
+        self.deferred.push(Box::new(move || {
+            let _ = reply.send(value);
+        }));
+    }
+
+    /// Stores what changed, retrying while the store is down: nothing the
+    /// step produced goes out before. `false` if the session cannot be
+    /// stored at all (damaged), after closing everyone: nothing of what was
+    /// not stored is acknowledged, and the session loads again from what was.
+    async fn persist(&mut self) -> bool {
+        let Some(store) = self.hub.store.clone() else {
+            return true;
+        };
+        let changes = self.session.take_changes();
+        if changes.is_empty() {
+            return true;
+        }
+        let mut delay = std::time::Duration::from_millis(20);
+        loop {
+            match store.save(changes.clone()).await {
+                Ok(()) => return true,
+                Err(e @ StoreError::Damaged { .. }) => {
+                    tracing::error!(session = %self.session.id(), error = %e, "cannot store session; closing it");
+                    while self.session.poll_transmit().is_some() {}
+                    self.deferred.clear();
+                    let now = self.hub.clock.now();
+                    self.session.close_all(CloseReason::ServerShutdown, now);
+                    self.stop = true;
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.session.id(), error = %e, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Stores, then sends, then answers: the order the durability contract needs.
+    async fn finish_step(&mut self, position: &watch::Sender<(Seq, Revision)>) {
+        self.persist().await;
+        deliver(&mut self.session, &mut self.peers, &self.hub, &self.me);
+        for reply in self.deferred.drain(..) {
+            reply();
+        }
+        let now_at = self.session.position();
+        position.send_if_modified(|p| std::mem::replace(p, now_at) != now_at);
+    }
+
+    /// When to unload, with a store: at once for an ended session nobody is
+    /// connected to, after [`HubConfig::unload_after`] for an idle one.
+    fn unload_at(&self) -> Option<Timestamp> {
+        if self.hub.store.is_none() || self.session.connection_count() > 0 {
+            return None;
+        }
+        if self.session.is_ended() {
+            return Some(self.session.last_activity());
+        }
+        let last_use = self.session.last_activity().max(self.last_command);
+        Some(last_use.plus(self.hub.config.unload_after))
+    }
+
+    /// Leaves the hub's map, under the load lock so the session cannot load
+    /// again until its last changes are stored. `false` (and back in the map)
+    /// if a connection arrived meanwhile.
+    async fn unload(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        position: &watch::Sender<(Seq, Revision)>,
+    ) -> bool {
+        let hub = Arc::clone(&self.hub);
+        let _loading = hub.loading.lock().await;
+        let id = self.session.id().clone();
+        let mine = self.me.upgrade();
+        {
+            let mut sessions = hub.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Some(h), Some(mine)) = (sessions.get(&id), mine.as_ref()) {
+                if h.tx.same_channel(mine) {
+                    sessions.remove(&id);
+                }
+            }
+        }
+        while let Ok(command) = rx.try_recv() {
+            self.apply(command);
+        }
+        self.finish_step(position).await;
+        if self.session.connection_count() == 0 || self.stop {
+            return true;
+        }
+        if let Some(tx) = mine {
+            let handle = SessionHandle {
+                tx,
+                position: position.subscribe(),
+            };
+            hub.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, handle);
+        }
+        false
+    }
+}
+
 async fn run_session(
-    mut session: Session,
+    session: Session,
     mut rx: mpsc::Receiver<Command>,
     me: mpsc::WeakSender<Command>,
     position: watch::Sender<(Seq, Revision)>,
     hub: Arc<Inner>,
 ) {
-    let mut peers: HashMap<ConnectionId, Peer> = HashMap::new();
+    let hub_now = hub.clock.now();
+    let mut task = Task {
+        session,
+        peers: HashMap::new(),
+        hub,
+        me,
+        deferred: Vec::new(),
+        stop: false,
+        last_command: hub_now,
+    };
     loop {
-        let deadline = session.poll_timeout();
+        let unload_at = task.unload_at();
+        let deadline = match (task.session.poll_timeout(), unload_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let clock = Arc::clone(&task.hub.clock);
         let wake = async {
             match deadline {
-                Some(at) => tokio::time::sleep(at.since(hub.clock.now())).await,
+                Some(at) => tokio::time::sleep(at.since(clock.now())).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             command = rx.recv() => {
                 let Some(command) = command else { break };
-                let now = hub.clock.now();
-                match command {
-                    Command::Connect { conn, identity, outbound, shared, reply } => {
-                        let result = session.connect(conn, identity, now);
-                        if result.is_ok() {
-                            peers.insert(conn, Peer { tx: outbound, shared });
-                        }
-                        let _ = reply.send(result);
-                    }
-                    Command::Text { conn, text } => session.handle_text(conn, &text, now),
-                    Command::Binary { conn, bytes } => session.handle_binary(conn, &bytes, now),
-                    Command::Touch { conn } => session.touch(conn, now),
-                    Command::Disconnect { conn } => {
-                        peers.remove(&conn);
-                        session.disconnect(conn, now);
-                    }
-                    Command::View { reply } => {
-                        let view = SessionView {
-                            info: session.info(),
-                            code: session.code(),
-                            rev: session.position().1,
-                            participants: session.participants(now),
-                        };
-                        let _ = reply.send(view);
-                    }
-                    Command::Update { user, update, reply } => {
-                        let _ = reply.send(session.update(&user.user_id, update, now));
-                    }
-                    Command::End { user, reply } => {
-                        let _ = reply.send(session.end(&user.user_id, now));
-                    }
-                    Command::Join { conn, name, reply } => {
-                        let _ = reply.send(session.join_connection(conn, name, now));
-                    }
-                    Command::Leave { user, target, reply } => {
-                        let _ = reply.send(session.leave_user(&user, &target, now));
-                    }
-                    Command::Read { user, since, rev, reply } => {
-                        let _ = reply.send(session.read(&user, since, rev, usize::MAX));
-                    }
-                    Command::Authenticated { conn, rid, outcome } => {
-                        session.handle_authenticated(conn, rid, outcome, now);
-                    }
-                    Command::Shutdown => {
-                        session.close_all(CloseReason::ServerShutdown, now);
-                        deliver(&mut session, &mut peers, &hub, &me);
-                        break;
+                task.apply(command);
+                // Everything already waiting joins this step and its one write.
+                for _ in 0..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(command) => task.apply(command),
+                        Err(_) => break,
                     }
                 }
             }
-            () = wake => session.handle_timeout(hub.clock.now()),
+            () = wake => task.session.handle_timeout(task.hub.clock.now()),
         }
-        deliver(&mut session, &mut peers, &hub, &me);
-        let now_at = session.position();
-        position.send_if_modified(|p| std::mem::replace(p, now_at) != now_at);
+        task.finish_step(&position).await;
+        if task.stop {
+            break;
+        }
+        let now = task.hub.clock.now();
+        if task.unload_at().is_some_and(|at| now >= at) && task.unload(&mut rx, &position).await {
+            break;
+        }
+    }
+    if task.stop {
+        // Shut down or damaged: out of the map, if still there.
+        let id = task.session.id().clone();
+        let mine = task.me.upgrade();
+        let mut sessions = task.hub.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(h), Some(mine)) = (sessions.get(&id), mine.as_ref()) {
+            if h.tx.same_channel(mine) {
+                sessions.remove(&id);
+            }
+        }
     }
 }
 

@@ -28,6 +28,10 @@ use crate::protocol::{
     decode_client_frame, ClientFrame, ClientMessage, ClientMode, CloseReason, ParticipantState,
     ProtocolError, ServerFrame, PROTOCOL_VERSION,
 };
+use crate::store::{
+    DocumentWrite, SessionChanges, SessionRecord, StoreError, StoredMember, StoredMembership,
+    StoredSession,
+};
 use crate::time::{duration_ms, Timestamp};
 
 /// Where an interview stands. `ended` is reached only by ending the session.
@@ -290,7 +294,25 @@ pub struct Session {
     sync_pending: bool,
     /// When pending local document changes get committed.
     commit_due: Option<Timestamp>,
+    /// The files at revision 0, which the stored history replays from.
+    initial_files: BTreeMap<String, String>,
+    /// What has been handed to the store so far.
+    persisted: Persisted,
 }
+
+/// How far a session's state has been handed to the store.
+#[derive(Debug, Default)]
+struct Persisted {
+    seq: Seq,
+    rev: Revision,
+    heads: Vec<automerge::ChangeHash>,
+    record: Option<SessionRecord>,
+    /// Document chunks appended since the last full save.
+    chunks: usize,
+}
+
+/// Appended document chunks after which the next write is a full save.
+const CHUNKS_BEFORE_COMPACTION: usize = 256;
 
 /// How long local document changes may stay uncommitted.
 const COMMIT_DELAY: Duration = Duration::from_millis(500);
@@ -366,7 +388,174 @@ impl Session {
             anchored: Vec::new(),
             sync_pending: false,
             commit_due: None,
+            initial_files: [(DEFAULT_FILE.to_owned(), new.code)].into_iter().collect(),
+            persisted: Persisted::default(),
         })
+    }
+
+    /// A session back from the store, as it was at its last write: members
+    /// (all offline), chat, events and document. The hub's `config` supplies
+    /// the settings that are not stored; capacity and expiry are.
+    ///
+    /// # Errors
+    /// [`StoreError::Damaged`] when the stored parts do not make a session.
+    pub fn restore(
+        stored: StoredSession,
+        mut config: SessionConfig,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let StoredSession {
+            record,
+            events,
+            messages,
+            versions,
+            document,
+        } = stored;
+        let damaged = |reason: String| StoreError::Damaged {
+            session: record.id.clone(),
+            reason,
+        };
+        config.capacity = record.capacity;
+        config.expires_after = Duration::from_secs(record.expires_after_secs);
+        let rev = versions.len() as Revision;
+        let mut document = Document::restore(&document, &record.initial_files, versions)
+            .map_err(|e| damaged(e.to_string()))?;
+        let log = crate::events::EventLog::restore(events).map_err(damaged)?;
+        let chat = Chat::restore(messages);
+        let anchored = chat
+            .all()
+            .iter()
+            .filter(|m| m.anchor.is_some() && !m.deleted)
+            .map(|m| m.id)
+            .collect();
+        let mut members = BTreeMap::new();
+        let mut by_user = HashMap::new();
+        for m in &record.members {
+            let id = m.participant.id;
+            if id.0 >= record.next_participant {
+                return Err(damaged(format!("participant {} not yet given", id.0)));
+            }
+            by_user.insert(m.participant.user_id.clone(), id);
+            members.insert(
+                id,
+                Member {
+                    participant: m.participant.clone(),
+                    membership: match m.membership {
+                        StoredMembership::Present => Membership::Present,
+                        StoredMembership::Left => Membership::Left,
+                        StoredMembership::Kicked => Membership::Kicked,
+                    },
+                    presence: Presence::new(now),
+                    connections: BTreeSet::new(),
+                },
+            );
+        }
+        let persisted = Persisted {
+            seq: log.last_seq(),
+            rev,
+            heads: document.heads(),
+            record: Some(record.clone()),
+            chunks: CHUNKS_BEFORE_COMPACTION / 2,
+        };
+        Ok(Self {
+            id: record.id,
+            config,
+            title: record.title,
+            language: record.language,
+            status: record.status,
+            created_by: record.created_by,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            ended_at: record.ended_at,
+            last_activity: record.last_activity,
+            now,
+            document,
+            members,
+            by_user,
+            banned: record.banned.into_iter().collect(),
+            connections: HashMap::new(),
+            chat,
+            log,
+            outbox: VecDeque::new(),
+            next_participant: record.next_participant,
+            anchored,
+            sync_pending: false,
+            commit_due: None,
+            initial_files: record.initial_files,
+            persisted,
+        })
+    }
+
+    /// What changed since the last call, for the store: the record when it
+    /// changed, new events and versions, changed chat messages, and the
+    /// document's new automerge changes (a full save on the first call and,
+    /// to compact, after many appended chunks). Commits pending document
+    /// changes.
+    pub fn take_changes(&mut self) -> SessionChanges {
+        let mut changes = SessionChanges::empty(self.id.clone());
+        let record = self.stored_record();
+        if self.persisted.record.as_ref() != Some(&record) {
+            self.persisted.record = Some(record.clone());
+            changes.record = Some(record);
+        }
+        if self.log.last_seq() > self.persisted.seq {
+            changes.events = self.log.since(self.persisted.seq, usize::MAX).events;
+            self.persisted.seq = self.log.last_seq();
+        }
+        changes.messages = self.chat.take_changed();
+        let (versions, _) = self.document.versions(self.persisted.rev, usize::MAX);
+        changes.versions = versions.to_vec();
+        self.persisted.rev = self.document.rev();
+        let first = self.persisted.heads.is_empty();
+        if let Some(bytes) = self.document.save_since(&mut self.persisted.heads) {
+            self.persisted.chunks += 1;
+            changes.document = if first || self.persisted.chunks >= CHUNKS_BEFORE_COMPACTION {
+                self.persisted.chunks = 0;
+                Some(DocumentWrite::Replace(self.document.save()))
+            } else {
+                Some(DocumentWrite::Append(bytes))
+            };
+        }
+        if !self.document.has_uncommitted() {
+            self.commit_due = None;
+        }
+        changes
+    }
+
+    /// The session's record as the store keeps it.
+    fn stored_record(&self) -> SessionRecord {
+        SessionRecord {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            language: self.language.clone(),
+            status: self.status,
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+            last_activity: self.last_activity,
+            capacity: self.config.capacity,
+            expires_after_secs: self.config.expires_after.as_secs(),
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    participant: m.participant.clone(),
+                    membership: match m.membership {
+                        Membership::Present => StoredMembership::Present,
+                        Membership::Left => StoredMembership::Left,
+                        Membership::Kicked => StoredMembership::Kicked,
+                    },
+                })
+                .collect(),
+            banned: {
+                let mut banned: Vec<UserId> = self.banned.iter().cloned().collect();
+                banned.sort_by_key(ToString::to_string);
+                banned
+            },
+            next_participant: self.next_participant,
+            initial_files: self.initial_files.clone(),
+        }
     }
 
     // ---- driver interface -------------------------------------------------
@@ -744,6 +933,11 @@ impl Session {
     /// The session's id.
     pub fn id(&self) -> &SessionId {
         &self.id
+    }
+
+    /// The last time anything happened in the session.
+    pub fn last_activity(&self) -> Timestamp {
+        self.last_activity
     }
 
     /// The session as the API shows it.

@@ -89,7 +89,7 @@ const EVENT_KINDS: [&str; 13] = [
 ];
 
 /// Every error code, as the type spells them (so a rename fails to compile).
-const ERROR_CODES: [ErrorCode; 28] = [
+const ERROR_CODES: [ErrorCode; 29] = [
     ErrorCode::MalformedFrame,
     ErrorCode::UnknownFrameType,
     ErrorCode::FrameTooLarge,
@@ -118,6 +118,7 @@ const ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::FileExists,
     ErrorCode::InvalidOperation,
     ErrorCode::DocumentTooLarge,
+    ErrorCode::StorageFailed,
 ];
 
 /// Every reason a server closes a connection.

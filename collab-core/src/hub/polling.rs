@@ -246,7 +246,7 @@ impl Hub {
         request: ReadRequest,
     ) -> Result<ReadPage, HubError> {
         let deadline = tokio::time::Instant::now() + request.wait.min(MAX_READ_WAIT);
-        let mut position = self.handle(id)?.position;
+        let mut position = self.handle(id).await?.position;
         self.touch_poll(id, &identity.user_id).await;
         loop {
             // Marked seen before reading, so a change between the read and the

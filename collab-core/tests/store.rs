@@ -1,0 +1,477 @@
+//! Sessions through a store: what is saved comes back whole, acknowledged
+//! changes survive a new hub, idle sessions unload and load on demand, expiry
+//! and deletion run on a virtual clock, and damage stays with its session.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use collab_core::{
+    apply_changes, ClientFrame, Clock, Connection, ErrorCode, Hub, HubConfig, HubError, Identity,
+    MemoryStore, NewSession, Outbound, Seq, ServerFrame, Session, SessionChanges, SessionConfig,
+    SessionId, SessionStatus, SessionSummary, Store, StoreError, StoredSession, TokenAuthenticator,
+    TokioClock,
+};
+use common::{host, user, Harness};
+use serde_json::{json, Value};
+
+/// An insert of `text` at `at` as a text operation.
+fn op_at(at: u64, text: &str) -> Value {
+    if at == 0 {
+        json!([text])
+    } else {
+        json!([at, text])
+    }
+}
+
+/// Saves everything the harness's session has, restores it, and returns both.
+fn round_trip(h: &mut Harness, stored: Option<StoredSession>) -> (StoredSession, Session) {
+    let changes = h.session.take_changes();
+    let stored = apply_changes(stored, changes).expect("valid changes");
+    let restored =
+        Session::restore(stored.clone(), SessionConfig::default(), h.now).expect("restores");
+    (stored, restored)
+}
+
+#[test]
+fn everything_saved_comes_back() {
+    let mut h = Harness::with(
+        SessionConfig::default(),
+        NewSession {
+            title: "Round 1".into(),
+            code: "print(1)\n".into(),
+            capacity: Some(4),
+            ..Default::default()
+        },
+    );
+    let a = h.join(host());
+    let b = h.join(user(1));
+    let c = h.join(user(2));
+    let bob = h.me(b);
+    h.send(
+        a,
+        json!({"type": "text_op", "file": "main", "rev": 0, "op": [9, "x = 2\n"], "oid": "a1"}),
+    );
+    h.send(b, json!({"type": "chat_send", "text": "hi @Hana"}));
+    h.send(
+        b,
+        json!({"type": "chat_send", "text": "look", "anchor": {"file": "main", "line": 2}}),
+    );
+    h.send(a, json!({"type": "react", "message": 4, "emoji": "👍"}));
+    h.send(
+        a,
+        json!({"type": "text_op", "file": "main", "rev": 1, "op": ["# top\n", 15], "oid": "a2"}),
+    );
+    h.send(
+        a,
+        json!({"type": "file_create", "file": "notes.md", "text": "todo"}),
+    );
+    h.send(
+        a,
+        json!({"type": "set_role", "participant": bob, "role": "viewer"}),
+    );
+    let carl = h.me(c);
+    h.send(a, json!({"type": "kick", "participant": carl}));
+    h.send(
+        a,
+        json!({"type": "update_session", "title": "Round 2", "status": "active"}),
+    );
+
+    let (stored, mut back) = round_trip(&mut h, None);
+    let now = h.now;
+    let online = |mut info: collab_core::SessionInfo| {
+        info.online = 0;
+        info
+    };
+    assert_eq!(
+        back.info(),
+        online(h.session.info()),
+        "settings, status, capacity, last_seq; nobody online"
+    );
+    assert_eq!(back.code(), h.session.code());
+    assert_eq!(back.position(), h.session.position());
+    assert_eq!(back.document().files(), h.session.document().files());
+    assert_eq!(
+        back.document().text_at("main", 1).unwrap(),
+        h.session.document().text_at("main", 1).unwrap()
+    );
+    assert_eq!(
+        back.events_since(Seq(0), 1000),
+        h.session.events_since(Seq(0), 1000)
+    );
+    assert_eq!(back.chat_page(None, 100), h.session.chat_page(None, 100));
+    // The comment's anchor moved with the edit above it, and came back moved.
+    assert_eq!(
+        back.message(Seq(5)).unwrap().anchor.as_ref().unwrap().line,
+        3
+    );
+    assert_eq!(back.message(Seq(4)).unwrap().reactions.len(), 1);
+    // Everyone comes back offline, with their roles; the kicked stay out.
+    let people = back.participants(now);
+    assert_eq!(people.len(), 3);
+    assert!(people
+        .iter()
+        .all(|p| p.presence.status == collab_core::Status::Offline));
+    assert_eq!(
+        back.participant_of(&user(1).user_id).unwrap().role,
+        collab_core::Role::Viewer
+    );
+    assert_eq!(
+        back.connect(collab_core::ids::ConnectionId(99), user(2), now),
+        Err(collab_core::SessionError::Banned)
+    );
+
+    // A resent operation (same oid) is not applied twice after the restore.
+    back.connect(collab_core::ids::ConnectionId(50), host(), now)
+        .unwrap();
+    back.handle_text(
+        collab_core::ids::ConnectionId(50),
+        r#"{"type":"join","rev":3}"#,
+        now,
+    );
+    back.handle_text(
+        collab_core::ids::ConnectionId(50),
+        r##"{"type":"text_op","file":"main","rev":1,"op":["# top\n",15],"oid":"a2"}"##,
+        now,
+    );
+    assert_eq!(back.code(), h.session.code(), "the resend changed nothing");
+    let mut acks = Vec::new();
+    while let Some(t) = back.poll_transmit() {
+        if let collab_core::Transmit::Send {
+            frame: ServerFrame::TextAck { rev, .. },
+            ..
+        } = t
+        {
+            acks.push(rev);
+        }
+    }
+    assert_eq!(acks, vec![2], "acknowledged as the revision it made");
+
+    // Later changes continue the stored sequences.
+    back.handle_text(
+        collab_core::ids::ConnectionId(50),
+        r#"{"type":"chat_send","text":"again"}"#,
+        now,
+    );
+    let more = back.take_changes();
+    assert!(more.record.is_some() || !more.events.is_empty());
+    let stored = apply_changes(Some(stored), more).expect("continues the stored sequences");
+    let again = Session::restore(stored, SessionConfig::default(), now).unwrap();
+    assert_eq!(
+        again.events_since(Seq(0), 1000),
+        back.events_since(Seq(0), 1000)
+    );
+    assert!(
+        back.take_changes().is_empty(),
+        "nothing new, nothing to write"
+    );
+}
+
+#[test]
+fn many_edits_compact_the_stored_document() {
+    let mut h = Harness::with(
+        SessionConfig {
+            frames_per_second: 1_000_000,
+            frame_burst: 1_000_000,
+            ..SessionConfig::default()
+        },
+        NewSession::default(),
+    );
+    let a = h.join(host());
+    let mut stored: Option<StoredSession> = None;
+    let mut replaced = 0;
+    for i in 0..600u64 {
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x")}),
+        );
+        let changes = h.session.take_changes();
+        if matches!(
+            changes.document,
+            Some(collab_core::DocumentWrite::Replace(_))
+        ) {
+            replaced += 1;
+        }
+        stored = Some(apply_changes(stored, changes).unwrap());
+    }
+    assert!(replaced >= 2, "the first write and at least one compaction");
+    let back = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
+    assert_eq!(back.code(), "x".repeat(600));
+    assert_eq!(back.position().1, 600);
+}
+
+#[test]
+fn stored_parts_that_do_not_fit_are_refused() {
+    let mut h = Harness::new();
+    let a = h.join(host());
+    h.send(
+        a,
+        json!({"type": "text_op", "file": "main", "rev": 0, "op": ["abc"]}),
+    );
+    let stored = apply_changes(None, h.session.take_changes()).unwrap();
+    let mut gap = stored.clone();
+    gap.events[0].seq = Seq(5);
+    let mut wrong = stored.clone();
+    wrong
+        .record
+        .initial_files
+        .insert("main".into(), "something else".into());
+    let mut garbage = stored;
+    garbage.document = b"not automerge".to_vec();
+    for broken in [gap, wrong, garbage] {
+        assert!(matches!(
+            Session::restore(broken, SessionConfig::default(), h.now),
+            Err(StoreError::Damaged { .. })
+        ));
+    }
+}
+
+// ---- through the hub -----------------------------------------------------
+
+fn store_hub(store: Arc<dyn Store>, auth: Arc<TokenAuthenticator>) -> Hub {
+    Hub::with_store(
+        auth,
+        Arc::new(TokioClock::new()),
+        HubConfig::default(),
+        store,
+    )
+}
+
+async fn next_json(conn: &mut Connection) -> Value {
+    match tokio::time::timeout(Duration::from_secs(5), conn.recv())
+        .await
+        .expect("a frame in time")
+    {
+        Some(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+async fn until(conn: &mut Connection, ty: &str) -> Value {
+    loop {
+        let f = next_json(conn).await;
+        if f["type"] == ty {
+            return f;
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_changes_are_in_the_store_before_the_ack() {
+    let store = Arc::new(MemoryStore::new());
+    let auth = Arc::new(TokenAuthenticator::new());
+    let hub = store_hub(store.clone(), auth.clone());
+    let ann = Identity::new("ann", "Ann");
+    let info = hub
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap();
+    assert!(
+        store.load(&info.id).await.unwrap().is_some(),
+        "created means stored"
+    );
+    let mut conn = hub.connect(&info.id, ann.clone()).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    until(&mut conn, "welcome").await;
+    for i in 0..50u64 {
+        conn.send_text(
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "k"), "oid": format!("o{i}")})
+                .to_string(),
+        )
+        .await
+        .unwrap();
+        let ack = until(&mut conn, "text_ack").await;
+        // The moment a client hears of it, the store has it.
+        let stored = store.load(&info.id).await.unwrap().unwrap();
+        assert_eq!(stored.versions.len() as u64, ack["rev"].as_u64().unwrap());
+    }
+    conn.send_text(json!({"type": "chat_send", "text": "done", "rid": 7}).to_string())
+        .await
+        .unwrap();
+    let ack = until(&mut conn, "ack").await;
+    let stored = store.load(&info.id).await.unwrap().unwrap();
+    assert!(stored
+        .events
+        .iter()
+        .any(|e| e.seq.0 == ack["seq"].as_u64().unwrap()));
+
+    // A second hub over the same store (the first one crashed, say) serves
+    // the session with every acknowledged change, and a reconnecting client
+    // catches up from where it was.
+    let hub2 = store_hub(store.clone(), auth);
+    let view = hub2.session(&info.id).await.unwrap();
+    assert_eq!(view.code, "k".repeat(50));
+    assert_eq!(view.rev, 50);
+    let mut back = hub2.connect(&info.id, ann).await.unwrap();
+    back.send_text(json!({"type": "join", "since": 1, "rev": 40}).to_string())
+        .await
+        .unwrap();
+    let welcome = until(&mut back, "welcome").await;
+    assert_eq!(welcome["participants"][0]["name"], "Ann");
+    let catchup = until(&mut back, "text_catchup").await;
+    assert_eq!(catchup["ops"].as_array().unwrap().len(), 10);
+    let events = until(&mut back, "events").await;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["message_posted"],
+        "after seq 1 (the join): the message, once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_unload_and_load_again_on_demand() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = store_hub(store.clone(), Arc::new(TokenAuthenticator::new()));
+    let ann = Identity::new("ann", "Ann");
+    let id = hub
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap()
+        .id;
+    let mut conn = hub.connect(&id, ann.clone()).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    until(&mut conn, "welcome").await;
+    conn.send_text(json!({"type": "chat_send", "text": "brb"}).to_string())
+        .await
+        .unwrap();
+    until(&mut conn, "event").await;
+    drop(conn);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(hub.stats().sessions, 1, "still in memory a minute later");
+    tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+    assert_eq!(hub.stats().sessions, 0, "unloaded after five idle minutes");
+    let view = hub.session(&id).await.unwrap();
+    assert_eq!(hub.stats().sessions, 1, "loaded on demand");
+    assert_eq!(view.participants[0].participant.name, "Ann");
+    let mut conn = hub.connect(&id, ann).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    let welcome = until(&mut conn, "welcome").await;
+    assert_eq!(welcome["you"], 1, "the same participant");
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_sessions_expire_and_ended_ones_are_deleted_later() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = store_hub(store.clone(), Arc::new(TokenAuthenticator::new()));
+    let clock = TokioClock::new();
+    let ann = Identity::new("ann", "Ann");
+    let id = hub
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap()
+        .id;
+    let other = hub
+        .create_session(
+            &ann,
+            NewSession {
+                expires_after_secs: Some(24 * 3600),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    // Unloaded after 5 minutes; the sweep expires it after 30.
+    tokio::time::sleep(Duration::from_secs(31 * 60)).await;
+    hub.sweep().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ended = hub.session(&id).await.unwrap();
+    assert_eq!(ended.info.status, SessionStatus::Ended);
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert!(stored.record.ended_at.is_some());
+    assert!(stored
+        .events
+        .iter()
+        .any(|e| matches!(e.kind, collab_core::EventKind::SessionEnded { .. })));
+    assert_eq!(
+        hub.session(&other).await.unwrap().info.status,
+        SessionStatus::Waiting,
+        "a longer expiry is kept"
+    );
+    // Readable for a week, then gone.
+    tokio::time::sleep(Duration::from_secs(6 * 24 * 3600)).await;
+    hub.sweep().await.unwrap();
+    assert!(hub.session(&id).await.is_ok());
+    tokio::time::sleep(Duration::from_secs(2 * 24 * 3600)).await;
+    hub.sweep().await.unwrap();
+    assert!(matches!(
+        hub.session(&id).await,
+        Err(HubError::SessionNotFound)
+    ));
+    assert!(store.load(&id).await.unwrap().is_none());
+    let _ = clock.now();
+}
+
+/// A store whose copy of one session is damaged.
+struct Damaging {
+    inner: MemoryStore,
+    broken: std::sync::Mutex<Option<SessionId>>,
+}
+
+#[async_trait]
+impl Store for Damaging {
+    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
+        self.inner.save(changes).await
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let mut stored = self.inner.load(id).await?;
+        if self.broken.lock().unwrap().as_ref() == Some(id) {
+            if let Some(s) = stored.as_mut() {
+                s.document = b"\x85\x6f\x4a\x83garbage".to_vec();
+            }
+        }
+        Ok(stored)
+    }
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.inner.sessions().await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_session_fails_alone() {
+    let ann = Identity::new("ann", "Ann");
+    let store = Arc::new(Damaging {
+        inner: MemoryStore::new(),
+        broken: std::sync::Mutex::new(None),
+    });
+    let auth = Arc::new(TokenAuthenticator::new());
+    let first = store_hub(store.clone(), auth.clone());
+    let good = first
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap()
+        .id;
+    let bad = first
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap()
+        .id;
+    *store.broken.lock().unwrap() = Some(bad.clone());
+
+    // A restarted server: nothing in memory, everything loads from the store.
+    let hub = store_hub(store, auth);
+    let err = hub.session(&bad).await.unwrap_err();
+    assert!(
+        matches!(err, HubError::Store(StoreError::Damaged { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), ErrorCode::StorageFailed);
+    assert_eq!(err.code().http_status(), 503);
+    assert!(hub.connect(&bad, ann.clone()).await.is_err());
+    // The other session works as if nothing happened.
+    let mut conn = hub.connect(&good, ann).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    until(&mut conn, "welcome").await;
+    assert_eq!(hub.session(&good).await.unwrap().info.online, 1);
+}
