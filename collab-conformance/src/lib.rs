@@ -267,6 +267,15 @@ impl Ws {
         self.send_raw(frame.to_string()).await;
     }
 
+    /// Sends a JSON frame; `false` if the connection is gone (a server that
+    /// died, in a crash test).
+    pub async fn try_send(&mut self, frame: Value) -> bool {
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .is_ok()
+    }
+
     /// Sends a binary frame.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.socket

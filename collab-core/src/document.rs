@@ -363,16 +363,55 @@ impl Document {
 
     /// The changes made since `heads` as bytes to append to a stored
     /// document, committing pending local changes first; `None` when there
-    /// are none. `heads` moves to the document's heads.
-    pub fn save_since(&mut self, heads: &mut Vec<automerge::ChangeHash>) -> Option<Vec<u8>> {
+    /// are none. `heads` moves to the document's heads, and `saved` (every
+    /// change already stored) grows by what is returned.
+    ///
+    /// Walks back from the heads to the first stored changes, so it costs the
+    /// new changes, not the history (automerge's `save_after` scans the
+    /// whole history on every call).
+    pub fn save_since(
+        &mut self,
+        heads: &mut Vec<automerge::ChangeHash>,
+        saved: &mut std::collections::HashSet<automerge::ChangeHash>,
+    ) -> Option<Vec<u8>> {
         self.commit();
         let now = self.doc.get_heads();
         if &now == heads {
             return None;
         }
-        let bytes = self.doc.save_after(heads);
+        // Depth first, dependencies before the changes that need them.
+        let mut bytes = Vec::new();
+        let mut stack: Vec<(automerge::ChangeHash, bool)> =
+            now.iter().map(|h| (*h, false)).collect();
+        while let Some((hash, deps_done)) = stack.pop() {
+            if saved.contains(&hash) {
+                continue;
+            }
+            let Some(change) = self.doc.get_change_by_hash(&hash) else {
+                continue;
+            };
+            if deps_done {
+                bytes.extend_from_slice(change.raw_bytes());
+                saved.insert(hash);
+            } else {
+                let deps: Vec<_> = change.deps().to_vec();
+                stack.push((hash, true));
+                stack.extend(
+                    deps.into_iter()
+                        .filter(|d| !saved.contains(d))
+                        .map(|d| (d, false)),
+                );
+            }
+        }
         *heads = now;
         Some(bytes)
+    }
+
+    /// Every change the document holds, by hash (what is stored after a full
+    /// save or a load). Costs the history: for loads and compactions only.
+    pub fn change_hashes(&mut self) -> std::collections::HashSet<automerge::ChangeHash> {
+        self.commit();
+        self.doc.get_changes(&[]).iter().map(|c| c.hash()).collect()
     }
 
     /// The document's current heads.

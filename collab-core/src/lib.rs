@@ -84,7 +84,7 @@ pub use session::{
     Transmit,
 };
 pub use store::{
-    apply_changes, DocumentWrite, MemoryStore, SessionChanges, SessionRecord, SessionSummary,
-    Store, StoreError, StoredMember, StoredMembership, StoredSession,
+    apply_changes, check_changes, DocumentWrite, MemoryStore, SessionChanges, SessionRecord,
+    SessionSummary, Store, StoreError, StoredMember, StoredMembership, StoredSession,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, TokioClock};

@@ -306,6 +306,8 @@ struct Persisted {
     seq: Seq,
     rev: Revision,
     heads: Vec<automerge::ChangeHash>,
+    /// Every document change stored.
+    saved: std::collections::HashSet<automerge::ChangeHash>,
     record: Option<SessionRecord>,
     /// Document chunks appended since the last full save.
     chunks: usize,
@@ -454,6 +456,7 @@ impl Session {
             seq: log.last_seq(),
             rev,
             heads: document.heads(),
+            saved: document.change_hashes(),
             record: Some(record.clone()),
             chunks: CHUNKS_BEFORE_COMPACTION / 2,
         };
@@ -507,10 +510,14 @@ impl Session {
         changes.versions = versions.to_vec();
         self.persisted.rev = self.document.rev();
         let first = self.persisted.heads.is_empty();
-        if let Some(bytes) = self.document.save_since(&mut self.persisted.heads) {
-            self.persisted.chunks += 1;
-            changes.document = if first || self.persisted.chunks >= CHUNKS_BEFORE_COMPACTION {
-                self.persisted.chunks = 0;
+        let persisted = &mut self.persisted;
+        if let Some(bytes) = self
+            .document
+            .save_since(&mut persisted.heads, &mut persisted.saved)
+        {
+            persisted.chunks += 1;
+            changes.document = if first || persisted.chunks >= CHUNKS_BEFORE_COMPACTION {
+                persisted.chunks = 0;
                 Some(DocumentWrite::Replace(self.document.save()))
             } else {
                 Some(DocumentWrite::Append(bytes))

@@ -229,46 +229,46 @@ impl MemoryStore {
 /// [`Store::save`], which other stores can test themselves against.
 ///
 /// # Errors
-/// [`StoreError::Damaged`] for a first write without a record, or events or
-/// versions that do not follow the stored ones.
+/// [`StoreError::Damaged`] for a first write without a record, a record of
+/// another session, or events or versions that do not follow the stored ones
+/// (those already stored are skipped, so that a retried write goes through).
+/// A retried document append adds changes automerge already has, which it
+/// ignores on load.
 pub fn apply_changes(
-    stored: Option<StoredSession>,
+    mut stored: Option<StoredSession>,
     changes: SessionChanges,
 ) -> Result<StoredSession, StoreError> {
-    let damaged = |reason: &str| StoreError::Damaged {
-        session: changes.id.clone(),
-        reason: reason.to_owned(),
-    };
-    let mut s = match (stored, changes.record.clone()) {
-        (Some(mut s), record) => {
-            if let Some(record) = record {
+    apply_in_place(&mut stored, changes)?;
+    Ok(stored.expect("created or updated"))
+}
+
+/// [`apply_changes`] on a session in place; on error nothing changes.
+fn apply_in_place(
+    stored: &mut Option<StoredSession>,
+    changes: SessionChanges,
+) -> Result<(), StoreError> {
+    check_changes(stored.as_ref(), &changes)?;
+    let s = match stored {
+        Some(s) => {
+            if let Some(record) = changes.record {
                 s.record = record;
             }
             s
         }
-        (None, Some(record)) => StoredSession {
-            record,
+        None => stored.insert(StoredSession {
+            record: changes.record.expect("checked"),
             events: Vec::new(),
             messages: Vec::new(),
             versions: Vec::new(),
             document: Vec::new(),
-        },
-        (None, None) => return Err(damaged("first write without a record")),
+        }),
     };
-    for event in changes.events {
-        let next = s.events.last().map_or(1, |e| e.seq.0 + 1);
-        if event.seq.0 != next {
-            return Err(damaged("events out of sequence"));
-        }
-        s.events.push(event);
-    }
-    for version in changes.versions {
-        let next = s.versions.last().map_or(1, |v| v.rev + 1);
-        if version.rev != next {
-            return Err(damaged("versions out of sequence"));
-        }
-        s.versions.push(version);
-    }
+    let stored_seq = s.events.last().map_or(0, |e| e.seq.0);
+    s.events
+        .extend(changes.events.into_iter().filter(|e| e.seq.0 > stored_seq));
+    let stored_rev = s.versions.last().map_or(0, |v| v.rev);
+    s.versions
+        .extend(changes.versions.into_iter().filter(|v| v.rev > stored_rev));
     for message in changes.messages {
         match s.messages.binary_search_by_key(&message.id, |m| m.id) {
             Ok(i) => s.messages[i] = message,
@@ -280,7 +280,46 @@ pub fn apply_changes(
         Some(DocumentWrite::Replace(bytes)) => s.document = bytes,
         None => {}
     }
-    Ok(s)
+    Ok(())
+}
+
+/// Whether `changes` may be applied to `stored`: a first write carries a
+/// record, and events and versions continue the stored sequences.
+///
+/// # Errors
+/// [`StoreError::Damaged`] saying what does not fit.
+pub fn check_changes(
+    stored: Option<&StoredSession>,
+    changes: &SessionChanges,
+) -> Result<(), StoreError> {
+    let damaged = |reason: &str| StoreError::Damaged {
+        session: changes.id.clone(),
+        reason: reason.to_owned(),
+    };
+    if stored.is_none() && changes.record.is_none() {
+        return Err(damaged("first write without a record"));
+    }
+    if changes.record.as_ref().is_some_and(|r| r.id != changes.id) {
+        return Err(damaged("the record is of another session"));
+    }
+    let stored_seq = stored.and_then(|s| s.events.last()).map_or(0, |e| e.seq.0);
+    if !continues(stored_seq, changes.events.iter().map(|e| e.seq.0)) {
+        return Err(damaged("events out of sequence"));
+    }
+    let stored_rev = stored.and_then(|s| s.versions.last()).map_or(0, |v| v.rev);
+    if !continues(stored_rev, changes.versions.iter().map(|v| v.rev)) {
+        return Err(damaged("versions out of sequence"));
+    }
+    Ok(())
+}
+
+/// Whether `numbers` go on from `stored` one by one. Numbers already stored
+/// are skipped: a write retried after a failure that came after its commit
+/// must not be refused (a store cannot always tell whether it committed).
+fn continues(stored: u64, numbers: impl Iterator<Item = u64>) -> bool {
+    (stored + 1..)
+        .zip(numbers.filter(|n| *n > stored))
+        .all(|(next, n)| n == next)
 }
 
 impl StoredSession {
@@ -300,10 +339,13 @@ impl StoredSession {
 impl Store for MemoryStore {
     async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entry = sessions.remove(&changes.id);
         let id = changes.id.clone();
-        let updated = apply_changes(sessions.get(&id).cloned(), changes)?;
-        sessions.insert(id, updated);
-        Ok(())
+        let result = apply_in_place(&mut entry, changes);
+        if let Some(s) = entry {
+            sessions.insert(id, s);
+        }
+        result
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {

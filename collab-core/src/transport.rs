@@ -259,7 +259,7 @@ pub async fn event_stream(
     id: SessionId,
     who: Identity,
     request: ReadRequest,
-) -> Result<impl Stream<Item = SseEvent> + Send + 'static, HubError> {
+) -> Result<impl Stream<Item = SseEvent> + Send + Sync + 'static, HubError> {
     let first = hub
         .read(
             &id,
@@ -273,7 +273,7 @@ pub async fn event_stream(
     if first.status == SessionStatus::Ended && first.events.is_empty() && first.ops.is_empty() {
         return Err(HubError::Session(crate::SessionError::SessionEnded));
     }
-    Ok(hub.stream(id, who, request).map(|item| match item {
+    let events = hub.stream(id, who, request).map(|item| match item {
         Ok((cursor, item)) => SseEvent {
             id: Some(cursor.to_string()),
             data: match item {
@@ -291,7 +291,20 @@ pub async fn event_stream(
                         .to_string(),
             }
         }
-    }))
+    });
+    // Read on a task of its own and handed over a channel, so that what
+    // adapters get is `Sync` as well as `Send` (warp needs both), whatever the
+    // store's futures are; the task stops when the client goes away.
+    let (mut tx, rx) = futures::channel::mpsc::channel(16);
+    tokio::spawn(async move {
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            if tx.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 /// The largest REST request body adapters read, in bytes (1 MiB).

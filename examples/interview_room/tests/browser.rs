@@ -86,8 +86,12 @@ fn start_server() -> Server {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !sent {
-                if let Some(url) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(url.trim().to_owned());
+                if let Some(url) = line
+                    .split("listening on ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                {
+                    let _ = tx.send(url.to_owned());
                     sent = true;
                 }
             }

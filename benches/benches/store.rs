@@ -1,0 +1,226 @@
+//! Durability benchmarks: edits a second when every acknowledged edit is
+//! stored first, and what loading a long session costs.
+//!
+//! Run with: `cargo bench -p collab-benches --bench store`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use collab_core::{
+    ClientFrame, Connection, GuestAuthenticator, Hub, HubConfig, Identity, MemoryStore, NewSession,
+    Outbound, SessionConfig, SessionId, Store, TokioClock,
+};
+use collab_sqlite::SqliteStore;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn config() -> HubConfig {
+    HubConfig {
+        // Writers here read others' edits only while waiting for their own
+        // ack, in bursts no person produces: a deeper queue keeps them on.
+        outbound_queue: 1 << 16,
+        // A bench types faster than anyone: lift the per-connection rate limit.
+        session: SessionConfig {
+            frames_per_second: u32::MAX,
+            frame_burst: u32::MAX,
+            capacity: 100,
+            ..SessionConfig::default()
+        },
+        ..HubConfig::default()
+    }
+}
+
+fn hub(store: Option<Arc<dyn Store>>) -> Hub {
+    let auth = Arc::new(GuestAuthenticator);
+    let clock = Arc::new(TokioClock::new());
+    match store {
+        Some(store) => Hub::with_store(auth, clock, config(), store),
+        None => Hub::with_config(auth, clock, config()),
+    }
+}
+
+async fn until(conn: &mut Connection, ty: &str) -> serde_json::Value {
+    let tag = format!(r#""type":"{ty}""#);
+    loop {
+        match conn.recv().await {
+            Some(Outbound::Text(t)) if t.contains(&tag) => {
+                return serde_json::from_str(&t).expect("JSON");
+            }
+            Some(Outbound::Close(r)) => panic!("closed: {r:?}"),
+            None => panic!("closed"),
+            _ => {}
+        }
+    }
+}
+
+/// `writers` thin clients, each appending to its own file, one edit at a
+/// time (the next waits for the previous one's `text_ack`, which waits for
+/// the store). Returns how long `edits` edits took in all.
+async fn durable_edits(hub: &Hub, writers: usize, edits: u64) -> Duration {
+    let host = Identity::new("bench-host", "Host");
+    let id = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .expect("created")
+        .id;
+    let mut clients = Vec::new();
+    for w in 0..writers {
+        let who = if w == 0 {
+            host.clone()
+        } else {
+            Identity::new(format!("bench-w{w}"), format!("W{w}"))
+        };
+        let mut conn = hub.connect(&id, who).await.expect("connected");
+        conn.send(ClientFrame::join()).await.expect("sent");
+        until(&mut conn, "welcome").await;
+        conn.send_text(format!(r#"{{"type":"file_create","file":"w{w}","rid":1}}"#))
+            .await
+            .expect("sent");
+        until(&mut conn, "ack").await;
+        clients.push(conn);
+    }
+    let view = hub.session(&id).await.expect("view");
+    let per_writer = edits.div_ceil(writers as u64);
+    let start = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(w, mut conn)| {
+            let mut rev = view.rev;
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    let op = if i == 0 {
+                        r#"["x"]"#.to_owned()
+                    } else {
+                        format!(r#"[{i},"x"]"#)
+                    };
+                    conn.send_text(format!(
+                        r#"{{"type":"text_op","file":"w{w}","rev":{rev},"op":{op}}}"#
+                    ))
+                    .await
+                    .expect("sent");
+                    rev = until(&mut conn, "text_ack").await["rev"]
+                        .as_u64()
+                        .expect("rev");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    start.elapsed()
+}
+
+fn edits(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::env::temp_dir().join(format!("collab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut group = c.benchmark_group("durable_edits");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(1));
+    for writers in [1usize, 10, 50] {
+        for kind in ["none", "memory", "sqlite"] {
+            let name = format!("{writers} writers, store: {kind}");
+            group.bench_function(&name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let store: Option<Arc<dyn Store>> = match kind {
+                            "memory" => Some(Arc::new(MemoryStore::new())),
+                            "sqlite" => {
+                                let path = dir.join(format!("edits-{writers}-{iters}.db"));
+                                let _ = std::fs::remove_file(&path);
+                                Some(Arc::new(SqliteStore::open(&path).expect("opened")))
+                            }
+                            _ => None,
+                        };
+                        let hub = hub(store);
+                        durable_edits(&hub, writers, iters.max(writers as u64)).await
+                    })
+                });
+            });
+        }
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Loading a session of `n` edits (and a chat message every 50) from SQLite
+/// into a fresh hub: what the first visitor after a restart waits for.
+fn load(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = std::env::temp_dir().join(format!("collab-bench-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut group = c.benchmark_group("load_session");
+    group.sample_size(10);
+    for n in [1_000u64, 10_000] {
+        let path = dir.join(format!("load-{n}.db"));
+        let _ = std::fs::remove_file(&path);
+        let id: SessionId = rt.block_on(async {
+            let store = Arc::new(SqliteStore::open(&path).expect("opened"));
+            let hub = hub(Some(store));
+            let host = Identity::new("bench-host", "Host");
+            let id = hub
+                .create_session(&host, NewSession::default())
+                .await
+                .expect("created")
+                .id;
+            let mut conn = hub.connect(&id, host).await.expect("connected");
+            conn.send(ClientFrame::join()).await.expect("sent");
+            until(&mut conn, "welcome").await;
+            let mut rev = 0;
+            for i in 0..n {
+                let op = if i == 0 {
+                    r#"["x"]"#.to_owned()
+                } else {
+                    format!(r#"[{i},"x"]"#)
+                };
+                conn.send_text(format!(
+                    r#"{{"type":"text_op","file":"main","rev":{rev},"op":{op}}}"#
+                ))
+                .await
+                .expect("sent");
+                rev = until(&mut conn, "text_ack").await["rev"]
+                    .as_u64()
+                    .expect("rev");
+                if i % 50 == 0 {
+                    conn.send_text(format!(r#"{{"type":"chat_send","text":"note {i}"}}"#))
+                        .await
+                        .expect("sent");
+                }
+            }
+            drop(conn);
+            hub.shutdown().await;
+            id
+        });
+        group.bench_function(format!("{n} edits from SQLite"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let store = Arc::new(SqliteStore::open(&path).expect("opened"));
+                        let hub = hub(Some(store));
+                        let start = Instant::now();
+                        let view = hub.session(&id).await.expect("loaded");
+                        total += start.elapsed();
+                        assert_eq!(view.rev, n);
+                    }
+                    total
+                })
+            });
+        });
+    }
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, edits, load);
+criterion_main!(benches);

@@ -1,0 +1,227 @@
+//! Reading sessions back. Every stored value is checked as it is read: a row
+//! that does not parse, or whose body disagrees with its key, makes its
+//! session [`StoreError::Damaged`] and leaves every other session readable.
+
+use collab_core::{
+    ChatMessage, Event, SessionId, SessionRecord, SessionStatus, SessionSummary, StoreError,
+    StoredSession, Timestamp, Version,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+
+use crate::backend;
+
+/// Everything stored of `id`, read in one transaction so that a load running
+/// beside a commit sees all of that commit or none of it.
+pub(crate) fn load(
+    conn: &mut Connection,
+    id: &SessionId,
+) -> Result<Option<StoredSession>, StoreError> {
+    let damaged = |reason: String| StoreError::Damaged {
+        session: id.clone(),
+        reason,
+    };
+    let tx = conn.transaction().map_err(backend)?;
+    let key = id.as_str();
+
+    let record: Option<Value> = tx
+        .prepare_cached("SELECT record FROM sessions WHERE id = ?1")
+        .map_err(backend)?
+        .query_row([key], |row| row.get(0))
+        .optional()
+        .map_err(backend)?;
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let record: SessionRecord = parse(&record).map_err(|e| damaged(format!("record: {e}")))?;
+    if record.id != *id {
+        return Err(damaged(format!("record is of session {}", record.id)));
+    }
+
+    let events: Vec<Event> = numbered_rows(
+        &tx,
+        "SELECT seq, body FROM events WHERE session = ?1 ORDER BY seq",
+        key,
+        |event: &Event| event.seq.0,
+    )
+    .map_err(|e| e.into_store_error("event", &damaged))?;
+    let messages: Vec<ChatMessage> = numbered_rows(
+        &tx,
+        "SELECT id, body FROM messages WHERE session = ?1 ORDER BY id",
+        key,
+        |message: &ChatMessage| message.id.0,
+    )
+    .map_err(|e| e.into_store_error("message", &damaged))?;
+    let versions: Vec<Version> = numbered_rows(
+        &tx,
+        "SELECT rev, body FROM versions WHERE session = ?1 ORDER BY rev",
+        key,
+        |version: &Version| version.rev,
+    )
+    .map_err(|e| e.into_store_error("version", &damaged))?;
+
+    let mut document = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached("SELECT n, bytes FROM doc_chunks WHERE session = ?1 ORDER BY n")
+            .map_err(backend)?;
+        let mut rows = stmt.query([key]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            match row.get::<_, Value>(1).map_err(backend)? {
+                Value::Blob(bytes) => document.extend_from_slice(&bytes),
+                other => {
+                    let n = row.get::<_, Value>(0).map_err(backend)?;
+                    return Err(damaged(format!(
+                        "document chunk {n:?} is {}, not bytes",
+                        kind(&other)
+                    )));
+                }
+            }
+        }
+    }
+    // Only read; ending it either way releases the snapshot.
+    tx.commit().map_err(backend)?;
+
+    Ok(Some(StoredSession {
+        record,
+        events,
+        messages,
+        versions,
+        document,
+    }))
+}
+
+/// Why reading a table of numbered bodies failed.
+enum RowsError {
+    Backend(rusqlite::Error),
+    Damaged(String),
+}
+
+impl RowsError {
+    fn into_store_error(self, what: &str, damaged: &impl Fn(String) -> StoreError) -> StoreError {
+        match self {
+            Self::Backend(e) => backend(e),
+            Self::Damaged(reason) => damaged(format!("{what} {reason}")),
+        }
+    }
+}
+
+/// Reads `(number, JSON body)` rows in order, checking that each body parses
+/// and carries the number it is stored under.
+fn numbered_rows<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    session: &str,
+    number_of: impl Fn(&T) -> u64,
+) -> Result<Vec<T>, RowsError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(RowsError::Backend)?;
+    let mut rows = stmt.query([session]).map_err(RowsError::Backend)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(RowsError::Backend)? {
+        let number = match row.get::<_, Value>(0).map_err(RowsError::Backend)? {
+            Value::Integer(n) => n,
+            other => return Err(RowsError::Damaged(format!("key is {}", kind(&other)))),
+        };
+        let body = row.get::<_, Value>(1).map_err(RowsError::Backend)?;
+        let item: T = parse(&body).map_err(|e| RowsError::Damaged(format!("{number}: {e}")))?;
+        if u64::try_from(number).ok() != Some(number_of(&item)) {
+            return Err(RowsError::Damaged(format!(
+                "{number}: stored body is numbered {}",
+                number_of(&item)
+            )));
+        }
+        out.push(item);
+    }
+    Ok(out)
+}
+
+/// Every stored session, briefly. A row whose summary columns cannot be read
+/// is left out with a warning rather than failing the whole list: one bad
+/// session must not stop the expiry of all the others, and its `load` reports
+/// it as damaged.
+pub(crate) fn sessions(conn: &mut Connection) -> Result<Vec<SessionSummary>, StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    let mut out = Vec::new();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id, status, last_activity, ended_at, expires_after_secs FROM sessions",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt.query([]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let values = (0..5)
+                .map(|i| row.get::<_, Value>(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            match summary(values) {
+                Ok(summary) => out.push(summary),
+                Err(reason) => {
+                    tracing::warn!(%reason, "collab-sqlite: a stored session is damaged; it is not listed")
+                }
+            }
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(out)
+}
+
+/// One row of `sessions` as a summary.
+fn summary(values: Vec<Value>) -> Result<SessionSummary, String> {
+    let [id, status, last_activity, ended_at, expires_after_secs]: [Value; 5] =
+        values
+            .try_into()
+            .map_err(|_| "wrong number of columns".to_owned())?;
+    let id = match id {
+        Value::Text(id) => SessionId::parse(&id).map_err(|e| format!("session {id:?}: {e}"))?,
+        other => return Err(format!("a session id is {}", kind(&other))),
+    };
+    let status: SessionStatus = match status {
+        Value::Text(status) => serde_json::from_value(serde_json::Value::String(status))
+            .map_err(|e| format!("session {id}: status: {e}"))?,
+        other => return Err(format!("session {id}: status is {}", kind(&other))),
+    };
+    let int = |value: Value, what: &str| match value {
+        Value::Integer(n) => Ok(from_sql_u64(n)),
+        other => Err(format!("session {id}: {what} is {}", kind(&other))),
+    };
+    let ended_at = match ended_at {
+        Value::Null => None,
+        other => Some(Timestamp(int(other, "ended_at")?)),
+    };
+    Ok(SessionSummary {
+        status,
+        last_activity: Timestamp(int(last_activity, "last_activity")?),
+        ended_at,
+        expires_after_secs: int(expires_after_secs, "expires_after_secs")?,
+        id,
+    })
+}
+
+/// The JSON in a TEXT column (or a BLOB holding UTF-8, which other tools may
+/// write), parsed.
+fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    let json = match value {
+        Value::Text(text) => text.as_str(),
+        Value::Blob(bytes) => std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?,
+        other => return Err(format!("is {}, not JSON", kind(other))),
+    };
+    serde_json::from_str(json).map_err(|e| e.to_string())
+}
+
+/// A stored value's type, for error messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "NULL",
+        Value::Integer(_) => "an integer",
+        Value::Real(_) => "a real number",
+        Value::Text(_) => "text",
+        Value::Blob(_) => "a blob",
+    }
+}
+
+/// The inverse of [`crate::write::to_sql_u64`]: the same 64 bits back.
+fn from_sql_u64(n: i64) -> u64 {
+    n as u64
+}

@@ -1,0 +1,102 @@
+//! What a file store saved is exactly what it returns after being reopened,
+//! and the file's schema version is checked on the way in.
+
+mod common;
+
+use collab_core::{
+    DocumentWrite, MemoryStore, SessionChanges, SessionStatus, Store, StoreError, Timestamp,
+};
+use collab_sqlite::SqliteStore;
+
+use common::{event, first_write, message, record, session_id, version};
+
+/// A few sessions with a bit of everything, saved to `store`.
+async fn fill(store: &dyn Store) {
+    for n in 1..=3u8 {
+        let id = session_id(n);
+        store.save(first_write(&id)).await.unwrap();
+        for step in 0..10u64 {
+            let mut changes = SessionChanges::empty(id.clone());
+            changes.events = vec![event(step + 2, step as u8, "hé \"quoted\"")];
+            changes.versions = vec![version(step + 1, step % 3 != 0, "fn main() {}\n")];
+            changes.messages = vec![message(step % 4 + 1, &format!("edit {step}"))];
+            changes.document = Some(if step == 6 {
+                DocumentWrite::Replace(vec![n; 100])
+            } else {
+                DocumentWrite::Append(vec![step as u8; 7])
+            });
+            if step == 9 {
+                let mut r = record(&id, "Ended", SessionStatus::Ended, 9_000);
+                r.expires_after_secs = u64::MAX;
+                r.last_activity = Timestamp(u64::MAX - 1);
+                changes.record = Some(r);
+            }
+            store.save(changes).await.unwrap();
+        }
+    }
+    store.delete(&session_id(2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reopened_store_returns_exactly_what_was_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let reference = MemoryStore::new();
+    fill(&reference).await;
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        fill(&store).await;
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    for n in 1..=4u8 {
+        let id = session_id(n);
+        assert_eq!(
+            store.load(&id).await.unwrap(),
+            reference.load(&id).await.unwrap(),
+            "session {n}"
+        );
+    }
+    let mut got = store.sessions().await.unwrap();
+    let mut want = reference.sessions().await.unwrap();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    want.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2);
+
+    // And it goes on from where it was: the next event follows the stored ones.
+    let id = session_id(1);
+    let mut changes = SessionChanges::empty(id.clone());
+    changes.events = vec![event(12, 0, "")];
+    store.save(changes).await.unwrap();
+    let mut gap = SessionChanges::empty(id.clone());
+    gap.events = vec![event(14, 0, "")];
+    assert!(matches!(
+        store.save(gap).await,
+        Err(StoreError::Damaged { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_file_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "user_version", 2).unwrap();
+    }
+    match SqliteStore::open(&path) {
+        Err(StoreError::Backend(reason)) => {
+            assert!(reason.contains("schema version 2"), "{reason}")
+        }
+        other => panic!("opened a newer file: {other:?}"),
+    }
+}
