@@ -545,6 +545,17 @@ impl ProtocolError {
     }
 }
 
+/// The request id of a text frame, read without decoding the rest: what a
+/// refusal that does not read the frame (the rate limit) still answers with,
+/// so the client knows which request was dropped. `None` for a frame over
+/// `max_bytes`, one that is not JSON, or one without a `rid`.
+pub fn request_id(text: &str, max_bytes: usize) -> Option<u64> {
+    if text.len() > max_bytes {
+        return None;
+    }
+    serde_json::from_str::<Probe<'_>>(text).ok()?.rid
+}
+
 /// Reads a client's text frame.
 ///
 /// On failure returns the error together with the frame's `rid` when one could

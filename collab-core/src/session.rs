@@ -626,7 +626,8 @@ impl Session {
             return;
         }
         self.advance(now);
-        if !self.admit(conn, now) {
+        let max = self.config.max_frame_bytes;
+        if !self.admit(conn, now, || crate::protocol::request_id(text, max)) {
             return;
         }
         match decode_client_frame(text, self.config.max_frame_bytes) {
@@ -646,7 +647,7 @@ impl Session {
             return;
         }
         self.advance(now);
-        if !self.admit(conn, now) {
+        if !self.admit(conn, now, || None) {
             return;
         }
         self.touch_connection(conn, now);
@@ -1990,7 +1991,12 @@ impl Session {
     /// Charges a frame to the connection's rate. A frame over the rate is
     /// refused with `rate_limited` (and not read); a connection that keeps
     /// sending a whole burst's worth while refused is closed.
-    fn admit(&mut self, conn: ConnectionId, now: Timestamp) -> bool {
+    fn admit(
+        &mut self,
+        conn: ConnectionId,
+        now: Timestamp,
+        rid: impl FnOnce() -> Option<u64>,
+    ) -> bool {
         let (rate, burst) = (
             u64::from(self.config.frames_per_second),
             u64::from(self.config.frame_burst),
@@ -2014,7 +2020,7 @@ impl Session {
         } else {
             self.send_error(
                 conn,
-                None,
+                rid(),
                 &SessionError::RateLimited {
                     per_second: self.config.frames_per_second,
                 },

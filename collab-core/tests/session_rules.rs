@@ -1134,3 +1134,33 @@ fn a_rest_join_counts_against_capacity() {
         Err(SessionError::SessionFull { capacity: 1 })
     ));
 }
+
+#[test]
+fn a_frame_refused_by_the_rate_limit_is_named_by_its_rid() {
+    let mut h = Harness::with(
+        SessionConfig {
+            frames_per_second: 1,
+            frame_burst: 2,
+            ..SessionConfig::default()
+        },
+        NewSession::default(),
+    );
+    let conn = h.open(host()).unwrap();
+    h.send(conn, json!({"type": "join"}));
+    h.send(conn, json!({"type": "heartbeat", "rid": 1}));
+    h.send(
+        conn,
+        json!({"type": "text_op", "rid": 41, "file": "main", "rev": 0, "op": ["x"]}),
+    );
+    h.send_text(conn, "not json at all");
+    let refusals: Vec<_> = h
+        .frames(conn)
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Error { rid, code, .. } if *code == ErrorCode::RateLimited => Some(*rid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals, vec![Some(41), None]);
+    assert_eq!(h.session.code(), "", "the refused edit had no effect");
+}
