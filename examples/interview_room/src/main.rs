@@ -2,12 +2,19 @@
 //!
 //! The collab example server: an interview room where people join a shared
 //! session by link, chat, comment on lines of code and see each other's
-//! presence. It mounts collab-axum into a plain axum app.
+//! presence. The same page is served over axum (collab-axum, the default) or
+//! warp (collab-warp): `cargo run -p interview-room -- --warp`, or
+//! `COLLAB_ADAPTER=warp`.
 //!
-//! Set `COLLAB_ADDR` to listen elsewhere than 127.0.0.1:8080, and
-//! `COLLAB_DB` to keep sessions in another SQLite file than
+//! Set `COLLAB_ADDR` to listen elsewhere than 127.0.0.1:8080 (port 0 picks a
+//! free one), and `COLLAB_DB` to keep sessions in another SQLite file than
 //! `interview-room.db` (in the current directory). Sessions survive restarts:
 //! whatever the server acknowledged is in that file.
+//!
+//! The Run button runs JavaScript in an embedded interpreter with time and
+//! memory limits. Nothing runs on the machine itself unless the server is
+//! started with `--allow-host-commands` (or `COLLAB_RUN_ON_HOST=1`); then
+//! Python runs too, as a process.
 //!
 //! Anyone holding a session's link may join: the app uses
 //! [`GuestAuthenticator`], where each browser makes up its own token.
@@ -15,51 +22,153 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
-use axum::Router;
 use collab_core::{GuestAuthenticator, Hub, HubConfig, TokioClock};
 use collab_sqlite::SqliteStore;
+use tokio::net::{TcpListener, TcpSocket};
 
 mod page;
+mod run;
+mod with_axum;
+mod with_warp;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DB: &str = "interview-room.db";
 
+const USAGE: &str = "\
+usage: interview-room [--axum | --warp] [--allow-host-commands]
+
+  --axum                 serve with axum and collab-axum (the default)
+  --warp                 serve with warp and collab-warp (or COLLAB_ADAPTER=warp)
+  --allow-host-commands  let the Run button start Python on this machine
+                         (or COLLAB_RUN_ON_HOST=1); anyone who can open a
+                         session can then run programs as this user
+
+environment: COLLAB_ADDR (default 127.0.0.1:8080), COLLAB_DB (default interview-room.db)";
+
+/// Which web framework serves the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adapter {
+    Axum,
+    Warp,
+}
+
+impl Adapter {
+    fn name(self) -> &'static str {
+        match self {
+            Adapter::Axum => "axum",
+            Adapter::Warp => "warp",
+        }
+    }
+}
+
+/// How the server was asked to run: flags first, then the environment.
+struct Config {
+    adapter: Adapter,
+    addr: SocketAddr,
+    db: String,
+    host_commands: bool,
+}
+
+impl Config {
+    fn read() -> Result<Self, String> {
+        let mut adapter = match std::env::var("COLLAB_ADAPTER").as_deref() {
+            Err(_) | Ok("" | "axum") => Adapter::Axum,
+            Ok("warp") => Adapter::Warp,
+            Ok(other) => return Err(format!("COLLAB_ADAPTER={other}: use axum or warp")),
+        };
+        let mut host_commands = std::env::var("COLLAB_RUN_ON_HOST")
+            .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--axum" => adapter = Adapter::Axum,
+                "--warp" => adapter = Adapter::Warp,
+                "--allow-host-commands" => host_commands = true,
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        let addr = std::env::var("COLLAB_ADDR").unwrap_or_else(|_| DEFAULT_ADDR.into());
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("COLLAB_ADDR={addr}: {e}"))?;
+        let db = std::env::var("COLLAB_DB").unwrap_or_else(|_| DEFAULT_DB.into());
+        Ok(Self {
+            adapter,
+            addr,
+            db,
+            host_commands,
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::var("COLLAB_ADDR")
-        .unwrap_or_else(|_| DEFAULT_ADDR.into())
-        .parse()?;
-    let db = std::env::var("COLLAB_DB").unwrap_or_else(|_| DEFAULT_DB.into());
-    let store = SqliteStore::open(&db)?;
+    if std::env::args().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let config = Config::read().unwrap_or_else(|problem| {
+        eprintln!("{problem}\n\n{USAGE}");
+        std::process::exit(2);
+    });
+    let store = SqliteStore::open(&config.db)?;
     let hub = Hub::with_store(
         Arc::new(GuestAuthenticator),
         Arc::new(TokioClock::new()),
         HubConfig::default(),
         Arc::new(store),
     );
-    let app = Router::new()
-        .merge(page::routes())
-        .merge(collab_axum::router(hub.clone()));
+    let runner = run::Runner::new(config.host_commands);
+    if runner.host_commands() {
+        eprintln!(
+            "WARNING: host commands are on. The Run button starts python3 on this machine as \
+             this user, for anyone who can open a session here. Use it only on a machine and \
+             network you trust with that."
+        );
+    }
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = listen(config.addr)?;
     println!(
-        "interview room listening on http://{} (sessions kept in {db})",
-        listener.local_addr()?
+        "interview room listening on http://{} (sessions kept in {})",
+        listener.local_addr()?,
+        config.db
     );
-    // Keystrokes are small frames: send each at once (TCP_NODELAY).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // With the client's address known, collab limits connections per address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        hub.shutdown().await;
-    })
-    .await?;
+    let runs = if runner.host_commands() {
+        "JavaScript in the embedded sandbox, Python on this machine"
+    } else {
+        "JavaScript in the embedded sandbox"
+    };
+    println!(
+        "served by {0} (collab-{0}); the Run button runs {runs}",
+        config.adapter.name()
+    );
+    // Ctrl-C: stop accepting, and let the hub close every session's
+    // connections and save what is pending.
+    let shutdown = {
+        let hub = hub.clone();
+        async move {
+            let _ = tokio::signal::ctrl_c().await;
+            hub.shutdown().await;
+        }
+    };
+    match config.adapter {
+        Adapter::Axum => with_axum::serve(listener, hub, runner, shutdown).await?,
+        Adapter::Warp => with_warp::serve(listener, hub, runner, shutdown).await,
+    }
     Ok(())
+}
+
+/// A listening socket with TCP_NODELAY set before `listen`: keystrokes are
+/// small frames, each sent at once. Accepted sockets inherit the option on
+/// Linux, which is all warp offers to hook into.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restart may reuse the port at once.
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }

@@ -1251,11 +1251,12 @@ export class Room {
     const who = this.participants.get(run.by)?.name ?? "someone";
     const exit = run.exit_code === undefined ? "stopped" : `exit code ${run.exit_code}`;
     this.el.runMeta.textContent = `Run by ${who} at ${clock(run.at)} · ${exit}`;
-    const ok = run.exit_code === 0;
+    // A run without an exit code was stopped (a time or memory limit).
+    const outcome = run.exit_code === 0 ? "ok" : run.exit_code == null ? "stopped" : "failed";
     this.el.runOutput.replaceChildren(
       h(
         "div",
-        { class: `run-result ${ok ? "ok" : "failed"}`, testid: "run-result", dataset: { exitCode: String(run.exit_code ?? "") } },
+        { class: `run-result ${outcome}`, testid: "run-result", dataset: { exitCode: String(run.exit_code ?? "") } },
         run.stdout && h("pre", { class: "stdout", testid: "run-stdout" }, run.stdout),
         run.stderr && h("pre", { class: "stderr", testid: "run-stderr" }, run.stderr),
         !run.stdout && !run.stderr && h("p", { class: "muted" }, "(no output)"),

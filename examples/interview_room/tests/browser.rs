@@ -1,10 +1,14 @@
-//! Browser tests of the interview room page.
+//! Browser tests of the interview room page, over both adapters.
 //!
 //! Starts the example server on a free port, then runs the scenarios of
 //! `tests/browser/room.test.mjs` (node's test runner, with playwright-core
 //! driving the system's headless Chromium in one browser context per person)
-//! against it. Screenshots land in `target/screenshots/<scenario>.png` at the
-//! workspace root.
+//! against it: all of them against the axum app, and the ones that exercise
+//! the adapter most (joining, concurrent typing, chat, reconnecting, running
+//! code) against the warp app, which shows the two interchangeable. The two
+//! runs take turns: two browsers at once on a small machine make timing
+//! flaky. Screenshots land in `target/screenshots/axum-<scenario>.png` and
+//! `warp-<scenario>.png` at the workspace root.
 //!
 //! Needs Node.js 20+, npm (only while `node_modules` is missing) and Chromium
 //! at `/usr/bin/chromium` (Debian: `apt-get install chromium`), or wherever
@@ -15,7 +19,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +30,12 @@ use serde_json::Value;
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The scenarios run against the warp app (keys from room.test.mjs).
+const WARP_SCENARIOS: &str =
+    "join_by_url,same_line_typing,chat_mention,offline_merge,language_and_run";
+
+/// Held by a browser run, so the two runs take turns.
+static ONE_BROWSER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn example_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -59,7 +69,9 @@ impl Drop for Server {
     }
 }
 
-fn start_server() -> Server {
+/// Starts the example with `adapter` (`axum` or `warp`) and checks, from
+/// what it prints, that this adapter serves it.
+fn start_server(adapter: &str) -> Server {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -69,6 +81,7 @@ fn start_server() -> Server {
     ));
     std::fs::create_dir_all(&dir).expect("create a temporary directory for the server");
     let mut child = Command::new(env!("CARGO_BIN_EXE_interview-room"))
+        .arg(format!("--{adapter}"))
         // Port 0: the OS picks a free port and the server prints it.
         .env("COLLAB_ADDR", "127.0.0.1:0")
         // A fresh database, for when the example stores sessions.
@@ -79,31 +92,35 @@ fn start_server() -> Server {
         .expect("start the interview-room binary");
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
-    // Reads the address line, then keeps draining so the server never blocks
-    // on a full pipe.
+    // Reads the address and the adapter's line, then keeps draining so the
+    // server never blocks on a full pipe.
     thread::spawn(move || {
-        let mut sent = false;
+        let (mut url, mut served_by) = (None, None);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if !sent {
-                if let Some(url) = line
-                    .split("listening on ")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
-                {
-                    let _ = tx.send(url.to_owned());
-                    sent = true;
-                }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                url = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(rest) = line.strip_prefix("served by ") {
+                served_by = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let (Some(u), Some(a)) = (&url, &served_by) {
+                let _ = tx.send((u.clone(), a.clone()));
+                (url, served_by) = (None, None);
             }
         }
     });
-    let url = match rx.recv_timeout(STARTUP_TIMEOUT) {
-        Ok(url) => url,
+    let (url, served_by) = match rx.recv_timeout(STARTUP_TIMEOUT) {
+        Ok(started) => started,
         Err(_) => {
             let _ = child.kill();
-            panic!("the interview-room server did not print `listening on http://ADDR` in time");
+            panic!(
+                "the interview-room server did not print `listening on http://ADDR` and \
+                 `served by ADAPTER` in time"
+            );
         }
     };
+    assert_eq!(served_by, adapter, "the server runs the adapter asked for");
     Server { child, url, dir }
 }
 
@@ -205,11 +222,16 @@ fn run_with_timeout(mut command: Command, timeout: Duration) -> (bool, String) {
     }
 }
 
-#[test]
-fn browser_scenarios() {
+/// Runs the scenarios named in `scenarios` (all when `None`) against the
+/// example served by `adapter`.
+fn browser_scenarios(adapter: &str, scenarios: Option<&str>) {
     let chromium = chromium();
+    // A run that failed still lets the other one run.
+    let _turn = ONE_BROWSER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     ensure_node_setup();
-    let server = start_server();
+    let server = start_server(adapter);
     let screenshots = workspace_root().join("target").join("screenshots");
 
     let mut node = Command::new("node");
@@ -221,14 +243,26 @@ fn browser_scenarios() {
     .current_dir(example_dir())
     .env("INTERVIEW_ROOM_URL", &server.url)
     .env("CHROMIUM_PATH", &chromium)
-    .env("SCREENSHOT_DIR", &screenshots);
+    .env("SCREENSHOT_DIR", &screenshots)
+    .env("SCREENSHOT_PREFIX", format!("{adapter}-"))
+    .env("SCENARIOS", scenarios.unwrap_or_default());
     let (ok, output) = run_with_timeout(node, SUITE_TIMEOUT);
     // Shown with --nocapture, and always when the test fails.
     println!("{output}");
     drop(server);
     assert!(
         ok,
-        "the browser scenarios failed (screenshots in {}):\n{output}",
+        "the browser scenarios over {adapter} failed (screenshots in {}):\n{output}",
         screenshots.display()
     );
+}
+
+#[test]
+fn browser_scenarios_over_axum() {
+    browser_scenarios("axum", None);
+}
+
+#[test]
+fn browser_scenarios_over_warp() {
+    browser_scenarios("warp", Some(WARP_SCENARIOS));
 }

@@ -16,6 +16,8 @@ if (!BASE_URL) {
 }
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const SCREENSHOTS = process.env.SCREENSHOT_DIR || path.resolve(here, "../../../../target/screenshots");
+// Tells apart the screenshots of runs against different servers (axum-, warp-).
+const SCREENSHOT_PREFIX = process.env.SCREENSHOT_PREFIX || "";
 
 /** How long a wait may take: the machine running the tests is shared and slow. */
 export const WAIT = 20000;
@@ -137,10 +139,10 @@ export async function caretToLineEnd(page, line) {
   }, line);
 }
 
-/** Saves `target/screenshots/<name>.png` (relative to the workspace root). */
+/** Saves `target/screenshots/<prefix><name>.png` (relative to the workspace root). */
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${SCREENSHOT_PREFIX}${name}.png`) });
 }
 
 /** Closes the users' contexts and fails if any page reported an error. */

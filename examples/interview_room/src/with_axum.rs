@@ -1,0 +1,75 @@
+//! The app over axum: the page, `POST /api/v1/run` and `collab_axum::router`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use collab_core::Hub;
+use tokio::net::TcpListener;
+
+use crate::page::{self, StaticFile};
+use crate::run::{self, Answer, Runner};
+
+/// Serves the app on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// When the server fails to accept connections.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    runner: Runner,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = page::FILES
+        .iter()
+        .fold(Router::new(), |router, file| {
+            router.route(file.path, get(move || async move { static_file(file) }))
+        })
+        .route(run::PATH, post(run_code))
+        .with_state((hub.clone(), runner))
+        .merge(collab_axum::router(hub));
+    // On Linux accepted sockets inherit TCP_NODELAY from the listener; set it
+    // on each anyway, which costs nothing and holds everywhere.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    // With the client's address known, collab limits connections per address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+fn static_file(file: &StaticFile) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, file.content_type),
+            (header::CACHE_CONTROL, page::CACHE_CONTROL),
+        ],
+        file.body,
+    )
+        .into_response()
+}
+
+async fn run_code(
+    State((hub, runner)): State<(Hub, Runner)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Answer { status, body } = runner
+        .answer(&hub, authorization, body.into_data_stream())
+        .await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}

@@ -1,0 +1,62 @@
+//! The app over warp: the page, `POST /api/v1/run` and `collab_warp::routes`.
+
+use std::future::Future;
+
+use collab_core::Hub;
+use tokio::net::TcpListener;
+use warp::http::StatusCode;
+use warp::path::FullPath;
+use warp::reply::Reply;
+use warp::Filter;
+
+use crate::page;
+use crate::run::{Answer, Runner};
+
+/// Serves the app on `listener` until `shutdown` completes. warp has no hook
+/// per accepted socket: TCP_NODELAY comes from the listener, whose accepted
+/// sockets inherit it on Linux.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    runner: Runner,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let files = warp::get()
+        .and(warp::path::full())
+        .and_then(|path: FullPath| async move {
+            page::find(path.as_str())
+                .map(|file| {
+                    let reply =
+                        warp::reply::with_header(file.body, "content-type", file.content_type);
+                    warp::reply::with_header(reply, "cache-control", page::CACHE_CONTROL)
+                        .into_response()
+                })
+                .ok_or_else(warp::reject::not_found)
+        });
+    let run_hub = hub.clone();
+    let run = warp::path!("api" / "v1" / "run")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::stream())
+        .then(move |authorization: Option<String>, body| {
+            let hub = run_hub.clone();
+            let runner = runner.clone();
+            async move {
+                let Answer { status, body } =
+                    runner.answer(&hub, authorization.as_deref(), body).await;
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                warp::reply::with_status(
+                    warp::reply::with_header(body, "content-type", "application/json"),
+                    status,
+                )
+                .into_response()
+            }
+        });
+    let app = collab_warp::routes(hub).or(files).unify().or(run).unify();
+    warp::serve(app)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
