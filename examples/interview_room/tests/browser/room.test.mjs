@@ -247,7 +247,9 @@ scenario("offline_merge", "7. edits made offline merge when the connection retur
 
     await guest.context.setOffline(true);
     await guest.page.locator('[data-testid="connection-status"][data-state="offline"]').waitFor();
-    await host.page.locator('[data-testid="presence-item"][data-name="Omar"][data-status="offline"]').waitFor();
+    // The host is not waited on to show the guest offline: with the network
+    // gone, the guest's close may never reach the server, which then notices
+    // only at the stale timeout (45 s; the conformance suite covers dead peers).
 
     // Both edit while apart: the guest on line 3, the host on line 1.
     await caretToLineEnd(guest.page, 3);
