@@ -12,32 +12,15 @@ use collab_core::{
 };
 use serde_json::{json, Value};
 
+mod common;
+use common::until;
+
 fn hub_with(config: HubConfig) -> Hub {
     Hub::with_config(
         Arc::new(TokenAuthenticator::new()),
         Arc::new(TokioClock::new()),
         config,
     )
-}
-
-async fn next_json(conn: &mut Connection) -> Value {
-    match tokio::time::timeout(Duration::from_secs(5), conn.recv())
-        .await
-        .expect("a frame in time")
-    {
-        Some(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-/// Reads frames until one of type `ty` arrives.
-async fn until(conn: &mut Connection, ty: &str) -> Value {
-    loop {
-        let f = next_json(conn).await;
-        if f["type"] == ty {
-            return f;
-        }
-    }
 }
 
 async fn joined(hub: &Hub, id: &collab_core::SessionId, who: Identity) -> Connection {

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use collab_core::{
-    apply_changes, ClientFrame, Clock, Connection, ErrorCode, Hub, HubConfig, HubError, Identity,
-    MemoryStore, NewSession, Outbound, Seq, ServerFrame, Session, SessionChanges, SessionConfig,
-    SessionId, SessionStatus, SessionSummary, Store, StoreError, StoredSession, TokenAuthenticator,
-    TokioClock,
+    apply_changes, ClientFrame, Clock, ErrorCode, Hub, HubConfig, HubError, Identity, MemoryStore,
+    NewSession, Seq, ServerFrame, Session, SessionChanges, SessionConfig, SessionId, SessionStatus,
+    SessionSummary, Store, StoreError, StoredSession, TokenAuthenticator, TokioClock,
 };
-use common::{host, user, Harness};
+use common::{host, until, user, Harness};
 use serde_json::{json, Value};
 
 /// An insert of `text` at `at` as a text operation.
@@ -237,25 +236,6 @@ fn store_hub(store: Arc<dyn Store>, auth: Arc<TokenAuthenticator>) -> Hub {
         HubConfig::default(),
         store,
     )
-}
-
-async fn next_json(conn: &mut Connection) -> Value {
-    match tokio::time::timeout(Duration::from_secs(5), conn.recv())
-        .await
-        .expect("a frame in time")
-    {
-        Some(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-async fn until(conn: &mut Connection, ty: &str) -> Value {
-    loop {
-        let f = next_json(conn).await;
-        if f["type"] == ty {
-            return f;
-        }
-    }
 }
 
 #[tokio::test]
