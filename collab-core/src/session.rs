@@ -313,6 +313,17 @@ struct Persisted {
     chunks: usize,
 }
 
+/// How far the last activity may move before the record is written for it alone.
+const RECORD_ACTIVITY_STEP: Duration = Duration::from_secs(60);
+
+fn stored_membership(m: Membership) -> StoredMembership {
+    match m {
+        Membership::Present => StoredMembership::Present,
+        Membership::Left => StoredMembership::Left,
+        Membership::Kicked => StoredMembership::Kicked,
+    }
+}
+
 /// Appended document chunks after which the next write is a full save.
 const CHUNKS_BEFORE_COMPACTION: usize = 256;
 
@@ -496,8 +507,8 @@ impl Session {
     /// changes.
     pub fn take_changes(&mut self) -> SessionChanges {
         let mut changes = SessionChanges::empty(self.id.clone());
-        let record = self.stored_record();
-        if self.persisted.record.as_ref() != Some(&record) {
+        if self.record_changed() {
+            let record = self.stored_record();
             self.persisted.record = Some(record.clone());
             changes.record = Some(record);
         }
@@ -529,6 +540,34 @@ impl Session {
         changes
     }
 
+    /// Whether the record differs from the stored one, compared in place:
+    /// building it clones the members and the initial files, which a step
+    /// that only edits or chats should not pay. The last activity counts once
+    /// it moved a minute, or exactly once nobody is connected (it times
+    /// expiry, which then starts), so busy steps do not rewrite the record.
+    fn record_changed(&self) -> bool {
+        let Some(r) = &self.persisted.record else {
+            return true;
+        };
+        let members_differ = r.members.len() != self.members.len()
+            || r.members.iter().zip(self.members.values()).any(|(s, m)| {
+                s.participant != m.participant || s.membership != stored_membership(m.membership)
+            });
+        r.title != self.title
+            || r.language != self.language
+            || r.status != self.status
+            || r.updated_at != self.updated_at
+            || r.ended_at != self.ended_at
+            || r.capacity != self.config.capacity
+            || r.expires_after_secs != self.config.expires_after.as_secs()
+            || r.next_participant != self.next_participant
+            || r.banned.len() != self.banned.len()
+            || members_differ
+            || (self.last_activity != r.last_activity
+                && (self.connections.is_empty()
+                    || self.last_activity.since(r.last_activity) >= RECORD_ACTIVITY_STEP))
+    }
+
     /// The session's record as the store keeps it.
     fn stored_record(&self) -> SessionRecord {
         SessionRecord {
@@ -548,11 +587,7 @@ impl Session {
                 .values()
                 .map(|m| StoredMember {
                     participant: m.participant.clone(),
-                    membership: match m.membership {
-                        Membership::Present => StoredMembership::Present,
-                        Membership::Left => StoredMembership::Left,
-                        Membership::Kicked => StoredMembership::Kicked,
-                    },
+                    membership: stored_membership(m.membership),
                 })
                 .collect(),
             banned: {
