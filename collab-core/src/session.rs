@@ -2101,7 +2101,7 @@ impl Session {
     fn free_colour(&self) -> String {
         pick_colour(
             self.current_members()
-                .map(|m| m.participant.colour.as_str()),
+                .map(|m| (m.participant.colour.as_str(), m.online())),
         )
     }
 

@@ -230,6 +230,43 @@ fn ids_are_stable_and_colours_distinct() {
     assert_eq!(colours.len(), 10);
 }
 
+/// Members stay members after they go offline, so a long-lived session
+/// gathers thousands of them: every join must still be answered (a colour
+/// search over an endless sequence once froze the session at its 373rd).
+#[test]
+fn thousands_of_members_over_a_sessions_life_are_all_welcomed() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let mut welcomed = 0;
+    for i in 0..3000 {
+        let conn = h.open(user(i)).expect("a seat is free");
+        h.send(conn, json!({"type": "join"}));
+        let answered = h
+            .take(conn)
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Welcome { .. }));
+        assert!(answered, "member {i} got no welcome");
+        welcomed += 1;
+        h.disconnect(conn);
+        if i % 500 == 0 {
+            h.take(host_conn);
+        }
+    }
+    assert_eq!(welcomed, 3000);
+    let everyone = h.session.participants(h.now);
+    assert_eq!(everyone.len(), 3001);
+    // Those online at once still tell each other apart.
+    let online: Vec<_> = (3000..3009).map(|i| h.join(user(i))).collect();
+    let colours: HashSet<_> = h
+        .session
+        .participants(h.now)
+        .into_iter()
+        .filter(|p| p.presence.status != Status::Offline)
+        .map(|p| p.participant.colour)
+        .collect();
+    assert_eq!(colours.len(), online.len() + 1);
+}
+
 #[test]
 fn the_participant_over_capacity_is_refused_and_nothing_changes() {
     let mut h = Harness::with(

@@ -37,7 +37,8 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::ws::{Message, WebSocket, Ws};
-use warp::{Filter, Rejection};
+use warp::filters::BoxedFilter;
+use warp::Filter;
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -52,7 +53,11 @@ struct TokenQuery {
 /// `GET /api/v1/sessions/{id}/events` (long-poll), `GET
 /// /api/v1/sessions/{id}/events/stream` (server-sent events),
 /// `GET /api/v1/health`, `GET /api/v1/stats`.
-pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+///
+/// Each route is boxed: a chain of a dozen nested filter types overflows
+/// the compiler's trait solver in release builds, and boxing costs one
+/// indirect call per route tried.
+pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
     let hub = warp::any().map(move || hub.clone());
     let auth = warp::header::optional::<String>("authorization")
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
@@ -79,61 +84,72 @@ pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection>
         .and(origin)
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(warp::addr::remote())
-        .and_then(websocket);
+        .and_then(websocket)
+        .boxed();
     let create = warp::path!("api" / "v1" / "sessions")
         .and(warp::post())
         .and(hub.clone())
         .and(auth)
         .and(body)
-        .and_then(create);
+        .and_then(create)
+        .boxed();
     let read = warp::path!("api" / "v1" / "sessions" / String)
         .and(warp::get())
         .and(hub.clone())
         .and(auth)
-        .and_then(read);
+        .and_then(read)
+        .boxed();
     let update = warp::path!("api" / "v1" / "sessions" / String)
         .and(warp::patch())
         .and(hub.clone())
         .and(auth)
         .and(body)
-        .and_then(update);
+        .and_then(update)
+        .boxed();
     let end = warp::path!("api" / "v1" / "sessions" / String / "end")
         .and(warp::post())
         .and(hub.clone())
         .and(auth)
-        .and_then(end);
+        .and_then(end)
+        .boxed();
     let join = warp::path!("api" / "v1" / "sessions" / String / "users")
         .and(warp::post())
         .and(hub.clone())
         .and(auth)
         .and(body)
         .and(warp::addr::remote())
-        .and_then(join);
+        .and_then(join)
+        .boxed();
     let leave = warp::path!("api" / "v1" / "sessions" / String / "users" / String)
         .and(warp::delete())
         .and(hub.clone())
         .and(auth)
-        .and_then(leave);
+        .and_then(leave)
+        .boxed();
     let poll = warp::path!("api" / "v1" / "sessions" / String / "events")
         .and(warp::get())
         .and(hub.clone())
         .and(auth)
         .and(warp::query::<ReadQuery>())
-        .and_then(poll);
+        .and_then(poll)
+        .boxed();
     let stream = warp::path!("api" / "v1" / "sessions" / String / "events" / "stream")
         .and(warp::get())
         .and(hub.clone())
         .and(auth)
         .and(warp::query::<ReadQuery>())
         .and(warp::header::optional::<String>("last-event-id"))
-        .and_then(stream);
+        .and_then(stream)
+        .boxed();
     let health = warp::path!("api" / "v1" / "health")
         .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response())
+        .boxed();
     let stats = warp::path!("api" / "v1" / "stats")
         .and(warp::get())
         .and(hub)
-        .map(|hub: Hub| warp::reply::json(&hub.stats()).into_response());
+        .map(|hub: Hub| warp::reply::json(&hub.stats()).into_response())
+        .boxed();
 
     ws.or(create)
         .unify()
@@ -155,6 +171,7 @@ pub fn routes(hub: Hub) -> impl Filter<Extract = (Response,), Error = Rejection>
         .unify()
         .or(stats)
         .unify()
+        .boxed()
 }
 
 /// The request body, with or without a length, up to [`MAX_BODY_BYTES`]

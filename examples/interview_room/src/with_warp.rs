@@ -32,7 +32,8 @@ pub async fn serve(
                         .into_response()
                 })
                 .ok_or_else(warp::reject::not_found)
-        });
+        })
+        .boxed();
     let run_hub = hub.clone();
     let run = warp::path!("api" / "v1" / "run")
         .and(warp::post())
@@ -52,7 +53,8 @@ pub async fn serve(
                 )
                 .into_response()
             }
-        });
+        })
+        .boxed();
     let app = collab_warp::routes(hub).or(files).unify().or(run).unify();
     warp::serve(app)
         .incoming(listener)

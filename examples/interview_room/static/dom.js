@@ -104,3 +104,30 @@ export function lineStart(text, line) {
   }
   return offset;
 }
+
+/**
+ * Wraps a redraw so that it never runs inside itself. Removing a focused node
+ * fires `blur` synchronously, and a blur handler that redraws would then
+ * replace the very children the outer redraw is replacing (the DOM throws
+ * "The node to be removed is no longer a child of this node"). A call made
+ * while the redraw runs is remembered and done once right after it.
+ */
+export function noReentry(redraw) {
+  let running = false;
+  let again = false;
+  return function guarded(...args) {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      do {
+        again = false;
+        redraw.apply(this, args);
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+}

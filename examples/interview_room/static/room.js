@@ -4,7 +4,7 @@
 
 import { DocumentClient, TextOperation, diffToOperation } from "/collab-ot.mjs";
 import { ChatView } from "./chat.js";
-import { byTestId, clock, h, lineOf, safeColour, throttle } from "./dom.js";
+import { byTestId, clock, h, lineOf, noReentry, safeColour, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { HistoryView } from "./history.js";
 import { LANGUAGES, languageLabel } from "./languages.js";
@@ -123,6 +123,10 @@ export class Room {
     // Per file: inverses of local edits to undo, and of undos to redo.
     this.undoStacks = new Map();
 
+    // Redraws replace children, and removing a focused child fires blur
+    // handlers that may ask for a redraw again: never inside the first.
+    this._renderNow = noReentry(this._renderNow);
+    this._renderTabs = noReentry(this._renderTabs);
     this._buildViews();
   }
 
@@ -990,7 +994,12 @@ export class Room {
       },
       onblur: () => done(),
     });
+    // Enter and then the blur of the removed input both end the edit: only
+    // the first counts.
+    let finished = false;
     const done = () => {
+      if (finished) return;
+      finished = true;
       this.newFileInput = null;
       this._renderTabs();
     };
