@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collab_core::{
-    ClientFrame, Connection, GuestAuthenticator, Hub, HubConfig, Identity, MemoryStore, NewSession,
-    Outbound, SessionConfig, SessionId, Store, TokioClock,
+    ClientFrame, Connection, Hub, HubConfig, Identity, MemoryStore, NewSession, Outbound,
+    SessionConfig, SessionId, Store, TokenAuthenticator, TokioClock,
 };
 use collab_sqlite::SqliteStore;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -30,7 +30,7 @@ fn config() -> HubConfig {
 }
 
 fn hub(store: Option<Arc<dyn Store>>) -> Hub {
-    let auth = Arc::new(GuestAuthenticator);
+    let auth = Arc::new(TokenAuthenticator::new());
     let clock = Arc::new(TokioClock::new());
     match store {
         Some(store) => Hub::with_store(auth, clock, config(), store),

@@ -9,24 +9,26 @@
 //! use collab_core::{GuestAuthenticator, Hub};
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let hub = Hub::new(GuestAuthenticator);
+//! let hub = Hub::new(GuestAuthenticator::random().expect("randomness"));
 //! let app = axum::Router::new().merge(collab_axum::router(hub));
-//! // Collaboration sends many small frames: send each at once (TCP_NODELAY)
-//! // instead of holding it until the previous one is acknowledged.
-//! use axum::serve::ListenerExt;
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080")
-//!     .await?
-//!     .tap_io(|tcp| {
-//!         let _ = tcp.set_nodelay(true);
-//!     });
-//! axum::serve(listener, app).await
-//! # }
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // TCP_NODELAY, header timeouts, connection caps, and the client's
+//! // address for the hub's per-address limits.
+//! collab_axum::serve(listener, app, collab_axum::HttpLimits::default(), std::future::pending()).await;
+//! # Ok(()) }
 //! ```
+//!
+//! Serve with [`serve`]: `axum::serve` sets no header timeout and caps no
+//! connections, and without the client's address (`ConnectInfo`) the hub's
+//! per-address limits are off. Behind a reverse proxy, list its address in
+//! both [`HttpLimits::trusted_proxies`] and
+//! [`collab_core::HubConfig::trusted_proxies`].
 //!
 //! Routes (PROTOCOL.md describes the WebSocket frames):
 //!
 //! | method and path | what |
 //! |---|---|
+//! | `POST /api/v1/guests` | a fresh guest identity (with `GuestAuthenticator`) |
 //! | `GET /ws/session/{id}` | WebSocket upgrade; credential from `Authorization: Bearer` or `?token=` |
 //! | `POST /api/v1/sessions` | create a session (body: `NewSession`); the caller is its host |
 //! | `GET /api/v1/sessions/{id}` | the session, its code and participants |
@@ -57,6 +59,30 @@ use collab_core::{
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 
+pub use collab_server::HttpLimits;
+
+/// Serves `app` on `listener` until `shutdown` completes: each connection
+/// with TCP_NODELAY, a header timeout and a place under the connection caps
+/// of `limits`, and its peer address passed to the handlers (as
+/// `ConnectInfo<SocketAddr>`), so the hub's per-address limits apply.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let make = move |peer: std::net::SocketAddr| {
+        let app = app.clone();
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let mut app = app.clone();
+            tower_service::Service::call(&mut app, req)
+        })
+    };
+    collab_server::serve(listener, make, limits, shutdown).await;
+}
+
 /// The collab routes, ready to `merge` or `nest` into the host application's router.
 pub fn router<S>(hub: Hub) -> Router<S>
 where
@@ -64,6 +90,7 @@ where
 {
     Router::new()
         .route("/ws/session/{id}", get(websocket))
+        .route("/api/v1/guests", post(guest))
         .route("/api/v1/sessions", post(create))
         .route("/api/v1/sessions/{id}", get(read).patch(update))
         .route("/api/v1/sessions/{id}/end", post(end))
@@ -122,20 +149,37 @@ async fn identity_with(
     Ok(hub.authenticate(token).await?)
 }
 
-/// The client address, known when the host app serves with
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
-fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
-    extensions
+/// The client's address: the socket's peer (known when the host app serves
+/// with [`serve`] or `into_make_service_with_connect_info::<SocketAddr>()`),
+/// or the client a trusted proxy forwards for.
+fn peer(
+    hub: &Hub,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Option<std::net::IpAddr> {
+    let socket = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip());
+    hub.client_address(
+        socket,
+        header_str(headers, header::FORWARDED),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// The request body, refused with the collab error (413, JSON) past
 /// [`MAX_BODY_BYTES`] rather than axum's plain-text one.
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError(body_too_large(MAX_BODY_BYTES + 1)))
+async fn read_body(hub: &Hub, body: Body) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(
+        hub.body_timeout(),
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError(body_too_large(MAX_BODY_BYTES + 1))),
+        Err(_) => Err(ApiError(HubError::BodyTimeout)),
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -160,10 +204,14 @@ async fn websocket(
     )?;
     let who = identity(&hub, &headers, &query).await?;
     let conn = hub
-        .connect_from(&session_id(&id)?, who, peer(&extensions))
+        .connect_from(&session_id(&id)?, who, peer(&hub, &headers, &extensions))
         .await?;
     let keepalive = hub.keepalive();
+    // Nothing larger than the protocol takes is ever buffered.
+    let max = hub.max_message_bytes();
     Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
         .protocols([SUBPROTOCOL])
         .on_upgrade(move |socket| drive(socket, conn, keepalive)))
 }
@@ -200,15 +248,32 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
     .await;
 }
 
+async fn guest(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Result<Response, ApiError> {
+    let issued = hub.issue_guest(peer(&hub, &headers, &extensions))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(issued),
+    )
+        .into_response())
+}
+
 async fn create(
     State(hub): State<Hub>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Body,
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
-    let new: NewSession = decode_body(&read_body(body).await?)?;
-    let info = hub.create_session(&who, new).await?;
+    let new: NewSession = decode_body(&read_body(&hub, body).await?)?;
+    let info = hub
+        .create_session_from(&who, new, peer(&hub, &headers, &extensions))
+        .await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
@@ -218,8 +283,8 @@ async fn read(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    identity(&hub, &headers, &query).await?;
-    Ok(Json(hub.session(&session_id(&id)?).await?).into_response())
+    let who = identity(&hub, &headers, &query).await?;
+    Ok(Json(hub.session_for(&session_id(&id)?, &who).await?).into_response())
 }
 
 async fn update(
@@ -230,7 +295,7 @@ async fn update(
     body: Body,
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
-    let update: SessionUpdate = decode_body(&read_body(body).await?)?;
+    let update: SessionUpdate = decode_body(&read_body(&hub, body).await?)?;
     Ok(Json(hub.update_session(&session_id(&id)?, &who, update).await?).into_response())
 }
 
@@ -253,9 +318,14 @@ async fn join(
     body: Body,
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
-    let JoinBody { name } = decode_body(&read_body(body).await?)?;
+    let JoinBody { name } = decode_body(&read_body(&hub, body).await?)?;
     let joined = hub
-        .join(&session_id(&id)?, who, name, peer(&extensions))
+        .join(
+            &session_id(&id)?,
+            who,
+            name,
+            peer(&hub, &headers, &extensions),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(joined)).into_response())
 }
@@ -276,7 +346,9 @@ async fn poll(
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
+    let _held = hub.hold_address(peer(&hub, &headers, &extensions))?;
     let who = identity_with(&hub, &headers, query.token.as_deref()).await?;
     let request = query.request(None)?;
     Ok(Json(hub.read(&session_id(&id)?, &who, request).await?).into_response())
@@ -287,12 +359,16 @@ async fn stream(
     Path(id): Path<String>,
     Query(query): Query<ReadQuery>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
+    let held = hub.hold_address(peer(&hub, &headers, &extensions))?;
     let who = identity_with(&hub, &headers, query.token.as_deref()).await?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let request = query.request(last_event_id)?;
     let events = event_stream(&hub, session_id(&id)?, who, request).await?;
-    let frames = events.map(|e| {
+    // The address stays counted while the stream is open.
+    let frames = events.map(move |e| {
+        let _ = &held;
         let frame = SseFrame::default().data(e.data);
         Ok::<_, std::convert::Infallible>(match e.id {
             Some(id) => frame.id(id),

@@ -74,6 +74,11 @@ pub struct ChatMessage {
     pub edited_at: Option<Timestamp>,
     /// Soft-deleted: the message keeps its place in the thread, without its text.
     pub deleted: bool,
+    /// The author's own id for the message (`chat_send`'s `cid`): the same
+    /// `cid` from the same author posts once, so a client that lost an
+    /// acknowledgement can send again safely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<String>,
 }
 
 /// A chat request that cannot be carried out. All are the caller's mistake;
@@ -127,6 +132,8 @@ pub(crate) struct Chat {
     messages: Vec<ChatMessage>,
     /// Messages posted or changed since [`Chat::take_changed`], to store.
     changed: BTreeSet<Seq>,
+    /// Messages by their author's client id, for idempotent posting.
+    by_cid: std::collections::HashMap<(ParticipantId, String), Seq>,
 }
 
 /// What [`Chat::post`] needs besides the text.
@@ -138,6 +145,7 @@ pub(crate) struct NewMessage {
     pub(crate) reply_to: Option<Seq>,
     pub(crate) mentions: Vec<ParticipantId>,
     pub(crate) at: Timestamp,
+    pub(crate) cid: Option<String>,
 }
 
 impl Chat {
@@ -238,7 +246,12 @@ impl Chat {
             posted_at: new.at,
             edited_at: None,
             deleted: false,
+            cid: new.cid,
         };
+        if let Some(cid) = &message.cid {
+            self.by_cid
+                .insert((message.author, cid.clone()), message.id);
+        }
         self.messages.push(message.clone());
         self.changed.insert(message.id);
         message
@@ -248,10 +261,20 @@ impl Chat {
     pub(crate) fn restore(mut messages: Vec<ChatMessage>) -> Self {
         messages.sort_by_key(|m| m.id);
         messages.dedup_by_key(|m| m.id);
+        let by_cid = messages
+            .iter()
+            .filter_map(|m| Some(((m.author, m.cid.clone()?), m.id)))
+            .collect();
         Self {
             messages,
             changed: BTreeSet::new(),
+            by_cid,
         }
+    }
+
+    /// The message `author` posted with client id `cid`, if any.
+    pub(crate) fn posted_as(&self, author: ParticipantId, cid: &str) -> Option<Seq> {
+        self.by_cid.get(&(author, cid.to_owned())).copied()
     }
 
     /// The messages posted or changed since the last call, to store.
@@ -425,6 +448,7 @@ mod tests {
             reply_to: reply_to.map(Seq),
             mentions: vec![],
             at: Timestamp(id),
+            cid: None,
         })
     }
 

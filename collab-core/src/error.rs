@@ -75,6 +75,8 @@ pub enum ErrorCode {
     /// what is stored for this session is damaged). Other sessions are not
     /// affected. HTTP 503.
     StorageFailed,
+    /// The request body did not arrive in time. HTTP 408.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -108,6 +110,7 @@ impl ErrorCode {
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
             ErrorCode::OriginNotAllowed => 403,
             ErrorCode::Internal => 500,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 }

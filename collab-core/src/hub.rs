@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::auth::{AuthError, Authenticator, Identity};
+use crate::auth::{
+    Access, AuthError, Authenticator, DefaultAccess, Grant, GuestCredential, Identity,
+    SessionRequest,
+};
 use crate::document::Revision;
 use crate::error::{ErrorCode, SessionError};
 use crate::ids::{ConnectionId, SessionId};
@@ -23,10 +26,13 @@ use crate::session::{
     NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
 };
 
+mod limits;
 mod polling;
 
 use crate::store::{Store, StoreError};
 use crate::time::{Clock, Timestamp, TokioClock};
+pub use limits::Rate;
+use limits::RateLimiter;
 pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
 
 /// Settings of a [`Hub`].
@@ -56,6 +62,22 @@ pub struct HubConfig {
     /// With a store: how often to look for sessions to expire or delete
     /// (default 1 min).
     pub sweep_every: std::time::Duration,
+    /// Sessions one user, and one client address, may create: 10 at once,
+    /// then one every 30 s. Past it: `rate_limited` (429).
+    pub session_creation: Rate,
+    /// How long a client has to send a request body once its headers are
+    /// in (default 10 s); past it the request is answered with
+    /// `request_timeout` (408).
+    pub body_timeout: std::time::Duration,
+    /// Guest identities one client address may be issued: 20 at once, then
+    /// one every 10 s.
+    pub guest_issue: Rate,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are
+    /// believed (default none). Behind a proxy every request comes from the
+    /// proxy's address: list it here, and the per-address limits count the
+    /// client it forwards for instead. Headers from anyone else are ignored,
+    /// so a client cannot pick its own address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HubConfig {
@@ -70,6 +92,10 @@ impl Default for HubConfig {
             unload_after: std::time::Duration::from_secs(5 * 60),
             keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
             sweep_every: std::time::Duration::from_secs(60),
+            session_creation: Rate::new(10, std::time::Duration::from_secs(30)),
+            guest_issue: Rate::new(20, std::time::Duration::from_secs(10)),
+            body_timeout: std::time::Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -90,17 +116,81 @@ pub enum OriginPolicy {
 }
 
 impl OriginPolicy {
-    /// Whether an upgrade with this `Origin` header, sent to this `Host`, may go ahead.
+    /// Whether an upgrade with this `Origin` header, sent to this `Host`, may
+    /// go ahead. Origins are compared as scheme, host and port (a default
+    /// port written or not is the same port); only `http` and `https` pages
+    /// count as the server's own.
     pub fn allows(&self, origin: Option<&str>, host: Option<&str>) -> bool {
         let Some(origin) = origin else { return true };
         match self {
             OriginPolicy::Any => true,
-            OriginPolicy::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
+            OriginPolicy::List(list) => {
+                let Some(origin) = WebOrigin::parse(origin) else {
+                    return false;
+                };
+                list.iter()
+                    .filter_map(|o| WebOrigin::parse(o))
+                    .any(|o| o == origin)
+            }
             OriginPolicy::SameOrigin => {
-                let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-                host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+                let (Some(origin), Some(host)) = (WebOrigin::parse(origin), host) else {
+                    return false;
+                };
+                let (host_name, host_port) = split_host_port(host);
+                origin.host.eq_ignore_ascii_case(host_name)
+                    && origin.port == host_port.unwrap_or(default_port(&origin.scheme))
             }
         }
+    }
+}
+
+/// A web origin: `scheme://host[:port]`, lower case, with its port filled in.
+#[derive(Debug, PartialEq, Eq)]
+struct WebOrigin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl WebOrigin {
+    fn parse(text: &str) -> Option<Self> {
+        let (scheme, rest) = text.trim().split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return None;
+        }
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let (host, port) = split_host_port(rest);
+        Some(Self {
+            port: port.unwrap_or(default_port(&scheme)),
+            host: host.to_ascii_lowercase(),
+            scheme,
+        })
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+/// `host:port`, `[v6]:port`, `host` or `[v6]`; a port that is not a number
+/// leaves the text whole as the host (and so matches nothing).
+fn split_host_port(text: &str) -> (&str, Option<u16>) {
+    let bracket_end = text.rfind(']').unwrap_or(0);
+    match text.rfind(':') {
+        Some(colon) if colon > bracket_end && (bracket_end > 0 || !text.starts_with('[')) => {
+            match text[colon + 1..].parse() {
+                Ok(port) => (&text[..colon], Some(port)),
+                Err(_) => (text, None),
+            }
+        }
+        _ => (text, None),
     }
 }
 
@@ -132,6 +222,20 @@ pub enum HubError {
     /// The store could not load or save the session.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The host application's [`Access`] policy does not allow this
+    /// identity to do this with this session. Caller's mistake.
+    #[error("not allowed for this session")]
+    Forbidden,
+    /// Too many requests of this kind from this user or address (session
+    /// creation, guest identities). Retry later.
+    #[error("too many requests; try again later")]
+    RateLimited,
+    /// The authenticator issues no guest identities.
+    #[error("guest access is not offered")]
+    GuestsNotOffered,
+    /// The request body did not arrive within [`HubConfig::body_timeout`].
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
 }
 
 impl HubError {
@@ -145,6 +249,9 @@ impl HubError {
             HubError::OriginNotAllowed => ErrorCode::OriginNotAllowed,
             HubError::TooManyConnections => ErrorCode::TooManyConnections,
             HubError::Store(_) => ErrorCode::StorageFailed,
+            HubError::Forbidden | HubError::GuestsNotOffered => ErrorCode::Forbidden,
+            HubError::RateLimited => ErrorCode::RateLimited,
+            HubError::BodyTimeout => ErrorCode::RequestTimeout,
         }
     }
 }
@@ -172,6 +279,18 @@ pub struct SessionView {
     pub rev: Revision,
     /// Everyone, with presence.
     pub participants: Vec<ParticipantState>,
+}
+
+/// A REST read of a session: all of it for its members (and its creator),
+/// its public summary for anyone else the [`Access`] policy lets read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum SessionRead {
+    /// Code, revision and participants: for members.
+    Full(SessionView),
+    /// Title, language, status, capacity and how many are online: enough to
+    /// decide whether to join.
+    Summary(SessionInfo),
 }
 
 /// Counters across the hub, for a stats endpoint.
@@ -207,6 +326,7 @@ enum Command {
     Connect {
         conn: ConnectionId,
         identity: Identity,
+        address: Option<std::net::IpAddr>,
         outbound: mpsc::Sender<Outbound>,
         shared: Arc<ConnShared>,
         reply: oneshot::Sender<Result<(), SessionError>>,
@@ -227,6 +347,10 @@ enum Command {
     },
     View {
         reply: oneshot::Sender<SessionView>,
+    },
+    ViewFor {
+        user: UserId,
+        reply: oneshot::Sender<Result<SessionRead, SessionError>>,
     },
     Update {
         user: Identity,
@@ -285,6 +409,10 @@ struct Inner {
     next_conn: AtomicU64,
     counters: Counters,
     per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Who may create, read and join which session.
+    access: std::sync::RwLock<Arc<dyn Access>>,
+    /// Session creations and guest identities, per user and address.
+    rates: Mutex<RateLimiter>,
 }
 
 /// Live sessions and their tasks. Cheap to clone; clones share the sessions.
@@ -377,6 +505,8 @@ impl Hub {
                 polls: Mutex::new(HashMap::new()),
                 store,
                 loading: tokio::sync::Mutex::new(()),
+                access: std::sync::RwLock::new(Arc::new(DefaultAccess)),
+                rates: Mutex::new(RateLimiter::default()),
             }),
         }
     }
@@ -389,12 +519,123 @@ impl Hub {
         Ok(self.inner.auth.authenticate(token).await?)
     }
 
-    /// Creates a session whose Host is `creator`, and starts its task.
-    /// Must be called within a tokio runtime.
+    /// The same hub deciding who may create, read and join which session
+    /// with `access` instead of [`DefaultAccess`]. Call it before serving.
+    pub fn with_access(self, access: impl Access) -> Self {
+        *self.inner.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(access);
+        self
+    }
+
+    /// Asks the [`Access`] policy; a denial is [`HubError::Forbidden`].
+    async fn authorize(
+        &self,
+        who: &Identity,
+        request: SessionRequest<'_>,
+    ) -> Result<Option<crate::participant::Role>, HubError> {
+        let access = Arc::clone(&self.inner.access.read().unwrap_or_else(|e| e.into_inner()));
+        match access.authorize(who, request).await? {
+            Grant::Allow { role } => Ok(role),
+            Grant::Deny => Err(HubError::Forbidden),
+        }
+    }
+
+    /// Takes one request of `rate` for every key, or refuses them all.
+    fn admit(&self, rate: Rate, keys: &[String]) -> Result<(), HubError> {
+        let now = self.inner.clock.now();
+        let mut rates = self.inner.rates.lock().unwrap_or_else(|e| e.into_inner());
+        if rates.admit(rate, keys, now) {
+            Ok(())
+        } else {
+            Err(HubError::RateLimited)
+        }
+    }
+
+    /// Issues a fresh guest identity (`POST /api/v1/guests`) to a client at
+    /// `peer`, at most [`HubConfig::guest_issue`] per address.
+    ///
+    /// # Errors
+    /// [`HubError::GuestsNotOffered`] unless the authenticator issues guests;
+    /// [`HubError::RateLimited`].
+    pub fn issue_guest(&self, peer: Option<std::net::IpAddr>) -> Result<GuestCredential, HubError> {
+        let Some(issue) = self.inner.auth.issue_guest() else {
+            return Err(HubError::GuestsNotOffered);
+        };
+        if let Some(ip) = peer {
+            self.admit(self.inner.config.guest_issue, &[format!("guest-ip:{ip}")])?;
+        }
+        Ok(issue?)
+    }
+
+    /// The address of the client behind a request that came from `peer`:
+    /// `peer` itself, unless it is one of [`HubConfig::trusted_proxies`],
+    /// whose `Forwarded` (RFC 7239) or else `X-Forwarded-For` header names
+    /// the client. The last address a trusted proxy appended is taken,
+    /// skipping further trusted proxies in a chain, so a client cannot
+    /// choose its own address by sending the header itself.
+    pub fn client_address(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        forwarded: Option<&str>,
+        x_forwarded_for: Option<&str>,
+    ) -> Option<std::net::IpAddr> {
+        crate::transport::client_address(
+            &self.inner.config.trusted_proxies,
+            peer,
+            forwarded,
+            x_forwarded_for,
+        )
+    }
+
+    /// Counts a request from `peer` against
+    /// [`HubConfig::max_connections_per_address`] for as long as the guard
+    /// lives: adapters hold one for each long-poll and event stream.
+    ///
+    /// # Errors
+    /// [`HubError::TooManyConnections`].
+    pub fn hold_address(&self, peer: Option<std::net::IpAddr>) -> Result<AddressGuard, HubError> {
+        Ok(AddressGuard {
+            _slot: AddressSlot::take(&self.inner, peer)?,
+        })
+    }
+
+    /// Creates a session whose Host is `creator`, and starts its task: the
+    /// host application's own call, trusted as it is (no [`Access`] check, no
+    /// rate limit). Requests from clients go through
+    /// [`Hub::create_session_from`]. Must be called within a tokio runtime.
     ///
     /// # Errors
     /// [`HubError::Session`] for invalid settings; [`HubError::Random`] if no id can be made.
     pub async fn create_session(
+        &self,
+        creator: &Identity,
+        new: NewSession,
+    ) -> Result<SessionInfo, HubError> {
+        self.start_new(creator, new).await
+    }
+
+    /// [`Hub::create_session`] for a client at `peer`: the [`Access`] policy
+    /// must allow it, and at most [`HubConfig::session_creation`] per user
+    /// and per address.
+    ///
+    /// # Errors
+    /// As [`Hub::create_session`], and [`HubError::Forbidden`],
+    /// [`HubError::RateLimited`].
+    pub async fn create_session_from(
+        &self,
+        creator: &Identity,
+        new: NewSession,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<SessionInfo, HubError> {
+        self.authorize(creator, SessionRequest::Create).await?;
+        let mut keys = vec![format!("create-user:{}", creator.user_id)];
+        if let Some(ip) = peer {
+            keys.push(format!("create-ip:{ip}"));
+        }
+        self.admit(self.inner.config.session_creation, &keys)?;
+        self.start_new(creator, new).await
+    }
+
+    async fn start_new(
         &self,
         creator: &Identity,
         new: NewSession,
@@ -471,7 +712,26 @@ impl Hub {
         Ok(())
     }
 
-    /// The session's info, code and participants.
+    /// The session as `who` may read it over REST: all of it for a member or
+    /// its creator, the summary for others the [`Access`] policy lets read.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`]; [`HubError::Forbidden`];
+    /// [`SessionError::Banned`].
+    pub async fn session_for(
+        &self,
+        id: &SessionId,
+        who: &Identity,
+    ) -> Result<SessionRead, HubError> {
+        self.authorize(who, SessionRequest::Read(id)).await?;
+        let user = who.user_id.clone();
+        Ok(self
+            .ask(id, |reply| Command::ViewFor { user, reply })
+            .await??)
+    }
+
+    /// The session's info, code and participants, for the host application
+    /// itself (no access check: REST reads go through [`Hub::session_for`]).
     ///
     /// # Errors
     /// [`HubError::SessionNotFound`].
@@ -551,6 +811,20 @@ impl Hub {
         }
     }
 
+    /// The largest WebSocket message the protocol takes (a text frame or a
+    /// replica's sync message, whichever limit is larger): adapters set
+    /// their framework's message and frame size to it, so nothing larger is
+    /// ever buffered.
+    pub fn max_message_bytes(&self) -> usize {
+        let session = &self.inner.config.session;
+        session.max_frame_bytes.max(session.max_sync_bytes)
+    }
+
+    /// How long adapters wait for a request body ([`HubConfig::body_timeout`]).
+    pub fn body_timeout(&self) -> std::time::Duration {
+        self.inner.config.body_timeout
+    }
+
     /// The keepalive interval adapters ping idle WebSockets at.
     pub fn keepalive(&self) -> std::time::Duration {
         self.inner.config.keepalive
@@ -567,6 +841,8 @@ impl Hub {
         identity: Identity,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Connection, HubError> {
+        let mut identity = identity;
+        identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
         let slot = AddressSlot::take(&self.inner, peer)?;
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
         let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
@@ -575,6 +851,7 @@ impl Hub {
         let command = Command::Connect {
             conn,
             identity,
+            address: peer,
             outbound: out_tx,
             shared: Arc::clone(&shared),
             reply,
@@ -706,6 +983,12 @@ impl ConnShared {
     fn get(&self) -> Option<CloseReason> {
         *self.close.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A request counted against its client address until dropped
+/// ([`Hub::hold_address`]).
+pub struct AddressGuard {
+    _slot: AddressSlot,
 }
 
 /// Tells the session a connection is gone once both halves are dropped.
@@ -975,11 +1258,12 @@ impl Task {
             Command::Connect {
                 conn,
                 identity,
+                address,
                 outbound,
                 shared,
                 reply,
             } => {
-                let result = session.connect(conn, identity, now);
+                let result = session.connect_from(conn, identity, address, now);
                 if result.is_ok() {
                     self.peers.insert(
                         conn,
@@ -1006,6 +1290,21 @@ impl Task {
                     participants: session.participants(now),
                 };
                 let _ = reply.send(view);
+            }
+            Command::ViewFor { user, reply } => {
+                let read = session.may_read(&user).map(|member| {
+                    if member {
+                        SessionRead::Full(SessionView {
+                            info: session.info(),
+                            code: session.code(),
+                            rev: session.position().1,
+                            participants: session.participants(now),
+                        })
+                    } else {
+                        SessionRead::Summary(session.info())
+                    }
+                });
+                let _ = reply.send(read);
             }
             Command::Update {
                 user,

@@ -29,21 +29,7 @@ impl SessionId {
 
     /// The id that these 16 bytes encode; tests use it for repeatable ids.
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        let mut out = String::with_capacity(SESSION_ID_LEN);
-        let mut bits: u32 = 0;
-        let mut nbits = 0;
-        for byte in bytes {
-            bits = (bits << 8) | u32::from(byte);
-            nbits += 8;
-            while nbits >= 6 {
-                nbits -= 6;
-                out.push(BASE64URL[((bits >> nbits) & 0x3f) as usize] as char);
-            }
-        }
-        if nbits > 0 {
-            out.push(BASE64URL[((bits << (6 - nbits)) & 0x3f) as usize] as char);
-        }
-        Self(out)
+        Self(base64url(&bytes))
     }
 
     /// Parses an id that came from outside (a URL, a frame).
@@ -65,6 +51,25 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `bytes` in unpadded URL-safe base64.
+pub(crate) fn base64url(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    for &byte in bytes {
+        bits = (bits << 8) | u32::from(byte);
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(BASE64URL[((bits >> nbits) & 0x3f) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(BASE64URL[((bits << (6 - nbits)) & 0x3f) as usize] as char);
+    }
+    out
 }
 
 /// The text given is not a session id.

@@ -60,7 +60,10 @@ pub mod transport;
 /// that edit without automerge, for example at `/collab-ot.mjs`.
 pub const BROWSER_OT_MODULE: &str = include_str!("../js/collab-ot.mjs");
 
-pub use auth::{AuthError, Authenticator, GuestAuthenticator, Identity, TokenAuthenticator};
+pub use auth::{
+    Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,
+    Identity, SessionRequest, TokenAuthenticator,
+};
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};
 pub use document::{
     Applied, Change, Document, DocumentError, DocumentSnapshot, Revision, RunOutput, SyncState,
@@ -69,9 +72,9 @@ pub use document::{
 pub use error::{ErrorCode, SessionError};
 pub use events::{EndReason, Event, EventKind, EventPage};
 pub use hub::{
-    Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError, HubStats,
-    OriginPolicy, Outbound, ReadQuery, ReadRequest, SessionView, StreamCursor, StreamItem,
-    MAX_READ_WAIT,
+    AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
+    HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, SessionRead, SessionView,
+    StreamCursor, StreamItem, MAX_READ_WAIT,
 };
 pub use ids::{ParticipantId, Seq, SessionId, UserId};
 pub use ot::{Component, OtError, TextOperation};

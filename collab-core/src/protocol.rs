@@ -97,6 +97,12 @@ pub enum ClientFrame {
     Kick {
         /// Whom.
         participant: ParticipantId,
+        /// Also refuse newcomers from the addresses the participant is
+        /// connected from, whoever they claim to be: a kicked guest cannot
+        /// come back under a fresh identity from there. Current members
+        /// connecting from those addresses are not affected.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ban_address: bool,
     },
     /// Post a message; with `anchor`, a code comment; with `reply_to`, a reply.
     ChatSend {
@@ -108,6 +114,11 @@ pub enum ClientFrame {
         /// The message replied to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<Seq>,
+        /// The client's id for this message (1 to 64 characters): sending
+        /// the same `cid` again posts nothing new and is acknowledged with
+        /// the first post's sequence number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cid: Option<String>,
     },
     /// Change the text of one's own message.
     ChatEdit {
@@ -622,7 +633,10 @@ pub fn decode_client_frame(
     if !CLIENT_FRAME_TYPES.contains(&kind) {
         return Err((rid, ProtocolError::UnknownType(truncate(kind, 64))));
     }
-    serde_json::from_value(value).map_err(|e| (rid, ProtocolError::Malformed(e.to_string())))
+    // Read from the text, not the tree: building the tree kept only the last
+    // of two equal keys, so `{"type":"heartbeat","type":"leave"}` would act as
+    // a leave. The direct read refuses a repeated key instead.
+    serde_json::from_str(text).map_err(|e| (rid, ProtocolError::Malformed(e.to_string())))
 }
 
 /// The type and request id of a frame, read without the rest.
@@ -675,6 +689,7 @@ mod tests {
             },
             ClientFrame::Kick {
                 participant: ParticipantId(2),
+                ban_address: true,
             },
             ClientFrame::ChatSend {
                 text: "hi".into(),
@@ -684,6 +699,7 @@ mod tests {
                     offset: None,
                 }),
                 reply_to: None,
+                cid: Some("c1".into()),
             },
             ClientFrame::ChatEdit {
                 message: Seq(4),

@@ -63,6 +63,8 @@ pub struct SessionConfig {
     /// With nobody connected, a session that sees nothing happen for this long
     /// ends (default 30 minutes).
     pub expires_after: Duration,
+    /// The longest expiry a creator may ask for (default 7 days).
+    pub max_expires_after: Duration,
     /// Largest text frame accepted, in bytes (default 64 KiB).
     pub max_frame_bytes: usize,
     /// Frames a connection may send a second, sustained (default 60).
@@ -90,6 +92,7 @@ impl Default for SessionConfig {
             presence: PresenceConfig::default(),
             chat: ChatLimits::default(),
             expires_after: Duration::from_secs(30 * 60),
+            max_expires_after: Duration::from_secs(7 * 24 * 3600),
             max_frame_bytes: 64 * 1024,
             max_sync_bytes: 16 * 1024 * 1024,
             frames_per_second: 60,
@@ -253,6 +256,8 @@ impl Member {
 #[derive(Debug)]
 struct Conn {
     identity: Identity,
+    /// The client's address, when the driver knows it (per-address bans).
+    address: Option<std::net::IpAddr>,
     participant: Option<ParticipantId>,
     last_seen: Timestamp,
     /// Set for a replica: its automerge sync state.
@@ -363,8 +368,11 @@ impl Session {
             config.capacity = capacity;
         }
         if let Some(secs) = new.expires_after_secs {
-            if secs == 0 {
-                return Err(SessionError::InvalidInput("expiry must be positive".into()));
+            if secs == 0 || secs > config.max_expires_after.as_secs() {
+                return Err(SessionError::InvalidInput(format!(
+                    "expiry must be 1 to {} seconds",
+                    config.max_expires_after.as_secs()
+                )));
             }
             config.expires_after = Duration::from_secs(secs);
         }
@@ -612,11 +620,31 @@ impl Session {
         identity: Identity,
         now: Timestamp,
     ) -> Result<(), SessionError> {
+        self.connect_from(conn, identity, None, now)
+    }
+
+    /// [`Session::connect`] for a client at `address`, refused when a host
+    /// banned that address (a `kick` with `ban_address`).
+    ///
+    /// # Errors
+    /// As [`Session::connect`].
+    pub fn connect_from(
+        &mut self,
+        conn: ConnectionId,
+        identity: Identity,
+        address: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
         self.advance(now);
         if self.is_ended() {
             return Err(SessionError::SessionEnded);
         }
-        if self.banned.contains(&identity.user_id) {
+        // An address ban keeps newcomers from there out; members already in
+        // the session (the host on the same network, say) stay welcome.
+        let newcomer = self.current_member_of(&identity.user_id).is_err();
+        if self.banned.contains(&identity.user_id)
+            || (newcomer && address.is_some_and(|a| self.banned.contains(&address_ban(a))))
+        {
             return Err(SessionError::Banned);
         }
         if self.connections.len() >= self.config.max_connections {
@@ -628,6 +656,7 @@ impl Session {
             conn,
             Conn {
                 identity,
+                address,
                 participant: None,
                 last_seen: now,
                 sync: None,
@@ -925,6 +954,19 @@ impl Session {
         (self.log.last_seq(), self.document.rev())
     }
 
+    /// Whether `user` may read the session's code and participants over
+    /// REST: its current members and its creator may; a banned user gets
+    /// [`SessionError::Banned`]; anyone else `Ok(false)` (the public summary).
+    ///
+    /// # Errors
+    /// [`SessionError::Banned`].
+    pub fn may_read(&self, user: &UserId) -> Result<bool, SessionError> {
+        if self.banned.contains(user) {
+            return Err(SessionError::Banned);
+        }
+        Ok(*user == self.created_by || self.current_member_of(user).is_ok())
+    }
+
     fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {
         if self.banned.contains(user) {
             return Err(SessionError::Banned);
@@ -1202,17 +1244,27 @@ impl Session {
                 self.set_role(me, participant, new_role, now)
                     .map(|s| Reply::Ack(Some(s)))
             }
-            ClientFrame::Kick { participant } => {
+            ClientFrame::Kick {
+                participant,
+                ban_address,
+            } => {
                 require(Action::Kick)?;
-                self.kick(me, participant, now).map(|s| Reply::Ack(Some(s)))
+                self.kick(me, participant, ban_address, now)
+                    .map(|s| Reply::Ack(Some(s)))
             }
             ClientFrame::ChatSend {
                 text,
                 anchor,
                 reply_to,
+                cid,
             } => {
                 require(Action::PostMessage)?;
-                self.post(me, text, anchor, reply_to, now)
+                check_client_id(cid.as_deref(), "cid")?;
+                if let Some(seq) = cid.as_deref().and_then(|c| self.chat.posted_as(me, c)) {
+                    // Sent again after a lost acknowledgement: posted already.
+                    return Ok(Reply::Ack(Some(seq)));
+                }
+                self.post(me, text, anchor, reply_to, cid, now)
                     .map(|s| Reply::Ack(Some(s)))
             }
             ClientFrame::ChatEdit { message, text } => {
@@ -1253,6 +1305,7 @@ impl Session {
                 }))
             }
             ClientFrame::TextOp { rev, file, op, oid } => {
+                check_client_id(oid.as_deref(), "oid")?;
                 require(Action::EditDocument)?;
                 self.text_op(conn, me, rid, rev, file, op, oid, now)
             }
@@ -1788,6 +1841,7 @@ impl Session {
         &mut self,
         by: ParticipantId,
         target: ParticipantId,
+        ban_address: bool,
         now: Timestamp,
     ) -> Result<Seq, SessionError> {
         if by == target {
@@ -1807,6 +1861,17 @@ impl Session {
                 by,
             },
         );
+        if ban_address {
+            let addresses: Vec<std::net::IpAddr> = self
+                .connections
+                .values()
+                .filter(|c| c.identity.user_id == user)
+                .filter_map(|c| c.address)
+                .collect();
+            for address in addresses {
+                self.banned.insert(address_ban(address));
+            }
+        }
         // Every connection of the user goes, joined or not yet joined.
         for conn in self.connections_where(|_, c| c.identity.user_id == user) {
             self.close(conn, CloseReason::Kicked, now);
@@ -1821,6 +1886,7 @@ impl Session {
         text: String,
         anchor: Option<CodeAnchor>,
         reply_to: Option<Seq>,
+        cid: Option<String>,
         now: Timestamp,
     ) -> Result<Seq, SessionError> {
         Chat::check_text(&text, &self.config.chat)?;
@@ -1851,6 +1917,7 @@ impl Session {
             reply_to,
             mentions,
             at: now,
+            cid,
         });
         self.touch_member(me, now);
         let kind = if is_comment {
@@ -2160,6 +2227,27 @@ fn version_frame(version: Version) -> ServerFrame {
 /// `Join` and `Heartbeat` are answered before the match that would reach this.
 fn unreachable_frame() -> Result<Reply, SessionError> {
     Ok(Reply::Nothing)
+}
+
+/// Longest client-chosen id (`oid`, `cid`), in bytes: ids are kept with what
+/// they name, stored and compared on every retry.
+pub const MAX_CLIENT_ID_BYTES: usize = 64;
+
+fn check_client_id(id: Option<&str>, field: &str) -> Result<(), SessionError> {
+    match id {
+        Some(id) if id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES => {
+            Err(SessionError::InvalidInput(format!(
+                "`{field}` must be 1 to {MAX_CLIENT_ID_BYTES} bytes"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How a banned address sits among the banned user ids: no user id an
+/// authenticator makes starts with a space.
+fn address_ban(address: std::net::IpAddr) -> UserId {
+    UserId::new(format!(" address {address}"))
 }
 
 fn check_name(name: &str, max: usize) -> Result<String, SessionError> {

@@ -311,6 +311,17 @@ fn origin_policy() {
     assert!(list.allows(Some("https://APP.test"), Some("api.test")));
     assert!(!list.allows(Some("https://evil.test"), Some("api.test")));
     assert!(OriginPolicy::Any.allows(Some("https://evil.test"), None));
+    // Scheme, host and port all count.
+    assert!(same.allows(Some("https://a.test"), Some("a.test:443")));
+    assert!(same.allows(Some("http://a.test"), Some("a.test")));
+    assert!(!same.allows(Some("http://a.test"), Some("a.test:8080")));
+    assert!(!same.allows(Some("evil://a.test:8080"), Some("a.test:8080")));
+    assert!(!same.allows(Some("a.test:8080"), Some("a.test:8080")));
+    assert!(!same.allows(Some("null"), Some("a.test")));
+    assert!(same.allows(Some("http://[::1]:8080"), Some("[::1]:8080")));
+    assert!(!list.allows(Some("http://app.test"), Some("api.test")));
+    assert!(!list.allows(Some("https://app.test:8443"), Some("api.test")));
+    assert!(list.allows(Some("https://app.test:443"), Some("api.test")));
 }
 
 async fn session_of(hub: &Hub, host: &Identity) -> collab_core::SessionId {

@@ -16,11 +16,19 @@
 //! |--------|-------------------------------------------|----------------------------|
 //! | `sub`  | the user id                               | yes                        |
 //! | `name` | display name (defaults to `sub`)          | no                         |
-//! | `role` | `host`, `editor` or `viewer`              | no                         |
+//! | `role` | `host`, `editor` or `viewer`, in every session | no                    |
+//! | `sessions` | `{"<session id>": "<role>", ...}`: good for these sessions only, in these roles | no |
 //! | `exp`  | expiry, unix seconds                      | yes, checked               |
 //! | `nbf`  | not valid before, unix seconds            | no, checked when present   |
 //! | `aud`  | audience                                  | checked when configured    |
 //! | `iss`  | issuer                                    | checked when configured    |
+//!
+//! With the hub's default [`Access`](collab_core::Access) policy
+//! ([`DefaultAccess`](collab_core::DefaultAccess)), a token with `sessions`
+//! joins and reads only the sessions it names and creates none; a token whose
+//! `role` is `editor` or `viewer` joins in that role but creates no session
+//! (creating one makes its creator the host). A `sessions` claim scopes a
+//! link handed to a candidate: `Claims::new(..).with_session(&id, Role::Editor)`.
 //!
 //! Failures map to [`AuthError`]: an expired or not-yet-valid token is
 //! [`AuthError::Expired`] (the client should refresh it); anything else wrong
@@ -58,6 +66,7 @@
 //! # });
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -151,6 +160,10 @@ pub struct Claims {
     /// The role granted in sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// Session-scoped grants: the token is good for these sessions only (by
+    /// id), each in the role named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<BTreeMap<String, Role>>,
     /// Expiry, unix seconds.
     pub exp: u64,
     /// Not valid before, unix seconds.
@@ -175,6 +188,7 @@ impl Claims {
             sub: sub.into(),
             name: None,
             role: None,
+            sessions: None,
             exp: now.saturating_add(ttl.as_secs()),
             nbf: None,
             iat: Some(now),
@@ -192,6 +206,15 @@ impl Claims {
     /// The same claims granting `role`.
     pub fn with_role(mut self, role: Role) -> Self {
         self.role = Some(role);
+        self
+    }
+
+    /// The same claims, good for `session` in `role` (and for any other
+    /// session added the same way), and for no other session.
+    pub fn with_session(mut self, session: &collab_core::SessionId, role: Role) -> Self {
+        self.sessions
+            .get_or_insert_with(BTreeMap::new)
+            .insert(session.as_str().to_owned(), role);
         self
     }
 
@@ -384,6 +407,7 @@ impl JwtAuthenticator {
                 expires_at: Some(collab_core::Timestamp::from_millis(
                     exp.saturating_mul(1_000),
                 )),
+                sessions: claims.sessions,
             },
             expires_at: Some(exp),
         })
@@ -458,6 +482,8 @@ struct TokenClaims {
     name: Option<String>,
     #[serde(default)]
     role: Option<Role>,
+    #[serde(default)]
+    sessions: Option<BTreeMap<String, Role>>,
     #[serde(default)]
     exp: Option<NumericDate>,
 }

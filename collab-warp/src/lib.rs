@@ -9,18 +9,20 @@
 //! use collab_core::{GuestAuthenticator, Hub};
 //! use warp::Filter;
 //!
-//! # async fn run() {
-//! let hub = Hub::new(GuestAuthenticator);
+//! # async fn run() -> std::io::Result<()> {
+//! let hub = Hub::new(GuestAuthenticator::random().expect("randomness"));
 //! let app = collab_warp::routes(hub).or(warp::path("hello").map(|| "hi"));
-//! // Collaboration sends many small frames: send each at once (TCP_NODELAY)
-//! // instead of holding it until the previous one is acknowledged. Accepted
-//! // sockets inherit the option from the listener on Linux.
-//! let socket = tokio::net::TcpSocket::new_v4().unwrap();
-//! socket.set_nodelay(true).unwrap();
-//! socket.bind(([127, 0, 0, 1], 8080).into()).unwrap();
-//! warp::serve(app).incoming(socket.listen(1024).unwrap()).run().await;
-//! # }
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // TCP_NODELAY, header timeouts, connection caps, and the client's
+//! // address for the hub's per-address limits.
+//! collab_warp::serve(listener, app, collab_warp::HttpLimits::default(), std::future::pending()).await;
+//! # Ok(()) }
 //! ```
+//!
+//! Serve with [`serve`]: `warp::serve` sets no header timeout and caps no
+//! connections. Behind a reverse proxy, list its address in both
+//! [`HttpLimits::trusted_proxies`] and
+//! [`collab_core::HubConfig::trusted_proxies`].
 
 use std::convert::Infallible;
 
@@ -34,11 +36,41 @@ use collab_core::{
 };
 use futures::{future, SinkExt, StreamExt};
 use serde::Deserialize;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 use warp::ws::{Message, WebSocket, Ws};
-use warp::filters::BoxedFilter;
-use warp::Filter;
+use warp::{Filter, Rejection};
+
+pub use collab_server::HttpLimits;
+
+/// The client address [`serve`] attaches to each request.
+#[derive(Debug, Clone, Copy)]
+struct ClientSocket(std::net::SocketAddr);
+
+/// Serves `filter` on `listener` until `shutdown` completes: each connection
+/// with TCP_NODELAY, a header timeout and a place under the connection caps
+/// of `limits`, and its peer address passed to the collab routes, so the
+/// hub's per-address limits apply.
+pub async fn serve<F, R>(
+    listener: tokio::net::TcpListener,
+    filter: F,
+    limits: HttpLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    R: Reply,
+{
+    let make = move |peer: std::net::SocketAddr| {
+        let service = warp::service(filter.clone());
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ClientSocket(peer));
+            let mut service = service.clone();
+            tower_service::Service::call(&mut service, req)
+        })
+    };
+    collab_server::serve(listener, make, limits, shutdown).await;
+}
 
 #[derive(Deserialize)]
 struct TokenQuery {
@@ -50,6 +82,7 @@ struct TokenQuery {
 /// Same paths as collab-axum: `GET /ws/session/{id}`, `POST /api/v1/sessions`,
 /// `GET`/`PATCH /api/v1/sessions/{id}`, `POST /api/v1/sessions/{id}/end`,
 /// `POST /api/v1/sessions/{id}/users`, `DELETE /api/v1/sessions/{id}/users/{user}`,
+/// `POST /api/v1/guests` (a fresh guest identity),
 /// `GET /api/v1/sessions/{id}/events` (long-poll), `GET
 /// /api/v1/sessions/{id}/events/stream` (server-sent events),
 /// `GET /api/v1/health`, `GET /api/v1/stats`.
@@ -58,6 +91,7 @@ struct TokenQuery {
 /// the compiler's trait solver in release builds, and boxing costs one
 /// indirect call per route tried.
 pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
+    let body_timeout = hub.body_timeout();
     let hub = warp::any().map(move || hub.clone());
     let auth = warp::header::optional::<String>("authorization")
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
@@ -74,7 +108,39 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         );
     let origin =
         warp::header::optional::<String>("origin").and(warp::header::optional::<String>("host"));
-    let body = warp::body::stream().then(read_body);
+    // The client's address: the socket's peer, or the client a trusted
+    // proxy forwards for.
+    let peer = {
+        let hub = hub.clone();
+        warp::addr::remote()
+            .and(warp::ext::optional::<ClientSocket>())
+            .map(
+                |remote: Option<std::net::SocketAddr>, served: Option<ClientSocket>| {
+                    remote.or(served.map(|s| s.0))
+                },
+            )
+            .and(warp::header::optional::<String>("forwarded"))
+            .and(warp::header::optional::<String>("x-forwarded-for"))
+            .and(hub)
+            .map(
+                |socket: Option<std::net::SocketAddr>,
+                 forwarded: Option<String>,
+                 x_forwarded_for: Option<String>,
+                 hub: Hub| {
+                    hub.client_address(
+                        socket.map(|s| s.ip()),
+                        forwarded.as_deref(),
+                        x_forwarded_for.as_deref(),
+                    )
+                },
+            )
+            .boxed()
+    };
+    let body = warp::body::stream().then(move |stream| async move {
+        tokio::time::timeout(body_timeout, read_body(stream))
+            .await
+            .unwrap_or(Err(HubError::BodyTimeout))
+    });
 
     let ws = warp::path!("ws" / "session" / String)
         .and(warp::get())
@@ -83,14 +149,29 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(auth)
         .and(origin)
         .and(warp::header::optional::<String>("sec-websocket-protocol"))
-        .and(warp::addr::remote())
+        .and(peer.clone())
         .and_then(websocket)
+        .boxed();
+    let guest = warp::path!("api" / "v1" / "guests")
+        .and(warp::post())
+        .and(hub.clone())
+        .and(peer.clone())
+        .map(|hub: Hub, peer| match hub.issue_guest(peer) {
+            Ok(issued) => warp::reply::with_header(
+                json_ok(StatusCode::CREATED, &issued),
+                "cache-control",
+                "no-store",
+            )
+            .into_response(),
+            Err(e) => failure(e),
+        })
         .boxed();
     let create = warp::path!("api" / "v1" / "sessions")
         .and(warp::post())
         .and(hub.clone())
         .and(auth)
         .and(body)
+        .and(peer.clone())
         .and_then(create)
         .boxed();
     let read = warp::path!("api" / "v1" / "sessions" / String)
@@ -117,7 +198,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(hub.clone())
         .and(auth)
         .and(body)
-        .and(warp::addr::remote())
+        .and(peer.clone())
         .and_then(join)
         .boxed();
     let leave = warp::path!("api" / "v1" / "sessions" / String / "users" / String)
@@ -131,6 +212,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(hub.clone())
         .and(auth)
         .and(warp::query::<ReadQuery>())
+        .and(peer.clone())
         .and_then(poll)
         .boxed();
     let stream = warp::path!("api" / "v1" / "sessions" / String / "events" / "stream")
@@ -139,6 +221,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(auth)
         .and(warp::query::<ReadQuery>())
         .and(warp::header::optional::<String>("last-event-id"))
+        .and(peer)
         .and_then(stream)
         .boxed();
     let health = warp::path!("api" / "v1" / "health")
@@ -151,7 +234,9 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .map(|hub: Hub| warp::reply::json(&hub.stats()).into_response())
         .boxed();
 
-    ws.or(create)
+    ws.or(guest)
+        .unify()
+        .or(create)
         .unify()
         .or(read)
         .unify()
@@ -233,17 +318,19 @@ async fn websocket(
     origin: Option<String>,
     host: Option<String>,
     protocols: Option<String>,
-    peer: Option<std::net::SocketAddr>,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, Infallible> {
     let connected = async {
         hub.check_origin(origin.as_deref(), host.as_deref())?;
         let who = identity(&hub, token).await?;
-        hub.connect_from(&session_id(&id)?, who, peer.map(|p| p.ip()))
-            .await
+        hub.connect_from(&session_id(&id)?, who, peer).await
     };
     Ok(match connected.await {
         Ok(conn) => {
             let keepalive = hub.keepalive();
+            // Nothing larger than the protocol takes is ever buffered.
+            let max = hub.max_message_bytes();
+            let upgrade = upgrade.max_message_size(max).max_frame_size(max);
             let reply = upgrade.on_upgrade(move |socket| drive(socket, conn, keepalive));
             // Name the subprotocol only when the client offered it, as the
             // WebSocket handshake requires.
@@ -294,11 +381,12 @@ async fn create(
     hub: Hub,
     token: Option<String>,
     body: Result<Bytes, HubError>,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, Infallible> {
     let created = async {
         let who = identity(&hub, token).await?;
         let new: NewSession = decode_body(&body?)?;
-        hub.create_session(&who, new).await
+        hub.create_session_from(&who, new, peer).await
     };
     Ok(created
         .await
@@ -307,8 +395,8 @@ async fn create(
 
 async fn read(id: String, hub: Hub, token: Option<String>) -> Result<Response, Infallible> {
     let view = async {
-        identity(&hub, token).await?;
-        hub.session(&session_id(&id)?).await
+        let who = identity(&hub, token).await?;
+        hub.session_for(&session_id(&id)?, &who).await
     };
     Ok(view
         .await
@@ -346,13 +434,12 @@ async fn join(
     hub: Hub,
     token: Option<String>,
     body: Result<Bytes, HubError>,
-    peer: Option<std::net::SocketAddr>,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, Infallible> {
     let joined = async {
         let who = identity(&hub, token).await?;
         let JoinBody { name } = decode_body(&body?)?;
-        hub.join(&session_id(&id)?, who, name, peer.map(|p| p.ip()))
-            .await
+        hub.join(&session_id(&id)?, who, name, peer).await
     };
     Ok(joined
         .await
@@ -379,8 +466,10 @@ async fn poll(
     hub: Hub,
     token: Option<String>,
     query: ReadQuery,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, Infallible> {
     let page = async {
+        let _held = hub.hold_address(peer)?;
         let who = identity(&hub, token).await?;
         hub.read(&session_id(&id)?, &who, query.request(None)?)
             .await
@@ -396,15 +485,22 @@ async fn stream(
     token: Option<String>,
     query: ReadQuery,
     last_event_id: Option<String>,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Response, Infallible> {
     let opened = async {
+        let held = hub.hold_address(peer)?;
         let who = identity(&hub, token).await?;
         let request = query.request(last_event_id.as_deref())?;
-        event_stream(&hub, session_id(&id)?, who, request).await
+        Ok::<_, HubError>((
+            held,
+            event_stream(&hub, session_id(&id)?, who, request).await?,
+        ))
     };
     Ok(match opened.await {
-        Ok(events) => {
-            let frames = events.map(|e| {
+        Ok((held, events)) => {
+            // The address stays counted while the stream is open.
+            let frames = events.map(move |e| {
+                let _ = &held;
                 let frame = warp::sse::Event::default().data(e.data);
                 Ok::<_, Infallible>(match e.id {
                     Some(id) => frame.id(id),

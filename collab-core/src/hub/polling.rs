@@ -245,6 +245,8 @@ impl Hub {
         identity: &Identity,
         request: ReadRequest,
     ) -> Result<ReadPage, HubError> {
+        self.authorize(identity, crate::auth::SessionRequest::Read(id))
+            .await?;
         let deadline = tokio::time::Instant::now() + request.wait.min(MAX_READ_WAIT);
         let mut position = self.handle(id).await?.position;
         self.touch_poll(id, &identity.user_id).await;

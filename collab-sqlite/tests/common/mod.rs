@@ -66,6 +66,7 @@ pub fn message(id: u64, text: &str) -> ChatMessage {
         posted_at: Timestamp(id),
         edited_at: None,
         deleted: false,
+        cid: None,
     }
 }
 

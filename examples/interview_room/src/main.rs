@@ -17,7 +17,11 @@
 //! Python runs too, as a process.
 //!
 //! Anyone holding a session's link may join: the app uses
-//! [`GuestAuthenticator`], where each browser makes up its own token.
+//! [`GuestAuthenticator`]. The page asks the server for a guest identity
+//! (`POST /api/v1/guests`) and keeps its token in the browser's
+//! localStorage; tokens are signed with a key kept beside the database
+//! (`interview-room.db.guest-key`), so everyone is still who they were after
+//! a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let store = SqliteStore::open(&config.db)?;
     let hub = Hub::with_store(
-        Arc::new(GuestAuthenticator),
+        Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)),
         Arc::new(TokioClock::new()),
         HubConfig::default(),
         Arc::new(store),
@@ -155,6 +159,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Adapter::Warp => with_warp::serve(listener, hub, runner, shutdown).await,
     }
     Ok(())
+}
+
+/// The key guest tokens are signed with, kept in `<db>.guest-key` (made on
+/// first start, readable by this user only). Without the same key after a
+/// restart every guest, hosts included, would come back as someone new.
+fn guest_key(db: &str) -> std::io::Result<[u8; 32]> {
+    let path = format!("{db}.guest-key");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes.try_into().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{path} is not a 32-byte key; remove it to make a new one"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path)?;
+            std::io::Write::write_all(&mut file, &key)?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A listening socket with TCP_NODELAY set before `listen`: keystrokes are
