@@ -62,8 +62,8 @@ pub struct HubConfig {
     /// With a store: how often to look for sessions to expire or delete
     /// (default 1 min).
     pub sweep_every: std::time::Duration,
-    /// Sessions one user, and one client address, may create: 10 at once,
-    /// then one every 30 s. Past it: `rate_limited` (429).
+    /// Sessions one user, and one client address, may create: 20 at once,
+    /// then one every 10 s. Past it: `rate_limited` (429).
     pub session_creation: Rate,
     /// How long a client has to send a request body once its headers are
     /// in (default 10 s); past it the request is answered with
@@ -92,7 +92,7 @@ impl Default for HubConfig {
             unload_after: std::time::Duration::from_secs(5 * 60),
             keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
             sweep_every: std::time::Duration::from_secs(60),
-            session_creation: Rate::new(10, std::time::Duration::from_secs(30)),
+            session_creation: Rate::new(20, std::time::Duration::from_secs(10)),
             guest_issue: Rate::new(20, std::time::Duration::from_secs(10)),
             body_timeout: std::time::Duration::from_secs(10),
             trusted_proxies: Vec::new(),

@@ -1732,6 +1732,39 @@ impl Session {
         }
         self.record(now, EventKind::ParticipantLeft { participant: me });
         self.close_member(me, CloseReason::Left, now);
+        self.hand_over_hosting(me, now);
+    }
+
+    /// When the last host leaves, the editor who joined earliest becomes a
+    /// host (told as `role_changed` by the one who left), so a session is
+    /// never stuck without anyone able to run it. With no editor left it
+    /// stays without a host until its creator comes back, who is always a
+    /// host. Viewers are never promoted: a viewer is someone a host chose
+    /// to keep from changing things.
+    fn hand_over_hosting(&mut self, leaving: ParticipantId, now: Timestamp) {
+        if self
+            .current_members()
+            .any(|m| m.participant.role == Role::Host)
+        {
+            return;
+        }
+        let successor = self
+            .current_members()
+            .filter(|m| m.participant.role == Role::Editor)
+            .min_by_key(|m| (m.participant.joined_at, m.participant.id))
+            .map(|m| m.participant.id);
+        let Some(successor) = successor else { return };
+        if let Some(m) = self.members.get_mut(&successor) {
+            m.participant.role = Role::Host;
+        }
+        self.record(
+            now,
+            EventKind::RoleChanged {
+                participant: successor,
+                role: Role::Host,
+                by: leaving,
+            },
+        );
     }
 
     fn set_presence(

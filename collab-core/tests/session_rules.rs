@@ -432,6 +432,42 @@ fn roles_change_live_and_a_host_always_remains() {
     );
 }
 
+#[test]
+fn when_the_last_host_leaves_the_earliest_editor_hosts() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let viewer = h.join(user(1));
+    let first_editor = h.join(user(2));
+    let second_editor = h.join(user(3));
+    let (viewer_id, first_id) = (h.me(viewer), h.me(first_editor));
+    h.send(
+        host_conn,
+        json!({"type": "set_role", "participant": viewer_id.0, "role": "viewer"}),
+    );
+    h.clear_all();
+    h.send(host_conn, json!({"type": "leave"}));
+    let role_of = |h: &Harness, n| h.session.participant_of(&user(n).user_id).unwrap().role;
+    assert_eq!(role_of(&h, 1), Role::Viewer, "viewers are never promoted");
+    assert_eq!(role_of(&h, 2), Role::Host, "the earliest editor hosts");
+    assert_eq!(role_of(&h, 3), Role::Editor);
+    assert!(h
+        .event_kinds(second_editor)
+        .contains(&"role_changed".to_owned()));
+    // The new host runs the session.
+    h.send(
+        first_editor,
+        json!({"type": "update_session", "title": "Taken over"}),
+    );
+    assert!(h.errors(first_editor).is_empty());
+    // The creator comes back as a host, whoever hosts meanwhile.
+    let back = h.join(host());
+    assert_eq!(
+        h.session.participant_of(&host().user_id).unwrap().role,
+        Role::Host
+    );
+    let _ = (back, first_id);
+}
+
 // ---- permissions -------------------------------------------------------------
 
 #[test]

@@ -104,8 +104,28 @@ impl Config {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    // The Run button's sandbox is this binary too, started as a child.
+    if std::env::args().nth(1).as_deref() == Some(run::javascript::CHILD_ARG) {
+        return run::javascript::child_main();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("interview-room: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "-h" || a == "--help") {
         println!("{USAGE}");
         return Ok(());
@@ -154,9 +174,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             hub.shutdown().await;
         }
     };
+    let limits = collab_axum::HttpLimits::default();
     match config.adapter {
-        Adapter::Axum => with_axum::serve(listener, hub, runner, shutdown).await?,
-        Adapter::Warp => with_warp::serve(listener, hub, runner, shutdown).await,
+        Adapter::Axum => with_axum::serve(listener, hub, runner, limits, shutdown).await?,
+        Adapter::Warp => with_warp::serve(listener, hub, runner, limits, shutdown).await,
     }
     Ok(())
 }

@@ -1,15 +1,14 @@
 //! The app over axum: the page, `POST /api/v1/run` and `collab_axum::router`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
+use collab_axum::HttpLimits;
 use collab_core::Hub;
 use tokio::net::TcpListener;
 
@@ -24,6 +23,7 @@ pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     runner: Runner,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = page::FILES
@@ -34,18 +34,10 @@ pub async fn serve(
         .route(run::PATH, post(run_code))
         .with_state((hub.clone(), runner))
         .merge(collab_axum::router(hub));
-    // On Linux accepted sockets inherit TCP_NODELAY from the listener; set it
-    // on each anyway, which costs nothing and holds everywhere.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // With the client's address known, collab limits connections per address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    // TCP_NODELAY, header timeouts, connection caps, and the client's
+    // address for the per-address limits.
+    collab_axum::serve(listener, app, limits, shutdown).await;
+    Ok(())
 }
 
 fn static_file(file: &StaticFile) -> Response {

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use collab_core::Hub;
+use collab_warp::HttpLimits;
 use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::path::FullPath;
@@ -19,6 +20,7 @@ pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     runner: Runner,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let files = warp::get()
@@ -56,9 +58,7 @@ pub async fn serve(
         })
         .boxed();
     let app = collab_warp::routes(hub).or(files).unify().or(run).unify();
-    warp::serve(app)
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    // TCP_NODELAY, header timeouts, connection caps, and the client's
+    // address for the per-address limits.
+    collab_warp::serve(listener, app, limits, shutdown).await;
 }

@@ -1,10 +1,12 @@
 // The interview room page: create a session, join one by its link, and work
 // in it. No build step: the browser loads these ES modules as they are.
 //
-// Who you are: the example server uses GuestAuthenticator, where the bearer
-// token IS the identity. Each tab makes up a random token and keeps it in
-// sessionStorage with the chosen name, so a refresh comes back as the same
-// participant, while another tab or browser is someone else.
+// Who you are: the example server uses GuestAuthenticator, which issues each
+// browser a signed guest token (POST /api/v1/guests). The page keeps it in
+// localStorage with the chosen name, so a refresh, a closed and reopened tab
+// or a restart of the server all come back as the same participant (a host
+// stays a host), while another browser is someone else. Nobody can make up
+// a token, or derive one from what others see.
 
 import { byTestId, h } from "./dom.js";
 import { LANGUAGES, languageLabel, starterCode } from "./languages.js";
@@ -14,23 +16,21 @@ const IDENTITY_KEY = "interview-room.identity";
 const LAST_NAME_KEY = "interview-room.last-name";
 const JOIN_ERROR_KEY = "interview-room.join-error";
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
-const TOKEN = /^[A-Za-z0-9_-]{8,128}$/;
+const TOKEN = /^[A-Za-z0-9._-]{8,256}$/;
 
-/** 18 random bytes as URL-safe base64: 24 characters, what GuestAuthenticator takes. */
-function randomToken() {
-  const bytes = crypto.getRandomValues(new Uint8Array(18));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
-
-function loadIdentity() {
+/** The identity this browser keeps, or a fresh one the server issues. */
+async function loadIdentity() {
   let identity = null;
   try {
-    identity = JSON.parse(sessionStorage.getItem(IDENTITY_KEY));
+    identity = JSON.parse(localStorage.getItem(IDENTITY_KEY));
   } catch {
     identity = null;
   }
   if (!identity || typeof identity.token !== "string" || !TOKEN.test(identity.token)) {
-    identity = { token: randomToken(), name: "" };
+    const res = await fetch("/api/v1/guests", { method: "POST" });
+    if (!res.ok) throw new Error(await apiError(res));
+    const issued = await res.json();
+    identity = { token: issued.token, name: "" };
   }
   if (typeof identity.name !== "string") identity.name = "";
   saveIdentity(identity);
@@ -38,11 +38,11 @@ function loadIdentity() {
 }
 
 function saveIdentity(identity) {
-  sessionStorage.setItem(IDENTITY_KEY, JSON.stringify(identity));
+  localStorage.setItem(IDENTITY_KEY, JSON.stringify(identity));
   if (identity.name) localStorage.setItem(LAST_NAME_KEY, identity.name);
 }
 
-const identity = loadIdentity();
+let identity = { token: "", name: "" };
 
 function show(screen) {
   for (const id of ["landing", "join", "room"]) document.getElementById(id).hidden = id !== screen;
@@ -174,7 +174,7 @@ function enterRoom(sessionId) {
       location.reload();
     },
   });
-  if (sessionStorage.getItem(`interview-room.kicked.${sessionId}`)) room._finish("kicked");
+  if (localStorage.getItem(`interview-room.kicked.${sessionId}`)) room._finish("kicked");
   else room.connect();
   // For tests and debugging: the room's state, read-only by convention.
   window.interviewRoom = room;
@@ -200,4 +200,12 @@ function start() {
 }
 
 window.addEventListener("popstate", () => location.reload());
-start();
+loadIdentity()
+  .then((loaded) => {
+    identity = loaded;
+    start();
+  })
+  .catch((err) => {
+    showLanding();
+    showError("create-error", `Could not get an identity from the server: ${err.message}`);
+  });

@@ -178,7 +178,9 @@ export class Room {
     });
     this.presence = new PresenceView(el.people, {
       setRole: (id, role) => this._act({ type: "set_role", participant: id, role }, () => this._render()),
-      kick: (id) => this._act({ type: "kick", participant: id }),
+      // Removing someone also keeps newcomers from their address out, so they
+      // cannot come back under a fresh guest identity.
+      kick: (id) => this._act({ type: "kick", participant: id, ban_address: true }),
     });
     this.chat = new ChatView(el.chat, {
       reply: (m) => this._setComposer({ mode: "reply", message: m.id }),
@@ -513,7 +515,7 @@ export class Room {
     this.joined = false;
     // Without a connection nobody's presence is known any more.
     for (const p of this.participants.values()) p.presence = { ...(p.presence || OFFLINE_PRESENCE), status: "offline", typing: false };
-    if (reason === "kicked") sessionStorage.setItem(`interview-room.kicked.${this.sessionId}`, "1");
+    if (reason === "kicked") localStorage.setItem(`interview-room.kicked.${this.sessionId}`, "1");
     const text = {
       left: ["You left the session", "Your edits and messages stay in the session. You can come back with the same link."],
       kicked: ["You were removed from this session", "A host removed you; you cannot join it again."],
@@ -1213,7 +1215,7 @@ export class Room {
         res = await fetch("/api/v1/run", {
           method: "POST",
           headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
-          body: JSON.stringify({ language, code: this.doc.text(this.file) }),
+          body: JSON.stringify({ session: this.sessionId, language, code: this.doc.text(this.file) }),
         });
       } catch {
         return this._runProblem("Could not reach the server to run the code.");

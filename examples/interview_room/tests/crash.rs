@@ -81,7 +81,9 @@ async fn acknowledged_edits_and_messages_survive_sigkill() {
     let db = dir.join("room.db");
     let mut server = Server::start(&db);
     let c = Client::new(server.url.clone());
-    let token = "crash-host-0001";
+    // A guest identity from the server; it must still be good after the
+    // restart (the key is kept beside the database).
+    let token = &c.guest().await;
     let id = c.create(token, json!({"title": "Crash", "code": ""})).await;
     let (mut ws, _) = c.joined(&id, token, "Hana").await;
 

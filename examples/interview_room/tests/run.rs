@@ -11,8 +11,32 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use collab_conformance::{Client, Reply};
 use serde_json::{json, Value};
 
-/// A token the example's guest authenticator accepts.
-const TOKEN: &str = "run-tests-0001";
+/// A guest of the server who joined a session: who runs the programs.
+#[derive(Clone)]
+struct Member {
+    token: String,
+    session: String,
+}
+
+/// A fresh guest who creates a session and joins it (over REST).
+async fn member(c: &Client) -> Member {
+    let token = c.guest().await;
+    let session = c.create(&token, json!({"language": "javascript"})).await;
+    join(c, &token, &session).await;
+    Member { token, session }
+}
+
+async fn join(c: &Client, token: &str, session: &str) {
+    let r = c
+        .rest(
+            "POST",
+            &format!("/api/v1/sessions/{session}/users"),
+            Some(token),
+            Some(json!({"name": "Runner"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}
 
 /// The example server on a free port with a fresh database; killed (and its
 /// directory removed) on drop.
@@ -74,12 +98,12 @@ impl Drop for Server {
     }
 }
 
-async fn run(c: &Client, language: &str, code: &str) -> Reply {
+async fn run(c: &Client, m: &Member, language: &str, code: &str) -> Reply {
     c.rest(
         "POST",
         "/api/v1/run",
-        Some(TOKEN),
-        Some(json!({"language": language, "code": code})),
+        Some(&m.token),
+        Some(json!({"session": m.session, "language": language, "code": code})),
     )
     .await
 }
@@ -90,9 +114,11 @@ fn text(body: &Value, field: &str) -> String {
 
 /// Everything the default (sandboxed) runner promises, on one server.
 async fn sandboxed_runs(c: &Client) {
+    let m = &member(c).await;
     // Output is captured, values printed as node prints them.
     let r = run(
         c,
+        m,
         "javascript",
         "function solve(nums) { return [...nums].sort((a, b) => a - b); }\n\
          console.log(solve([3, 1, 2]));\nconsole.error('done');",
@@ -107,6 +133,7 @@ async fn sandboxed_runs(c: &Client) {
     // An uncaught exception: its message on stderr, exit code 1.
     let r = run(
         c,
+        m,
         "javascript",
         "console.log('a');\nthrow new Error('boom');",
     )
@@ -122,7 +149,13 @@ async fn sandboxed_runs(c: &Client) {
 
     // An endless loop is stopped at the time limit, with no exit code...
     let started = Instant::now();
-    let r = run(c, "javascript", "console.log('looping'); while (true) {}").await;
+    let r = run(
+        c,
+        m,
+        "javascript",
+        "console.log('looping'); while (true) {}",
+    )
+    .await;
     let took = started.elapsed();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
@@ -136,12 +169,13 @@ async fn sandboxed_runs(c: &Client) {
     // ... and the server answers as before.
     let health = c.rest("GET", "/api/v1/health", None, None).await;
     assert_eq!(health.status, 200);
-    let r = run(c, "javascript", "console.log(6 * 7)").await;
+    let r = run(c, m, "javascript", "console.log(6 * 7)").await;
     assert_eq!(text(&r.body, "stdout"), "42\n", "{}", r.body);
 
     // A memory bomb is stopped at the memory limit.
     let r = run(
         c,
+        m,
         "javascript",
         "const keep = []; for (;;) keep.push({n: keep.length, pad: 'x'.repeat(100) + keep.length});",
     )
@@ -153,7 +187,7 @@ async fn sandboxed_runs(c: &Client) {
     );
 
     // Python would need the host: 501, saying how to turn it on.
-    let r = run(c, "python", "print(1)").await;
+    let r = run(c, m, "python", "print(1)").await;
     assert_eq!(r.status, 501, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "unsupported_language");
     let message = r.body["error"]["message"].as_str().unwrap_or_default();
@@ -174,14 +208,66 @@ async fn sandboxed_runs(c: &Client) {
 
     // A body that is not a run request: 400 in the collab error shape.
     let r = c
-        .rest("POST", "/api/v1/run", Some(TOKEN), Some(json!({"code": 1})))
+        .rest(
+            "POST",
+            "/api/v1/run",
+            Some(&m.token),
+            Some(json!({"session": m.session, "code": 1})),
+        )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.body["error"]["code"], "invalid_input");
 
     // Past 256 KiB: 413.
-    let r = run(c, "javascript", &"1;".repeat(140 * 1024)).await;
+    let r = run(c, m, "javascript", &"1;".repeat(140 * 1024)).await;
     assert_eq!(r.status, 413, "{}", r.body);
+
+    // A native call the interpreter cannot interrupt is stopped by the
+    // child's CPU-time limit, and the server goes on.
+    let started = Instant::now();
+    let r = run(
+        c,
+        m,
+        "javascript",
+        "Array.prototype.indexOf.call({length: 4e9}, 1)",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exit_code"], Value::Null, "{}", r.body);
+    assert!(
+        text(&r.body, "stderr").contains("time limit exceeded"),
+        "{}",
+        r.body
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = run(c, m, "javascript", "console.log('after')").await;
+    assert_eq!(text(&r.body, "stdout"), "after\n", "{}", r.body);
+
+    // Only a member who may edit runs code, and only for their session.
+    let stranger = c.guest().await;
+    let r = c
+        .rest(
+            "POST",
+            "/api/v1/run",
+            Some(&stranger),
+            Some(json!({"session": m.session, "language": "javascript", "code": "1"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{}",
+        r.body
+    );
+    let body = json!({"language": "javascript", "code": "1"});
+    let r = c
+        .rest("POST", "/api/v1/run", Some(&m.token), Some(body))
+        .await;
+    assert_eq!(r.status, 400, "a run names its session: {}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,10 +288,22 @@ async fn javascript_runs_sandboxed_over_warp() {
 async fn concurrent_runs_are_limited() {
     let server = Server::start(&[], &[("COLLAB_ADAPTER", "warp")]);
     let c = server.client();
-    let runs: Vec<_> = (0..6)
-        .map(|_| {
+    let host = member(&c).await;
+    // Six people in one session, one run each.
+    let mut people = vec![host.clone()];
+    for _ in 0..5 {
+        let token = c.guest().await;
+        join(&c, &token, &host.session).await;
+        people.push(Member {
+            token,
+            session: host.session.clone(),
+        });
+    }
+    let runs: Vec<_> = people
+        .into_iter()
+        .map(|m| {
             let c = c.clone();
-            tokio::spawn(async move { run(&c, "javascript", "for (;;) {}").await })
+            tokio::spawn(async move { run(&c, &m, "javascript", "for (;;) {}").await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -265,8 +363,10 @@ async fn python_runs_on_the_host_only_when_allowed() {
         &[("INTERVIEW_ROOM_TEST_SECRET", "do-not-leak")],
     );
     let c = server.client();
+    let m = &member(&c).await;
     let r = run(
         &c,
+        m,
         "python",
         "import os, sys\n\
          print(sorted(os.listdir('.')), os.environ.get('INTERVIEW_ROOM_TEST_SECRET'))\n\
@@ -279,7 +379,7 @@ async fn python_runs_on_the_host_only_when_allowed() {
         r.body,
         json!({"stdout": "['main.py'] None\n", "stderr": "to stderr\n", "exit_code": 3})
     );
-    let r = run(&c, "python", "raise ValueError('bad')").await;
+    let r = run(&c, m, "python", "raise ValueError('bad')").await;
     assert_eq!(r.body["exit_code"], 1, "{}", r.body);
     assert!(
         text(&r.body, "stderr").contains("ValueError: bad"),
@@ -290,6 +390,7 @@ async fn python_runs_on_the_host_only_when_allowed() {
     let started = Instant::now();
     let r = run(
         &c,
+        m,
         "python",
         "import subprocess, time\n\
          subprocess.Popen(['sleep', '60'])\n\
@@ -307,8 +408,8 @@ async fn python_runs_on_the_host_only_when_allowed() {
         json!({"stdout": "waiting\n", "stderr": "time limit exceeded (5 s)\n", "exit_code": null})
     );
     // JavaScript still runs in the sandbox; other languages still do not run.
-    let r = run(&c, "javascript", "console.log('js')").await;
+    let r = run(&c, m, "javascript", "console.log('js')").await;
     assert_eq!(text(&r.body, "stdout"), "js\n", "{}", r.body);
-    let r = run(&c, "ruby", "puts 1").await;
+    let r = run(&c, m, "ruby", "puts 1").await;
     assert_eq!(r.status, 501, "{}", r.body);
 }

@@ -108,7 +108,7 @@ pub async fn run_python(code: &str) -> std::io::Result<RunOutput> {
 /// What a pipe reader collected. Once the process group is gone its pipes
 /// close; a process that left the group may hold one open, so the reader
 /// gets a moment and is then abandoned with what it has not returned.
-async fn finish_reading(reader: tokio::task::JoinHandle<CappedOutput>) -> CappedOutput {
+pub(super) async fn finish_reading(reader: tokio::task::JoinHandle<CappedOutput>) -> CappedOutput {
     let abort = reader.abort_handle();
     match tokio::time::timeout(Duration::from_secs(1), reader).await {
         Ok(Ok(output)) => output,
@@ -121,7 +121,7 @@ async fn finish_reading(reader: tokio::task::JoinHandle<CappedOutput>) -> Capped
 
 /// Reads a pipe to its end, keeping the first [`super::OUTPUT_LIMIT`] bytes
 /// and draining the rest, so the program never blocks on a full pipe.
-async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>) -> CappedOutput {
+pub(super) async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>) -> CappedOutput {
     let mut out = CappedOutput::default();
     let Some(mut pipe) = pipe else { return out };
     let mut buf = vec![0u8; 16 * 1024];
@@ -136,7 +136,7 @@ async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>) -> CappedOutput {
 
 /// Kills the program's process group (python and anything it started),
 /// then the direct child in case the group could not be signalled.
-async fn kill_group(child: &mut tokio::process::Child) {
+pub(super) async fn kill_group(child: &mut tokio::process::Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id() {
         let _ = Command::new("kill")

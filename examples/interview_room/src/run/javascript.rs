@@ -7,6 +7,13 @@
 //! API. The program is stopped when it runs past [`TIME_LIMIT`] (through
 //! QuickJS's interrupt handler, which the interpreter calls regularly while
 //! it executes) or allocates past [`MEMORY_LIMIT`].
+//!
+//! The server never runs the interpreter itself: [`run_isolated`] starts
+//! this same binary as a child (`--run-javascript`) under a CPU-time limit
+//! and an address-space limit, and kills it at a wall-clock limit. A native
+//! call that never returns to the interpreter (the interrupt handler cannot
+//! stop it) is then still stopped, and a crash of the interpreter ends only
+//! the child.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -28,6 +35,114 @@ pub const MEMORY_LIMIT: usize = 32 * 1024 * 1024;
 /// blocking-pool thread, so deep recursion ends in a `RangeError`, not a
 /// crash.
 const STACK_LIMIT: usize = 1024 * 1024;
+
+/// The argument that makes the binary a sandbox child instead of a server.
+pub const CHILD_ARG: &str = "--run-javascript";
+/// CPU seconds the child may use (`ulimit -t`); the interpreter's own time
+/// limit comes first for ordinary code.
+const CPU_SECONDS: u32 = 3;
+/// Address space of the child in KiB (`ulimit -v`): far above the
+/// interpreter's heap limit, far below what would hurt the machine.
+const ADDRESS_SPACE_KIB: u32 = 1024 * 1024;
+/// When the child is killed whatever it is doing.
+pub const WALL_TIME_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs `code` in a child process of this binary and returns what it
+/// printed.
+///
+/// # Errors
+/// When the child cannot be started.
+pub async fn run_isolated(code: &str) -> std::io::Result<RunOutput> {
+    use tokio::io::AsyncWriteExt;
+    let exe = std::env::current_exe()?;
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -t {CPU_SECONDS} && ulimit -v {ADDRESS_SPACE_KIB} && exec \"$0\" {CHILD_ARG}"
+        ))
+        .arg(exe)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command.spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A child that died early closes its end: what it says is its answer.
+        let _ = stdin.write_all(code.as_bytes()).await;
+    }
+    let stdout = tokio::spawn(read_all(child.stdout.take()));
+    let stderr = tokio::spawn(super::host::read_capped(child.stderr.take()));
+    let status = match tokio::time::timeout(WALL_TIME_LIMIT, child.wait()).await {
+        Ok(status) => Some(status?),
+        Err(_) => {
+            super::host::kill_group(&mut child).await;
+            None
+        }
+    };
+    let answer = stdout.await.unwrap_or_default();
+    let _ = super::host::finish_reading(stderr).await;
+    if let Some(output) = status
+        .filter(std::process::ExitStatus::success)
+        .and_then(|_| serde_json::from_slice::<RunOutput>(&answer).ok())
+    {
+        return Ok(output);
+    }
+    // Killed: by the CPU limit (SIGXCPU), the address-space limit (an
+    // allocation failed and the interpreter aborted) or the wall clock.
+    let mut stderr = CappedOutput::default();
+    stderr.push_line(&match status {
+        None => format!("time limit exceeded ({} s)", TIME_LIMIT.as_secs()),
+        Some(_) => format!("time limit exceeded ({} s of CPU)", TIME_LIMIT.as_secs()),
+    });
+    Ok(RunOutput {
+        stdout: String::new(),
+        stderr: stderr.finish(),
+        exit_code: None,
+    })
+}
+
+/// Reads a pipe to its end, up to the output the child may send.
+async fn read_all<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    if let Some(pipe) = pipe {
+        let limit = (4 * super::OUTPUT_LIMIT + 4096) as u64;
+        let _ = pipe.take(limit).read_to_end(&mut out).await;
+    }
+    out
+}
+
+/// The child's side: reads the program from standard input, runs it and
+/// writes the [`RunOutput`] as JSON to standard output.
+pub fn child_main() -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let mut code = String::new();
+    let limit = super::MAX_BODY_BYTES as u64;
+    if std::io::stdin()
+        .take(limit)
+        .read_to_string(&mut code)
+        .is_err()
+    {
+        return std::process::ExitCode::FAILURE;
+    }
+    let output = run(&code);
+    let Ok(json) = serde_json::to_vec(&output) else {
+        return std::process::ExitCode::FAILURE;
+    };
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(&json)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
+}
 
 /// A function that installs `console`. It gets the native
 /// `write(stream, text)` as an argument rather than finding it on the global

@@ -2,8 +2,10 @@
 //! output, which the page then shares with the session (`run_output`).
 //!
 //! Safe by default: JavaScript runs in an embedded interpreter with a time
-//! and a memory limit ([`javascript`]), and nothing is ever started on the
-//! host. Only when the person starting the server turns host commands on
+//! and a memory limit, inside a child process of its own with a CPU-time
+//! limit and a hard kill ([`javascript`]), and nothing else is ever started
+//! on the host. Only a session's current members with the editor or host
+//! role may run code, for that session; one run per user at a time. Only when the person starting the server turns host commands on
 //! (`--allow-host-commands` or `COLLAB_RUN_ON_HOST=1`) does Python run as a
 //! real process ([`host`]); every other language is refused with 501, which
 //! the page shows as "running code is turned off".
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Buf;
 use collab_core::transport::{credential, error_response};
-use collab_core::Hub;
+use collab_core::{Action, Hub, SessionId, SessionRead, UserId};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -42,6 +44,9 @@ const QUEUE_WAIT: Duration = Duration::from_secs(3);
 /// What the page posts.
 #[derive(Debug, Deserialize)]
 pub struct RunRequest {
+    /// The session the output goes to: the caller must be one of its
+    /// current members, with a role that may edit.
+    pub session: String,
     /// The session's language value (`javascript`, `python`, ...).
     pub language: String,
     /// The program.
@@ -49,7 +54,7 @@ pub struct RunRequest {
 }
 
 /// What a run printed and how it ended; the answer's JSON body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOutput {
     /// Standard output, at most [`OUTPUT_LIMIT`] bytes.
     pub stdout: String,
@@ -87,6 +92,23 @@ impl Answer {
 pub struct Runner {
     host_commands: bool,
     slots: Arc<Semaphore>,
+    /// Users with a run in progress: one each.
+    running: Arc<std::sync::Mutex<std::collections::HashSet<UserId>>>,
+}
+
+/// A user's place among the runs in progress, given back on drop.
+struct UserRun {
+    running: Arc<std::sync::Mutex<std::collections::HashSet<UserId>>>,
+    user: UserId,
+}
+
+impl Drop for UserRun {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.user);
+    }
 }
 
 impl Runner {
@@ -95,6 +117,7 @@ impl Runner {
         Self {
             host_commands,
             slots: Arc::new(Semaphore::new(CONCURRENT_RUNS)),
+            running: Arc::default(),
         }
     }
 
@@ -114,13 +137,16 @@ impl Runner {
         B: Buf,
         E: std::fmt::Display,
     {
-        if let Err(e) = hub
+        let who = match hub
             .authenticate(credential(authorization, None, None))
             .await
         {
-            let (status, body) = error_response(&e);
-            return Answer { status, body };
-        }
+            Ok(who) => who,
+            Err(e) => {
+                let (status, body) = error_response(&e);
+                return Answer { status, body };
+            }
+        };
         let body = match read_limited(body, MAX_BODY_BYTES).await {
             Ok(body) => body,
             Err(answer) => return answer,
@@ -135,6 +161,16 @@ impl Runner {
                 )
             }
         };
+        if let Err(answer) = may_run(hub, &who, &request.session).await {
+            return answer;
+        }
+        let Some(_mine) = self.claim(&who.user_id) else {
+            return Answer::error(
+                429,
+                "rate_limited",
+                "a program of yours is running already; wait for it to finish",
+            );
+        };
         match self.run(request).await {
             Ok(output) => Answer {
                 status: 200,
@@ -142,6 +178,15 @@ impl Runner {
             },
             Err(answer) => answer,
         }
+    }
+
+    /// The user's one place among the runs in progress, if free.
+    fn claim(&self, user: &UserId) -> Option<UserRun> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(user.clone()).then(|| UserRun {
+            running: Arc::clone(&self.running),
+            user: user.clone(),
+        })
     }
 
     async fn run(&self, request: RunRequest) -> Result<RunOutput, Answer> {
@@ -171,20 +216,16 @@ impl Runner {
                 Answer::error(500, "internal", &format!("could not run python3: {e}"))
             });
         }
-        // The interpreter blocks its thread for up to the time limit: never
-        // on the async workers. The slot goes with it and is given back when
-        // the program is over, even if the client has gone away meanwhile.
-        tokio::task::spawn_blocking(move || {
-            let output = javascript::run(&request.code);
-            drop(permit);
-            output
-        })
-        .await
-        .map_err(|e| {
+        // In a child process: a native call the interpreter cannot
+        // interrupt is still stopped by the CPU-time limit, and a crash of
+        // the interpreter takes down only the child.
+        let output = javascript::run_isolated(&request.code).await;
+        drop(permit);
+        output.map_err(|e| {
             Answer::error(
                 500,
                 "internal",
-                &format!("the JavaScript interpreter failed: {e}"),
+                &format!("the JavaScript sandbox could not be started: {e}"),
             )
         })
     }
@@ -204,6 +245,31 @@ impl Runner {
             )
         };
         Answer::error(501, "unsupported_language", &message)
+    }
+}
+
+/// Whether `who` may run code for `session`: a current member whose role
+/// may edit the document.
+async fn may_run(hub: &Hub, who: &collab_core::Identity, session: &str) -> Result<(), Answer> {
+    let refused = |message: &str| Answer::error(403, "forbidden", message);
+    let id = SessionId::parse(session)
+        .map_err(|_| Answer::error(404, "session_not_found", "no such session"))?;
+    let view = match hub.session_for(&id, who).await {
+        Ok(SessionRead::Full(view)) => view,
+        Ok(_) => return Err(refused("join the session to run code in it")),
+        Err(e) => {
+            let (status, body) = error_response(&e);
+            return Err(Answer { status, body });
+        }
+    };
+    let me = view
+        .participants
+        .iter()
+        .find(|p| p.present && p.participant.user_id == who.user_id);
+    match me.map(|p| p.participant.role) {
+        Some(role) if role.permits(Action::EditDocument) => Ok(()),
+        Some(_) => Err(refused("viewers cannot run code")),
+        None => Err(refused("join the session to run code in it")),
     }
 }
 

@@ -40,7 +40,7 @@ export async function launch() {
 }
 
 /**
- * A user: a browser context of their own (so their own sessionStorage, hence
+ * A user: a browser context of their own (so their own localStorage, hence
  * their own identity) with one page. Page errors fail the test at the end.
  */
 export async function newUser(browser, label) {
@@ -92,7 +92,7 @@ export const editorText = (page) => page.getByTestId("editor").inputValue();
 export const whoAmI = (page) =>
   page.evaluate(() => {
     const r = window.interviewRoom;
-    return { id: r.me, name: r.participants.get(r.me)?.name, token: JSON.parse(sessionStorage.getItem("interview-room.identity")).token };
+    return { id: r.me, name: r.participants.get(r.me)?.name, token: JSON.parse(localStorage.getItem("interview-room.identity")).token };
   });
 
 /** Waits until every page's DocumentClient has nothing unacknowledged. */

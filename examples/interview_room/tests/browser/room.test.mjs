@@ -465,6 +465,11 @@ scenario("session_ended", "12. a host removes a participant and ends the session
     await kick.click(); // Confirms.
     await third.page.locator('[data-testid="closed-screen"][data-reason="kicked"]').waitFor();
     await presenceOf(guest.page, "Lena").waitFor({ state: "detached" });
+    // The kicked screen offers no way back, and a reload stays out.
+    assert.equal(await third.page.getByTestId("closed-rejoin").isVisible(), false);
+    await third.page.reload();
+    await third.page.locator('[data-testid="closed-screen"][data-reason="kicked"]').waitFor();
+    assert.equal(await third.page.getByTestId("closed-rejoin").isVisible(), false);
 
     await host.page.getByTestId("end-session").click();
     await host.page.getByTestId("end-session").click(); // Confirms.
