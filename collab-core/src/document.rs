@@ -809,8 +809,7 @@ impl Document {
         author: Option<ParticipantId>,
         now: Timestamp,
     ) -> Result<(Vec<Version>, Vec<SideEffect>), DocumentError> {
-        let message = sync::Message::decode(message)
-            .map_err(|e| DocumentError::BadSyncMessage(e.to_string()))?;
+        let message = crate::sync::decode(message).map_err(DocumentError::BadSyncMessage)?;
         self.commit();
         let patches = crate::sync::receive(&mut self.doc, &mut state.0, message, true)?;
         Ok(self.absorb(patches, author, now))
@@ -821,8 +820,7 @@ impl Document {
     /// # Errors
     /// [`DocumentError::BadSyncMessage`].
     pub fn sync_message_has_changes(message: &[u8]) -> Result<bool, DocumentError> {
-        let message = sync::Message::decode(message)
-            .map_err(|e| DocumentError::BadSyncMessage(e.to_string()))?;
+        let message = crate::sync::decode(message).map_err(DocumentError::BadSyncMessage)?;
         Ok(!message.changes.is_empty())
     }
 

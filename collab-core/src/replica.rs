@@ -60,8 +60,7 @@ impl ReplicaClient {
         if message.starts_with(&DOCUMENT_MAGIC) {
             return self.load_snapshot(message);
         }
-        let message = sync::Message::decode(message)
-            .map_err(|e| DocumentError::BadSyncMessage(e.to_string()))?;
+        let message = crate::sync::decode(message).map_err(DocumentError::BadSyncMessage)?;
         crate::sync::receive(&mut self.doc, &mut self.state, message, false)?;
         // automerge 0.6 loads the first changes into an empty document with its
         // default text encoding; positions here are UTF-16, so load it again

@@ -14,6 +14,44 @@ use std::collections::HashSet;
 use automerge::sync::{Message, State};
 use automerge::{AutoCommit, AutomergeError, ChangeHash, Patch};
 
+/// Decodes a sync message from a peer, refusing what automerge would decode
+/// but then panic or stall on: a `have` Bloom filter with entries but no bits
+/// per entry divides by zero when it is probed (a remote crash, found by the
+/// `document_sync` fuzz target), and one with a huge probe count makes every
+/// probe allocate and loop that many times. automerge itself writes 10 bits
+/// per entry and 7 probes; anything within a generous margin is accepted.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Message, String> {
+    let message = Message::decode(bytes).map_err(|e| e.to_string())?;
+    for have in &message.have {
+        let filter = have.bloom.to_bytes();
+        let mut header = filter.as_slice();
+        let mut field = || leb128_u64(&mut header);
+        // An empty filter (no entries) is never probed.
+        let Some(entries) = field() else { continue };
+        let (bits_per_entry, probes) = (field().unwrap_or(0), field().unwrap_or(0));
+        if entries > 0 && !(1..=64).contains(&bits_per_entry) {
+            return Err(format!("a Bloom filter with {bits_per_entry} bits per entry"));
+        }
+        if entries > 0 && !(1..=64).contains(&probes) {
+            return Err(format!("a Bloom filter with {probes} probes"));
+        }
+    }
+    Ok(message)
+}
+
+/// Reads one unsigned LEB128 number from the front of `input`.
+fn leb128_u64(input: &mut &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    for (i, byte) in input.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            *input = &input[i + 1..];
+            return Some(value);
+        }
+    }
+    None
+}
+
 /// Applies a sync message to `doc` and `state`, as automerge's
 /// `receive_sync_message` does. With `patches`, returns the patches its
 /// changes made (text positions in the document's encoding).
