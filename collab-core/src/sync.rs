@@ -30,7 +30,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message, String> {
         let Some(entries) = field() else { continue };
         let (bits_per_entry, probes) = (field().unwrap_or(0), field().unwrap_or(0));
         if entries > 0 && !(1..=64).contains(&bits_per_entry) {
-            return Err(format!("a Bloom filter with {bits_per_entry} bits per entry"));
+            return Err(format!(
+                "a Bloom filter with {bits_per_entry} bits per entry"
+            ));
         }
         if entries > 0 && !(1..=64).contains(&probes) {
             return Err(format!("a Bloom filter with {probes} probes"));

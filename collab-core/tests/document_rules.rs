@@ -491,3 +491,30 @@ fn a_language_change_reaches_replicas() {
     sync_replica(&mut h, conn, &mut replica);
     assert_eq!(replica.language().as_deref(), Some("go"));
 }
+
+/// A replica's sync message whose Bloom filter has entries but no bits per
+/// entry made automerge divide by zero while answering it, which panicked
+/// the session's task (found by the `document_sync` fuzz target). It is
+/// refused now, and the session goes on.
+#[test]
+fn a_sync_message_that_would_crash_automerge_is_refused() {
+    let crasher = include_bytes!(
+        "../../fuzz/crashes/document_sync/crash-792dda7f06a0678b8d7731794e067257f0064cbf"
+    );
+    let mut h = with_code("keep");
+    let _ = h.join(host());
+    let conn = h.open(user(1)).unwrap();
+    h.send(conn, json!({"type": "join", "mode": "replica"}));
+    let mut replica = ReplicaClient::new();
+    sync_replica(&mut h, conn, &mut replica);
+    // The crasher as one message, and in two parts as the fuzz target sent it.
+    let split = usize::from(crasher[0]).min(crasher.len());
+    for message in [&crasher[..], &crasher[..split], &crasher[split..]] {
+        h.session.handle_binary(conn, message, h.now);
+        h.pump();
+    }
+    assert!(!h.errors(conn).is_empty(), "refused with an error");
+    replica.splice("main", 0, 4, "kept").unwrap();
+    sync_replica(&mut h, conn, &mut replica);
+    assert_eq!(h.session.code(), "kept", "the replica still edits");
+}

@@ -89,7 +89,7 @@ const EVENT_KINDS: [&str; 13] = [
 ];
 
 /// Every error code, as the type spells them (so a rename fails to compile).
-const ERROR_CODES: [ErrorCode; 29] = [
+const ERROR_CODES: [ErrorCode; 30] = [
     ErrorCode::MalformedFrame,
     ErrorCode::UnknownFrameType,
     ErrorCode::FrameTooLarge,
@@ -119,6 +119,7 @@ const ERROR_CODES: [ErrorCode; 29] = [
     ErrorCode::InvalidOperation,
     ErrorCode::DocumentTooLarge,
     ErrorCode::StorageFailed,
+    ErrorCode::RequestTimeout,
 ];
 
 /// Every reason a server closes a connection.
@@ -639,6 +640,23 @@ fn the_limits_table_matches_the_defaults() {
         ),
         ("Session expiry", human(cfg.expires_after)),
         ("Outbound queue", format!("{} frames", hub.outbound_queue)),
+        (
+            "Client id (`oid`, `cid`)",
+            format!("{} bytes", collab_core::session::MAX_CLIENT_ID_BYTES),
+        ),
+        (
+            "Longest expiry",
+            format!("{} s", cfg.max_expires_after.as_secs()),
+        ),
+        (
+            "Sessions created",
+            format!("{} sessions", hub.session_creation.burst),
+        ),
+        (
+            "Guest credentials issued",
+            format!("{} credentials", hub.guest_issue.burst),
+        ),
+        ("Request body", human(hub.body_timeout)),
     ];
     let doc = doc();
     let mut problems = Vec::new();
