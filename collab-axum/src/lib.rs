@@ -282,9 +282,11 @@ async fn read(
     Path(id): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Result<Response, ApiError> {
     let who = identity(&hub, &headers, &query).await?;
-    Ok(Json(hub.session_for(&session_id(&id)?, &who).await?).into_response())
+    let peer = peer(&hub, &headers, &extensions);
+    Ok(Json(hub.session_for(&session_id(&id)?, &who, peer).await?).into_response())
 }
 
 async fn update(

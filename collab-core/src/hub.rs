@@ -350,6 +350,7 @@ enum Command {
     },
     ViewFor {
         user: UserId,
+        peer: Option<std::net::IpAddr>,
         reply: oneshot::Sender<Result<SessionRead, SessionError>>,
     },
     Update {
@@ -712,8 +713,10 @@ impl Hub {
         Ok(())
     }
 
-    /// The session as `who` may read it over REST: all of it for a member or
-    /// its creator, the summary for others the [`Access`] policy lets read.
+    /// The session as `who`, at `peer`, may read it over REST: all of it for
+    /// a member or its creator, the summary for others the [`Access`] policy
+    /// lets read, nothing for the banned (by identity, or a newcomer from a
+    /// banned address).
     ///
     /// # Errors
     /// [`HubError::SessionNotFound`]; [`HubError::Forbidden`];
@@ -722,11 +725,12 @@ impl Hub {
         &self,
         id: &SessionId,
         who: &Identity,
+        peer: Option<std::net::IpAddr>,
     ) -> Result<SessionRead, HubError> {
         self.authorize(who, SessionRequest::Read(id)).await?;
         let user = who.user_id.clone();
         Ok(self
-            .ask(id, |reply| Command::ViewFor { user, reply })
+            .ask(id, |reply| Command::ViewFor { user, peer, reply })
             .await??)
     }
 
@@ -1291,8 +1295,8 @@ impl Task {
                 };
                 let _ = reply.send(view);
             }
-            Command::ViewFor { user, reply } => {
-                let read = session.may_read(&user).map(|member| {
+            Command::ViewFor { user, peer, reply } => {
+                let read = session.may_read(&user, peer).map(|member| {
                     if member {
                         SessionRead::Full(SessionView {
                             info: session.info(),

@@ -954,17 +954,25 @@ impl Session {
         (self.log.last_seq(), self.document.rev())
     }
 
-    /// Whether `user` may read the session's code and participants over
-    /// REST: its current members and its creator may; a banned user gets
+    /// Whether `user`, at `address`, may read the session's code and
+    /// participants over REST: its current members and its creator may; a
+    /// banned user, or a newcomer from a banned address, gets
     /// [`SessionError::Banned`]; anyone else `Ok(false)` (the public summary).
     ///
     /// # Errors
     /// [`SessionError::Banned`].
-    pub fn may_read(&self, user: &UserId) -> Result<bool, SessionError> {
-        if self.banned.contains(user) {
+    pub fn may_read(
+        &self,
+        user: &UserId,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<bool, SessionError> {
+        let member = *user == self.created_by || self.current_member_of(user).is_ok();
+        if self.banned.contains(user)
+            || (!member && address.is_some_and(|a| self.banned.contains(&address_ban(a))))
+        {
             return Err(SessionError::Banned);
         }
-        Ok(*user == self.created_by || self.current_member_of(user).is_ok())
+        Ok(member)
     }
 
     fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {

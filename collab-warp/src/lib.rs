@@ -178,6 +178,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(hub.clone())
         .and(auth)
+        .and(peer.clone())
         .and_then(read)
         .boxed();
     let update = warp::path!("api" / "v1" / "sessions" / String)
@@ -393,10 +394,15 @@ async fn create(
         .map_or_else(failure, |info| json_ok(StatusCode::CREATED, &info)))
 }
 
-async fn read(id: String, hub: Hub, token: Option<String>) -> Result<Response, Infallible> {
+async fn read(
+    id: String,
+    hub: Hub,
+    token: Option<String>,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Response, Infallible> {
     let view = async {
         let who = identity(&hub, token).await?;
-        hub.session_for(&session_id(&id)?, &who).await
+        hub.session_for(&session_id(&id)?, &who, peer).await
     };
     Ok(view
         .await

@@ -132,6 +132,12 @@ async function showJoin(sessionId, error = "") {
       byTestId("join-form-fields").hidden = true;
       return;
     }
+    if (res.status === 403) {
+      byTestId("join-title").textContent = "You cannot join this session";
+      byTestId("join-meta").textContent = "A host of this session removed you.";
+      byTestId("join-form-fields").hidden = true;
+      return;
+    }
     if (!res.ok) throw new Error(await apiError(res));
     const s = await res.json();
     byTestId("join-title").textContent = `Join “${s.title || "Coding interview"}”`;

@@ -493,6 +493,9 @@ export class Room {
       });
       if (res.status === 404) return this._finish("not_found");
       if (res.status === 410) return this._finish("session_ended");
+      // Removed by a host (this identity, or newcomers from this address):
+      // no amount of reconnecting gets back in.
+      if (res.status === 403) return this._finish("kicked");
       if (res.ok) {
         const info = await res.json();
         if (info.status === "ended") this._finish("session_ended");

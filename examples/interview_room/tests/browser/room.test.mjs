@@ -456,7 +456,7 @@ scenario("files", "11. a new file reaches everyone, with who is viewing it", asy
 });
 
 scenario("session_ended", "12. a host removes a participant and ends the session", async () => {
-  await withUsers(["host", "guest", "third"], async (host, guest, third) => {
+  await withUsers(["host", "guest", "third", "fourth"], async (host, guest, third, fourth) => {
     const url = await hostAndGuest(host, guest, "Kick and end");
     await joinByUrl(third, url, "Lena");
     await presenceOf(host.page, "Lena").waitFor();
@@ -470,6 +470,11 @@ scenario("session_ended", "12. a host removes a participant and ends the session
     await third.page.reload();
     await third.page.locator('[data-testid="closed-screen"][data-reason="kicked"]').waitFor();
     assert.equal(await third.page.getByTestId("closed-rejoin").isVisible(), false);
+    // A fresh guest identity from the same address is kept out too: the
+    // join screen says so instead of offering to join.
+    await fourth.page.goto(url);
+    await fourth.page.getByTestId("join-title").filter({ hasText: "You cannot join this session" }).waitFor();
+    assert.equal(await fourth.page.getByTestId("join-form-fields").isVisible(), false);
 
     await host.page.getByTestId("end-session").click();
     await host.page.getByTestId("end-session").click(); // Confirms.
