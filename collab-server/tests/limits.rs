@@ -66,7 +66,10 @@ async fn the_total_cap_closes_the_connection_over_it() {
     }
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(get(addr).await.starts_with("HTTP/1.1 200"), "a freed place serves");
+    assert!(
+        get(addr).await.starts_with("HTTP/1.1 200"),
+        "a freed place serves"
+    );
 }
 
 #[tokio::test]
@@ -100,5 +103,8 @@ async fn shutdown_stops_accepting() {
         .await
         .expect("serve returns")
         .unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
 }
