@@ -69,8 +69,9 @@ pub struct HubConfig {
     /// in (default 10 s); past it the request is answered with
     /// `request_timeout` (408).
     pub body_timeout: std::time::Duration,
-    /// Guest identities one client address may be issued: 20 at once, then
-    /// one every 10 s.
+    /// Guest identities one client address may be issued: 60 at once, then
+    /// one a second (a class or an office behind one address joins at once;
+    /// a flood of identities is what this stops).
     pub guest_issue: Rate,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are
     /// believed (default none). Behind a proxy every request comes from the
@@ -93,7 +94,7 @@ impl Default for HubConfig {
             keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
             sweep_every: std::time::Duration::from_secs(60),
             session_creation: Rate::new(20, std::time::Duration::from_secs(10)),
-            guest_issue: Rate::new(20, std::time::Duration::from_secs(10)),
+            guest_issue: Rate::new(60, std::time::Duration::from_secs(1)),
             body_timeout: std::time::Duration::from_secs(10),
             trusted_proxies: Vec::new(),
         }

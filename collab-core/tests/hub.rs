@@ -583,3 +583,33 @@ async fn with_default_settings_a_silent_peer_is_dropped_within_45_seconds() {
     assert!(still.is_err(), "the live peer was closed: {still:?}");
     pinger.abort();
 }
+
+/// Guest identities are issued up to a burst per address, then at the
+/// sustained rate; another address has its own allowance.
+#[tokio::test(start_paused = true)]
+async fn guest_identities_are_rate_limited_per_address() {
+    let guests = collab_core::GuestAuthenticator::random().unwrap();
+    let hub = Hub::new(guests);
+    let here: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+    let there: std::net::IpAddr = "203.0.113.10".parse().unwrap();
+    let burst = collab_core::HubConfig::default().guest_issue.burst;
+    for _ in 0..burst {
+        hub.issue_guest(Some(here)).expect("within the burst");
+    }
+    assert!(matches!(
+        hub.issue_guest(Some(here)),
+        Err(collab_core::HubError::RateLimited)
+    ));
+    assert!(hub.issue_guest(Some(there)).is_ok());
+    tokio::time::advance(std::time::Duration::from_secs(2)).await;
+    assert!(
+        hub.issue_guest(Some(here)).is_ok(),
+        "the allowance comes back"
+    );
+    // An authenticator that issues no guests says so.
+    let tokens = Hub::new(collab_core::TokenAuthenticator::new());
+    assert!(matches!(
+        tokens.issue_guest(None),
+        Err(collab_core::HubError::GuestsNotOffered)
+    ));
+}
