@@ -27,7 +27,7 @@
 //   last revision this client has seen; the op was typed on top of it. `oid`
 //   is a random id, unique per operation, kept when the op is resent.
 // - The server rebases an incoming op over every change to that file after
-//   `rev` (the server's op winning ties), applies it as the next revision,
+//   `rev` (ties broken by author: `insertsFirst`), applies it as the next revision,
 //   answers the sender `{type: "text_ack", rev, oid}` (`rev`: the revision the
 //   op became) and sends everyone else `{type: "text_op", rev, file, op,
 //   author, oid}`.
@@ -221,7 +221,18 @@ export class TextOperation {
   }
 
   /**
-   * Transforms concurrent `a` and `b` (same text): returns `[a2, b2]` with
+   * `transform` for concurrent `a` by `aAuthor` and `b` by `bAuthor`
+   * (participant ids, or null): at a tie the author who `insertsFirst` goes
+   * first, whichever operation is `a`.
+   */
+  static transformByAuthor(a, aAuthor, b, bAuthor) {
+    if (insertsFirst(aAuthor, bAuthor)) return TextOperation.transform(a, b);
+    const [b2, a2] = TextOperation.transform(b, a);
+    return [a2, b2];
+  }
+
+  /**
+   * Transforms two concurrent operations: returns `[a2, b2]` with
    * b2.apply(a.apply(s)) === a2.apply(b.apply(s)). At a tie (both insert at
    * the same place) `a`'s insert comes first.
    */
@@ -397,6 +408,20 @@ function freshOid() {
 }
 
 /**
+ * Whether `a`'s insert comes before `b`'s when both insert at one position
+ * concurrently (authors are participant ids): the lower id first; a change
+ * with no author (null: a replica's, the server's) before any participant's;
+ * the same author's in the order given. The server breaks ties the same way
+ * (collab_core::ot::inserts_first), so runs typed at one spot by several
+ * people at once stay contiguous.
+ */
+export function insertsFirst(a, b) {
+  if (a == null) return true;
+  if (b == null) return false;
+  return a <= b;
+}
+
+/**
  * The client side of a multi-file document: local edits go out one at a time,
  * remote edits are transformed over what is still pending here. See the
  * protocol assumptions at the top of this file.
@@ -418,6 +443,12 @@ export class DocumentClient {
     this._inflight = null;
     /** Edits made while something was in flight, composed per file. */
     this._buffers = new Map();
+    /**
+     * This client's participant id (the welcome's `you`): ties between a
+     * remote insert and a pending one at the same place are broken by it,
+     * as the server breaks them. Null: the remote edit goes first.
+     */
+    this.me = null;
   }
 
   /** The text of a file as this client sees it ("" for an unknown file). */
@@ -478,9 +509,14 @@ export class DocumentClient {
     else this._sendNext();
   }
 
-  /** Where a cursor at `index` in `path` moves with `op` (after inserts at it). */
+  /**
+   * Where this client's own caret at `index` in `path` moves with a remote
+   * `op`: an insert exactly at the caret stays after it, so the caret stays
+   * after one's own last character and one's run of typing is not split by
+   * someone typing at the same spot.
+   */
   transformCursor(path, index, op) {
-    return op.transformIndex(index, true);
+    return op.transformIndex(index, false);
   }
 
   _sendOp(file, op, oid) {
@@ -510,15 +546,22 @@ export class DocumentClient {
     }
     const file = frame.file;
     let op = TextOperation.fromJSON(frame.op);
-    // The server's op wins ties, as it did when the server rebased ours.
+    // Ties go by author, as the server broke them when it rebased ours; a
+    // client that does not know who it is lets the remote edit go first.
+    const remoteFirst = this.me == null || insertsFirst(frame.author ?? null, this.me);
+    const past = (mine) => {
+      if (remoteFirst) return TextOperation.transform(op, mine);
+      const [mine2, op2] = TextOperation.transform(mine, op);
+      return [op2, mine2];
+    };
     let inflight = this._inflight;
     if (inflight !== null && inflight.file === file) {
       let mine;
-      [op, mine] = TextOperation.transform(op, inflight.op);
+      [op, mine] = past(inflight.op);
       inflight = { ...inflight, op: mine };
     }
     let buffer = this._buffers.get(file);
-    if (buffer) [op, buffer] = TextOperation.transform(op, buffer);
+    if (buffer) [op, buffer] = past(buffer);
     const text = op.apply(this.text(file)); // Throws if out of step: resync.
     this._files.set(file, text);
     this._inflight = inflight;

@@ -6,7 +6,7 @@
 //!
 //! - **Thin clients** send [`TextOperation`]s tagged with the revision they were
 //!   typed against. [`Document::apply_operation`] rebases them over everything
-//!   applied since (operational transformation, the history winning ties) and
+//!   applied since (operational transformation, ties broken by author) and
 //!   applies the result to the automerge document as a local transaction.
 //! - **Replicas** hold their own automerge document and speak automerge's sync
 //!   protocol ([`Document::receive_sync`], [`Document::generate_sync`]). What
@@ -597,8 +597,8 @@ impl Document {
     // ---- thin clients --------------------------------------------------------
 
     /// Applies a thin client's operation typed against revision `base`:
-    /// rebases it over every later change to the same file (the history wins
-    /// ties), checks it against the text, applies it, and records it as the
+    /// rebases it over every later change to the same file (ties broken by
+    /// author: [`crate::ot::inserts_first`]), checks it against the text, applies it, and records it as the
     /// next version.
     ///
     /// # Errors
@@ -630,7 +630,9 @@ impl Document {
                 continue;
             }
             match &v.change {
-                Change::Edit { op: applied } => op = TextOperation::transform(applied, &op).1,
+                Change::Edit { op: applied } => {
+                    op = TextOperation::transform_by_author(applied, v.author, &op, Some(author)).1;
+                }
                 // The file was removed or replaced since: the edit has nothing to land on.
                 Change::Remove | Change::Create { .. } => {
                     return Err(DocumentError::UnknownFile(path.to_owned()));

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use collab_core::ids::ConnectionId;
+use collab_core::ParticipantId;
 use collab_core::{
     Change, Identity, NewSession, ReplicaClient, ServerFrame, Session, SessionConfig, SessionId,
     TextOperation, Timestamp, Transmit,
@@ -39,6 +40,12 @@ struct Thin {
     buffer: Option<TextOperation>,
     next_oid: u64,
     name: String,
+    /// This client's participant id, from its welcome.
+    me: Option<ParticipantId>,
+    /// Where this client types (UTF-16 units). Remote inserts exactly at it
+    /// leave it where it is, as an editor keeps its caret after one's own
+    /// last character.
+    caret: u32,
 }
 
 impl Thin {
@@ -76,28 +83,38 @@ impl Thin {
         }
     }
 
-    fn remote(&mut self, rev: u64, op: TextOperation, oid: Option<String>, out: &mut Vec<Msg>) {
+    fn remote(
+        &mut self,
+        rev: u64,
+        op: TextOperation,
+        author: Option<ParticipantId>,
+        oid: Option<String>,
+        out: &mut Vec<Msg>,
+    ) {
         if oid.is_some() && self.outstanding.as_ref().map(|(o, _)| o) == oid.as_ref() {
             return self.acked(rev, out);
         }
         self.rev = rev;
         let mut s = op;
+        // Ties broken by author, as the server broke them.
         if let Some((_, pending)) = self.outstanding.as_mut() {
-            let (s2, p2) = TextOperation::transform(&s, pending);
+            let (s2, p2) = TextOperation::transform_by_author(&s, author, pending, self.me);
             s = s2;
             *pending = p2;
         }
         if let Some(buffer) = self.buffer.as_mut() {
-            let (s2, b2) = TextOperation::transform(&s, buffer);
+            let (s2, b2) = TextOperation::transform_by_author(&s, author, buffer, self.me);
             s = s2;
             *buffer = b2;
         }
+        self.caret = s.transform_index(self.caret, false);
         self.text = s.apply(&self.text).expect("a remote edit fits");
     }
 
     fn receive(&mut self, frame: ServerFrame, out: &mut Vec<Msg>) {
         match frame {
-            ServerFrame::Welcome { document, .. } => {
+            ServerFrame::Welcome { document, you, .. } => {
+                self.me = Some(you);
                 if let Some(files) = document.files {
                     self.text = files[FILE].clone();
                     self.rev = document.rev;
@@ -108,7 +125,13 @@ impl Thin {
             {
                 self.acked(rev, out);
             }
-            ServerFrame::TextOp { rev, op, oid, .. } => self.remote(rev, op, oid, out),
+            ServerFrame::TextOp {
+                rev,
+                op,
+                author,
+                oid,
+                ..
+            } => self.remote(rev, op, author, oid, out),
             ServerFrame::TextCatchup { ops, .. } => {
                 for op in ops {
                     self.receive(op, out);
@@ -408,6 +431,32 @@ impl World {
         }
     }
 
+    /// Thin client `i` types `ch` at its caret.
+    fn type_at_caret(&mut self, i: usize, ch: char) {
+        let conn = self.clients[i].conn;
+        let mut out = Vec::new();
+        let Kind::Thin(t) = &mut self.clients[i].kind else {
+            panic!("only thin clients type here");
+        };
+        let mut op = TextOperation::new();
+        op.retain(t.caret);
+        op.insert(&ch.to_string());
+        t.caret += ch.len_utf16() as u32;
+        t.local(op, &mut out);
+        if let Some(conn) = conn {
+            self.to_server.entry(conn).or_default().extend(out);
+        }
+    }
+
+    /// Puts every thin client's caret at `at`.
+    fn carets_at(&mut self, at: u32) {
+        for c in &mut self.clients {
+            if let Kind::Thin(t) = &mut c.kind {
+                t.caret = at;
+            }
+        }
+    }
+
     /// Reconnects everyone and delivers until nothing moves.
     fn settle(&mut self) {
         for i in 0..self.clients.len() {
@@ -439,11 +488,17 @@ impl World {
         }
     }
 
-    fn check(&self) {
+    /// Everyone has the server's text.
+    fn check_converged(&self) -> String {
         let server = self.session.document().text(FILE).unwrap();
         for (i, c) in self.clients.iter().enumerate() {
             assert_eq!(c.text(), server, "client {i} diverged");
         }
+        server
+    }
+
+    fn check(&self) {
+        let server = self.check_converged();
         let present: Vec<&str> = tokens(&server);
         let present_set: BTreeSet<String> = present.iter().map(|t| (*t).to_owned()).collect();
         assert_eq!(
@@ -525,6 +580,133 @@ proptest! {
     fn two_thin_four_replicas_converge(steps in proptest::collection::vec(step(), 1..200)) {
         run(2, 4, steps);
     }
+}
+
+/// What a typing step does: a typist types their next character, or the
+/// network moves one frame.
+#[derive(Debug, Clone)]
+enum Typing {
+    Type(usize),
+    ToServer(usize),
+    ToClient(usize),
+}
+
+fn typing_step(typists: usize) -> impl Strategy<Value = Typing> {
+    prop_oneof![
+        3 => (0..typists).prop_map(Typing::Type),
+        2 => (0..typists).prop_map(Typing::ToServer),
+        2 => (0..typists).prop_map(Typing::ToClient),
+    ]
+}
+
+/// Whether each of `letters` appears in `text` as one contiguous run.
+fn runs_are_contiguous(text: &str, letters: &[char]) -> bool {
+    letters.iter().all(|l| {
+        let positions: Vec<usize> = text
+            .chars()
+            .enumerate()
+            .filter(|(_, c)| c == l)
+            .map(|(i, _)| i)
+            .collect();
+        positions.windows(2).all(|w| w[1] == w[0] + 1)
+    })
+}
+
+/// Two to five people type at one spot at once, each their own run of
+/// characters, with keystrokes and acknowledgements crossing on the wire in
+/// any order and edits batched while one is in flight: every run ends
+/// contiguous, one after another, and everyone has the same text.
+fn typists_at_one_spot(typists: usize, steps: Vec<Typing>) {
+    let letters: Vec<char> = "ABCDE".chars().take(typists).collect();
+    let mut w = World::new(typists, 0);
+    // Everyone starts with the caret in the middle of "[]".
+    w.type_at_caret(0, '[');
+    w.type_at_caret(0, ']');
+    w.settle();
+    w.carets_at(1);
+    let mut typed = vec![0usize; typists];
+    for step in steps {
+        match step {
+            Typing::Type(i) => {
+                w.type_at_caret(i, letters[i]);
+                typed[i] += 1;
+            }
+            Typing::ToServer(i) => {
+                w.deliver_to_server(i);
+            }
+            Typing::ToClient(i) => {
+                w.deliver_to_client(i);
+            }
+        }
+    }
+    w.settle();
+    let text = w.check_converged();
+    for (i, l) in letters.iter().enumerate() {
+        assert_eq!(
+            text.chars().filter(|c| c == l).count(),
+            typed[i],
+            "every keystroke of typist {i} is there: {text:?}"
+        );
+    }
+    assert!(
+        runs_are_contiguous(&text, &letters),
+        "interleaved runs: {text:?}"
+    );
+    assert!(text.starts_with('[') && text.ends_with(']'), "{text:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn concurrent_runs_typed_at_one_spot_stay_contiguous(
+        typists in 2usize..=5,
+        steps in proptest::collection::vec(typing_step(5), 1..250),
+    ) {
+        let steps = steps
+            .into_iter()
+            .map(|s| match s {
+                Typing::Type(i) => Typing::Type(i % typists),
+                Typing::ToServer(i) => Typing::ToServer(i % typists),
+                Typing::ToClient(i) => Typing::ToClient(i % typists),
+            })
+            .collect();
+        typists_at_one_spot(typists, steps);
+    }
+}
+
+/// The interleaving the issue reported: two people type ", huh?" and " The
+/// whole" at one spot, keystroke for keystroke, each keystroke reaching the
+/// server before the other's acknowledgement comes back.
+#[test]
+fn two_people_typing_at_one_spot_do_not_interleave() {
+    let mut w = World::new(2, 0);
+    let start = "90s";
+    for ch in start.chars() {
+        w.type_at_caret(0, ch);
+    }
+    w.settle();
+    w.carets_at(3);
+    let (a, b): (Vec<char>, Vec<char>) =
+        (", huh?".chars().collect(), " The whole".chars().collect());
+    for k in 0..a.len().max(b.len()) {
+        if let Some(&c) = a.get(k) {
+            w.type_at_caret(0, c);
+        }
+        if let Some(&c) = b.get(k) {
+            w.type_at_caret(1, c);
+        }
+        w.deliver_to_server(0);
+        w.deliver_to_server(1);
+        w.deliver_to_client(1);
+        w.deliver_to_client(0);
+    }
+    w.settle();
+    let text = w.check_converged();
+    assert!(
+        text == "90s, huh? The whole" || text == "90s The whole, huh?",
+        "{text:?}"
+    );
 }
 
 #[test]

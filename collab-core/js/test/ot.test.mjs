@@ -11,7 +11,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { DocumentClient, TextOperation, diffToOperation } from "../collab-ot.mjs";
+import { DocumentClient, TextOperation, diffToOperation, insertsFirst } from "../collab-ot.mjs";
 
 const vectors = JSON.parse(readFileSync(new URL("../../tests/vectors/ot.json", import.meta.url), "utf8"));
 const op = (json) => TextOperation.fromJSON(json);
@@ -52,6 +52,23 @@ test("vectors: transform", () => {
     assert.equal(b2.apply(a.apply(c.text)), c.result, `${c.name}: b2(a(text))`);
     assert.equal(a2.apply(b.apply(c.text)), c.result, `${c.name}: a2(b(text))`);
   }
+});
+
+test("vectors: transform_by_author", () => {
+  assert.ok(vectors.transform_by_author.length > 60);
+  for (const c of vectors.transform_by_author) {
+    const a = op(c.a);
+    const b = op(c.b);
+    const [a2, b2] = TextOperation.transformByAuthor(a, c.a_author, b, c.b_author);
+    assert.deepEqual(a2.toJSON(), c.a2, `${c.name}: a2`);
+    assert.deepEqual(b2.toJSON(), c.b2, `${c.name}: b2`);
+    assert.equal(b2.apply(a.apply(c.text)), c.result, `${c.name}: b2(a(text))`);
+    assert.equal(a2.apply(b.apply(c.text)), c.result, `${c.name}: a2(b(text))`);
+  }
+  assert.equal(insertsFirst(null, 1), true);
+  assert.equal(insertsFirst(1, null), false);
+  assert.equal(insertsFirst(1, 2), true);
+  assert.equal(insertsFirst(2, 1), false);
 });
 
 test("vectors: compose", () => {
@@ -241,12 +258,13 @@ class ModelServer {
     if (this.revOfOid.has(frame.oid)) return ack(this.revOfOid.get(frame.oid));
     assert.ok(frame.rev <= this.rev, "a client is ahead of the server");
     let o = TextOperation.fromJSON(frame.op);
+    // Ties go by author (the lower participant id first), as the server does.
     for (const h of this.history.slice(frame.rev)) {
-      if (h.file === frame.file) o = TextOperation.transform(h.op, o)[1];
+      if (h.file === frame.file) o = TextOperation.transformByAuthor(h.op, h.author, o, conn.author)[1];
     }
     if (o.isNoop()) return ack(this.rev);
     this.files.set(frame.file, o.apply(this.files.get(frame.file) ?? ""));
-    this.history.push({ file: frame.file, op: o, author: conn.clientId, oid: frame.oid });
+    this.history.push({ file: frame.file, op: o, author: conn.author, oid: frame.oid });
     this.revOfOid.set(frame.oid, this.rev);
     for (const other of this.connections) if (other !== conn) other.deliver(this.frameOf(this.rev));
     ack(this.rev);
@@ -277,6 +295,7 @@ class Simulation {
       peer.client = new DocumentClient({ rev: 0, files }, (frame) => {
         if (peer.conn) peer.up.push(JSON.parse(JSON.stringify(frame)));
       });
+      peer.client.me = id + 1;
       peer.client.onRemoteOp = (file, o, author) => peer.remote.push({ file, o, author });
       this.connect(peer, false);
       this.clients.push(peer);
@@ -284,7 +303,7 @@ class Simulation {
   }
 
   connect(peer, rejoin) {
-    const conn = { clientId: `c${peer.id}`, down: [], open: true, rejoin };
+    const conn = { clientId: `c${peer.id}`, author: peer.id + 1, down: [], open: true, rejoin };
     conn.deliver = (frame) => conn.open && conn.down.push(JSON.parse(JSON.stringify(frame)));
     peer.conn = conn;
     if (rejoin) this.server.join(conn, peer.client.rev);
@@ -425,7 +444,9 @@ test("DocumentClient: the server's op wins ties against pending edits", () => {
   c.receive({ type: "text_op", rev: 2, file: "a", op: [3, "T"], author: "p2", oid: "o3" });
   assert.equal(c.text("a"), "aSXbTY");
   assert.deepEqual(seen[1], ["a", [4, "T"], "p2"]);
-  assert.equal(c.transformCursor("a", 4, op([4, "T"])), 5);
+  // The own caret stays before a remote insert exactly at it.
+  assert.equal(c.transformCursor("a", 4, op([4, "T"])), 4);
+  assert.equal(c.transformCursor("a", 5, op([4, "T"])), 6);
   assert.equal(sent.length, 1);
   c.receive({ type: "text_ack", rev: 3, oid: sent[0].oid });
   assert.deepEqual([sent[1].rev, sent[1].op], [3, [5, "Y"]]);
@@ -486,4 +507,100 @@ test("DocumentClient: a bad local op changes nothing", () => {
   c.applyLocal("a", op([]));
   assert.equal(c.text("a"), "😀");
   assert.equal(sent.length, 0);
+});
+
+// ---- 4. people typing at one spot at once ----
+
+/**
+ * Two to five typists at one place in a text, each typing a run of its own
+ * letter at its caret; keystrokes, acknowledgements and remote edits cross
+ * on the wire in random order, and keystrokes typed while one is in flight
+ * are batched. Each run must end contiguous, and every keystroke there.
+ */
+function typistsAtOneSpot(seed, typists, keystrokes) {
+  const r = rng(seed);
+  const server = new ModelServer({ main: "[]" });
+  const letters = "ABCDE".slice(0, typists).split("");
+  const peers = letters.map((letter, id) => {
+    const peer = { id, letter, up: [], caret: 1, typed: 0 };
+    peer.conn = { clientId: `c${id}`, author: id + 1, down: [], open: true };
+    peer.conn.deliver = (frame) => peer.conn.down.push(JSON.parse(JSON.stringify(frame)));
+    server.connections.add(peer.conn);
+    peer.client = new DocumentClient({ rev: 0, files: { main: "[]" } }, (f) => peer.up.push(JSON.parse(JSON.stringify(f))));
+    peer.client.me = id + 1;
+    peer.client.onRemoteOp = (file, o) => {
+      peer.caret = peer.client.transformCursor(file, peer.caret, o);
+    };
+    return peer;
+  });
+  let left = keystrokes;
+  for (;;) {
+    const actions = [];
+    for (const p of peers) {
+      if (left > 0) {
+        actions.push(() => {
+          p.client.applyLocal("main", new TextOperation().retain(p.caret).insert(p.letter));
+          p.caret += 1;
+          p.typed += 1;
+          left -= 1;
+        });
+      }
+      if (p.up.length) actions.push(() => server.handle(p.conn, p.up.shift()));
+      if (p.conn.down.length) actions.push(() => p.client.receive(p.conn.down.shift()));
+    }
+    if (!actions.length) break;
+    r.pick(actions)();
+  }
+  const text = server.files.get("main");
+  for (const p of peers) {
+    assert.equal(p.client.text("main"), text, `seed ${seed}: client ${p.id} converged`);
+    const count = [...text].filter((c) => c === p.letter).length;
+    assert.equal(count, p.typed, `seed ${seed}: every keystroke of ${p.letter} is there in ${text}`);
+    const run = new RegExp(`${p.letter}+`, "g");
+    assert.ok((text.match(run) || []).length <= 1, `seed ${seed}: ${p.letter}'s run is split in ${text}`);
+  }
+  return text;
+}
+
+test("typing at one spot: every run stays contiguous, 2 to 5 typists", () => {
+  for (let seed = 1; seed <= 300; seed++) {
+    typistsAtOneSpot(seed, 2 + (seed % 4), 20 + (seed % 60));
+  }
+});
+
+test("typing at one spot: the reported case reads as two runs", () => {
+  // ", huh?" and " The whole" typed at once after "90s", keystroke for
+  // keystroke: one run after the other, never "90s ,T hheu whole".
+  const server = new ModelServer({ main: "90s" });
+  const runs = [", huh?", " The whole"];
+  const peers = runs.map((run, id) => {
+    const peer = { id, up: [], caret: 3 };
+    peer.conn = { clientId: `c${id}`, author: id + 1, down: [], open: true };
+    peer.conn.deliver = (f) => peer.conn.down.push(JSON.parse(JSON.stringify(f)));
+    server.connections.add(peer.conn);
+    peer.client = new DocumentClient({ rev: 0, files: { main: "90s" } }, (f) => peer.up.push(f));
+    peer.client.me = id + 1;
+    peer.client.onRemoteOp = (file, o) => (peer.caret = peer.client.transformCursor(file, peer.caret, o));
+    return peer;
+  });
+  const longest = Math.max(...runs.map((s) => s.length));
+  const flush = () => {
+    for (const p of peers) while (p.up.length) server.handle(p.conn, p.up.shift());
+    for (const p of peers) while (p.conn.down.length) p.client.receive(p.conn.down.shift());
+  };
+  for (let k = 0; k < longest; k++) {
+    peers.forEach((p, i) => {
+      if (k < runs[i].length) {
+        p.client.applyLocal("main", new TextOperation().retain(p.caret).insert(runs[i][k]));
+        p.caret += 1;
+      }
+    });
+    // Both keystrokes reach the server before either hears of the other's.
+    for (const p of peers) if (p.up.length) server.handle(p.conn, p.up.shift());
+    for (const p of [...peers].reverse()) while (p.conn.down.length) p.client.receive(p.conn.down.shift());
+  }
+  for (let i = 0; i < 50; i++) flush();
+  const text = server.files.get("main");
+  assert.ok(text === "90s, huh? The whole" || text === "90s The whole, huh?", text);
+  for (const p of peers) assert.equal(p.client.text("main"), text);
 });

@@ -614,6 +614,7 @@ export class Room {
     } else {
       this.undoStacks.clear();
       this.doc = new DocumentClient(w.document, (frame) => this._sendTextOp(frame));
+      this.doc.me = w.you;
       this.doc.onRemoteOp = (file, op) => this._remoteEdit(file, op);
       this.files = Object.keys(w.document.files || {}).sort();
       if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
