@@ -421,25 +421,140 @@ export function insertsFirst(a, b) {
   return a <= b;
 }
 
+/** Frame budget for one `text_op`: under the server's 64 KiB text frame limit. */
+const DEFAULT_MAX_FRAME_BYTES = 48 * 1024;
+/** The smallest budget a `frame_too_large` refusal halves it to. */
+const MIN_FRAME_BYTES = 4 * 1024;
+/** Components per sent op, under the server's 10000. */
+const MAX_SENT_COMPONENTS = 5000;
+/** Room in the frame for everything but the op itself. */
+const ENVELOPE_BYTES = 256;
+/**
+ * Least time between two `text_op` frames: 20 a second, a third of the
+ * server's 60 frames a second, leaving room for presence and chat. Edits
+ * typed meanwhile are composed into one op.
+ */
+const DEFAULT_MIN_INTERVAL_MS = 50;
+/** Resends of a refused op (rate_limited, internal, storage_failed) before giving up to a resync. */
+const MAX_RETRIES = 8;
+/** rids this client gives its text ops, far from the small ones apps count up from. */
+const FIRST_RID = 2 ** 40;
+
+/** Bytes a string takes inside a JSON frame (UTF-8, with escapes). */
+function jsonBytes(s, from = 0, to = s.length) {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22 || c === 0x5c) n += 2;
+    else if (c < 0x20) n += 6;
+    else if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (isHigh(c) && i + 1 < to && isLow(s.charCodeAt(i + 1))) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+/**
+ * Splits `op` into `[head, rest]` with compose(head, rest) equal to `op`,
+ * head's JSON at most about `budget` bytes and `maxComponents` components:
+ * what one frame carries of a large paste. `rest` is null when `op` fits.
+ */
+export function splitOperation(op, budget, maxComponents = MAX_SENT_COMPONENTS) {
+  const ops = op.ops;
+  let bytes = 2;
+  let outPos = 0;
+  for (let i = 0; i < ops.length; i++) {
+    const c = ops[i];
+    const size = typeof c === "string" ? jsonBytes(c) + 3 : String(c).length + 1;
+    if (bytes + size <= budget && i < maxComponents) {
+      bytes += size;
+      if (typeof c === "string") outPos += c.length;
+      else if (c > 0) outPos += c;
+      continue;
+    }
+    // Cut here: inside this insert as far as the budget goes, else before
+    // this component. The head always changes the text (at least one
+    // character of an insert, or the component itself), so splitting ends.
+    const progress = ops.slice(0, i).some((d) => typeof d === "string" || d < 0);
+    const head = new TextOperation();
+    head.ops = ops.slice(0, i);
+    let cut = 0;
+    if (typeof c === "string" && i < maxComponents) {
+      let room = budget - bytes - 3;
+      while (cut < c.length) {
+        const step = isHigh(c.charCodeAt(cut)) && cut + 1 < c.length && isLow(c.charCodeAt(cut + 1)) ? 2 : 1;
+        const cost = jsonBytes(c, cut, cut + step);
+        if (cost > room && (cut > 0 || progress)) break;
+        room -= cost;
+        cut += step;
+      }
+    }
+    let from = i;
+    if (cut > 0) {
+      head.ops = head.ops.concat([c.slice(0, cut)]);
+      outPos += cut;
+      from = i + 1;
+    } else if (!progress) {
+      // A delete (or a retain) past the component budget: take it whole.
+      head.ops = head.ops.concat([c]);
+      if (typeof c === "number" && c > 0) outPos += c;
+      from = i + 1;
+    }
+    const rest = new TextOperation();
+    if (outPos > 0) rest.retain(outPos);
+    if (cut > 0 && cut < c.length) rest.insert(c.slice(cut));
+    for (const d of ops.slice(from)) appendComponent(rest, d);
+    return [head, rest.isNoop() ? null : rest];
+  }
+  return [op, null];
+}
+
+function appendComponent(op, c) {
+  if (typeof c === "string") op.insert(c);
+  else if (c > 0) op.retain(c);
+  else op.delete(-c);
+}
+
 /**
  * The client side of a multi-file document: local edits go out one at a time,
  * remote edits are transformed over what is still pending here. See the
  * protocol assumptions at the top of this file.
+ *
+ * It keeps an honest client within the server's limits and recovers from
+ * every refusal of its edit: it sends at most one `text_op` per
+ * `minInterval` (edits typed meanwhile are composed into the next one),
+ * splits an op whose frame would pass `maxFrameBytes` into several (a large
+ * paste), resends a refused op with the same oid after a back-off
+ * (`rate_limited`, `internal`, `storage_failed`), splits smaller after
+ * `frame_too_large`, and asks the app to resynchronise (`onResync`) after
+ * any other refusal, never waiting forever for an ack that will not come.
  */
 export class DocumentClient {
   /**
    * @param {{rev: number, files: Object<string, string>}} document the
    *   document as the welcome frame gave it.
    * @param {(frame: object) => void} send sends a JSON-able frame to the server.
+   * @param {{minInterval?: number, maxFrameBytes?: number, now?: () => number,
+   *   setTimer?: (f: () => void, ms: number) => any, clearTimer?: (t: any) => void}} [options]
+   *   pacing and frame budget, and the clock and timers (for tests).
    */
-  constructor({ rev, files }, send) {
+  constructor({ rev, files }, send, options = {}) {
     /** The last revision seen from the server. */
     this.rev = rev;
     /** Optional: `(file, op, author) => void`, called after a remote op is applied. */
     this.onRemoteOp = null;
+    /**
+     * Optional: `(code) => void`, called when the server refused the op in
+     * flight for good: the app should load the document again (reconnect
+     * and join with `rev`); pending edits are rebased on the catch-up.
+     */
+    this.onResync = null;
     this._send = send;
     this._files = new Map(Object.entries(files || {}));
-    /** The op sent and not yet acknowledged: `{file, op, oid}`, or null. */
+    /** The op sent and not yet acknowledged: `{file, op, oid, rid}`, or null. */
     this._inflight = null;
     /** Edits made while something was in flight, composed per file. */
     this._buffers = new Map();
@@ -449,6 +564,19 @@ export class DocumentClient {
      * as the server breaks them. Null: the remote edit goes first.
      */
     this.me = null;
+    this._minInterval = options.minInterval ?? DEFAULT_MIN_INTERVAL_MS;
+    this._maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this._now = options.now ?? (() => Date.now());
+    this._setTimer = options.setTimer ?? ((f, ms) => setTimeout(f, ms));
+    this._clearTimer = options.clearTimer ?? ((t) => clearTimeout(t));
+    this._timer = null;
+    this._lastSent = -Infinity;
+    this._nextRid = FIRST_RID;
+    this._retries = 0;
+    /** Held after a refusal for good, until `reconnected()`. */
+    this._stalled = false;
+    /** When the oldest edit not yet acknowledged was made (ms), or null. */
+    this.pendingSince = null;
   }
 
   /** The text of a file as this client sees it ("" for an unknown file). */
@@ -461,6 +589,11 @@ export class DocumentClient {
     return this._inflight !== null || this._buffers.size > 0;
   }
 
+  /** How long the oldest unacknowledged local edit has waited (ms), 0 for none. */
+  unacknowledgedFor() {
+    return this.pendingSince === null ? 0 : Math.max(0, this._now() - this.pendingSince);
+  }
+
   /**
    * Applies a local edit (already shown in the editor) and sends it or
    * buffers it. Throws (and changes nothing) if `op` does not fit the text.
@@ -469,11 +602,11 @@ export class DocumentClient {
     const text = op.apply(this.text(path));
     if (op.isNoop()) return;
     op = TextOperation.compose(new TextOperation(), op); // A copy the caller cannot change.
-    const buffered = this._inflight && this._buffers.get(path);
-    const composed = buffered ? TextOperation.compose(buffered, op) : op;
+    const buffered = this._buffers.get(path);
+    this._buffers.set(path, buffered ? TextOperation.compose(buffered, op) : op);
     this._files.set(path, text);
-    if (this._inflight === null) this._sendOp(path, op, freshOid());
-    else this._buffers.set(path, composed);
+    if (this.pendingSince === null) this.pendingSince = this._now();
+    this._pump();
   }
 
   /** Handles a frame from the server. Returns whether it was one of ours. */
@@ -492,9 +625,67 @@ export class DocumentClient {
         for (const f of frame.ops || []) this.receive(f);
         if (typeof frame.rev === "number") this.rev = Math.max(this.rev, frame.rev);
         return true;
+      case "error": {
+        const f = this._inflight;
+        if (f === null) return false;
+        // Matched by rid; a frame refused before it was read (too large)
+        // has none, and only an op is that large.
+        const ours = frame.rid != null ? frame.rid === f.rid : frame.code === "frame_too_large";
+        if (!ours) return false;
+        this.refused(f.oid, frame.code);
+        return true;
+      }
       default:
         return false;
     }
+  }
+
+  /**
+   * The server refused the op with `oid` (the app calls this when it matched
+   * an error to the op itself; `receive` does it for errors carrying this
+   * client's rid). Returns what happens: `"retry"` (sent again, same oid,
+   * after a back-off), `"split"` (sent again in smaller parts), `"dropped"`
+   * (an edit on a file that was replaced or removed) or `"resync"` (the app
+   * must load the document again; `onResync` is called).
+   */
+  refused(oid, code) {
+    const f = this._inflight;
+    if (f === null || f.oid !== oid) return "ignored";
+    if (code === "unknown_file") {
+      // The file was removed or replaced: edits typed on it cannot land.
+      this._inflight = null;
+      this._buffers.delete(f.file);
+      this._settled();
+      this._pump();
+      return "dropped";
+    }
+    if (code === "frame_too_large" && this._maxFrameBytes > MIN_FRAME_BYTES) {
+      this._maxFrameBytes = Math.max(MIN_FRAME_BYTES, Math.floor(this._maxFrameBytes / 2));
+      // Not applied: put it back in front of what was typed since, and send
+      // it again in smaller parts.
+      this._inflight = null;
+      const buffered = this._buffers.get(f.file);
+      this._buffers.set(f.file, buffered ? TextOperation.compose(f.op, buffered) : f.op);
+      this._pump();
+      return "split";
+    }
+    if ((code === "rate_limited" || code === "internal" || code === "storage_failed") && this._retries < MAX_RETRIES) {
+      this._retries += 1;
+      const delay = Math.min(5000, 250 * 2 ** (this._retries - 1));
+      this._clearTimer(this._timer);
+      this._timer = this._setTimer(() => {
+        this._timer = null;
+        const now = this._inflight;
+        if (now !== null && now.oid === f.oid && !this._stalled) this._sendOp(now.file, now.op, now.oid);
+      }, delay);
+      return "retry";
+    }
+    // Anything else (or retries used up): this op will not be applied as it
+    // is. Stop, and let the app load the document again; the catch-up and
+    // reconnected() rebase what is pending.
+    this._stalled = true;
+    if (typeof this.onResync === "function") this.onResync(code);
+    return "resync";
   }
 
   /**
@@ -504,9 +695,13 @@ export class DocumentClient {
    * `welcomeDocument` is accepted for symmetry with the constructor and unused.
    */
   reconnected(welcomeDocument) {
+    this._stalled = false;
+    this._retries = 0;
+    this._clearTimer(this._timer);
+    this._timer = null;
     const f = this._inflight;
     if (f) this._sendOp(f.file, f.op, f.oid);
-    else this._sendNext();
+    else this._pump();
   }
 
   /**
@@ -520,16 +715,47 @@ export class DocumentClient {
   }
 
   _sendOp(file, op, oid) {
-    this._inflight = { file, op, oid };
-    this._send({ type: "text_op", rev: this.rev, file, op: op.toJSON(), oid });
+    const rid = this._nextRid++;
+    this._inflight = { file, op, oid, rid };
+    this._lastSent = this._now();
+    this._send({ type: "text_op", rid, rev: this.rev, file, op: op.toJSON(), oid });
   }
 
-  /** Sends the next buffered op, if any. */
-  _sendNext() {
+  /** Sends the next buffered op when nothing is in flight and the pace allows. */
+  _pump() {
+    if (this._inflight !== null || this._stalled || this._buffers.size === 0) return;
+    const wait = this._lastSent + this._minInterval - this._now();
+    if (wait > 0) {
+      if (this._timer === null) {
+        this._timer = this._setTimer(() => {
+          this._timer = null;
+          this._pump();
+        }, wait);
+      }
+      return;
+    }
     for (const [file, op] of this._buffers) {
       this._buffers.delete(file);
-      if (!op.isNoop()) return this._sendOp(file, op, freshOid());
+      if (op.isNoop()) continue;
+      const budget = this._maxFrameBytes - ENVELOPE_BYTES - jsonBytes(file);
+      const [head, rest] = splitOperation(op, budget);
+      if (rest !== null) {
+        // The rest goes first among what is left of this file, before
+        // anything typed since: put it back at the front.
+        const after = this._buffers.get(file);
+        this._buffers.delete(file);
+        const left = new Map([[file, after ? TextOperation.compose(rest, after) : rest]]);
+        for (const [f, o] of this._buffers) left.set(f, o);
+        this._buffers = left;
+      }
+      return this._sendOp(file, head, freshOid());
     }
+    this._settled();
+  }
+
+  /** Nothing pending any more: the unacknowledged clock stops. */
+  _settled() {
+    if (!this.hasPending) this.pendingSince = null;
   }
 
   _ack(frame) {
@@ -537,7 +763,10 @@ export class DocumentClient {
     // max: an ack for a resend may carry the older revision the op became.
     this.rev = Math.max(this.rev, frame.rev);
     this._inflight = null;
-    this._sendNext();
+    this._retries = 0;
+    this._settled();
+    if (this.pendingSince !== null) this.pendingSince = this._now();
+    this._pump();
   }
 
   _textOp(frame) {
@@ -577,8 +806,9 @@ export class DocumentClient {
     this._buffers.delete(file);
     if (this._inflight !== null && this._inflight.file === file) {
       this._inflight = null;
-      this._sendNext();
+      this._pump();
     }
+    this._settled();
     if (frame.action === "create") this._files.set(file, frame.text ?? "");
     else if (frame.action === "remove") this._files.delete(file);
   }

@@ -691,7 +691,9 @@ impl Session {
         }
         self.advance(now);
         let max = self.config.max_frame_bytes;
-        if !self.admit(conn, now, || crate::protocol::request_id(text, max)) {
+        if !self.admit(conn, now, FRAME_COST, || {
+            crate::protocol::request_id(text, max)
+        }) {
             return;
         }
         match decode_client_frame(text, self.config.max_frame_bytes) {
@@ -711,7 +713,14 @@ impl Session {
             return;
         }
         self.advance(now);
-        if !self.admit(conn, now, || None) {
+        // A replica answers every sync message it gets; an answer that
+        // carries no changes (an acknowledgement of what it received) costs
+        // a tenth of a frame, so a replica that only follows a busy session
+        // is never refused.
+        let follows = self.connections[&conn].sync.is_some()
+            && matches!(Document::sync_message_has_changes(bytes), Ok(false));
+        let cost = if follows { FRAME_COST / 10 } else { FRAME_COST };
+        if !self.admit(conn, now, cost, || None) {
             return;
         }
         self.touch_connection(conn, now);
@@ -2138,6 +2147,7 @@ impl Session {
         &mut self,
         conn: ConnectionId,
         now: Timestamp,
+        cost: u64,
         rid: impl FnOnce() -> Option<u64>,
     ) -> bool {
         let (rate, burst) = (
@@ -2150,8 +2160,8 @@ impl Session {
         let elapsed = now.as_millis().saturating_sub(c.last_refill.as_millis());
         c.allowance = (c.allowance + elapsed.saturating_mul(rate)).min(burst * 1_000);
         c.last_refill = now;
-        if c.allowance >= 1_000 {
-            c.allowance -= 1_000;
+        if c.allowance >= cost {
+            c.allowance -= cost;
             c.refused = 0;
             return true;
         }
@@ -2269,6 +2279,9 @@ fn version_frame(version: Version) -> ServerFrame {
 fn unreachable_frame() -> Result<Reply, SessionError> {
     Ok(Reply::Nothing)
 }
+
+/// What one frame costs a connection's rate allowance, in thousandths.
+const FRAME_COST: u64 = 1_000;
 
 /// Longest client-chosen id (`oid`, `cid`), in bytes: ids are kept with what
 /// they name, stored and compared on every retry.

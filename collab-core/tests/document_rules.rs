@@ -518,3 +518,43 @@ fn a_sync_message_that_would_crash_automerge_is_refused() {
     sync_replica(&mut h, conn, &mut replica);
     assert_eq!(h.session.code(), "kept", "the replica still edits");
 }
+
+/// A replica that only follows a busy session answers every sync message it
+/// gets; answers without changes cost a tenth of a frame, so it is not
+/// refused where the same number of edits would be.
+#[test]
+fn a_replica_that_only_follows_is_not_rate_limited() {
+    let mut h = with_code("keep");
+    let _ = h.join(host());
+    let conn = h.open(user(1)).unwrap();
+    h.send(conn, json!({"type": "join", "mode": "replica"}));
+    let mut replica = ReplicaClient::new();
+    sync_replica(&mut h, conn, &mut replica);
+    // An answer with nothing new: what a follower sends after each message.
+    replica.reconnect();
+    let answer = replica.poll_message().expect("a sync message");
+    assert!(!collab_core::Document::sync_message_has_changes(&answer).unwrap());
+    h.clear_all();
+    for _ in 0..400 {
+        h.session.handle_binary(conn, &answer, h.now);
+    }
+    h.pump();
+    assert!(
+        !h.errors(conn).contains(&ErrorCode::RateLimited),
+        "a follower's answers were refused"
+    );
+    // Messages that carry edits still count in full.
+    let editor = h.open(user(2)).unwrap();
+    h.send(editor, json!({"type": "join", "mode": "replica"}));
+    let mut writer = ReplicaClient::new();
+    sync_replica(&mut h, editor, &mut writer);
+    h.clear_all();
+    for i in 0..200u32 {
+        writer.splice("main", 0, 0, "x").unwrap();
+        let m = writer.poll_message().unwrap();
+        h.session.handle_binary(editor, &m, h.now);
+        let _ = i;
+    }
+    h.pump();
+    assert!(h.errors(editor).contains(&ErrorCode::RateLimited));
+}

@@ -11,10 +11,12 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
-import { DocumentClient, TextOperation, diffToOperation, insertsFirst } from "../collab-ot.mjs";
+import { DocumentClient, TextOperation, diffToOperation, insertsFirst, splitOperation } from "../collab-ot.mjs";
 
 const vectors = JSON.parse(readFileSync(new URL("../../tests/vectors/ot.json", import.meta.url), "utf8"));
 const op = (json) => TextOperation.fromJSON(json);
+/** Sends at once: the simulations run without a clock. */
+const UNPACED = { minInterval: 0 };
 
 /** Runs `f`, returning `{ok: value}` or `{error: kind, at}` for an OT RangeError. */
 function outcome(f) {
@@ -292,9 +294,13 @@ class Simulation {
     this.clients = [];
     for (let id = 0; id < clientCount; id++) {
       const peer = { id, up: [], conn: null, remote: [] };
-      peer.client = new DocumentClient({ rev: 0, files }, (frame) => {
-        if (peer.conn) peer.up.push(JSON.parse(JSON.stringify(frame)));
-      });
+      peer.client = new DocumentClient(
+        { rev: 0, files },
+        (frame) => {
+          if (peer.conn) peer.up.push(JSON.parse(JSON.stringify(frame)));
+        },
+        UNPACED,
+      );
       peer.client.me = id + 1;
       peer.client.onRemoteOp = (file, o, author) => peer.remote.push({ file, o, author });
       this.connect(peer, false);
@@ -398,13 +404,14 @@ test("DocumentClient: three clients", () => {
 
 test("DocumentClient: sends one op at a time and buffers the rest", () => {
   const sent = [];
-  const c = new DocumentClient({ rev: 7, files: { a: "abc", b: "" } }, (f) => sent.push(f));
+  const c = new DocumentClient({ rev: 7, files: { a: "abc", b: "" } }, (f) => sent.push(f), UNPACED);
   assert.equal(c.text("a"), "abc");
   c.applyLocal("a", op([3, "d"]));
   assert.equal(sent.length, 1);
   const first = sent[0];
-  assert.deepEqual({ ...first, oid: undefined }, { type: "text_op", rev: 7, file: "a", op: [3, "d"], oid: undefined });
+  assert.deepEqual({ ...first, oid: undefined, rid: undefined }, { type: "text_op", rev: 7, file: "a", op: [3, "d"], oid: undefined, rid: undefined });
   assert.equal(typeof first.oid, "string");
+  assert.equal(typeof first.rid, "number", "errors are matched to the op by rid");
   c.applyLocal("a", op([4, "e"]));
   c.applyLocal("b", op(["x"]));
   c.applyLocal("a", op([-1]));
@@ -431,7 +438,7 @@ test("DocumentClient: sends one op at a time and buffers the rest", () => {
 
 test("DocumentClient: the server's op wins ties against pending edits", () => {
   const sent = [];
-  const c = new DocumentClient({ rev: 0, files: { a: "ab" } }, (f) => sent.push(f));
+  const c = new DocumentClient({ rev: 0, files: { a: "ab" } }, (f) => sent.push(f), UNPACED);
   const seen = [];
   c.onRemoteOp = (file, o, author) => seen.push([file, o.toJSON(), author]);
   c.applyLocal("a", op([1, "X"]));
@@ -454,7 +461,7 @@ test("DocumentClient: the server's op wins ties against pending edits", () => {
 
 test("DocumentClient: own op in a catch-up is its ack; reconnected() resends with the same oid", () => {
   const sent = [];
-  const c = new DocumentClient({ rev: 3, files: { a: "" } }, (f) => sent.push(f));
+  const c = new DocumentClient({ rev: 3, files: { a: "" } }, (f) => sent.push(f), UNPACED);
   c.applyLocal("a", op(["hi"]));
   c.applyLocal("a", op([2, "!"]));
   const first = sent[0];
@@ -475,7 +482,7 @@ test("DocumentClient: own op in a catch-up is its ack; reconnected() resends wit
   // ...and is resent, rebased over rev 5, with the same oid.
   c.reconnected({ rev: 5 });
   assert.equal(sent.length, 3);
-  assert.deepEqual(sent[2], { type: "text_op", rev: 5, file: "a", op: [3, "!"], oid: sent[1].oid });
+  assert.deepEqual(sent[2], { type: "text_op", rid: sent[2].rid, rev: 5, file: "a", op: [3, "!"], oid: sent[1].oid });
   assert.equal(c.text("a"), "<hi!");
   c.receive({ type: "text_ack", rev: 6, oid: sent[1].oid });
   c.receive({ type: "text_ack", rev: 6, oid: sent[1].oid }); // The duplicate's ack.
@@ -485,7 +492,7 @@ test("DocumentClient: own op in a catch-up is its ack; reconnected() resends wit
 
 test("DocumentClient: file_op drops edits on a file the server replaced or removed", () => {
   const sent = [];
-  const c = new DocumentClient({ rev: 0, files: { a: "x", b: "y" } }, (f) => sent.push(f));
+  const c = new DocumentClient({ rev: 0, files: { a: "x", b: "y" } }, (f) => sent.push(f), UNPACED);
   c.applyLocal("a", op(["1"]));
   c.applyLocal("b", op(["2"]));
   c.applyLocal("a", op(["3"]));
@@ -501,7 +508,7 @@ test("DocumentClient: file_op drops edits on a file the server replaced or remov
 
 test("DocumentClient: a bad local op changes nothing", () => {
   const sent = [];
-  const c = new DocumentClient({ rev: 0, files: { a: "😀" } }, (f) => sent.push(f));
+  const c = new DocumentClient({ rev: 0, files: { a: "😀" } }, (f) => sent.push(f), UNPACED);
   assert.throws(() => c.applyLocal("a", op([1, "x"])), RangeError);
   assert.throws(() => c.applyLocal("a", op([5, "x"])), RangeError);
   c.applyLocal("a", op([]));
@@ -526,7 +533,7 @@ function typistsAtOneSpot(seed, typists, keystrokes) {
     peer.conn = { clientId: `c${id}`, author: id + 1, down: [], open: true };
     peer.conn.deliver = (frame) => peer.conn.down.push(JSON.parse(JSON.stringify(frame)));
     server.connections.add(peer.conn);
-    peer.client = new DocumentClient({ rev: 0, files: { main: "[]" } }, (f) => peer.up.push(JSON.parse(JSON.stringify(f))));
+    peer.client = new DocumentClient({ rev: 0, files: { main: "[]" } }, (f) => peer.up.push(JSON.parse(JSON.stringify(f))), UNPACED);
     peer.client.me = id + 1;
     peer.client.onRemoteOp = (file, o) => {
       peer.caret = peer.client.transformCursor(file, peer.caret, o);
@@ -578,7 +585,7 @@ test("typing at one spot: the reported case reads as two runs", () => {
     peer.conn = { clientId: `c${id}`, author: id + 1, down: [], open: true };
     peer.conn.deliver = (f) => peer.conn.down.push(JSON.parse(JSON.stringify(f)));
     server.connections.add(peer.conn);
-    peer.client = new DocumentClient({ rev: 0, files: { main: "90s" } }, (f) => peer.up.push(f));
+    peer.client = new DocumentClient({ rev: 0, files: { main: "90s" } }, (f) => peer.up.push(f), UNPACED);
     peer.client.me = id + 1;
     peer.client.onRemoteOp = (file, o) => (peer.caret = peer.client.transformCursor(file, peer.caret, o));
     return peer;
@@ -604,3 +611,206 @@ test("typing at one spot: the reported case reads as two runs", () => {
   assert.ok(text === "90s, huh? The whole" || text === "90s The whole, huh?", text);
   for (const p of peers) assert.equal(p.client.text("main"), text);
 });
+
+// ---- 5. large pastes, pacing, refusals ----
+
+/** Timers on a virtual clock: `run()` fires them in time order. */
+class VirtualTime {
+  constructor() {
+    this.now = 0;
+    this.timers = [];
+    this.nextId = 1;
+  }
+  options(extra = {}) {
+    return {
+      now: () => this.now,
+      setTimer: (f, ms) => {
+        const id = this.nextId++;
+        this.timers.push({ id, at: this.now + Math.max(0, ms), f });
+        return id;
+      },
+      clearTimer: (id) => {
+        this.timers = this.timers.filter((t) => t.id !== id);
+      },
+      ...extra,
+    };
+  }
+  /** Fires the earliest timer, if any. */
+  fireNext() {
+    if (!this.timers.length) return false;
+    this.timers.sort((a, b) => a.at - b.at || a.id - b.id);
+    const t = this.timers.shift();
+    this.now = Math.max(this.now, t.at);
+    t.f();
+    return true;
+  }
+}
+
+const utf8Bytes = (s) => Buffer.byteLength(s, "utf8");
+
+test("splitOperation: parts compose to the whole and each fits the budget", () => {
+  const r = rng(11);
+  for (let i = 0; i < 400; i++) {
+    const text = randomText(r);
+    let o = randomOp(r, text);
+    // Make some operations big: a paste of up to 200 KB with emoji and quotes.
+    if (r.below(3) === 0) {
+      const unit = r.pick(["abc ", "é\"\n", "😀x", "<\u0001>"]);
+      const paste = unit.repeat(1 + r.below(50000));
+      const after = o.apply(text);
+      let at = r.below(after.length + 1);
+      if (at > 0 && at < after.length && isSurrogatePair(after, at)) at -= 1;
+      o = TextOperation.compose(o, new TextOperation().retain(at).insert(paste));
+    }
+    const budget = 64 + r.below(8000);
+    let rest = o;
+    let current = text;
+    let parts = 0;
+    while (rest !== null) {
+      const [head, next] = splitOperation(rest, budget);
+      const json = JSON.stringify(head.toJSON());
+      assert.ok(utf8Bytes(json) <= budget || head.ops.length === 1, `part of ${utf8Bytes(json)} bytes over ${budget}`);
+      current = head.apply(current);
+      rest = next;
+      assert.ok(++parts < 100000);
+    }
+    assert.equal(current, o.apply(text), "the parts add up to the operation");
+  }
+});
+
+test("DocumentClient: a fast typist is paced to one op per 50 ms, nothing lost", () => {
+  const time = new VirtualTime();
+  const sent = [];
+  const c = new DocumentClient({ rev: 0, files: { a: "" } }, (f) => sent.push(f), time.options());
+  let text = "";
+  // 400 keystrokes, 2 ms apart (a replay); each sent op is acked at once.
+  for (let i = 0; i < 400; i++) {
+    time.now += 2;
+    c.applyLocal("a", new TextOperation().retain(text.length).insert("x"));
+    text += "x";
+    while (sent.length && c._inflight) {
+      const f = sent[sent.length - 1];
+      if (c._inflight.oid !== f.oid) break;
+      c.receive({ type: "text_ack", rev: c.rev + 1, oid: f.oid });
+    }
+    while (time.timers.length && time.timers[0].at <= time.now) time.fireNext();
+  }
+  while (time.fireNext()) {
+    const f = sent[sent.length - 1];
+    if (c._inflight && c._inflight.oid === f.oid) c.receive({ type: "text_ack", rev: c.rev + 1, oid: f.oid });
+  }
+  const seconds = time.now / 1000;
+  assert.ok(sent.length <= seconds * 20 + 2, `${sent.length} frames in ${seconds} s`);
+  const sentText = sent.reduce((t, f) => TextOperation.fromJSON(f.op).apply(t), "");
+  assert.equal(sentText, text, "every keystroke went out");
+  assert.ok(!c.hasPending);
+});
+
+/**
+ * A server that refuses frames: at random (rate_limited, internal, with the
+ * frame's rid), and any frame over 64 KiB (frame_too_large, without a rid,
+ * as the real server cannot read a rid from a frame it does not read).
+ */
+class RefusingServer extends ModelServer {
+  constructor(files, r, refuseOneIn) {
+    super(files);
+    this.r = r;
+    this.refuseOneIn = refuseOneIn;
+    this.refused = 0;
+  }
+  handle(conn, frame) {
+    if (utf8Bytes(JSON.stringify(frame)) > 65536) {
+      this.refused++;
+      return conn.deliver({ type: "error", code: "frame_too_large", message: "too large" });
+    }
+    if (this.r.below(this.refuseOneIn) === 0) {
+      this.refused++;
+      const code = this.r.pick(["rate_limited", "rate_limited", "internal"]);
+      return conn.deliver({ type: "error", code, rid: frame.rid, message: code });
+    }
+    super.handle(conn, frame);
+  }
+}
+
+test("DocumentClient: pastes up to 2 MB while the server refuses frames at random", () => {
+  for (let seed = 1; seed <= 6; seed++) {
+    const r = rng(seed);
+    const time = new VirtualTime();
+    const server = new RefusingServer({ main: "" }, r, 4);
+    const tokens = [];
+    const peers = [0, 1, 2].map((id) => {
+      const peer = { id, up: [] };
+      peer.conn = { clientId: `c${id}`, author: id + 1, down: [], open: true };
+      peer.conn.deliver = (f) => peer.conn.down.push(JSON.parse(JSON.stringify(f)));
+      server.connections.add(peer.conn);
+      peer.client = new DocumentClient({ rev: 0, files: { main: "" } }, (f) => peer.up.push(JSON.parse(JSON.stringify(f))), time.options());
+      peer.client.me = id + 1;
+      peer.client.onResync = (code) => assert.fail(`seed ${seed}: client ${id} gave up on ${code}`);
+      return peer;
+    });
+    let edits = 0;
+    for (let step = 0; step < 3000; step++) {
+      const actions = [];
+      for (const p of peers) {
+        if (edits < 24) {
+          actions.push(() => {
+            // A paste of 1 byte to 2 MB, its tokens marked so each can be found.
+            const size = r.pick([1, 10, 1000, 70000, 300000, 2 * 1024 * 1024]);
+            const token = `<${seed}.${edits}>`;
+            const body = r.pick(["a", "é", "😀", "\""]).repeat(Math.max(1, Math.floor(size / 4)));
+            const paste = `${token}${body}${token}`;
+            tokens.push(paste);
+            const t = p.client.text("main");
+            let safe = r.below(t.length + 1);
+            if (safe > 0 && safe < t.length && isSurrogatePair(t, safe)) safe -= 1;
+            p.client.applyLocal("main", new TextOperation().retain(safe).insert(paste));
+            edits++;
+          });
+        }
+        if (p.up.length) actions.push(() => server.handle(p.conn, p.up.shift()));
+        if (p.conn.down.length) actions.push(() => p.client.receive(p.conn.down.shift()));
+      }
+      if (time.timers.length) actions.push(() => time.fireNext());
+      if (!actions.length) break;
+      r.pick(actions)();
+    }
+    // Let everything settle: deliver and fire timers until quiet.
+    for (let guard = 0; ; guard++) {
+      assert.ok(guard < 200000, `seed ${seed}: does not settle`);
+      let moved = false;
+      for (const p of peers) {
+        while (p.up.length) {
+          server.handle(p.conn, p.up.shift());
+          moved = true;
+        }
+        while (p.conn.down.length) {
+          p.client.receive(p.conn.down.shift());
+          moved = true;
+        }
+      }
+      if (!moved && !time.fireNext()) break;
+    }
+    const text = server.files.get("main");
+    assert.ok(server.refused > 0, `seed ${seed}: the server refused nothing`);
+    for (const p of peers) {
+      assert.equal(p.client.text("main").length, text.length, `seed ${seed}: client ${p.id} length`);
+      assert.ok(p.client.text("main") === text, `seed ${seed}: client ${p.id} converged`);
+      assert.ok(!p.client.hasPending, `seed ${seed}: client ${p.id} still has pending edits`);
+    }
+    // Every character of every paste is there once: the same characters,
+    // counted, as all the pastes together. (A paste sent in parts may have
+    // another person's concurrent insert land between two parts.)
+    const count = (str) => {
+      const m = new Map();
+      for (const ch of str) m.set(ch, (m.get(ch) ?? 0) + 1);
+      return m;
+    };
+    assert.deepEqual(count(text), count(tokens.join("")), `seed ${seed}: nothing lost, nothing doubled`);
+  }
+});
+
+function isSurrogatePair(s, pos) {
+  const hi = s.charCodeAt(pos - 1);
+  const lo = s.charCodeAt(pos);
+  return hi >= 0xd800 && hi <= 0xdbff && lo >= 0xdc00 && lo <= 0xdfff;
+}

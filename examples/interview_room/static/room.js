@@ -17,6 +17,9 @@ import { RequestError, Socket } from "./socket.js";
 const RETRY_BASE = 500;
 const RETRY_MAX = 30000;
 // Close codes after which the server will not take the participant back.
+/** After this long without an acknowledgement of local edits, the indicator says so. */
+const UNSAVED_AFTER_MS = 3000;
+
 const FINAL_CLOSE = { 4000: "left", 4001: "kicked", 4002: "session_ended" };
 // Run output is shared in one text frame of at most 64 KiB.
 const MAX_OUTPUT_BYTES = 24000;
@@ -128,6 +131,11 @@ export class Room {
     this._renderNow = noReentry(this._renderNow);
     this._renderTabs = noReentry(this._renderTabs);
     this._buildViews();
+    // Says so when edits wait for the server's acknowledgement too long.
+    this.unsavedTimer = setInterval(() => {
+      if (this.doc && this.doc.hasPending) this._setConnection();
+      else if (this.el.conn.dataset.state === "unsaved") this._setConnection();
+    }, 1000);
   }
 
   // ---- views -------------------------------------------------------------------
@@ -395,7 +403,10 @@ export class Room {
     let state;
     let label;
     if (this.finished) [state, label] = ["closed", "Disconnected"];
-    else if (this.joined) [state, label] = ["live", "Live"];
+    else if (this.joined && this.doc && this.doc.unacknowledgedFor() > UNSAVED_AFTER_MS) {
+      // Connected, but the server has not confirmed recent edits for a while.
+      [state, label] = ["unsaved", `Saving… ${Math.floor(this.doc.unacknowledgedFor() / 1000)}s`];
+    } else if (this.joined) [state, label] = ["live", "Live"];
     else if (!navigator.onLine) [state, label] = ["offline", "Offline"];
     else if (!this.everJoined) [state, label] = ["connecting", "Connecting…"];
     else {
@@ -615,6 +626,8 @@ export class Room {
       this.undoStacks.clear();
       this.doc = new DocumentClient(w.document, (frame) => this._sendTextOp(frame));
       this.doc.me = w.you;
+      // Refused for good: reconnect, and the catch-up rebases what is pending.
+      this.doc.onResync = (code) => this._editsStuck(code);
       this.doc.onRemoteOp = (file, op) => this._remoteEdit(file, op);
       this.files = Object.keys(w.document.files || {}).sort();
       if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
@@ -640,16 +653,13 @@ export class Room {
   _onError(f) {
     if (f.rid != null && f.rid === this.joinRid) return this._onJoinError(f);
     if (f.rid != null && this.textOpRids.has(f.rid)) {
+      const oid = this.textOpRids.get(f.rid);
       this.textOpRids.delete(f.rid);
-      return this._onEditRefused(f);
+      return this._onEditRefused(f, oid);
     }
-    if (f.rid == null && f.code === "rate_limited" && this.doc && this.doc.hasPending) {
-      // The refused frame may have been our edit, which then gets no ack;
-      // resending with the same oid is safe (the server recognises it).
-      setTimeout(() => {
-        if (this.joined && !this.awaitingCatchup) this.doc.reconnected();
-      }, 1000);
-    }
+    // A frame refused unread (too large) has no rid: the client splits its
+    // edit smaller if it was the one in flight.
+    if (f.rid == null && this.doc) this.doc.receive(f);
   }
 
   _onJoinError(f) {
@@ -670,11 +680,31 @@ export class Room {
     socket.abandon(f.code);
   }
 
-  _onEditRefused(f) {
+  _onEditRefused(f, oid) {
+    // Retried (same oid), split smaller, or dropped (a file that is gone) by
+    // the document client itself; only what it cannot recover reloads.
+    const outcome = this.doc ? this.doc.refused(oid, f.code) : "ignored";
+    if (outcome !== "resync" && outcome !== "ignored") return this._setConnection();
+    if (outcome === "resync") return;
     if (f.code === "unknown_file") return;
     const why = f.code === "forbidden" ? "You can no longer edit the code." : `An edit was refused (${f.message}).`;
     this.toast(`${why} The document was reloaded.`, "error");
     this.resync();
+  }
+
+  /**
+   * The server keeps refusing the edit in flight: reconnect, join with our
+   * revision, and let the catch-up rebase what is pending; only if that
+   * fails again, load the document afresh.
+   */
+  _editsStuck(code) {
+    this.stuckResyncs = (this.stuckResyncs ?? 0) + 1;
+    if (this.stuckResyncs > 2) {
+      this.stuckResyncs = 0;
+      this.toast(`Edits were refused (${code}); the document was reloaded.`, "error");
+      return this.resync();
+    }
+    if (this.socket) this.socket.abandon("resync");
   }
 
   /**
