@@ -1193,7 +1193,7 @@ macro_rules! conformance_tests {
             slow_and_idle_connections_are_closed, connections_are_capped_per_address,
             oversized_messages_are_refused_unread, polls_count_against_the_address,
             session_creation_is_rate_limited, chat_sends_are_idempotent,
-            trusted_proxies_name_the_client);
+            trusted_proxies_name_the_client, a_megabyte_paste_reaches_everyone);
     };
     (@each $serve:expr; $($name:ident),*) => {
         $(
@@ -1665,4 +1665,63 @@ pub async fn trusted_proxies_name_the_client(c: &Client) {
         .sse(&path, "host-token-29", &[("forwarded", "for=203.0.113.3")])
         .await;
     assert_eq!(status, 200, "Forwarded names a third client");
+}
+
+/// A thin client (collab-ot.mjs's DocumentClient, under node) pastes a
+/// megabyte and types on at once; the other client and the server end with
+/// the same text, the paste whole and every keystroke after it, with no
+/// edit refused. (A 69 KB paste used to be one frame over the limit, refused
+/// without a rid, and everything after it was never sent.)
+pub async fn a_megabyte_paste_reaches_everyone(c: &Client) {
+    let id = c.create("host-token-30", json!({"code": ""})).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/paste.mjs");
+    let size = "1048576";
+    let output =
+        tokio::process::Command::new(std::env::var("NODE").unwrap_or_else(|_| "node".into()))
+            .arg("--experimental-websocket")
+            .arg("--no-warnings")
+            .arg(&script)
+            .args([
+                c.base.as_str(),
+                &id,
+                "paster-token-30",
+                "watcher-token-30",
+                size,
+            ])
+            .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), output)
+        .await
+        .expect("the paste finishes in time")
+        .expect("node runs (it is needed for these tests)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(result["same"], true, "{result}");
+    assert_eq!(result["has_paste"], true, "{result}");
+    assert_eq!(result["ends_typed"], true, "{result}");
+    assert_eq!(result["pending"], false, "{result}");
+    assert_eq!(result["errors"], json!([]), "{result}");
+    assert!(
+        result["a_len"].as_u64().unwrap_or(0) > 1_048_576,
+        "{result}"
+    );
+    let read = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("paster-token-30"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        read.body["code"]
+            .as_str()
+            .map(|t| t.encode_utf16().count() as u64),
+        result["a_len"].as_u64(),
+        "the server holds the same text"
+    );
 }
