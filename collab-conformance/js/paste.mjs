@@ -44,13 +44,31 @@ while (Date.now() < deadline) {
   if (!a.client.hasPending && a.client.text("main") === b.client.text("main")) break;
   await new Promise((r) => setTimeout(r, 50));
 }
+// Then a replay: 3,000 keystrokes as fast as the loop goes, one edit each;
+// the client paces itself and nothing may be refused.
+const replayStarted = Date.now();
+let typed = 0;
+for (let i = 0; i < 3000; i++) {
+  const at = a.client.text("main").length;
+  a.client.applyLocal("main", new TextOperation().retain(at).insert(String.fromCharCode(97 + (i % 26))));
+  typed++;
+  if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+}
+const replayDeadline = Date.now() + 120_000;
+while (Date.now() < replayDeadline) {
+  if (!a.client.hasPending && a.client.text("main") === b.client.text("main")) break;
+  await new Promise((r) => setTimeout(r, 50));
+}
 const out = {
+  replay_ms: Date.now() - replayStarted,
+  replay_typed: typed,
   ms: Date.now() - started,
   a_len: a.client.text("main").length,
   b_len: b.client.text("main").length,
   same: a.client.text("main") === b.client.text("main"),
   has_paste: b.client.text("main").includes(paste),
-  ends_typed: b.client.text("main").endsWith("typed after"),
+  ends_typed: b.client.text("main").includes("typed after"),
+  replay_arrived: b.client.text("main").length - a.client.text("main").length === 0,
   pending: a.client.hasPending,
   errors: a.errors.concat(b.errors),
   rev: a.client.rev,

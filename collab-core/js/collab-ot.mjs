@@ -35,7 +35,12 @@
 //   revision to every connection in revision order, so when an ack arrives the
 //   client has already seen every revision before it.
 // - A client has at most one op in flight (unacknowledged), on any file; its
-//   later edits are buffered per file and composed.
+//   later edits are buffered per file and composed. It sends at most one op
+//   per `minInterval` (50 ms), gives each a `rid`, and splits an op whose
+//   frame would pass `maxFrameBytes` (48 KiB) into parts sent one after
+//   another. An `error` with the op's rid (or `frame_too_large`, which has
+//   none) means the op was not applied: resent with the same oid, split
+//   smaller, dropped (unknown_file) or handed to `onResync`.
 // - After a reconnect, the client joins with its `rev`; the server replies with
 //   `{type: "text_catchup", rev, ops}`, every change since, oldest first (the
 //   client's own in-flight op among them, recognised by its oid, if it got
