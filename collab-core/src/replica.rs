@@ -75,6 +75,25 @@ impl ReplicaClient {
         Ok(())
     }
 
+    /// Takes every binary frame that has arrived (drain the socket first) and
+    /// returns the one answer to all of them, if any is due. Answering each
+    /// message separately sends the server as many frames as it sent; one
+    /// answer per batch is what keeps a replica following a busy session
+    /// well within the frame rate limit.
+    ///
+    /// # Errors
+    /// As [`ReplicaClient::receive`]; the messages before the bad one are
+    /// taken.
+    pub fn receive_all<'m>(
+        &mut self,
+        messages: impl IntoIterator<Item = &'m [u8]>,
+    ) -> Result<Option<Vec<u8>>, DocumentError> {
+        for message in messages {
+            self.receive(message)?;
+        }
+        Ok(self.poll_message())
+    }
+
     /// The next sync message for the server, if it lacks anything.
     pub fn poll_message(&mut self) -> Option<Vec<u8>> {
         self.doc.commit();

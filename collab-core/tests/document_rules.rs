@@ -558,3 +558,28 @@ fn a_replica_that_only_follows_is_not_rate_limited() {
     h.pump();
     assert!(h.errors(editor).contains(&ErrorCode::RateLimited));
 }
+
+/// A replica that takes what arrived in one go answers once: the snapshot
+/// and the first sync message of a join come together, and one answer
+/// settles them.
+#[test]
+fn a_replica_answers_what_arrived_together_once() {
+    let mut h = with_code("hello");
+    let _ = h.join(host());
+    let conn = h.open(user(1)).unwrap();
+    h.send(conn, json!({"type": "join", "mode": "replica"}));
+    let burst = h.take_binary(conn);
+    assert!(burst.len() >= 2, "{} binary frames on join", burst.len());
+    let mut replica = ReplicaClient::new();
+    let answer = replica
+        .receive_all(burst.iter().map(Vec::as_slice))
+        .unwrap();
+    assert_eq!(replica.text("main").as_deref(), Some("hello"));
+    if let Some(a) = answer {
+        h.session.handle_binary(conn, &a, h.now);
+        h.pump();
+    }
+    assert!(h.errors(conn).is_empty());
+    sync_replica(&mut h, conn, &mut replica);
+    assert_eq!(replica.text("main").as_deref(), Some("hello"));
+}
