@@ -96,7 +96,7 @@ pub async fn run_isolated(code: &str) -> std::io::Result<RunOutput> {
     let mut stderr = CappedOutput::default();
     stderr.push_line(&match status {
         None => format!("time limit exceeded ({} s)", TIME_LIMIT.as_secs()),
-        Some(_) => format!("time limit exceeded ({} s of CPU)", TIME_LIMIT.as_secs()),
+        Some(_) => format!("time limit exceeded ({CPU_SECONDS} s of CPU)"),
     });
     Ok(RunOutput {
         stdout: String::new(),
