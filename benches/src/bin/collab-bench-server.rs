@@ -1,0 +1,113 @@
+//! Run with: `cargo run --release -p collab-benches --bin collab-bench-server -- [--sqlite FILE] [--capacity N] PORT`
+//!
+//! The collab server `../shared/peerbench` measures: the library served the
+//! way the README shows (collab-axum's `serve`, TCP_NODELAY), on 127.0.0.1:PORT,
+//! with the limits a load generator would trip lifted: no per-connection
+//! frame rate limit, no per-address connection or session-creation limits,
+//! room for every connection. Any token of 8 to 128 URL-safe characters is a
+//! user of its own (the load generator makes them up), which no real server
+//! should allow.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use collab_axum::HttpLimits;
+use collab_core::{
+    AuthError, Authenticator, Hub, HubConfig, Identity, Rate, SessionConfig, TokioClock,
+};
+use collab_sqlite::SqliteStore;
+
+const USAGE: &str = "usage: collab-bench-server [--sqlite FILE] [--capacity N] PORT";
+
+/// Bench-only: the token names the user.
+struct AnyToken;
+
+#[async_trait]
+impl Authenticator for AnyToken {
+    async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let valid = (8..=128).contains(&token.len())
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Identity::new(format!("bench:{token}"), "Bench"))
+    }
+}
+
+struct Args {
+    port: u16,
+    sqlite: Option<String>,
+    capacity: usize,
+}
+
+fn args() -> Result<Args, String> {
+    let (mut port, mut sqlite, mut capacity) = (None, None, 1000);
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--sqlite" => sqlite = Some(it.next().ok_or("--sqlite needs a file")?),
+            "--capacity" => {
+                let n = it.next().ok_or("--capacity needs a number")?;
+                capacity = n.parse().map_err(|e| format!("--capacity {n}: {e}"))?;
+            }
+            p => port = Some(p.parse().map_err(|e| format!("port {p}: {e}"))?),
+        }
+    }
+    Ok(Args {
+        port: port.ok_or("no port")?,
+        sqlite,
+        capacity,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = args().unwrap_or_else(|problem| {
+        eprintln!("{problem}\n{USAGE}");
+        std::process::exit(2);
+    });
+    let unlimited = Rate::new(u32::MAX, Duration::from_millis(1));
+    let config = HubConfig {
+        session: SessionConfig {
+            capacity: args.capacity,
+            max_connections: args.capacity + 50,
+            frames_per_second: 1_000_000,
+            frame_burst: 1_000_000,
+            ..SessionConfig::default()
+        },
+        max_connections_per_address: usize::MAX,
+        session_creation: unlimited,
+        guest_issue: unlimited,
+        ..HubConfig::default()
+    };
+    let (auth, clock) = (Arc::new(AnyToken), Arc::new(TokioClock::new()));
+    let hub = match &args.sqlite {
+        Some(path) => Hub::with_store(auth, clock, config, Arc::new(SqliteStore::open(path)?)),
+        None => Hub::with_config(auth, clock, config),
+    };
+    let mut limits = HttpLimits::default();
+    limits.max_connections = 1_000_000;
+    limits.max_connections_per_address = 1_000_000;
+    let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let store = args
+        .sqlite
+        .as_deref()
+        .map_or("none".into(), |p| format!("sqlite {p}"));
+    println!(
+        "collab listening on ws://{addr}/ws/session/{{id}} (store: {store}, capacity {})",
+        args.capacity
+    );
+    let app = axum::Router::new().merge(collab_axum::router(hub.clone()));
+    let shutdown = async move {
+        let _ = tokio::signal::ctrl_c().await;
+        hub.shutdown().await;
+    };
+    collab_axum::serve(listener, app, limits, shutdown).await;
+    Ok(())
+}
