@@ -723,7 +723,11 @@ export class DocumentClient {
     const rid = this._nextRid++;
     this._inflight = { file, op, oid, rid };
     this._lastSent = this._now();
-    this._send({ type: "text_op", rid, rev: this.rev, file, op: op.toJSON(), oid });
+    const frame = { type: "text_op", rid, rev: this.rev, file, op: op.toJSON(), oid };
+    // Knowing who it is, the client breaks ties by author, and asks the
+    // server to do the same for its operations.
+    if (this.me != null) frame.ties = "author";
+    this._send(frame);
   }
 
   /** Sends the next buffered op when nothing is in flight and the pace allows. */

@@ -6,7 +6,8 @@
 //!
 //! - **Thin clients** send [`TextOperation`]s tagged with the revision they were
 //!   typed against. [`Document::apply_operation`] rebases them over everything
-//!   applied since (operational transformation, ties broken by author) and
+//!   applied since (operational transformation; at a tie the history goes
+//!   first, or the author who goes first when the client asks for it) and
 //!   applies the result to the automerge document as a local transaction.
 //! - **Replicas** hold their own automerge document and speak automerge's sync
 //!   protocol ([`Document::receive_sync`], [`Document::generate_sync`]). What
@@ -39,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::ParticipantId;
 use crate::ot::{OtError, TextOperation};
+use crate::protocol::Ties;
 use crate::time::Timestamp;
 
 /// The file a session's initial code goes into.
@@ -597,8 +599,8 @@ impl Document {
     // ---- thin clients --------------------------------------------------------
 
     /// Applies a thin client's operation typed against revision `base`:
-    /// rebases it over every later change to the same file (ties broken by
-    /// author: [`crate::ot::inserts_first`]), checks it against the text, applies it, and records it as the
+    /// rebases it over every later change to the same file (the history wins
+    /// ties), checks it against the text, applies it, and records it as the
     /// next version.
     ///
     /// # Errors
@@ -612,6 +614,26 @@ impl Document {
         path: &str,
         op: TextOperation,
         oid: Option<String>,
+        now: Timestamp,
+    ) -> Result<Applied, DocumentError> {
+        self.apply_operation_with(author, base, path, op, oid, Ties::History, now)
+    }
+
+    /// [`Document::apply_operation`] with ties against concurrent inserts
+    /// broken by `ties` ([`Ties::Author`]: by author, see
+    /// [`crate::ot::inserts_first`]).
+    ///
+    /// # Errors
+    /// As [`Document::apply_operation`].
+    #[allow(clippy::too_many_arguments)] // the operation and how to place it
+    pub fn apply_operation_with(
+        &mut self,
+        author: ParticipantId,
+        base: Revision,
+        path: &str,
+        op: TextOperation,
+        oid: Option<String>,
+        ties: Ties,
         now: Timestamp,
     ) -> Result<Applied, DocumentError> {
         if let Some(rev) = oid
@@ -631,7 +653,13 @@ impl Document {
             }
             match &v.change {
                 Change::Edit { op: applied } => {
-                    op = TextOperation::transform_by_author(applied, v.author, &op, Some(author)).1;
+                    op = match ties {
+                        Ties::History => TextOperation::transform(applied, &op).1,
+                        Ties::Author => {
+                            TextOperation::transform_by_author(applied, v.author, &op, Some(author))
+                                .1
+                        }
+                    };
                 }
                 // The file was removed or replaced since: the edit has nothing to land on.
                 Change::Remove | Change::Create { .. } => {

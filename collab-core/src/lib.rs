@@ -80,7 +80,7 @@ pub use ids::{ParticipantId, Seq, SessionId, UserId};
 pub use ot::{Component, OtError, TextOperation};
 pub use participant::{Action, Participant, Role};
 pub use presence::{FileSelection, PresenceConfig, PresenceUpdate, PresenceView, Status, Viewport};
-pub use protocol::{ClientFrame, ClientMessage, CloseReason, ServerFrame};
+pub use protocol::{ClientFrame, ClientMessage, CloseReason, ServerFrame, Ties};
 pub use replica::ReplicaClient;
 pub use session::{
     NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate,

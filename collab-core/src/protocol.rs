@@ -174,6 +174,11 @@ pub enum ClientFrame {
         /// is recognised instead of applied twice.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         oid: Option<String>,
+        /// How the server breaks a tie between this operation's insert and a
+        /// concurrent one at the same place: `history` (the default, what
+        /// clients written before the rule existed expect) or `author`.
+        #[serde(default, skip_serializing_if = "Ties::is_history")]
+        ties: Ties,
     },
     /// Create a file.
     FileCreate {
@@ -284,6 +289,29 @@ pub struct ParticipantState {
     pub present: bool,
     /// Their presence (`offline` when not connected).
     pub presence: PresenceView,
+}
+
+/// How the server breaks ties when it rebases a thin client's operation
+/// over concurrent changes that insert at the same place. The client must
+/// transform the server's operations over its pending ones by the same rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ties {
+    /// The change already in the history goes first (protocol 1 as first
+    /// published; what a client that sends no `ties` gets).
+    #[default]
+    History,
+    /// The insert of the author who [goes first](crate::ot::inserts_first)
+    /// comes first, whatever arrived first: runs typed at one spot by
+    /// several people stay contiguous.
+    Author,
+}
+
+impl Ties {
+    /// Whether this is the default rule (left out on the wire).
+    pub fn is_history(&self) -> bool {
+        *self == Ties::History
+    }
 }
 
 /// Why the server is closing a connection. Sent in a `goodbye` frame just before
@@ -722,6 +750,7 @@ mod tests {
                 file: "main".into(),
             },
             ClientFrame::TextOp {
+                ties: Ties::Author,
                 rev: 3,
                 file: "main".into(),
                 op: serde_json::from_str(r#"[2, "é😀", -1]"#).unwrap(),

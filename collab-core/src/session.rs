@@ -1321,10 +1321,16 @@ impl Session {
                     participants,
                 }))
             }
-            ClientFrame::TextOp { rev, file, op, oid } => {
+            ClientFrame::TextOp {
+                rev,
+                file,
+                op,
+                oid,
+                ties,
+            } => {
                 check_client_id(oid.as_deref(), "oid")?;
                 require(Action::EditDocument)?;
-                self.text_op(conn, me, rid, rev, file, op, oid, now)
+                self.text_op(conn, me, rid, (rev, ties), file, op, oid, now)
             }
             ClientFrame::FileCreate { file, text } => {
                 require(Action::EditDocument)?;
@@ -1387,7 +1393,7 @@ impl Session {
         conn: ConnectionId,
         me: ParticipantId,
         rid: Option<u64>,
-        rev: Revision,
+        (rev, ties): (Revision, crate::protocol::Ties),
         file: String,
         op: TextOperation,
         oid: Option<String>,
@@ -1395,7 +1401,7 @@ impl Session {
     ) -> Result<Reply, SessionError> {
         match self
             .document
-            .apply_operation(me, rev, &file, op, oid.clone(), now)?
+            .apply_operation_with(me, rev, &file, op, oid.clone(), ties, now)?
         {
             Applied::Duplicate(rev) => Ok(Reply::Frame(ServerFrame::TextAck { rid, rev, oid })),
             Applied::New(version) => {

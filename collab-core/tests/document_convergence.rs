@@ -51,8 +51,7 @@ struct Thin {
 impl Thin {
     fn send_op(&mut self, out: &mut Vec<Msg>) {
         if let Some((oid, op)) = &self.outstanding {
-            let frame =
-                json!({"type": "text_op", "rev": self.rev, "file": FILE, "op": op, "oid": oid});
+            let frame = json!({"type": "text_op", "rev": self.rev, "file": FILE, "op": op, "oid": oid, "ties": "author"});
             out.push(Msg::Text(frame.to_string()));
         }
     }

@@ -583,3 +583,25 @@ fn a_replica_answers_what_arrived_together_once() {
     sync_replica(&mut h, conn, &mut replica);
     assert_eq!(replica.text("main").as_deref(), Some("hello"));
 }
+
+/// A client that does not ask for ties by author gets the rule protocol 1
+/// first published (the history goes first), so clients written against it
+/// keep converging; one that asks gets the author's order.
+#[test]
+fn ties_go_by_author_only_for_clients_that_ask() {
+    for (ties, expected) in [(None, "BA"), (Some("author"), "AB")] {
+        let mut h = with_code("");
+        let host_conn = h.join(host()); // participant 1
+        let guest = h.join(user(1)); // participant 2
+        h.send(
+            guest,
+            json!({"type": "text_op", "rid": 1, "rev": 0, "file": "main", "op": ["B"]}),
+        );
+        let mut frame = json!({"type": "text_op", "rid": 2, "rev": 0, "file": "main", "op": ["A"]});
+        if let Some(t) = ties {
+            frame["ties"] = json!(t);
+        }
+        h.send(host_conn, frame);
+        assert_eq!(h.session.code(), expected, "ties: {ties:?}");
+    }
+}

@@ -260,9 +260,11 @@ class ModelServer {
     if (this.revOfOid.has(frame.oid)) return ack(this.revOfOid.get(frame.oid));
     assert.ok(frame.rev <= this.rev, "a client is ahead of the server");
     let o = TextOperation.fromJSON(frame.op);
-    // Ties go by author (the lower participant id first), as the server does.
+    // Ties go by author (the lower participant id first) when the client
+    // asks for it, else the history goes first, as the server does.
     for (const h of this.history.slice(frame.rev)) {
-      if (h.file === frame.file) o = TextOperation.transformByAuthor(h.op, h.author, o, conn.author)[1];
+      if (h.file !== frame.file) continue;
+      o = frame.ties === "author" ? TextOperation.transformByAuthor(h.op, h.author, o, conn.author)[1] : TextOperation.transform(h.op, o)[1];
     }
     if (o.isNoop()) return ack(this.rev);
     this.files.set(frame.file, o.apply(this.files.get(frame.file) ?? ""));
