@@ -36,31 +36,24 @@ use automerge::{
     TextEncoding, Value, ROOT,
 };
 use ropey::Rope;
-use serde::{Deserialize, Serialize};
 
 use crate::ids::ParticipantId;
 use crate::ot::{OtError, TextOperation};
 use crate::protocol::Ties;
 use crate::time::Timestamp;
 
-/// The file a session's initial code goes into.
-pub const DEFAULT_FILE: &str = "main";
+pub use collab_wire::document::{
+    Change, DocumentSnapshot, Revision, RunOutput, Version, DEFAULT_FILE, MAX_FILES, MAX_RUNS,
+    MAX_RUN_OUTPUT_BYTES,
+};
+
 /// Longest file path, in bytes.
 pub const MAX_PATH_BYTES: usize = crate::presence::MAX_FILE_PATH_BYTES;
-/// Most files in one document.
-pub const MAX_FILES: usize = 64;
 /// Local operations committed together at most.
 pub const COMMIT_EVERY: usize = 64;
 /// A checkpoint of every file's text is kept every this many revisions, so
 /// that reading the text at an old revision replays at most this many operations.
 const CHECKPOINT_EVERY: u64 = 1_024;
-/// Most run outputs kept in the document.
-pub const MAX_RUNS: usize = 100;
-/// Longest run output (stdout or stderr), in bytes.
-pub const MAX_RUN_OUTPUT_BYTES: usize = 64 * 1024;
-
-/// A position in the document's history: the number of text changes applied.
-pub type Revision = u64;
 
 /// A document operation that cannot be done. Unless said otherwise, the
 /// caller's mistake, and nothing changed.
@@ -117,73 +110,6 @@ impl From<automerge::AutomergeError> for DocumentError {
     fn from(e: automerge::AutomergeError) -> Self {
         DocumentError::Automerge(e.to_string())
     }
-}
-
-/// What one revision changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Change {
-    /// A file's text was edited.
-    Edit {
-        /// The edit.
-        op: TextOperation,
-    },
-    /// A file was created with this text.
-    Create {
-        /// Its text.
-        text: String,
-    },
-    /// A file was removed.
-    Remove,
-}
-
-/// One revision of the document's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version {
-    /// Its revision number (the first change is 1).
-    pub rev: Revision,
-    /// The file changed.
-    pub file: String,
-    /// What changed.
-    #[serde(flatten)]
-    pub change: Change,
-    /// Who made it, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub author: Option<ParticipantId>,
-    /// When the server applied it.
-    pub at: Timestamp,
-    /// The client's id for the operation, for thin-client operations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oid: Option<String>,
-}
-
-/// The result of a run of the session's code, shared with everyone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunOutput {
-    /// Who ran it.
-    pub by: ParticipantId,
-    /// When it finished.
-    pub at: Timestamp,
-    /// Standard output.
-    pub stdout: String,
-    /// Standard error.
-    pub stderr: String,
-    /// Exit status; absent if the program was stopped (a time limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-}
-
-/// The document as a thin client starts from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DocumentSnapshot {
-    /// The revision the texts are at.
-    pub rev: Revision,
-    /// The language.
-    pub language: String,
-    /// Every file's text; absent for replicas, which sync instead, and for
-    /// thin clients catching up from a revision.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<BTreeMap<String, String>>,
 }
 
 /// What applying a thin client's operation did.

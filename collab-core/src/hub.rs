@@ -642,7 +642,9 @@ impl Hub {
         creator: &Identity,
         new: NewSession,
     ) -> Result<SessionInfo, HubError> {
-        let id = SessionId::random().map_err(HubError::Random)?;
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(HubError::Random)?;
+        let id = SessionId::from_bytes(bytes);
         let now = self.inner.clock.now();
         let mut session = Session::new(
             id.clone(),

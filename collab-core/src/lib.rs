@@ -36,6 +36,8 @@
 //! assert_eq!(kinds, ["welcome", "presence", "event"]);
 //! ```
 
+pub use collab_wire::{ot, protocol};
+
 pub mod auth;
 pub mod chat;
 pub mod document;
@@ -43,10 +45,8 @@ pub mod error;
 pub mod events;
 pub mod hub;
 pub mod ids;
-pub mod ot;
 pub mod participant;
 pub mod presence;
-pub mod protocol;
 pub mod replica;
 pub mod session;
 pub mod store;

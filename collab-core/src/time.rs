@@ -4,41 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-/// Milliseconds since the Unix epoch. Serialised as a plain number.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(transparent)]
-pub struct Timestamp(pub u64);
-
-impl Timestamp {
-    /// The timestamp `ms` milliseconds after the epoch.
-    pub const fn from_millis(ms: u64) -> Self {
-        Self(ms)
-    }
-
-    /// Milliseconds since the epoch.
-    pub const fn as_millis(self) -> u64 {
-        self.0
-    }
-
-    /// This time plus `d`, saturating instead of overflowing.
-    pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(duration_ms(d)))
-    }
-
-    /// How long after `earlier` this is; zero if it is not later.
-    pub fn since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-}
-
-/// A duration in whole milliseconds, saturating at `u64::MAX`.
-pub(crate) fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
+pub use collab_wire::time::{duration_ms, Timestamp};
 
 /// Where a driver gets the current time from.
 ///

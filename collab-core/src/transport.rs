@@ -48,21 +48,8 @@ impl WireOut {
     fn close(reason: CloseReason) -> Self {
         WireOut::Close {
             code: reason.close_code(),
-            reason: reason_text(reason),
+            reason: reason.as_str(),
         }
-    }
-}
-
-fn reason_text(reason: CloseReason) -> &'static str {
-    match reason {
-        CloseReason::Left => "left",
-        CloseReason::Kicked => "kicked",
-        CloseReason::SessionEnded => "session_ended",
-        CloseReason::Stale => "stale",
-        CloseReason::SlowConsumer => "slow_consumer",
-        CloseReason::ServerShutdown => "server_shutdown",
-        CloseReason::RateLimited => "rate_limited",
-        CloseReason::TokenExpired => "token_expired",
     }
 }
 

@@ -36,7 +36,7 @@
 //! components.
 //!
 //! ```
-//! use collab_core::TextOperation;
+//! use collab_wire::ot::TextOperation;
 //!
 //! let mut op = TextOperation::new();
 //! op.retain(6).delete(5).insert("there");

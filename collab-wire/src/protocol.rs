@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatMessage, CodeAnchor};
+use crate::codes::ErrorCode;
 use crate::document::{Change, DocumentSnapshot, Revision, Version};
-use crate::error::ErrorCode;
 use crate::events::Event;
 use crate::ids::{ParticipantId, Seq};
 use crate::ot::TextOperation;
@@ -40,9 +40,11 @@ impl From<ClientFrame> for ClientMessage {
 }
 
 /// What a client can ask of a session.
+///
+/// Exhaustive on purpose: a server matches every request, and a new one
+/// must fail to compile there rather than fall into a catch-all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum ClientFrame {
     /// Join the session (the first frame on a connection). Answered by `welcome`.
     Join {
@@ -341,6 +343,21 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// The reason's wire spelling (`left`, `kicked`, ...), also the text of
+    /// the WebSocket close frame.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Left => "left",
+            CloseReason::Kicked => "kicked",
+            CloseReason::SessionEnded => "session_ended",
+            CloseReason::Stale => "stale",
+            CloseReason::SlowConsumer => "slow_consumer",
+            CloseReason::ServerShutdown => "server_shutdown",
+            CloseReason::RateLimited => "rate_limited",
+            CloseReason::TokenExpired => "token_expired",
+        }
+    }
+
     /// The WebSocket close code for this reason (RFC 6455 private range, except
     /// 1001 for shutdown).
     pub const fn close_code(self) -> u16 {
@@ -601,7 +618,7 @@ pub fn request_id(text: &str, max_bytes: usize) -> Option<u64> {
 /// be read, so the error frame can still be matched to its request.
 ///
 /// ```
-/// use collab_core::protocol::{decode_client_frame, ClientFrame, ProtocolError};
+/// use collab_wire::protocol::{decode_client_frame, ClientFrame, ProtocolError};
 ///
 /// let msg = decode_client_frame(r#"{"type":"heartbeat","rid":7}"#, 1024).unwrap();
 /// assert_eq!(msg.rid, Some(7));

@@ -1,0 +1,37 @@
+//! # collab-wire
+//!
+//! What travels between a collab client and server, and nothing else: the
+//! JSON frames of the WebSocket protocol ([`protocol`]), the stable error and
+//! close codes ([`codes`], [`protocol::CloseReason`]), ids, timestamps, the
+//! data the frames carry (participants, presence, chat, events, document
+//! versions), and the text-operation algebra thin clients edit with
+//! ([`ot`]). It depends on serde and thiserror only, so a client, a load
+//! generator or another server can speak the protocol without the rest of
+//! collab.
+//!
+//! PROTOCOL.md at the repository root documents every frame with an example.
+//!
+//! ```
+//! use collab_wire::protocol::{decode_client_frame, ClientFrame};
+//! use collab_wire::ot::TextOperation;
+//!
+//! let msg = decode_client_frame(r#"{"type":"text_op","rid":3,"file":"main","rev":0,"op":["hi"]}"#, 1024).unwrap();
+//! let ClientFrame::TextOp { op, .. } = msg.frame else { unreachable!() };
+//! assert_eq!(op.apply("").unwrap(), "hi");
+//!
+//! let mut same = TextOperation::new();
+//! same.insert("hi");
+//! assert_eq!(op, same);
+//! ```
+
+pub mod chat;
+pub mod codes;
+pub mod document;
+pub mod events;
+pub mod ids;
+pub mod ot;
+pub mod participant;
+pub mod presence;
+pub mod protocol;
+pub mod session;
+pub mod time;

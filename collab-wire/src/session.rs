@@ -1,0 +1,85 @@
+//! A session as the REST API and the `welcome` frame show it, and the
+//! bodies that create and change one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Seq, SessionId, UserId};
+use crate::time::Timestamp;
+
+/// Where an interview stands. `ended` is reached only by ending the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Created, not started.
+    Waiting,
+    /// Under way.
+    Active,
+    /// Paused by a host.
+    Paused,
+    /// Over: nobody can join, history stays readable.
+    Ended,
+}
+
+/// What a session is created with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// Title shown to participants.
+    #[serde(default)]
+    pub title: String,
+    /// Programming language of the code (`javascript`, `python`, ...).
+    #[serde(default)]
+    pub language: String,
+    /// Initial code, put in the file [`DEFAULT_FILE`](crate::document::DEFAULT_FILE).
+    #[serde(default)]
+    pub code: String,
+    /// Overrides the configured capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+    /// Overrides the configured expiry, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after_secs: Option<u64>,
+}
+
+/// A change to a session; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUpdate {
+    /// New title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// New language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// New status; not `ended` (ending has its own request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SessionStatus>,
+}
+
+/// A session as the REST API and the `welcome` frame show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// Title.
+    pub title: String,
+    /// Language.
+    pub language: String,
+    /// Status.
+    pub status: SessionStatus,
+    /// Most participants online at once.
+    pub capacity: usize,
+    /// Participants online now.
+    pub online: usize,
+    /// The creator's user id.
+    pub created_by: UserId,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change to title, language or status.
+    pub updated_at: Timestamp,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// Expiry after idleness, in seconds.
+    pub expires_after_secs: u64,
+    /// The newest event's sequence number.
+    pub last_seq: Seq,
+}
