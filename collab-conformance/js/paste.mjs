@@ -3,7 +3,7 @@
 // as `node --experimental-websocket paste.mjs BASE SESSION TOKEN_A TOKEN_B SIZE`.
 // Prints one JSON line: what each client ended with, and what the server
 // refused on the way.
-import { DocumentClient, TextOperation } from "../../collab-core/js/collab-ot.mjs";
+import { DocumentClient, TextOperation } from "../../collab-wire/js/collab-ot.mjs";
 
 const [base, session, tokenA, tokenB, size] = process.argv.slice(2);
 const wsBase = base.replace(/^http/, "ws");

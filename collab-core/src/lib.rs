@@ -54,11 +54,7 @@ mod sync;
 pub mod time;
 pub mod transport;
 
-/// The browser side of the thin-client protocol: a dependency-free ES module
-/// with the text-operation algebra and the client state machine
-/// (`TextOperation`, `DocumentClient`, `diffToOperation`). Serve it to pages
-/// that edit without automerge, for example at `/collab-ot.mjs`.
-pub const BROWSER_OT_MODULE: &str = include_str!("../js/collab-ot.mjs");
+pub use collab_wire::BROWSER_OT_MODULE;
 
 pub use auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,

@@ -35,3 +35,11 @@ pub mod presence;
 pub mod protocol;
 pub mod session;
 pub mod time;
+
+/// The browser side of the thin-client protocol: a dependency-free ES module
+/// with the text-operation algebra and the client state machine
+/// (`TextOperation`, `DocumentClient`, `diffToOperation`). Serve it to pages
+/// that edit without automerge, for example at `/collab-ot.mjs`. Its limits
+/// and the error codes it acts on are checked against this crate's by the
+/// `browser_module` test.
+pub const BROWSER_OT_MODULE: &str = include_str!("../js/collab-ot.mjs");

@@ -10,9 +10,9 @@
 //! indices do. No operation may insert, or start or end a delete, between the two
 //! halves of a surrogate pair ([`OtError::SplitsSurrogatePair`]).
 //!
-//! The same algebra is implemented for browsers in `collab-core/js/collab-ot.mjs`;
+//! The same algebra is implemented for browsers in `collab-wire/js/collab-ot.mjs`;
 //! both are checked against the shared vectors in
-//! `collab-core/tests/vectors/ot.json`.
+//! `collab-wire/tests/vectors/ot.json`.
 //!
 //! # Normal form
 //!

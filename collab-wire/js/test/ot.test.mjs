@@ -1,7 +1,7 @@
-// Tests for collab-ot.mjs, run by `cargo test -p collab-core --test ot_vectors`
-// (or directly: node --test collab-core/js/test/). Only node built-ins.
+// Tests for collab-ot.mjs, run by `cargo test -p collab-wire --test ot_vectors`
+// (or directly: node --test collab-wire/js/test/). Only node built-ins.
 //
-// 1. The shared vectors (collab-core/tests/vectors/ot.json), which the Rust
+// 1. The shared vectors (collab-wire/tests/vectors/ot.json), which the Rust
 //    implementation passes too.
 // 2. Random properties of the JavaScript implementation itself.
 // 3. DocumentClient: simulated clients against a small in-memory server with

@@ -2,7 +2,7 @@
 //
 // A dependency-free ES module (browsers, node >= 18). It mirrors the Rust
 // implementation in collab-core/src/ot.rs; both are checked against the same
-// vectors (collab-core/tests/vectors/ot.json).
+// vectors (collab-wire/tests/vectors/ot.json).
 //
 // All positions and lengths count UTF-16 code units, which is what JavaScript
 // string indices count.
