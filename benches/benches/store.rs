@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use collab_core::{
-    ClientFrame, Connection, Hub, HubConfig, Identity, MemoryStore, NewSession, Outbound,
-    SessionConfig, SessionId, Store, TokenAuthenticator, TokioClock,
+use collab_core::{ClientFrame, Identity, NewSession, SessionConfig, SessionId};
+use collab_server::{
+    Connection, Hub, HubConfig, MemoryStore, Outbound, Store, TokenAuthenticator, TokioClock,
 };
 use collab_sqlite::SqliteStore;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -1,7 +1,7 @@
 //! The conformance suite against collab-axum on a real socket.
 
 use collab_axum::HttpLimits;
-use collab_core::Hub;
+use collab_server::Hub;
 
 async fn server(hub: Hub, limits: HttpLimits) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -6,16 +6,15 @@
 //!
 //! Most scenarios use [`NamedTokens`] (any token of 8+ URL-safe characters is
 //! a distinct user, so scenarios can name their people); the guest scenario
-//! uses the real [`collab_core::GuestAuthenticator`], whose tokens only the
+//! uses the real [`collab_server::GuestAuthenticator`], whose tokens only the
 //! server issues, and the credential scenario HS256 JWTs signed with
 //! [`JWT_SECRET`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use collab_core::{
-    AuthError, Authenticator, GuestAuthenticator, Hub, HubConfig, Identity, TokioClock,
-};
+use collab_core::{AuthError, Identity};
+use collab_server::{Authenticator, GuestAuthenticator, Hub, HubConfig, TokioClock};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -1147,7 +1146,7 @@ pub fn hub_for(scenario: &str) -> Hub {
             config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
         }
         "session_creation_is_rate_limited" => {
-            config.session_creation = collab_core::Rate::new(3, Duration::from_secs(3600));
+            config.session_creation = collab_server::Rate::new(3, Duration::from_secs(3600));
         }
         "guests_are_issued_and_kicks_hold" => {
             auth = Arc::new(GuestAuthenticator::random().expect("random key"));

@@ -1,8 +1,8 @@
 //! Errors of the session boundary, and the stable codes they travel as.
 
-use crate::auth::AuthError;
 use crate::chat::ChatError;
 use crate::document::DocumentError;
+use crate::identity::AuthError;
 use crate::participant::{Action, Role};
 use crate::presence::PresenceError;
 use crate::protocol::ProtocolError;

@@ -7,12 +7,12 @@
 //! - [`Session`] is a deterministic state machine: it takes connections, frames
 //!   and the current time, and returns what to send to whom. It owns no socket
 //!   and reads no clock, so tests drive many virtual clients on a virtual clock.
-//! - [`Hub`] drives sessions on tokio, one task per session, and gives adapters
-//!   (collab-axum, collab-warp) a [`Connection`] to pump frames through.
-//! - Small traits at the edges: [`Authenticator`], [`Clock`].
+//! - It has no runtime: no tokio, no futures, no async traits. collab-server
+//!   drives sessions on tokio (the `Hub`, one task per session) and holds
+//!   the traits at the edges (authentication, storage, clocks).
 //!
-//! The wire protocol is in [`protocol`] and documented, frame by frame, in
-//! `PROTOCOL.md` at the repository root.
+//! The wire protocol is in [`protocol`] (from collab-wire) and documented,
+//! frame by frame, in `PROTOCOL.md` at the repository root.
 //!
 //! ```
 //! use collab_core::{Identity, NewSession, Session, SessionConfig, SessionId, Timestamp, Transmit};
@@ -38,12 +38,11 @@
 
 pub use collab_wire::{ot, protocol};
 
-pub mod auth;
 pub mod chat;
 pub mod document;
 pub mod error;
 pub mod events;
-pub mod hub;
+pub mod identity;
 pub mod ids;
 pub mod participant;
 pub mod presence;
@@ -52,14 +51,9 @@ pub mod session;
 pub mod store;
 mod sync;
 pub mod time;
-pub mod transport;
 
 pub use collab_wire::BROWSER_OT_MODULE;
 
-pub use auth::{
-    Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,
-    Identity, SessionRequest, TokenAuthenticator,
-};
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};
 pub use document::{
     Applied, Change, Document, DocumentError, DocumentSnapshot, Revision, RunOutput, SyncState,
@@ -67,11 +61,7 @@ pub use document::{
 };
 pub use error::{ErrorCode, SessionError};
 pub use events::{EndReason, Event, EventKind, EventPage};
-pub use hub::{
-    AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
-    HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, SessionRead, SessionView,
-    StreamCursor, StreamItem, MAX_READ_WAIT,
-};
+pub use identity::{AuthError, Identity};
 pub use ids::{ParticipantId, Seq, SessionId, UserId};
 pub use ot::{Component, OtError, TextOperation};
 pub use participant::{Action, Participant, Role};
@@ -83,7 +73,7 @@ pub use session::{
     Transmit,
 };
 pub use store::{
-    apply_changes, check_changes, DocumentWrite, MemoryStore, SessionChanges, SessionRecord,
-    SessionSummary, Store, StoreError, StoredMember, StoredMembership, StoredSession,
+    apply_changes, check_changes, DocumentWrite, SessionChanges, SessionRecord, SessionSummary,
+    StoreError, StoredMember, StoredMembership, StoredSession,
 };
-pub use time::{Clock, ManualClock, SystemClock, Timestamp, TokioClock};
+pub use time::Timestamp;

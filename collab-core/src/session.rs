@@ -4,7 +4,7 @@
 //! it connections, frames and the current time (`connect`, `handle_text`,
 //! `handle_timeout`, `disconnect`), then drains what to send to whom with
 //! [`Session::poll_transmit`] and asks when to wake it next with
-//! [`Session::poll_timeout`]. The [`Hub`](crate::Hub) is such a driver; tests
+//! [`Session::poll_timeout`]. The `Hub` of collab-server is such a driver; tests
 //! drive it directly with a virtual clock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::auth::{AuthError, Identity};
 use crate::chat::{find_mentions, Chat, ChatLimits, ChatMessage, ChatPage, CodeAnchor, NewMessage};
 use crate::document::{
     Applied, Change, Document, DocumentError, Revision, RunOutput, SideEffect, SyncState, Version,
@@ -20,6 +19,7 @@ use crate::document::{
 };
 use crate::error::SessionError;
 use crate::events::{EndReason, Event, EventKind, EventPage};
+use crate::identity::{AuthError, Identity};
 use crate::ids::{ConnectionId, ParticipantId, Seq, SessionId, UserId};
 use crate::ot::TextOperation;
 use crate::participant::{pick_colour, Action, Participant, Role};

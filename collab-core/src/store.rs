@@ -1,6 +1,7 @@
-//! Durable sessions: the [`Store`] trait the hub writes through, what it
-//! writes ([`SessionChanges`]) and reads back ([`StoredSession`]), and
-//! [`MemoryStore`] for tests.
+//! Durable sessions as data: what a store writes ([`SessionChanges`]) and
+//! reads back ([`StoredSession`]), and the reference semantics of a write
+//! ([`apply_changes`]). The `Store` trait itself, which the hub writes
+//! through, is collab-server's.
 //!
 //! # The durability contract
 //!
@@ -9,7 +10,7 @@
 //! any other request answered with `ack`, a REST request answered with
 //! success, a role change or kick that others were told about. The hub
 //! guarantees it by holding every frame a step produced until the step's
-//! changes are written: [`Store::save`] returns only once they are durable
+//! changes are written: `Store::save` returns only once they are durable
 //! (for SQLite: committed in WAL mode with `synchronous=FULL`). What was not
 //! yet acknowledged may be lost, and the client resends it when it
 //! reconnects (thin clients by operation id, so nothing applies twice).
@@ -19,10 +20,8 @@
 //! of many sessions in one transaction (the SQLite store does), so one fsync
 //! carries many edits.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatMessage;
@@ -163,7 +162,7 @@ impl SessionChanges {
     }
 }
 
-/// Everything stored of one session, as [`Store::load`] returns it.
+/// Everything stored of one session, as `Store::load` returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredSession {
     /// Its record.
@@ -178,7 +177,7 @@ pub struct StoredSession {
     pub document: Vec<u8>,
 }
 
-/// One stored session, as [`Store::sessions`] lists it, for expiry and cleanup.
+/// One stored session, as `Store::sessions` lists it, for expiry and cleanup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSummary {
     /// The session.
@@ -193,40 +192,8 @@ pub struct SessionSummary {
     pub expires_after_secs: u64,
 }
 
-/// Where sessions are kept. Implementations must make [`Store::save`] atomic
-/// and durable before it returns (see the [module docs](self)), and should
-/// group concurrent saves into one commit.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Writes one session's changes, atomically and durably.
-    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError>;
-
-    /// Everything stored of a session; `None` if nothing is.
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
-
-    /// Every stored session, briefly.
-    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError>;
-
-    /// Forgets a session entirely.
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
-}
-
-/// A [`Store`] in memory: for tests, and for hosts that want sessions to be
-/// unloaded and reloaded without keeping them across restarts.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    sessions: Mutex<HashMap<SessionId, StoredSession>>,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
 /// Applies `changes` to `stored` (or creates it): the reference semantics of
-/// [`Store::save`], which other stores can test themselves against.
+/// `Store::save`, which other stores can test themselves against.
 ///
 /// # Errors
 /// [`StoreError::Damaged`] for a first write without a record, a record of
@@ -243,7 +210,7 @@ pub fn apply_changes(
 }
 
 /// [`apply_changes`] on a session in place; on error nothing changes.
-fn apply_in_place(
+pub fn apply_in_place(
     stored: &mut Option<StoredSession>,
     changes: SessionChanges,
 ) -> Result<(), StoreError> {
@@ -323,7 +290,7 @@ fn continues(stored: u64, numbers: impl Iterator<Item = u64>) -> bool {
 }
 
 impl StoredSession {
-    /// The summary [`Store::sessions`] lists for it.
+    /// The summary `Store::sessions` lists for it.
     pub fn summary(&self) -> SessionSummary {
         SessionSummary {
             id: self.record.id.clone(),
@@ -332,35 +299,5 @@ impl StoredSession {
             ended_at: self.record.ended_at,
             expires_after_secs: self.record.expires_after_secs,
         }
-    }
-}
-
-#[async_trait]
-impl Store for MemoryStore {
-    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let mut entry = sessions.remove(&changes.id);
-        let id = changes.id.clone();
-        let result = apply_in_place(&mut entry, changes);
-        if let Some(s) = entry {
-            sessions.insert(id, s);
-        }
-        result
-    }
-
-    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(sessions.get(id).cloned())
-    }
-
-    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(sessions.values().map(StoredSession::summary).collect())
-    }
-
-    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.remove(id);
-        Ok(())
     }
 }

@@ -2,8 +2,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use collab_core::{AuthError, Authenticator, Role};
+use collab_core::{AuthError, Role};
 use collab_jwt::{Algorithm, Claims, JwtAuthenticator, JwtError, MAX_TOKEN_LEN};
+use collab_server::Authenticator;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

@@ -1,256 +1,50 @@
 //! # collab-server
 //!
-//! Serves an HTTP service on a TCP listener the way a collab server open to
-//! the internet needs: every connection has `TCP_NODELAY` (collab sends many
-//! small frames), a client must finish each request's headers within a
-//! timeout (slow or silent clients cannot hold sockets), and open
-//! connections are capped per client address and in total, so that one
-//! client cannot take the file descriptors everybody needs. Connections over
-//! a cap are closed as soon as they are accepted.
+//! The tokio driver of collab. [`collab_core`] decides what every frame does
+//! and reads no clock; this crate runs it:
 //!
-//! The adapters build on it: `collab_axum::serve` and `collab_warp::serve`
-//! are the documented way to serve, and pass each connection's peer address
-//! to the hub's per-address limits.
+//! - [`Hub`] owns the live sessions, one task each, loads and saves them
+//!   through a [`Store`], and hands each WebSocket a [`Connection`];
+//! - the traits at the edges, each with an implementation for tests:
+//!   [`Authenticator`] (with [`GuestAuthenticator`] and
+//!   [`TokenAuthenticator`]), [`Access`], [`Store`] ([`MemoryStore`]) and
+//!   [`Clock`] ([`ManualClock`], [`TokioClock`]);
+//! - [`transport`]: the socket pump an adapter runs for each WebSocket, and
+//!   the HTTP helpers (credentials, bodies, error responses, event streams);
+//! - [`accept`]: the accept loop with connection caps and header timeouts.
 //!
-//! ```no_run
-//! # async fn run() -> std::io::Result<()> {
-//! use collab_server::{serve, HttpLimits};
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let service = |_peer: std::net::SocketAddr| {
-//!     hyper::service::service_fn(|_req| async {
-//!         Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("hi")))
-//!     })
-//! };
-//! serve(listener, service, HttpLimits::default(), std::future::pending()).await;
-//! # Ok(()) }
+//! collab-axum and collab-warp mount all of it into a web framework.
+//!
+//! ```
+//! use collab_server::{Hub, GuestAuthenticator};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let auth = GuestAuthenticator::random().expect("randomness");
+//! let guest = auth.issue().expect("randomness");
+//! let hub = Hub::new(auth);
+//! let who = hub.authenticate(Some(&guest.token)).await.unwrap();
+//! let info = hub.create_session(&who, Default::default()).await.unwrap();
+//! assert_eq!(info.created_by, who.user_id);
+//! # }
 //! ```
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub mod accept;
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod hub;
+pub mod store;
+pub mod transport;
 
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-
-/// Limits on HTTP connections. Every number has a default for a server open
-/// to the internet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HttpLimits {
-    /// Open connections in total, WebSockets included (default 768). Keep it
-    /// below the process's file descriptor limit (`ulimit -n`, often 1024),
-    /// with room for the database and logs.
-    pub max_connections: usize,
-    /// Open connections from one client address (default 64). Addresses in
-    /// [`HttpLimits::trusted_proxies`] are exempt: every client behind them
-    /// shares their address, and the hub counts the forwarded client instead.
-    pub max_connections_per_address: usize,
-    /// How long a client has to send a request's headers, counted from
-    /// when the server starts waiting for them, idle keep-alive time
-    /// included (default 10 s). Closes slow ("slowloris") and silent
-    /// connections.
-    pub header_timeout: Duration,
-    /// How long shutdown waits for requests in flight before it drops them
-    /// (default 10 s).
-    pub shutdown_grace: Duration,
-    /// Reverse proxies exempt from the per-address cap.
-    pub trusted_proxies: Vec<IpAddr>,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 768,
-            max_connections_per_address: 64,
-            header_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(10),
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-/// Counts open connections per address and in total.
-#[derive(Debug, Default)]
-struct Census {
-    total: usize,
-    by_address: HashMap<IpAddr, usize>,
-}
-
-/// One admitted connection; gives its place back on drop.
-struct Admitted {
-    census: Arc<Mutex<Census>>,
-    address: IpAddr,
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut census = self.census.lock().unwrap_or_else(|e| e.into_inner());
-        census.total = census.total.saturating_sub(1);
-        if let Some(n) = census.by_address.get_mut(&self.address) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                census.by_address.remove(&self.address);
-            }
-        }
-    }
-}
-
-fn admit(census: &Arc<Mutex<Census>>, limits: &HttpLimits, address: IpAddr) -> Option<Admitted> {
-    let mut c = census.lock().unwrap_or_else(|e| e.into_inner());
-    if c.total >= limits.max_connections {
-        return None;
-    }
-    let exempt = limits.trusted_proxies.contains(&address);
-    let from_here = c.by_address.get(&address).copied().unwrap_or(0);
-    if !exempt && from_here >= limits.max_connections_per_address {
-        return None;
-    }
-    c.total += 1;
-    *c.by_address.entry(address).or_default() += 1;
-    Some(Admitted {
-        census: Arc::clone(census),
-        address,
-    })
-}
-
-/// A socket that holds its connection's place in the census.
-struct Counted<T> {
-    io: T,
-    _admitted: Admitted,
-}
-
-impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
-/// Serves `service` on `listener` until `shutdown` completes, then stops
-/// accepting and gives requests in flight [`HttpLimits::shutdown_grace`].
-/// `service` is called once per connection with the client's address and
-/// returns the service for that connection's requests.
-pub async fn serve<M, S, B>(
-    listener: TcpListener,
-    service: M,
-    limits: HttpLimits,
-    shutdown: impl Future<Output = ()> + Send,
-) where
-    M: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let census = Arc::new(Mutex::new(Census::default()));
-    // Told to every connection task when shutdown starts; the tasks hold
-    // `in_flight` until they finish.
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let in_flight = Arc::new(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of descriptors or the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let Some(admitted) = admit(&census, &limits, peer.ip()) else {
-            tracing::debug!(%peer, "connection refused: over the connection cap");
-            drop(tcp);
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        // HTTP/1.1 only, straight away: telling HTTP/2 apart means waiting
-        // for the first bytes with no timeout, which a silent client would.
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .keep_alive(true);
-        let svc = service(peer);
-        // The socket carries its place in the census: an upgraded connection
-        // (a WebSocket) keeps it after hyper hands the socket over, until
-        // the socket closes.
-        let io = TokioIo::new(Counted {
-            io: tcp,
-            _admitted: admitted,
-        });
-        let mut stopping = stopping.clone();
-        let held = Arc::clone(&in_flight);
-        tokio::spawn(async move {
-            let _held = held;
-            let conn = builder.serve_connection(io, svc).with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                result = conn.as_mut() => result,
-                () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = stopping_tx.send(true);
-    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
-    while Arc::strong_count(&in_flight) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use accept::{serve, HttpLimits};
+pub use auth::{
+    Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,
+    Identity, SessionRequest, TokenAuthenticator,
+};
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use hub::{
+    AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
+    HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, SessionRead, SessionView,
+    StreamCursor, StreamItem, MAX_READ_WAIT,
+};
+pub use store::{MemoryStore, Store};

@@ -6,9 +6,8 @@
 //! ```
 //! use std::collections::BTreeMap;
 //!
-//! use collab_core::{
-//!     SessionChanges, SessionId, SessionRecord, SessionStatus, Store, Timestamp, UserId,
-//! };
+//! use collab_core::{SessionChanges, SessionId, SessionRecord, SessionStatus, Timestamp, UserId};
+//! use collab_server::{Store};
 //! use collab_sqlite::SqliteStore;
 //!
 //! # #[tokio::main]
@@ -99,7 +98,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use collab_core::{SessionChanges, SessionId, SessionSummary, Store, StoreError, StoredSession};
+use collab_core::{SessionChanges, SessionId, SessionSummary, StoreError, StoredSession};
+use collab_server::Store;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 

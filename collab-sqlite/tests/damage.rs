@@ -2,7 +2,8 @@
 
 mod common;
 
-use collab_core::{DocumentWrite, SessionChanges, SessionId, Store, StoreError};
+use collab_core::{DocumentWrite, SessionChanges, SessionId, StoreError};
+use collab_server::Store;
 use collab_sqlite::SqliteStore;
 
 use common::{event, first_write, message, session_id, version};

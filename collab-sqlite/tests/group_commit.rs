@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use collab_core::{DocumentWrite, SessionChanges, Store, StoreError};
+use collab_core::{DocumentWrite, SessionChanges, StoreError};
+use collab_server::Store;
 use collab_sqlite::SqliteStore;
 
 use common::{event, first_write, message, session_id};

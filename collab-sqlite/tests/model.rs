@@ -6,9 +6,9 @@
 mod common;
 
 use collab_core::{
-    DocumentWrite, MemoryStore, SessionChanges, SessionId, SessionStatus, Store, StoreError,
-    StoredSession, Timestamp,
+    DocumentWrite, SessionChanges, SessionId, SessionStatus, StoreError, StoredSession, Timestamp,
 };
+use collab_server::{MemoryStore, Store};
 use collab_sqlite::SqliteStore;
 use proptest::prelude::*;
 

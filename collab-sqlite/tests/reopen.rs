@@ -3,9 +3,8 @@
 
 mod common;
 
-use collab_core::{
-    DocumentWrite, MemoryStore, SessionChanges, SessionStatus, Store, StoreError, Timestamp,
-};
+use collab_core::{DocumentWrite, SessionChanges, SessionStatus, StoreError, Timestamp};
+use collab_server::{MemoryStore, Store};
 use collab_sqlite::SqliteStore;
 
 use common::{event, first_write, message, record, session_id, version};

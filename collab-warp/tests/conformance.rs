@@ -1,6 +1,6 @@
 //! The conformance suite against collab-warp on a real socket.
 
-use collab_core::Hub;
+use collab_server::Hub;
 use collab_warp::HttpLimits;
 
 async fn server(hub: Hub, limits: HttpLimits) -> String {

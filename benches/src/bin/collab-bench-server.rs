@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use collab_axum::HttpLimits;
-use collab_core::{
-    AuthError, Authenticator, Hub, HubConfig, Identity, Rate, SessionConfig, TokioClock,
-};
+use collab_core::{AuthError, Identity, SessionConfig};
+use collab_server::{Authenticator, Hub, HubConfig, Rate, TokioClock};
 use collab_sqlite::SqliteStore;
 
 const USAGE: &str = "usage: collab-bench-server [--sqlite FILE] [--capacity N] PORT";

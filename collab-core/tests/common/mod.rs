@@ -221,24 +221,3 @@ impl Harness {
             .collect()
     }
 }
-
-/// The next frame of a hub connection as JSON, failing the test after 5 s.
-pub async fn next_json(conn: &mut collab_core::Connection) -> Value {
-    match tokio::time::timeout(Duration::from_secs(5), conn.recv())
-        .await
-        .expect("a frame in time")
-    {
-        Some(collab_core::Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
-}
-
-/// Reads a hub connection until a frame of type `ty` arrives.
-pub async fn until(conn: &mut collab_core::Connection, ty: &str) -> Value {
-    loop {
-        let f = next_json(conn).await;
-        if f["type"] == ty {
-            return f;
-        }
-    }
-}

@@ -26,7 +26,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use collab_core::{GuestAuthenticator, Hub, HubConfig, TokioClock};
+use collab_server::{GuestAuthenticator, Hub, HubConfig, TokioClock};
 use collab_sqlite::SqliteStore;
 use tokio::net::{TcpListener, TcpSocket};
 

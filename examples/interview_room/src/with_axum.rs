@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use collab_axum::HttpLimits;
-use collab_core::Hub;
+use collab_server::Hub;
 use tokio::net::TcpListener;
 
 use crate::page::{self, StaticFile};

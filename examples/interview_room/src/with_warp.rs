@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use collab_core::Hub;
+use collab_server::Hub;
 use collab_warp::HttpLimits;
 use tokio::net::TcpListener;
 use warp::http::StatusCode;

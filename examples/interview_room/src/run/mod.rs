@@ -22,8 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Buf;
-use collab_core::transport::{credential, error_response};
-use collab_core::{Action, Hub, SessionId, SessionRead, UserId};
+use collab_core::{Action, SessionId, UserId};
+use collab_server::api::error_response;
+use collab_server::transport::credential;
+use collab_server::{Hub, SessionRead};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -143,7 +145,7 @@ impl Runner {
         {
             Ok(who) => who,
             Err(e) => {
-                let (status, body) = error_response(&e);
+                let (status, body) = error_response(&e.into());
                 return Answer { status, body };
             }
         };
@@ -258,7 +260,7 @@ async fn may_run(hub: &Hub, who: &collab_core::Identity, session: &str) -> Resul
         Ok(SessionRead::Full(view)) => view,
         Ok(_) => return Err(refused("join the session to run code in it")),
         Err(e) => {
-            let (status, body) = error_response(&e);
+            let (status, body) = error_response(&e.into());
             return Err(Answer { status, body });
         }
     };

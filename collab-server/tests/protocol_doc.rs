@@ -17,9 +17,10 @@ use collab_core::ot::MAX_WIRE_COMPONENTS;
 use collab_core::presence::{MAX_CURSOR_FILES, MAX_FILE_PATH_BYTES};
 use collab_core::protocol::{decode_client_frame, ProtocolError, PROTOCOL_VERSION};
 use collab_core::{
-    CloseReason, Document, DocumentError, ErrorCode, Event, HubConfig, ParticipantId, ServerFrame,
+    CloseReason, Document, DocumentError, ErrorCode, Event, ParticipantId, ServerFrame,
     SessionConfig, TextOperation, Timestamp,
 };
+use collab_server::HubConfig;
 use serde_json::Value;
 
 /// The frame limit client examples are decoded with (the default).

@@ -17,20 +17,22 @@ use crate::auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestCredential, Identity,
     SessionRequest,
 };
-use crate::document::Revision;
-use crate::error::{ErrorCode, SessionError};
-use crate::ids::{ConnectionId, SessionId};
-use crate::ids::{Seq, UserId};
-use crate::protocol::{CloseReason, ParticipantState};
-use crate::session::{
+use collab_core::document::Revision;
+use collab_core::error::{ErrorCode, SessionError};
+use collab_core::ids::{ConnectionId, SessionId};
+use collab_core::ids::{Seq, UserId};
+use collab_core::protocol::{CloseReason, ParticipantState};
+use collab_core::session::{
     NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
 };
 
 mod limits;
 mod polling;
 
-use crate::store::{Store, StoreError};
-use crate::time::{Clock, Timestamp, TokioClock};
+use crate::clock::{Clock, TokioClock};
+use crate::store::Store;
+use collab_core::store::StoreError;
+use collab_core::Timestamp;
 pub use limits::Rate;
 use limits::RateLimiter;
 pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
@@ -234,9 +236,6 @@ pub enum HubError {
     /// The authenticator issues no guest identities.
     #[error("guest access is not offered")]
     GuestsNotOffered,
-    /// The request body did not arrive within [`HubConfig::body_timeout`].
-    #[error("the request body did not arrive in time")]
-    BodyTimeout,
 }
 
 impl HubError {
@@ -252,7 +251,6 @@ impl HubError {
             HubError::Store(_) => ErrorCode::StorageFailed,
             HubError::Forbidden | HubError::GuestsNotOffered => ErrorCode::Forbidden,
             HubError::RateLimited => ErrorCode::RateLimited,
-            HubError::BodyTimeout => ErrorCode::RequestTimeout,
         }
     }
 }
@@ -420,7 +418,8 @@ struct Inner {
 /// Live sessions and their tasks. Cheap to clone; clones share the sessions.
 ///
 /// ```
-/// use collab_core::{Hub, Identity, NewSession, TokenAuthenticator};
+/// use collab_server::{Hub, Identity, TokenAuthenticator};
+/// use collab_core::NewSession;
 /// use collab_core::protocol::ClientFrame;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -431,8 +430,8 @@ struct Inner {
 /// let mut conn = hub.connect(&info.id, ann).await?;
 /// conn.send(ClientFrame::join()).await?;
 /// let welcome = conn.recv().await.unwrap();
-/// assert!(matches!(welcome, collab_core::Outbound::Text(t) if t.contains(r#""type":"welcome""#)));
-/// # Ok::<_, collab_core::HubError>(())
+/// assert!(matches!(welcome, collab_server::Outbound::Text(t) if t.contains(r#""type":"welcome""#)));
+/// # Ok::<_, collab_server::HubError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
@@ -533,7 +532,7 @@ impl Hub {
         &self,
         who: &Identity,
         request: SessionRequest<'_>,
-    ) -> Result<Option<crate::participant::Role>, HubError> {
+    ) -> Result<Option<collab_core::participant::Role>, HubError> {
         let access = Arc::clone(&self.inner.access.read().unwrap_or_else(|e| e.into_inner()));
         match access.authorize(who, request).await? {
             Grant::Allow { role } => Ok(role),
@@ -642,9 +641,7 @@ impl Hub {
         creator: &Identity,
         new: NewSession,
     ) -> Result<SessionInfo, HubError> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).map_err(HubError::Random)?;
-        let id = SessionId::from_bytes(bytes);
+        let id = random_session_id()?;
         let now = self.inner.clock.now();
         let mut session = Session::new(
             id.clone(),
@@ -1093,7 +1090,7 @@ impl Connection {
     /// [`HubError::ShuttingDown`] once the session has stopped.
     pub async fn send(
         &self,
-        msg: impl Into<crate::protocol::ClientMessage>,
+        msg: impl Into<collab_core::protocol::ClientMessage>,
     ) -> Result<(), HubError> {
         self.sender.send(msg).await
     }
@@ -1141,7 +1138,7 @@ impl ConnectionSender {
     /// [`HubError::ShuttingDown`] once the session has stopped.
     pub async fn send(
         &self,
-        msg: impl Into<crate::protocol::ClientMessage>,
+        msg: impl Into<collab_core::protocol::ClientMessage>,
     ) -> Result<(), HubError> {
         let text = serde_json::to_string(&msg.into()).map_err(|_| HubError::ShuttingDown)?;
         self.send_text(text).await
@@ -1593,6 +1590,29 @@ fn deliver(
                 peer.shared.set(CloseReason::SlowConsumer);
                 session.disconnect(conn, now);
             }
+        }
+    }
+}
+
+/// A fresh session id from the operating system's random source: 128 bits,
+/// so a shared link cannot be guessed.
+fn random_session_id() -> Result<SessionId, HubError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(HubError::Random)?;
+    Ok(SessionId::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_session_ids_differ_and_parse() {
+        let ids: std::collections::HashSet<_> =
+            (0..1000).map(|_| random_session_id().unwrap()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            assert_eq!(SessionId::parse(id.as_str()).as_ref(), Ok(id));
         }
     }
 }

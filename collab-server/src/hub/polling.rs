@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Command, ConnectionSender, Hub, HubError, Outbound};
 use crate::auth::Identity;
-use crate::document::Revision;
-use crate::error::SessionError;
-use crate::events::Event;
-use crate::ids::{ConnectionId, Seq, SessionId, UserId};
-use crate::protocol::{ParticipantState, ServerFrame};
-use crate::session::{ReadPage, SessionStatus};
+use collab_core::document::Revision;
+use collab_core::error::SessionError;
+use collab_core::events::Event;
+use collab_core::ids::{ConnectionId, Seq, SessionId, UserId};
+use collab_core::protocol::{ParticipantState, ServerFrame};
+use collab_core::session::{ReadPage, SessionStatus};
 
 /// The longest a long-poll read waits for something new.
 pub const MAX_READ_WAIT: Duration = Duration::from_secs(30);

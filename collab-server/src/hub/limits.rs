@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::time::Timestamp;
+use collab_core::Timestamp;
 
 /// A sustained rate with a burst above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::auth::Identity;
 use crate::hub::{Connection, Hub, HubError, Outbound, ReadRequest, StreamItem};
-use crate::ids::SessionId;
-use crate::protocol::CloseReason;
-use crate::session::SessionStatus;
+use collab_core::ids::SessionId;
+use collab_core::protocol::CloseReason;
+use collab_core::session::SessionStatus;
 
 /// What a client sent, in transport-neutral form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,14 +204,6 @@ pub fn credential<'a>(
     bearer.or(offered).or(query_token).filter(|t| !t.is_empty())
 }
 
-/// The HTTP status and JSON body for a failed request:
-/// `{"error": {"code": "session_full", "message": "..."}}`.
-pub fn error_response(err: &HubError) -> (u16, String) {
-    let code = err.code();
-    let body = serde_json::json!({"error": {"code": code, "message": err.to_string()}});
-    (code.http_status(), body.to_string())
-}
-
 /// The body of a REST join (`POST /api/v1/sessions/{id}/users`): an optional
 /// display name. An empty body joins with the authenticator's name.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -258,7 +250,7 @@ pub async fn event_stream(
         )
         .await?;
     if first.status == SessionStatus::Ended && first.events.is_empty() && first.ops.is_empty() {
-        return Err(HubError::Session(crate::SessionError::SessionEnded));
+        return Err(HubError::Session(collab_core::SessionError::SessionEnded));
     }
     let events = hub.stream(id, who, request).map(|item| match item {
         Ok((cursor, item)) => SseEvent {
@@ -292,44 +284,6 @@ pub async fn event_stream(
         }
     });
     Ok(rx)
-}
-
-/// The largest REST request body adapters read, in bytes (1 MiB).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// The error for a request body over [`MAX_BODY_BYTES`]: `frame_too_large`, 413.
-pub fn body_too_large(len: usize) -> HubError {
-    HubError::Session(crate::SessionError::Protocol(
-        crate::protocol::ProtocolError::TooLarge {
-            len,
-            max: MAX_BODY_BYTES,
-        },
-    ))
-}
-
-/// Reads a JSON request body; an empty body reads as `{}`.
-///
-/// # Errors
-/// [`HubError::Session`] with [`SessionError::InvalidInput`](crate::SessionError::InvalidInput)
-/// when the body is not the expected JSON.
-pub fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, HubError> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        bytes
-    };
-    // A body is one JSON object: serde would also read a struct from an
-    // array of its fields in order, which no client means.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(HubError::Session(crate::SessionError::InvalidInput(
-            "request body: expected a JSON object".into(),
-        )));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        HubError::Session(crate::SessionError::InvalidInput(format!(
-            "request body: {e}"
-        )))
-    })
 }
 
 /// The client behind a request from `peer`; see [`Hub::client_address`].
@@ -423,16 +377,6 @@ mod tests {
     }
 
     #[test]
-    fn bodies_are_objects() {
-        let refused = super::decode_body::<crate::NewSession>(b" []");
-        assert!(refused.is_err());
-        let refused = super::decode_body::<crate::NewSession>(br#"{"title":"a","title":"b"}"#);
-        assert!(refused.is_err(), "a repeated key is refused");
-        assert!(super::decode_body::<crate::NewSession>(b"").is_ok());
-        assert!(super::decode_body::<crate::NewSession>(br#" {"title":"a"}"#).is_ok());
-    }
-
-    #[test]
     fn credentials_prefer_the_header() {
         assert_eq!(credential(Some("Bearer abc"), None, Some("q")), Some("abc"));
         assert_eq!(credential(Some("bearer  abc "), None, None), Some("abc"));
@@ -446,23 +390,9 @@ mod tests {
         assert_eq!(credential(None, None, None), None);
     }
 
-    #[test]
-    fn errors_carry_status_and_code() {
-        let (status, body) = error_response(&HubError::SessionNotFound);
-        assert_eq!(status, 404);
-        assert!(body.contains(r#""code":"session_not_found""#));
-        let full = HubError::Session(crate::SessionError::SessionFull { capacity: 10 });
-        assert_eq!(error_response(&full).0, 409);
-        let bad = decode_body::<crate::NewSession>(b"{\"capacity\": \"lots\"}").unwrap_err();
-        assert_eq!(error_response(&bad).0, 400);
-        assert_eq!(
-            decode_body::<crate::NewSession>(b"  ").unwrap(),
-            crate::NewSession::default()
-        );
-    }
-
     use super::*;
-    use crate::{Hub, Identity, NewSession, TokenAuthenticator};
+    use crate::{Hub, Identity, TokenAuthenticator};
+    use collab_core::NewSession;
     use futures::channel::mpsc;
 
     #[tokio::test]

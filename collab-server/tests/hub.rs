@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use collab_core::Clock;
+use collab_server::Clock;
 
-use collab_core::{
-    ClientFrame, CloseReason, Connection, Hub, HubConfig, HubError, Identity, NewSession, Outbound,
-    SessionError, SessionUpdate, TokenAuthenticator, TokioClock,
+use collab_core::{ClientFrame, CloseReason, Identity, NewSession, SessionError, SessionUpdate};
+use collab_server::{
+    Connection, Hub, HubConfig, HubError, Outbound, TokenAuthenticator, TokioClock,
 };
 use serde_json::{json, Value};
 
@@ -299,7 +299,7 @@ async fn connections_per_address_are_limited() {
 
 #[test]
 fn origin_policy() {
-    use collab_core::OriginPolicy;
+    use collab_server::OriginPolicy;
     let same = OriginPolicy::SameOrigin;
     assert!(
         same.allows(None, Some("a.test")),
@@ -351,7 +351,7 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
         let hub = hub.clone();
         let (id, pat) = (id.clone(), pat.clone());
         tokio::spawn(async move {
-            let request = collab_core::ReadRequest {
+            let request = collab_server::ReadRequest {
                 since: start,
                 rev: Some(view.rev),
                 wait: Duration::from_secs(30),
@@ -378,7 +378,7 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
         let hub = hub.clone();
         let (id, pat, since, rev) = (id.clone(), pat.clone(), page.last_seq, page.rev);
         tokio::spawn(async move {
-            let request = collab_core::ReadRequest {
+            let request = collab_server::ReadRequest {
                 since,
                 rev: Some(rev),
                 wait: Duration::from_secs(30),
@@ -402,7 +402,7 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
 
     hub.leave(&id, &pat.user_id, "pat").await.unwrap();
     let err = hub
-        .read(&id, &pat, collab_core::ReadRequest::default())
+        .read(&id, &pat, collab_server::ReadRequest::default())
         .await
         .unwrap_err();
     assert!(matches!(
@@ -422,7 +422,7 @@ async fn a_rest_participant_goes_offline_when_they_stop_polling() {
     // Polling every 10 s keeps them online past the 45 s stale timeout...
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        hub.read(&id, &pat, collab_core::ReadRequest::default())
+        hub.read(&id, &pat, collab_server::ReadRequest::default())
             .await
             .unwrap();
     }
@@ -431,7 +431,7 @@ async fn a_rest_participant_goes_offline_when_they_stop_polling() {
     tokio::time::sleep(Duration::from_secs(50)).await;
     let view = hub.session(&id).await.unwrap();
     assert_eq!(view.info.online, 0);
-    hub.read(&id, &pat, collab_core::ReadRequest::default())
+    hub.read(&id, &pat, collab_server::ReadRequest::default())
         .await
         .expect("still a member, may read and join again");
     hub.join(&id, pat, None, None).await.unwrap();
@@ -448,7 +448,7 @@ async fn the_event_stream_follows_the_session_until_it_ends() {
     let stream = hub.stream(
         id.clone(),
         ann.clone(),
-        collab_core::ReadRequest {
+        collab_server::ReadRequest {
             rev: Some(0),
             ..Default::default()
         },
@@ -456,7 +456,7 @@ async fn the_event_stream_follows_the_session_until_it_ends() {
     let mut stream = Box::pin(stream);
     // The join is already in the log.
     let (cursor, first) = stream.next().await.unwrap().unwrap();
-    assert!(matches!(first, collab_core::StreamItem::Event(_)));
+    assert!(matches!(first, collab_server::StreamItem::Event(_)));
     assert_eq!(cursor.to_string(), "1.0");
     a.send_text(json!({"type": "text_op", "file": "main", "rev": 0, "op": ["a"]}).to_string())
         .await
@@ -466,16 +466,16 @@ async fn the_event_stream_follows_the_session_until_it_ends() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert!(matches!(edit, collab_core::StreamItem::Document(_)));
+    assert!(matches!(edit, collab_server::StreamItem::Document(_)));
     assert_eq!(cursor.to_string(), "1.1");
     assert_eq!(
-        collab_core::StreamCursor::parse("1.1").unwrap(),
+        collab_server::StreamCursor::parse("1.1").unwrap(),
         cursor,
         "a Last-Event-ID resumes here"
     );
     hub.end_session(&id, &ann).await.unwrap();
     let (_, ended) = stream.next().await.unwrap().unwrap();
-    let collab_core::StreamItem::Event(ended) = ended else {
+    let collab_server::StreamItem::Event(ended) = ended else {
         panic!("expected the end event")
     };
     assert!(matches!(
@@ -588,17 +588,17 @@ async fn with_default_settings_a_silent_peer_is_dropped_within_45_seconds() {
 /// sustained rate; another address has its own allowance.
 #[tokio::test(start_paused = true)]
 async fn guest_identities_are_rate_limited_per_address() {
-    let guests = collab_core::GuestAuthenticator::random().unwrap();
+    let guests = collab_server::GuestAuthenticator::random().unwrap();
     let hub = Hub::new(guests);
     let here: std::net::IpAddr = "203.0.113.9".parse().unwrap();
     let there: std::net::IpAddr = "203.0.113.10".parse().unwrap();
-    let burst = collab_core::HubConfig::default().guest_issue.burst;
+    let burst = collab_server::HubConfig::default().guest_issue.burst;
     for _ in 0..burst {
         hub.issue_guest(Some(here)).expect("within the burst");
     }
     assert!(matches!(
         hub.issue_guest(Some(here)),
-        Err(collab_core::HubError::RateLimited)
+        Err(collab_server::HubError::RateLimited)
     ));
     assert!(hub.issue_guest(Some(there)).is_ok());
     tokio::time::advance(std::time::Duration::from_secs(2)).await;
@@ -607,9 +607,9 @@ async fn guest_identities_are_rate_limited_per_address() {
         "the allowance comes back"
     );
     // An authenticator that issues no guests says so.
-    let tokens = Hub::new(collab_core::TokenAuthenticator::new());
+    let tokens = Hub::new(collab_server::TokenAuthenticator::new());
     assert!(matches!(
         tokens.issue_guest(None),
-        Err(collab_core::HubError::GuestsNotOffered)
+        Err(collab_server::HubError::GuestsNotOffered)
     ));
 }

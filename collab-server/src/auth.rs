@@ -1,6 +1,8 @@
-//! Who is connecting: the [`Authenticator`] trait turns a credential into an [`Identity`].
+//! Who is connecting: the [`Authenticator`] trait turns a credential into an
+//! [`Identity`], and the [`Access`] trait decides what that identity may do
+//! with which session.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use hmac::{Hmac, Mac};
@@ -9,85 +11,10 @@ use sha2::Sha256;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{base64url, SessionId, UserId};
-use crate::participant::Role;
-use crate::time::Timestamp;
+use collab_core::ids::{base64url, SessionId, UserId};
+use collab_core::Role;
 
-/// A user as the host application vouches for them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identity {
-    /// The host application's user id. The same id joining again is the same participant.
-    pub user_id: UserId,
-    /// The name to show unless the participant picks one when joining.
-    pub name: String,
-    /// A role the host application grants (for example from a token claim). When
-    /// absent, the session's creator is a Host and everyone else gets the
-    /// session's default role.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
-    /// When the credential stops being valid. A session closes the connection
-    /// then (`token_expired`) unless the client sends a fresh credential with
-    /// an `authenticate` frame first. `None`: it does not expire.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<Timestamp>,
-    /// Session-scoped grants: when set, the credential is good for these
-    /// sessions only (by id), each in the role named, and creates none. See
-    /// [`DefaultAccess`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions: Option<BTreeMap<String, Role>>,
-}
-
-impl Identity {
-    /// An identity with no granted role.
-    pub fn new(user_id: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            user_id: UserId::new(user_id),
-            name: name.into(),
-            role: None,
-            expires_at: None,
-            sessions: None,
-        }
-    }
-
-    /// The same identity with a granted role.
-    pub fn with_role(mut self, role: Role) -> Self {
-        self.role = Some(role);
-        self
-    }
-
-    /// The same identity, good only for `session`, in `role` there (more
-    /// sessions may be added the same way).
-    pub fn with_session_grant(mut self, session: &SessionId, role: Role) -> Self {
-        self.sessions
-            .get_or_insert_with(BTreeMap::new)
-            .insert(session.as_str().to_owned(), role);
-        self
-    }
-
-    /// The same identity, valid until `at`.
-    pub fn with_expiry(mut self, at: Timestamp) -> Self {
-        self.expires_at = Some(at);
-        self
-    }
-}
-
-/// Why a credential was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// No credential was given and anonymous access is off. Caller's mistake.
-    #[error("credentials required")]
-    Missing,
-    /// The credential is not valid (unknown, bad signature, wrong audience). Caller's mistake.
-    #[error("invalid credentials")]
-    Invalid,
-    /// The credential has expired or is not valid yet. The caller should refresh it.
-    #[error("credentials expired or not yet valid")]
-    Expired,
-    /// The authenticator itself failed (a key service is down). May be retried.
-    #[error("authentication backend failed: {0}")]
-    Backend(String),
-}
+pub use collab_core::{AuthError, Identity};
 
 /// Turns a credential (a bearer token, or none) into an identity.
 ///
@@ -111,7 +38,7 @@ pub trait Authenticator: Send + Sync + 'static {
 ///
 /// ```
 /// # tokio_test_block_on(async {
-/// use collab_core::{Authenticator, Identity, TokenAuthenticator};
+/// use collab_server::{Authenticator, Identity, TokenAuthenticator};
 /// let auth = TokenAuthenticator::new();
 /// auth.insert("secret-1", Identity::new("u1", "Ann"));
 /// assert_eq!(auth.authenticate(Some("secret-1")).await.unwrap().name, "Ann");
@@ -190,7 +117,7 @@ const GUEST_TOKEN_TAG: &str = "g1";
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use collab_core::{Authenticator, GuestAuthenticator};
+/// use collab_server::{Authenticator, GuestAuthenticator};
 /// let guests = GuestAuthenticator::new([7; 32]);
 /// let issued = guests.issue().unwrap();
 /// let id = guests.authenticate(Some(&issued.token)).await.unwrap();
@@ -343,14 +270,15 @@ pub enum Grant {
 /// Closures are policies too:
 ///
 /// ```
-/// use collab_core::{Grant, Identity, Role, SessionRequest};
+/// use collab_server::{Grant, Identity, SessionRequest};
+/// use collab_core::Role;
 /// // Everyone joins as a viewer, only "admin" creates.
 /// let policy = |who: &Identity, request: SessionRequest<'_>| match request {
 ///     SessionRequest::Create if who.user_id.0 == "admin" => Grant::Allow { role: None },
 ///     SessionRequest::Create => Grant::Deny,
 ///     _ => Grant::Allow { role: Some(Role::Viewer) },
 /// };
-/// # fn takes(_: impl collab_core::Access) {}
+/// # fn takes(_: impl collab_server::Access) {}
 /// # takes(policy);
 /// ```
 #[async_trait]

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use collab_core::{
-    apply_changes, ClientFrame, Clock, ErrorCode, Hub, HubConfig, HubError, Identity, MemoryStore,
-    NewSession, Seq, ServerFrame, Session, SessionChanges, SessionConfig, SessionId, SessionStatus,
-    SessionSummary, Store, StoreError, StoredSession, TokenAuthenticator, TokioClock,
+    apply_changes, ClientFrame, ErrorCode, Identity, NewSession, Seq, ServerFrame, Session,
+    SessionChanges, SessionConfig, SessionId, SessionStatus, SessionSummary, StoreError,
+    StoredSession,
+};
+use collab_server::{
+    Clock, Hub, HubConfig, HubError, MemoryStore, Store, TokenAuthenticator, TokioClock,
 };
 use common::{host, until, user, Harness};
 use serde_json::{json, Value};

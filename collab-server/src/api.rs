@@ -1,0 +1,647 @@
+//! The HTTP API, written once on `http` types: the REST routes, the
+//! server-sent event stream, and the checks before a WebSocket upgrade.
+//! Adapters hand requests to [`handle`] and mount the WebSocket with
+//! [`accept_websocket`]; they never route or answer a collab request
+//! themselves, so both serve exactly the same API.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /api/v1/guests` | a fresh guest identity (with `GuestAuthenticator`) |
+//! | `GET /ws/session/{id}` | WebSocket upgrade ([`accept_websocket`]); credential from `Authorization: Bearer`, the subprotocol or `?token=` |
+//! | `POST /api/v1/sessions` | create a session (body: `NewSession`); the caller is its host |
+//! | `GET /api/v1/sessions/{id}` | the session, its code and participants |
+//! | `PATCH /api/v1/sessions/{id}` | change title, language or status (host only) |
+//! | `POST /api/v1/sessions/{id}/end` | end the session (host only) |
+//! | `POST /api/v1/sessions/{id}/users` | join without a socket (body: `{"name"}`) |
+//! | `DELETE /api/v1/sessions/{id}/users/{user}` | leave (yourself, by user or participant id) |
+//! | `GET /api/v1/sessions/{id}/events` | long-poll read: `?since=&rev=&wait=` |
+//! | `GET /api/v1/sessions/{id}/events/stream` | the same as server-sent events (`Last-Event-ID` resumes) |
+//! | `GET /api/v1/health` | liveness |
+//! | `GET /api/v1/stats` | sessions, connections, frames and bytes |
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+
+use collab_core::{NewSession, SessionId, SessionUpdate};
+
+use crate::hub::{Connection, Hub, HubError, ReadQuery};
+use crate::transport::{credential, event_stream, JoinBody};
+use crate::Identity;
+use collab_core::ErrorCode;
+
+/// How often an open event stream sends a comment line, so that proxies and
+/// browsers keep it open while nothing happens.
+const STREAM_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The largest REST request body the API reads, in bytes (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Why an HTTP request failed. Each variant's code and status are those
+/// of [`ApiError::code`]; every one is answered with
+/// `{"error": {"code", "message"}}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The hub refused the request; its code says why.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The body is over [`MAX_BODY_BYTES`]. Caller's mistake; 413.
+    #[error("request body is over the {max}-byte limit")]
+    BodyTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// The body did not arrive within the hub's body timeout. 408.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The body is not a JSON object. Caller's mistake; 400.
+    #[error("request body: expected a JSON object")]
+    NotAnObject,
+    /// The body is not the JSON this request takes. Caller's mistake; 400.
+    #[error("request body: {0}")]
+    BadJson(#[source] serde_json::Error),
+    /// An answer could not be written as JSON. A bug; 500.
+    #[error("could not write the answer: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl ApiError {
+    /// The code this error travels as; its HTTP status is
+    /// [`ErrorCode::http_status`].
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::Hub(e) => e.code(),
+            ApiError::BodyTooLarge { .. } => ErrorCode::FrameTooLarge,
+            ApiError::BodyTimeout => ErrorCode::RequestTimeout,
+            ApiError::NotAnObject | ApiError::BadJson(_) => ErrorCode::InvalidInput,
+            ApiError::Encode(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The HTTP status and JSON body for a failed request:
+/// `{"error": {"code": "session_full", "message": "..."}}`.
+pub fn error_response(err: &ApiError) -> (u16, String) {
+    let code = err.code();
+    let body = serde_json::json!({"error": {"code": code, "message": err.to_string()}});
+    (code.http_status(), body.to_string())
+}
+
+/// Reads a JSON request body; an empty body reads as `{}`.
+///
+/// # Errors
+/// [`ApiError::NotAnObject`] or [`ApiError::BadJson`] when the body is not
+/// the expected JSON object.
+pub fn decode_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    // A body is one JSON object: serde would also read a struct from an
+    // array of its fields in order, which no client means.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::NotAnObject);
+    }
+    serde_json::from_slice(bytes).map_err(ApiError::BadJson)
+}
+
+/// The body of an API response: a whole JSON document, or a stream of
+/// server-sent events. An `http_body::Body` for any framework to send.
+pub struct ApiBody(Kind);
+
+enum Kind {
+    Full(Option<Bytes>),
+    // The mutex is never locked (polling has `&mut`); it makes the body
+    // `Sync`, which some frameworks ask of a streaming body.
+    Stream(Mutex<BoxStream<'static, Bytes>>),
+}
+
+impl ApiBody {
+    fn full(bytes: impl Into<Bytes>) -> Self {
+        Self(Kind::Full(Some(bytes.into())))
+    }
+
+    fn empty() -> Self {
+        Self(Kind::Full(None))
+    }
+
+    fn stream(stream: BoxStream<'static, Bytes>) -> Self {
+        Self(Kind::Stream(Mutex::new(stream)))
+    }
+
+    /// The whole body when it is one JSON document; the body itself when
+    /// it is a stream.
+    ///
+    /// # Errors
+    /// The body, unchanged, when it is a stream.
+    pub fn into_bytes(self) -> Result<Bytes, Self> {
+        match self.0 {
+            Kind::Full(bytes) => Ok(bytes.unwrap_or_default()),
+            stream => Err(Self(stream)),
+        }
+    }
+
+    /// The body as a stream of chunks, for frameworks that take one.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync {
+        http_body_util::BodyDataStream::new(self)
+    }
+}
+
+impl std::fmt::Debug for ApiBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Full(b) => write!(f, "ApiBody({} bytes)", b.as_ref().map_or(0, Bytes::len)),
+            Kind::Stream(_) => f.write_str("ApiBody(stream)"),
+        }
+    }
+}
+
+impl http_body::Body for ApiBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().0 {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(stream) => {
+                let stream = stream.get_mut().unwrap_or_else(|e| e.into_inner());
+                stream
+                    .poll_next_unpin(cx)
+                    .map(|chunk| chunk.map(|b| Ok(Frame::data(b))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.0, Kind::Full(None))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match &self.0 {
+            Kind::Full(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Kind::Stream(_) => http_body::SizeHint::default(),
+        }
+    }
+}
+
+/// A request body the API can read: any `http_body::Body` whose chunks
+/// are buffers and whose errors are errors (axum's, warp's, hyper's).
+pub trait RequestBody:
+    http_body::Body<Data: Buf + Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+{
+}
+
+impl<B> RequestBody for B where
+    B: http_body::Body<Data: Buf + Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + Unpin
+{
+}
+
+/// An API response.
+pub type ApiResponse = http::Response<ApiBody>;
+
+/// Whether `path` is one the API answers (all of `/api/v1/`); adapters
+/// pass other requests on to the host application's routes.
+pub fn serves(path: &str) -> bool {
+    path.starts_with("/api/v1/")
+}
+
+/// Answers one API request. `socket` is the TCP peer when the adapter knows
+/// it; with [`Hub::client_address`] it names the client for per-address
+/// limits. `None` when the path is not the API's (see [`serves`]).
+pub async fn handle<B>(
+    hub: &Hub,
+    request: http::Request<B>,
+    socket: Option<SocketAddr>,
+) -> Option<ApiResponse>
+where
+    B: RequestBody,
+{
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().strip_prefix("/api/v1/")?.to_owned();
+    let segments: Vec<&str> = path.split('/').collect();
+    let call = Call {
+        hub,
+        headers: &parts.headers,
+        query: parts.uri.query().unwrap_or(""),
+        socket,
+    };
+    let method = &parts.method;
+    let outcome = match segments.as_slice() {
+        ["health"] if method == Method::GET => {
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
+        ["stats"] if method == Method::GET => Ok(json(StatusCode::OK, &hub.stats())),
+        ["guests"] if method == Method::POST => call.guest(),
+        ["sessions"] if method == Method::POST => call.create(body).await,
+        ["sessions", id] if method == Method::GET => call.read(id).await,
+        ["sessions", id] if method == Method::PATCH => call.update(id, body).await,
+        ["sessions", id, "end"] if method == Method::POST => call.end(id).await,
+        ["sessions", id, "users"] if method == Method::POST => call.join(id, body).await,
+        ["sessions", id, "users", user] if method == Method::DELETE => call.leave(id, user).await,
+        ["sessions", id, "events"] if method == Method::GET => call.poll(id).await,
+        ["sessions", id, "events", "stream"] if method == Method::GET => call.stream(id).await,
+        ["health" | "stats"] => Ok(not_allowed("GET")),
+        ["guests"] | ["sessions"] | ["sessions", _, "end" | "users"] => Ok(not_allowed("POST")),
+        ["sessions", _] => Ok(not_allowed("GET, PATCH")),
+        ["sessions", _, "users", _] => Ok(not_allowed("DELETE")),
+        ["sessions", _, "events"] | ["sessions", _, "events", "stream"] => Ok(not_allowed("GET")),
+        // Paths the API does not have answer as a router would: no body.
+        _ => Ok(status_only(StatusCode::NOT_FOUND)),
+    };
+    Some(outcome.unwrap_or_else(|e| failure(&e)))
+}
+
+/// The checks before a WebSocket upgrade to `GET /ws/session/{id}`: the
+/// page's origin, the credential, and a place in the session. On success
+/// the adapter upgrades (offering [`SUBPROTOCOL`](crate::transport::SUBPROTOCOL),
+/// with [`Hub::max_message_bytes`] as its message limit) and pumps the
+/// connection; on failure it answers with the response given.
+///
+/// # Errors
+/// The response to send instead of upgrading.
+pub async fn accept_websocket(
+    hub: &Hub,
+    session: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    socket: Option<SocketAddr>,
+) -> Result<Connection, ApiResponse> {
+    let call = Call {
+        hub,
+        headers,
+        query: query.unwrap_or(""),
+        socket,
+    };
+    let attempt = async {
+        hub.check_origin(
+            header_str(headers, header::ORIGIN),
+            header_str(headers, header::HOST),
+        )?;
+        let who = call.identity().await?;
+        hub.connect_from(&session_id(session)?, who, call.peer())
+            .await
+    };
+    attempt.await.map_err(|e| failure(&e.into()))
+}
+
+/// One request's context.
+struct Call<'a> {
+    hub: &'a Hub,
+    headers: &'a HeaderMap,
+    query: &'a str,
+    socket: Option<SocketAddr>,
+}
+
+impl Call<'_> {
+    async fn identity(&self) -> Result<Identity, HubError> {
+        let token = query_param(self.query, "token");
+        let token = credential(
+            header_str(self.headers, header::AUTHORIZATION),
+            header_str(self.headers, header::SEC_WEBSOCKET_PROTOCOL),
+            token.as_deref(),
+        );
+        self.hub.authenticate(token).await
+    }
+
+    /// The client's address: the socket's peer, or the client a trusted
+    /// proxy forwards for.
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        self.hub.client_address(
+            self.socket.map(|s| s.ip()),
+            header_str(self.headers, header::FORWARDED),
+            header_str(self.headers, "x-forwarded-for"),
+        )
+    }
+
+    /// The request body, refused past [`MAX_BODY_BYTES`] (413) or when it
+    /// does not arrive within the hub's body timeout (408).
+    async fn body<B>(&self, body: B) -> Result<Bytes, ApiError>
+    where
+        B: RequestBody,
+    {
+        let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+        match tokio::time::timeout(self.hub.body_timeout(), limited.collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(_)) => Err(ApiError::BodyTooLarge {
+                max: MAX_BODY_BYTES,
+            }),
+            Err(_) => Err(ApiError::BodyTimeout),
+        }
+    }
+
+    fn guest(&self) -> Result<ApiResponse, ApiError> {
+        let issued = self.hub.issue_guest(self.peer())?;
+        let mut response = json(StatusCode::CREATED, &issued);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    }
+
+    async fn create<B>(&self, body: B) -> Result<ApiResponse, ApiError>
+    where
+        B: RequestBody,
+    {
+        let who = self.identity().await?;
+        let new: NewSession = decode_body(&self.body(body).await?)?;
+        let info = self.hub.create_session_from(&who, new, self.peer()).await?;
+        Ok(json(StatusCode::CREATED, &info))
+    }
+
+    async fn read(&self, id: &str) -> Result<ApiResponse, ApiError> {
+        let who = self.identity().await?;
+        let read = self
+            .hub
+            .session_for(&session_id(id)?, &who, self.peer())
+            .await?;
+        Ok(json(StatusCode::OK, &read))
+    }
+
+    async fn update<B>(&self, id: &str, body: B) -> Result<ApiResponse, ApiError>
+    where
+        B: RequestBody,
+    {
+        let who = self.identity().await?;
+        let update: SessionUpdate = decode_body(&self.body(body).await?)?;
+        let info = self
+            .hub
+            .update_session(&session_id(id)?, &who, update)
+            .await?;
+        Ok(json(StatusCode::OK, &info))
+    }
+
+    async fn end(&self, id: &str) -> Result<ApiResponse, ApiError> {
+        let who = self.identity().await?;
+        let info = self.hub.end_session(&session_id(id)?, &who).await?;
+        Ok(json(StatusCode::OK, &info))
+    }
+
+    async fn join<B>(&self, id: &str, body: B) -> Result<ApiResponse, ApiError>
+    where
+        B: RequestBody,
+    {
+        let who = self.identity().await?;
+        let JoinBody { name } = decode_body(&self.body(body).await?)?;
+        let joined = self
+            .hub
+            .join(&session_id(id)?, who, name, self.peer())
+            .await?;
+        Ok(json(StatusCode::CREATED, &joined))
+    }
+
+    async fn leave(&self, id: &str, user: &str) -> Result<ApiResponse, ApiError> {
+        let who = self.identity().await?;
+        let user = percent_decode(user).ok_or(HubError::Session(
+            collab_core::SessionError::UnknownParticipant,
+        ))?;
+        self.hub
+            .leave(&session_id(id)?, &who.user_id, &user)
+            .await?;
+        let mut response = http::Response::new(ApiBody::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        Ok(response)
+    }
+
+    fn read_query(&self) -> ReadQuery {
+        ReadQuery {
+            token: None,
+            since: query_param(self.query, "since"),
+            rev: query_param(self.query, "rev"),
+            wait: query_param(self.query, "wait"),
+        }
+    }
+
+    async fn poll(&self, id: &str) -> Result<ApiResponse, ApiError> {
+        let _held = self.hub.hold_address(self.peer())?;
+        let who = self.identity().await?;
+        let request = self.read_query().request(None)?;
+        let page = self.hub.read(&session_id(id)?, &who, request).await?;
+        Ok(json(StatusCode::OK, &page))
+    }
+
+    async fn stream(&self, id: &str) -> Result<ApiResponse, ApiError> {
+        let held = self.hub.hold_address(self.peer())?;
+        let who = self.identity().await?;
+        let last_event_id = header_str(self.headers, "last-event-id");
+        let request = self.read_query().request(last_event_id)?;
+        let events = event_stream(self.hub, session_id(id)?, who, request).await?;
+        let keepalive = tokio::time::interval_at(
+            tokio::time::Instant::now() + STREAM_KEEPALIVE,
+            STREAM_KEEPALIVE,
+        );
+        // The address stays counted while the stream is open.
+        let frames = events.map(move |chunk| {
+            let _ = &held;
+            sse_frame(chunk.id.as_deref(), &chunk.data)
+        });
+        let frames = with_keepalive(frames.boxed(), keepalive);
+        let mut response = http::Response::new(ApiBody::stream(frames));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        Ok(response)
+    }
+}
+
+/// `frames`, with a comment line whenever nothing was sent for
+/// [`STREAM_KEEPALIVE`]; ends when `frames` ends.
+fn with_keepalive(
+    frames: BoxStream<'static, Bytes>,
+    keepalive: tokio::time::Interval,
+) -> BoxStream<'static, Bytes> {
+    futures::stream::unfold(
+        (frames, keepalive),
+        |(mut frames, mut keepalive)| async move {
+            tokio::select! {
+                frame = frames.next() => {
+                    keepalive.reset();
+                    frame.map(|f| (f, (frames, keepalive)))
+                }
+                _ = keepalive.tick() => Some((Bytes::from_static(b":\n\n"), (frames, keepalive))),
+            }
+        },
+    )
+    .boxed()
+}
+
+/// One server-sent event: `id:` when given, then `data:` per line.
+fn sse_frame(id: Option<&str>, data: &str) -> Bytes {
+    let mut out = String::with_capacity(data.len() + 32);
+    if let Some(id) = id {
+        out.push_str("id: ");
+        out.push_str(id);
+        out.push('\n');
+    }
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> ApiResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = http::Response::new(ApiBody::full(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => failure(&ApiError::Encode(e)),
+    }
+}
+
+/// The JSON error response for `err`: its status and
+/// `{"error": {"code", "message"}}`.
+pub fn failure(err: &ApiError) -> ApiResponse {
+    let (status, body) = error_response(err);
+    let mut response = http::Response::new(ApiBody::full(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn status_only(status: StatusCode) -> ApiResponse {
+    let mut response = http::Response::new(ApiBody::empty());
+    *response.status_mut() = status;
+    response
+}
+
+fn not_allowed(allow: &'static str) -> ApiResponse {
+    let mut response = status_only(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn session_id(raw: &str) -> Result<SessionId, HubError> {
+    SessionId::parse(raw).map_err(|_| HubError::SessionNotFound)
+}
+
+/// The first value of `name` in a URL query, decoded as a form would
+/// encode it (`+` for a space, `%XX` for a byte).
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode(&key.replace('+', " "))?;
+        (key == name).then(|| percent_decode(&value.replace('+', " ")))?
+    })
+}
+
+/// `%XX`-decodes a path segment or query part; `None` when that leaves
+/// something that is not UTF-8 or a `%` is not followed by two hex digits.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_objects() {
+        let refused = decode_body::<collab_core::NewSession>(b" []");
+        assert!(refused.is_err());
+        let refused = decode_body::<collab_core::NewSession>(br#"{"title":"a","title":"b"}"#);
+        assert!(refused.is_err(), "a repeated key is refused");
+        assert!(decode_body::<collab_core::NewSession>(b"").is_ok());
+        assert!(decode_body::<collab_core::NewSession>(br#" {"title":"a"}"#).is_ok());
+    }
+
+    #[test]
+    fn errors_carry_status_and_code() {
+        let (status, body) = error_response(&HubError::SessionNotFound.into());
+        assert_eq!(status, 404);
+        assert!(body.contains(r#""code":"session_not_found""#));
+        let full = HubError::Session(collab_core::SessionError::SessionFull { capacity: 10 });
+        assert_eq!(error_response(&full.into()).0, 409);
+        let bad = decode_body::<collab_core::NewSession>(b"{\"capacity\": \"lots\"}").unwrap_err();
+        assert_eq!(error_response(&bad).0, 400);
+        assert_eq!(
+            decode_body::<collab_core::NewSession>(b"  ").unwrap(),
+            collab_core::NewSession::default()
+        );
+    }
+
+    #[test]
+    fn queries_decode_like_forms() {
+        let q = "token=a%2Bb&since=3&name=Ann+Lee&empty&wait=";
+        assert_eq!(query_param(q, "token").as_deref(), Some("a+b"));
+        assert_eq!(query_param(q, "since").as_deref(), Some("3"));
+        assert_eq!(query_param(q, "name").as_deref(), Some("Ann Lee"));
+        assert_eq!(query_param(q, "empty").as_deref(), Some(""));
+        assert_eq!(query_param(q, "wait").as_deref(), Some(""));
+        assert_eq!(query_param(q, "rev"), None);
+        assert_eq!(query_param("since=%zz", "since"), None);
+        assert_eq!(
+            query_param("since=1&since=2", "since").as_deref(),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn path_segments_decode() {
+        assert_eq!(percent_decode("guest%3Aabc").as_deref(), Some("guest:abc"));
+        assert_eq!(percent_decode("%E2%9C%93").as_deref(), Some("✓"));
+        assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+
+    #[test]
+    fn sse_frames_carry_every_line() {
+        assert_eq!(&sse_frame(Some("7.2"), "{}")[..], b"id: 7.2\ndata: {}\n\n");
+        assert_eq!(&sse_frame(None, "a\nb")[..], b"data: a\ndata: b\n\n");
+    }
+}

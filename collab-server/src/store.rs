@@ -1,0 +1,75 @@
+//! Where sessions are kept: the [`Store`] trait the hub writes through, and
+//! [`MemoryStore`] for tests. What a store writes and reads back, and the
+//! durability contract, are in [`collab_core::store`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use collab_core::store::{
+    apply_in_place, SessionChanges, SessionSummary, StoreError, StoredSession,
+};
+use collab_core::SessionId;
+
+/// Where sessions are kept. Implementations must make [`Store::save`] atomic
+/// and durable before it returns (see the [module docs](self)), and should
+/// group concurrent saves into one commit.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Writes one session's changes, atomically and durably.
+    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError>;
+
+    /// Everything stored of a session; `None` if nothing is.
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
+
+    /// Every stored session, briefly.
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// Forgets a session entirely.
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
+}
+
+/// A [`Store`] in memory: for tests, and for hosts that want sessions to be
+/// unloaded and reloaded without keeping them across restarts.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<SessionId, StoredSession>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entry = sessions.remove(&changes.id);
+        let id = changes.id.clone();
+        let result = apply_in_place(&mut entry, changes);
+        if let Some(s) = entry {
+            sessions.insert(id, s);
+        }
+        result
+    }
+
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.get(id).cloned())
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.values().map(StoredSession::summary).collect())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.remove(id);
+        Ok(())
+    }
+}
