@@ -31,7 +31,7 @@ pub enum SessionError {
     #[error("already joined")]
     AlreadyJoined,
     /// The participant's role does not permit the action.
-    #[error("a {} may not {}", role.as_str(), action.as_str())]
+    #[error("{} may not {}", role.with_article(), action.in_words())]
     Forbidden {
         /// What was asked.
         action: Action,

@@ -1013,7 +1013,7 @@ fn refusals_read_well() {
         action: collab_core::Action::UpdateSession,
         role: Role::Editor,
     };
-    assert_eq!(err.to_string(), "a editor may not update_session");
+    assert_eq!(err.to_string(), "an editor may not change the session");
 }
 
 #[test]

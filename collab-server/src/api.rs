@@ -221,15 +221,28 @@ impl<B> RequestBody for B where
 /// An API response.
 pub type ApiResponse = http::Response<ApiBody>;
 
-/// Whether `path` is one the API answers (all of `/api/v1/`); adapters
-/// pass other requests on to the host application's routes.
+/// Whether `path` is one of the API's (whatever the method). Adapters that
+/// must decide before reading the body (warp, whose body can be taken
+/// once) ask this first, and leave other requests to the host's routes.
 pub fn serves(path: &str) -> bool {
-    path.starts_with("/api/v1/")
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return false;
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["health" | "stats" | "guests" | "sessions"]
+            | ["sessions", _]
+            | ["sessions", _, "end" | "users" | "events"]
+            | ["sessions", _, "users", _]
+            | ["sessions", _, "events", "stream"]
+    )
 }
 
 /// Answers one API request. `socket` is the TCP peer when the adapter knows
 /// it; with [`Hub::client_address`] it names the client for per-address
-/// limits. `None` when the path is not the API's (see [`serves`]).
+/// limits. `None` when the path is not one of the API's: adapters pass
+/// such requests on to the host application's routes.
 pub async fn handle<B>(
     hub: &Hub,
     request: http::Request<B>,
@@ -239,6 +252,9 @@ where
     B: RequestBody,
 {
     let (parts, body) = request.into_parts();
+    if !serves(parts.uri.path()) {
+        return None;
+    }
     let path = parts.uri.path().strip_prefix("/api/v1/")?.to_owned();
     let segments: Vec<&str> = path.split('/').collect();
     let call = Call {
@@ -267,8 +283,8 @@ where
         ["sessions", _] => Ok(not_allowed("GET, PATCH")),
         ["sessions", _, "users", _] => Ok(not_allowed("DELETE")),
         ["sessions", _, "events"] | ["sessions", _, "events", "stream"] => Ok(not_allowed("GET")),
-        // Paths the API does not have answer as a router would: no body.
-        _ => Ok(status_only(StatusCode::NOT_FOUND)),
+        // Not the API's: the host application may have a route for it.
+        _ => return None,
     };
     Some(outcome.unwrap_or_else(|e| failure(&e)))
 }
@@ -613,6 +629,17 @@ mod tests {
             decode_body::<collab_core::NewSession>(b"  ").unwrap(),
             collab_core::NewSession::default()
         );
+    }
+
+    #[test]
+    fn the_api_knows_its_paths() {
+        assert!(serves("/api/v1/health"));
+        assert!(serves("/api/v1/sessions/abc/events/stream"));
+        assert!(serves("/api/v1/sessions/abc/users/guest%3Ax"));
+        assert!(!serves("/api/v1/run"));
+        assert!(!serves("/api/v1/sessions/abc/run"));
+        assert!(!serves("/api/v2/health"));
+        assert!(!serves("/index.html"));
     }
 
     #[test]

@@ -401,8 +401,9 @@ struct Inner {
     polls: Mutex<HashMap<(SessionId, UserId), polling::PollClient>>,
     /// Where sessions are kept, if anywhere.
     store: Option<Arc<dyn Store>>,
-    /// Held while a session loads, so that it loads once.
-    loading: tokio::sync::Mutex<()>,
+    /// One lock per session being loaded or unloaded, so that it loads
+    /// once; other sessions load meanwhile.
+    loading: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
     auth: Arc<dyn Authenticator>,
     clock: Arc<dyn Clock>,
     config: HubConfig,
@@ -474,10 +475,12 @@ impl Hub {
         let hub = Self::build(auth, clock, config, Some(store));
         let weak = Arc::downgrade(&hub.inner);
         let every = hub.inner.config.sweep_every;
+        let clock = Arc::clone(&hub.inner.clock);
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
+            let mut next = clock.now();
             loop {
-                ticker.tick().await;
+                clock.sleep_until(next).await;
+                next = clock.now().plus(every);
                 let Some(inner) = weak.upgrade() else { break };
                 let hub = Hub { inner };
                 if let Err(e) = hub.sweep().await {
@@ -505,7 +508,7 @@ impl Hub {
                 per_address: Mutex::new(HashMap::new()),
                 polls: Mutex::new(HashMap::new()),
                 store,
-                loading: tokio::sync::Mutex::new(()),
+                loading: Mutex::new(HashMap::new()),
                 access: std::sync::RwLock::new(Arc::new(DefaultAccess)),
                 rates: Mutex::new(RateLimiter::default()),
             }),
@@ -653,7 +656,7 @@ impl Hub {
         let info = session.info();
         if let Some(store) = &self.inner.store {
             // Created means stored: the 201 is an acknowledgement too.
-            store.save(session.take_changes()).await?;
+            store.save(&session.take_changes()).await?;
         }
         self.start(session);
         Ok(info)
@@ -933,13 +936,19 @@ impl Hub {
         let Some(store) = self.inner.store.clone() else {
             return Err(HubError::SessionNotFound);
         };
-        let _loading = self.inner.loading.lock().await;
+        let _loading = LoadingGuard::lock(&self.inner, id).await;
         if let Some(handle) = self.sessions().get(id).cloned() {
             return Ok(handle);
         }
         let stored = store.load(id).await?.ok_or(HubError::SessionNotFound)?;
         let now = self.inner.clock.now();
-        let session = Session::restore(stored, self.inner.config.session.clone(), now)?;
+        let config = self.inner.config.session.clone();
+        // Restoring replays the document and the history: seconds for a big
+        // session, which must not hold a runtime worker that other sessions'
+        // frames wait for.
+        let session = tokio::task::spawn_blocking(move || Session::restore(stored, config, now))
+            .await
+            .map_err(|_| HubError::ShuttingDown)??;
         Ok(self.start(session))
     }
 
@@ -1372,7 +1381,7 @@ impl Task {
         }
         let mut delay = std::time::Duration::from_millis(20);
         loop {
-            match store.save(changes.clone()).await {
+            match store.save(&changes).await {
                 Ok(()) => return true,
                 Err(e @ StoreError::Damaged { .. }) => {
                     tracing::error!(session = %self.session.id(), error = %e, "cannot store session; closing it");
@@ -1385,7 +1394,8 @@ impl Task {
                 }
                 Err(e) => {
                     tracing::warn!(session = %self.session.id(), error = %e, "store write failed; retrying");
-                    tokio::time::sleep(delay).await;
+                    let clock = &self.hub.clock;
+                    clock.sleep_until(clock.now().plus(delay)).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
             }
@@ -1425,8 +1435,8 @@ impl Task {
         position: &watch::Sender<(Seq, Revision)>,
     ) -> bool {
         let hub = Arc::clone(&self.hub);
-        let _loading = hub.loading.lock().await;
         let id = self.session.id().clone();
+        let _loading = LoadingGuard::lock(&hub, &id).await;
         let mine = self.me.upgrade();
         {
             let mut sessions = hub.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -1457,6 +1467,45 @@ impl Task {
     }
 }
 
+/// Holds one session's loading lock; the last holder forgets the lock.
+struct LoadingGuard {
+    inner: Arc<Inner>,
+    id: SessionId,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl LoadingGuard {
+    async fn lock(inner: &Arc<Inner>, id: &SessionId) -> Self {
+        let lock = Arc::clone(
+            inner
+                .loading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.clone())
+                .or_default(),
+        );
+        let guard = Arc::clone(&lock).lock_owned().await;
+        Self {
+            inner: Arc::clone(inner),
+            id: id.clone(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for LoadingGuard {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut loading = self.inner.loading.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's and ours: nobody else waits for this session.
+        if Arc::strong_count(&self.lock) == 2 {
+            loading.remove(&self.id);
+        }
+    }
+}
+
 async fn run_session(
     session: Session,
     mut rx: mpsc::Receiver<Command>,
@@ -1483,7 +1532,7 @@ async fn run_session(
         let clock = Arc::clone(&task.hub.clock);
         let wake = async {
             match deadline {
-                Some(at) => tokio::time::sleep(at.since(clock.now())).await,
+                Some(at) => clock.sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };

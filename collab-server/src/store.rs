@@ -18,7 +18,7 @@ use collab_core::SessionId;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Writes one session's changes, atomically and durably.
-    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError>;
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError>;
 
     /// Everything stored of a session; `None` if nothing is.
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
@@ -46,11 +46,11 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mut entry = sessions.remove(&changes.id);
         let id = changes.id.clone();
-        let result = apply_in_place(&mut entry, changes);
+        let result = apply_in_place(&mut entry, changes.clone());
         if let Some(s) = entry {
             sessions.insert(id, s);
         }

@@ -141,6 +141,51 @@ async fn presence_timers_run_on_tokio_time() {
     );
 }
 
+/// A whole hub on a clock the test turns by hand: the session's timers
+/// (stale connections, idle presence) fire when the clock is moved, with
+/// tokio's own timer never advanced.
+#[tokio::test]
+async fn a_manual_clock_drives_a_whole_hub() {
+    let clock = Arc::new(collab_server::ManualClock::new(
+        collab_core::Timestamp::from_millis(1_700_000_000_000),
+    ));
+    let hub = Hub::with_config(
+        Arc::new(TokenAuthenticator::new()),
+        clock.clone(),
+        HubConfig::default(),
+    );
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut watcher = joined(&hub, &info.id, host).await;
+    let quiet = joined(&hub, &info.id, Identity::new("q", "Quiet")).await;
+    let (_quiet_tx, mut quiet_rx) = quiet.split();
+    // Let the session settle into its sleep until the next deadline.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while tokio::time::timeout(Duration::from_millis(10), watcher.recv())
+        .await
+        .is_ok()
+    {}
+    // Nobody sends anything: only moving the clock can wake the session.
+    // Past the 45 s stale timeout, both quiet connections are closed at once,
+    // in real milliseconds.
+    clock.advance(Duration::from_secs(46));
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match quiet_rx.recv().await {
+                Some(Outbound::Close(reason)) => return Some(reason),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the session woke when the clock moved");
+    assert_eq!(closed, Some(CloseReason::Stale));
+}
+
 #[tokio::test]
 async fn hub_requests_and_their_errors() {
     let hub = Hub::new(TokenAuthenticator::new());

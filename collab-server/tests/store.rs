@@ -401,7 +401,7 @@ struct Damaging {
 
 #[async_trait]
 impl Store for Damaging {
-    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
         self.inner.save(changes).await
     }
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
@@ -457,4 +457,72 @@ async fn a_damaged_session_fails_alone() {
     conn.send(ClientFrame::join()).await.unwrap();
     until(&mut conn, "welcome").await;
     assert_eq!(hub.session(&good).await.unwrap().info.online, 1);
+}
+
+/// A store whose loads of one session wait until the test lets them go.
+struct SlowToLoad {
+    inner: MemoryStore,
+    slow: SessionId,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Store for SlowToLoad {
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
+        self.inner.save(changes).await
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        if *id == self.slow {
+            let _pass = self.gate.acquire().await.expect("the gate stays open");
+        }
+        self.inner.load(id).await
+    }
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.inner.sessions().await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_slow_load_holds_up_no_other_session() {
+    let memory = MemoryStore::new();
+    let ann = Identity::new("ann", "Ann");
+    // Two stored sessions, written as a hub writes them.
+    let mut ids = Vec::new();
+    for title in ["heavy", "light"] {
+        let now = collab_core::Timestamp::from_millis(1_700_000_000_000);
+        let id = SessionId::from_bytes([ids.len() as u8 + 1; 16]);
+        let new = NewSession {
+            title: title.into(),
+            ..NewSession::default()
+        };
+        let mut session =
+            Session::new(id.clone(), new, &ann, SessionConfig::default(), now).unwrap();
+        memory.save(&session.take_changes()).await.unwrap();
+        ids.push(id);
+    }
+    let store = Arc::new(SlowToLoad {
+        inner: memory,
+        slow: ids[0].clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let hub = store_hub(store.clone(), Arc::new(TokenAuthenticator::new()));
+    let heavy = {
+        let hub = hub.clone();
+        let id = ids[0].clone();
+        tokio::spawn(async move { hub.session(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!heavy.is_finished(), "the heavy session is still loading");
+    // The light session loads while the heavy one is stuck.
+    let light = tokio::time::timeout(Duration::from_secs(5), hub.session(&ids[1]))
+        .await
+        .expect("the light session loads while another is loading")
+        .unwrap();
+    assert_eq!(light.info.title, "light");
+    store.gate.add_permits(1);
+    let heavy = heavy.await.unwrap().unwrap();
+    assert_eq!(heavy.info.title, "heavy");
 }

@@ -199,8 +199,8 @@ impl fmt::Debug for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn save(&self, changes: SessionChanges) -> Result<(), StoreError> {
-        self.ask(|reply| Request::Write(Write::Save(Box::new(changes)), reply))
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
+        self.ask(|reply| Request::Write(Write::Save(Box::new(changes.clone())), reply))
             .await
     }
 

@@ -30,7 +30,7 @@ async fn a_damaged_row_damages_its_session_only() {
         changes.messages = vec![message(2, "hello")];
         changes.versions = vec![version(1, true, "x")];
         changes.document = Some(DocumentWrite::Append(vec![1, 2, 3]));
-        store.save(changes).await.unwrap();
+        store.save(&changes).await.unwrap();
     }
 
     // Another connection, as a faulty tool or a bad disk block would.
@@ -89,8 +89,8 @@ async fn a_damaged_row_damages_its_session_only() {
     // The store goes on writing, damaged sessions included.
     let mut changes = SessionChanges::empty(session_id(6));
     changes.events = vec![event(3, 0, "")];
-    store.save(changes).await.unwrap();
+    store.save(&changes).await.unwrap();
     let mut changes = SessionChanges::empty(session_id(2));
     changes.events = vec![event(3, 0, "")];
-    store.save(changes).await.unwrap();
+    store.save(&changes).await.unwrap();
 }

@@ -26,7 +26,7 @@ async fn concurrent_saves_all_land_in_fewer_commits() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let id = session_id(n);
-            store.save(first_write(&id)).await.unwrap();
+            store.save(&first_write(&id)).await.unwrap();
             let mut refused = 0;
             for seq in 2..=SAVES {
                 let mut changes = SessionChanges::empty(id.clone());
@@ -41,14 +41,14 @@ async fn concurrent_saves_all_land_in_fewer_commits() {
                     let mut bad = changes.clone();
                     bad.events = vec![event(seq + 1, 1, "gap")];
                     bad.document = Some(DocumentWrite::Replace(Vec::new()));
-                    let result = store.save(bad).await;
+                    let result = store.save(&bad).await;
                     assert!(
                         matches!(result, Err(StoreError::Damaged { .. })),
                         "{result:?}"
                     );
                     refused += 1;
                 }
-                store.save(changes).await.unwrap();
+                store.save(&changes).await.unwrap();
             }
             refused
         }));
@@ -82,13 +82,13 @@ async fn sequential_saves_commit_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
     let id = session_id(1);
-    store.save(first_write(&id)).await.unwrap();
+    store.save(&first_write(&id)).await.unwrap();
     let count = 300;
     let started = Instant::now();
     for seq in 2..count + 2 {
         let mut changes = SessionChanges::empty(id.clone());
         changes.events = vec![event(seq, 1, "x")];
-        store.save(changes).await.unwrap();
+        store.save(&changes).await.unwrap();
     }
     let elapsed = started.elapsed();
     eprintln!(

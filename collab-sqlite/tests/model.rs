@@ -251,14 +251,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let (changes, invalid) = changes_for(*session, stored.as_ref(), op);
                     let id = changes.id.clone();
                     for (name, store) in &stores {
-                        let got = store.save(changes.clone()).await;
+                        let got = store.save(&changes.clone()).await;
                         if invalid {
                             prop_assert!(is_damaged(&got, &id), "step {step}, {name}: {got:?}");
                         } else {
                             prop_assert_eq!(&got, &Ok(()), "step {}, {}", step, name);
                         }
                     }
-                    (reference.save(changes).await, invalid, id)
+                    (reference.save(&changes).await, invalid, id)
                 }
                 Op::Delete { session } => {
                     let id = session_id(*session);

@@ -13,7 +13,7 @@ use common::{event, first_write, message, record, session_id, version};
 async fn fill(store: &dyn Store) {
     for n in 1..=3u8 {
         let id = session_id(n);
-        store.save(first_write(&id)).await.unwrap();
+        store.save(&first_write(&id)).await.unwrap();
         for step in 0..10u64 {
             let mut changes = SessionChanges::empty(id.clone());
             changes.events = vec![event(step + 2, step as u8, "hé \"quoted\"")];
@@ -30,7 +30,7 @@ async fn fill(store: &dyn Store) {
                 r.last_activity = Timestamp(u64::MAX - 1);
                 changes.record = Some(r);
             }
-            store.save(changes).await.unwrap();
+            store.save(&changes).await.unwrap();
         }
     }
     store.delete(&session_id(2)).await.unwrap();
@@ -66,11 +66,11 @@ async fn a_reopened_store_returns_exactly_what_was_saved() {
     let id = session_id(1);
     let mut changes = SessionChanges::empty(id.clone());
     changes.events = vec![event(12, 0, "")];
-    store.save(changes).await.unwrap();
+    store.save(&changes).await.unwrap();
     let mut gap = SessionChanges::empty(id.clone());
     gap.events = vec![event(14, 0, "")];
     assert!(matches!(
-        store.save(gap).await,
+        store.save(&gap).await,
         Err(StoreError::Damaged { .. })
     ));
 }

@@ -93,10 +93,17 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(socket)
         .then(websocket)
         .boxed();
-    let rest = warp::path("api")
-        .and(warp::path("v1"))
-        .and(warp::method())
-        .and(warp::path::full())
+    // Decided on the path alone, before the body (which can be read only
+    // once) is taken: the host's own `/api/v1/...` routes still get theirs.
+    let api_path = warp::path::full().and_then(|path: warp::path::FullPath| async move {
+        if api::serves(path.as_str()) {
+            Ok(path)
+        } else {
+            Err(warp::reject::not_found())
+        }
+    });
+    let rest = warp::method()
+        .and(api_path)
         .and(query)
         .and(warp::header::headers_cloned())
         .and(socket)

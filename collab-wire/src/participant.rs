@@ -74,7 +74,35 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The action in plain words, for messages people read: "edit the
+    /// document", "end the session".
+    pub const fn in_words(self) -> &'static str {
+        match self {
+            Action::EditDocument => "edit the document",
+            Action::UpdateSession => "change the session",
+            Action::EndSession => "end the session",
+            Action::ChangeRole => "change roles",
+            Action::Kick => "remove participants",
+            Action::PostMessage => "post messages",
+            Action::React => "react to messages",
+            Action::DeleteAnyMessage => "delete others' messages",
+            Action::SetPresence => "share their presence",
+        }
+    }
+}
+
 impl Role {
+    /// The role with its article, for messages people read: "a host",
+    /// "an editor".
+    pub const fn with_article(self) -> &'static str {
+        match self {
+            Role::Host => "a host",
+            Role::Editor => "an editor",
+            Role::Viewer => "a viewer",
+        }
+    }
+
     /// The role's wire spelling.
     pub const fn as_str(self) -> &'static str {
         match self {

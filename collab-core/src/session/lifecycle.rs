@@ -1,0 +1,208 @@
+//! The session as a whole: its title, language and status, ending it, and
+//! reads of it for REST and polling clients.
+
+use super::*;
+
+impl Session {
+    /// What a polling client reads: the events after `since` and, when it
+    /// passes the document revision it holds, the document changes after it
+    /// (as the `text_op` and `file_op` frames a WebSocket client gets). Only current members may read.
+    ///
+    /// # Errors
+    /// [`SessionError::Banned`] for a kicked user, [`SessionError::NotParticipant`]
+    /// for anyone else who is not a current member,
+    /// [`DocumentError::UnknownRevision`] for a revision from the future.
+    pub fn read(
+        &self,
+        user: &UserId,
+        since: Seq,
+        rev: Option<Revision>,
+        limit: usize,
+    ) -> Result<ReadPage, SessionError> {
+        self.current_member_of(user)?;
+        if let Some(rev) = rev.filter(|r| *r > self.document.rev()) {
+            return Err(DocumentError::UnknownRevision {
+                rev,
+                current: self.document.rev(),
+            }
+            .into());
+        }
+        let limit = limit.min(self.config.max_events_page);
+        let page = self.log.since(since, limit);
+        let (ops, ops_more) = match rev {
+            Some(rev) => {
+                let (versions, more) = self.document.versions(rev, limit);
+                (versions.iter().cloned().map(version_frame).collect(), more)
+            }
+            None => (Vec::new(), false),
+        };
+        Ok(ReadPage {
+            events: page.events,
+            has_more: page.has_more || ops_more,
+            last_seq: self.log.last_seq(),
+            rev: self.document.rev(),
+            ops,
+            status: self.status,
+        })
+    }
+
+    /// The latest event's sequence number and the document's revision: what a
+    /// waiting reader compares to know whether anything new happened.
+    pub fn position(&self) -> (Seq, Revision) {
+        (self.log.last_seq(), self.document.rev())
+    }
+
+    /// Whether `user`, at `address`, may read the session's code and
+    /// participants over REST: its current members and its creator may; a
+    /// banned user, or a newcomer from a banned address, gets
+    /// [`SessionError::Banned`]; anyone else `Ok(false)` (the public summary).
+    ///
+    /// # Errors
+    /// [`SessionError::Banned`].
+    pub fn may_read(
+        &self,
+        user: &UserId,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<bool, SessionError> {
+        let member = *user == self.created_by || self.current_member_of(user).is_ok();
+        if self.banned.contains(user)
+            || (!member && address.is_some_and(|a| self.banned.contains(&address_ban(a))))
+        {
+            return Err(SessionError::Banned);
+        }
+        Ok(member)
+    }
+
+    /// Changes title, language or status on behalf of `user`, who must be
+    /// permitted to [`Action::UpdateSession`].
+    ///
+    /// # Errors
+    /// [`SessionError::Forbidden`], [`SessionError::NotParticipant`],
+    /// [`SessionError::SessionEnded`] or [`SessionError::InvalidInput`]; nothing changes.
+    pub fn update(
+        &mut self,
+        user: &UserId,
+        update: SessionUpdate,
+        now: Timestamp,
+    ) -> Result<SessionInfo, SessionError> {
+        self.advance(now);
+        let by = self.authorize(Actor::User(user), Action::UpdateSession)?;
+        self.apply_update(by, update, now)?;
+        self.after_input(now);
+        Ok(self.info())
+    }
+
+    /// Ends the session on behalf of `user`, who must be permitted to
+    /// [`Action::EndSession`]. Every connection is closed.
+    ///
+    /// # Errors
+    /// [`SessionError::Forbidden`], [`SessionError::NotParticipant`] or
+    /// [`SessionError::SessionEnded`]; nothing changes.
+    pub fn end(&mut self, user: &UserId, now: Timestamp) -> Result<SessionInfo, SessionError> {
+        self.advance(now);
+        let by = self.authorize(Actor::User(user), Action::EndSession)?;
+        if self.is_ended() {
+            return Err(SessionError::SessionEnded);
+        }
+        self.end_with(by, EndReason::Ended, now);
+        Ok(self.info())
+    }
+
+    // ---- reads -------------------------------------------------------------
+
+    /// The session as the API shows it.
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            language: self.language.clone(),
+            status: self.status,
+            capacity: self.config.capacity,
+            online: self.online_count(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+            expires_after_secs: duration_ms(self.config.expires_after) / 1_000,
+            last_seq: self.log.last_seq(),
+        }
+    }
+
+    pub(super) fn apply_update(
+        &mut self,
+        by: Option<ParticipantId>,
+        update: SessionUpdate,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        if self.is_ended() {
+            return Err(SessionError::SessionEnded);
+        }
+        if let Some(title) = &update.title {
+            check_title(title, self.config.max_title_chars)?;
+        }
+        if let Some(language) = &update.language {
+            check_language(language)?;
+        }
+        if update.status == Some(SessionStatus::Ended) {
+            return Err(SessionError::InvalidInput(
+                "end the session with end_session".into(),
+            ));
+        }
+        if update.title.is_none() && update.language.is_none() && update.status.is_none() {
+            return Err(SessionError::InvalidInput("nothing to update".into()));
+        }
+        if let Some(language) = &update.language {
+            self.document.set_language(language)?;
+            self.sync_pending = true;
+            self.schedule_commit(now);
+            self.language.clone_from(language);
+        }
+        if let Some(title) = &update.title {
+            self.title.clone_from(title);
+        }
+        if let Some(status) = update.status {
+            self.status = status;
+        }
+        self.updated_at = now;
+        self.persisted.record_dirty = true;
+        self.last_activity = now;
+        if let Some(m) = by.and_then(|p| self.members.get_mut(&p)) {
+            m.presence.touch(now);
+        }
+        let SessionUpdate {
+            title,
+            language,
+            status,
+        } = update;
+        Ok(self.record(
+            now,
+            EventKind::SessionUpdated {
+                title,
+                language,
+                status,
+                by,
+            },
+        ))
+    }
+
+    pub(super) fn end_with(
+        &mut self,
+        by: Option<ParticipantId>,
+        reason: EndReason,
+        now: Timestamp,
+    ) -> Seq {
+        self.status = SessionStatus::Ended;
+        self.ended_at = Some(now);
+        self.updated_at = now;
+        self.persisted.record_dirty = true;
+        let seq = self.record(now, EventKind::SessionEnded { by, reason });
+        self.close_all(CloseReason::SessionEnded, now);
+        seq
+    }
+
+    pub(super) fn expired(&self, now: Timestamp) -> bool {
+        !self.is_ended()
+            && self.connections.is_empty()
+            && now >= self.last_activity.plus(self.config.expires_after)
+    }
+}

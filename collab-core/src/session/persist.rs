@@ -1,0 +1,257 @@
+//! What the store is handed: the changes since the last save, and restoring
+//! a session from what was stored.
+
+use super::*;
+
+/// How far a session's state has been handed to the store.
+#[derive(Debug, Default)]
+pub(super) struct Persisted {
+    pub(super) seq: Seq,
+    pub(super) rev: Revision,
+    pub(super) heads: Vec<automerge::ChangeHash>,
+    /// Every document change stored.
+    pub(super) saved: std::collections::HashSet<automerge::ChangeHash>,
+    pub(super) record: Option<SessionRecord>,
+    /// Document chunks appended since the last full save.
+    pub(super) chunks: usize,
+    /// A field of the record changed since it was last handed over. Set by
+    /// every mutator of a record field; a debug build checks that none was
+    /// missed by comparing with what was stored.
+    pub(super) record_dirty: bool,
+}
+
+/// How far the last activity may move before the record is written for it alone.
+pub(super) const RECORD_ACTIVITY_STEP: Duration = Duration::from_secs(60);
+
+pub(super) fn stored_membership(m: Membership) -> StoredMembership {
+    match m {
+        Membership::Present => StoredMembership::Present,
+        Membership::Left => StoredMembership::Left,
+        Membership::Kicked => StoredMembership::Kicked,
+    }
+}
+
+/// Appended document chunks after which the next write is a full save.
+pub(super) const CHUNKS_BEFORE_COMPACTION: usize = 256;
+
+impl Session {
+    /// A session back from the store, as it was at its last write: members
+    /// (all offline), chat, events and document. The hub's `config` supplies
+    /// the settings that are not stored; capacity and expiry are.
+    ///
+    /// # Errors
+    /// [`StoreError::Damaged`] when the stored parts do not make a session.
+    pub fn restore(
+        stored: StoredSession,
+        mut config: SessionConfig,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let StoredSession {
+            record,
+            events,
+            messages,
+            versions,
+            document,
+        } = stored;
+        let damaged = |reason: String| StoreError::Damaged {
+            session: record.id.clone(),
+            reason,
+        };
+        config.capacity = record.capacity;
+        config.expires_after = Duration::from_secs(record.expires_after_secs);
+        let rev = versions.len() as Revision;
+        let mut document = Document::restore(&document, &record.initial_files, versions)
+            .map_err(|e| damaged(e.to_string()))?;
+        let log = crate::events::EventLog::restore(events).map_err(damaged)?;
+        let chat = Chat::restore(messages);
+        let anchored = chat
+            .all()
+            .iter()
+            .filter(|m| m.anchor.is_some() && !m.deleted)
+            .map(|m| m.id)
+            .collect();
+        let mut members = BTreeMap::new();
+        let mut by_user = HashMap::new();
+        for m in &record.members {
+            let id = m.participant.id;
+            if id.0 >= record.next_participant {
+                return Err(damaged(format!("participant {} not yet given", id.0)));
+            }
+            by_user.insert(m.participant.user_id.clone(), id);
+            members.insert(
+                id,
+                Member {
+                    participant: m.participant.clone(),
+                    membership: match m.membership {
+                        StoredMembership::Present => Membership::Present,
+                        StoredMembership::Left => Membership::Left,
+                        StoredMembership::Kicked => Membership::Kicked,
+                    },
+                    presence: Presence::new(now),
+                    connections: BTreeSet::new(),
+                },
+            );
+        }
+        let persisted = Persisted {
+            seq: log.last_seq(),
+            rev,
+            heads: document.heads(),
+            saved: document.change_hashes(),
+            record: Some(record.clone()),
+            chunks: CHUNKS_BEFORE_COMPACTION / 2,
+            record_dirty: false,
+        };
+        let mut session = Self {
+            id: record.id,
+            config,
+            title: record.title,
+            language: record.language,
+            status: record.status,
+            created_by: record.created_by,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            ended_at: record.ended_at,
+            last_activity: record.last_activity,
+            now,
+            document,
+            members,
+            by_user,
+            banned: record.banned.into_iter().collect(),
+            connections: HashMap::new(),
+            chat,
+            log,
+            outbox: VecDeque::new(),
+            next_participant: record.next_participant,
+            anchored,
+            sync_pending: false,
+            timers: TimerTable::default(),
+            initial_files: record.initial_files,
+            persisted,
+        };
+        session.arm_session_expiry();
+        Ok(session)
+    }
+
+    /// What changed since the last call, for the store: the record when it
+    /// changed, new events and versions, changed chat messages, and the
+    /// document's new automerge changes (a full save on the first call and,
+    /// to compact, after many appended chunks). Commits pending document
+    /// changes.
+    pub fn take_changes(&mut self) -> SessionChanges {
+        let mut changes = SessionChanges::empty(self.id.clone());
+        if self.record_needs_write() {
+            let record = self.stored_record();
+            self.persisted.record = Some(record.clone());
+            self.persisted.record_dirty = false;
+            changes.record = Some(record);
+        }
+        if self.log.last_seq() > self.persisted.seq {
+            changes.events = self.log.since(self.persisted.seq, usize::MAX).events;
+            self.persisted.seq = self.log.last_seq();
+        }
+        changes.messages = self.chat.take_changed();
+        let (versions, _) = self.document.versions(self.persisted.rev, usize::MAX);
+        changes.versions = versions.to_vec();
+        self.persisted.rev = self.document.rev();
+        let first = self.persisted.heads.is_empty();
+        let persisted = &mut self.persisted;
+        if let Some(bytes) = self
+            .document
+            .save_since(&mut persisted.heads, &mut persisted.saved)
+        {
+            persisted.chunks += 1;
+            changes.document = if first || persisted.chunks >= CHUNKS_BEFORE_COMPACTION {
+                persisted.chunks = 0;
+                Some(DocumentWrite::Replace(self.document.save()))
+            } else {
+                Some(DocumentWrite::Append(bytes))
+            };
+        }
+        if !self.document.has_uncommitted() {
+            self.timers.stop(Timer::Commit);
+        }
+        changes
+    }
+
+    /// Whether the record must be written: never written, a field marked
+    /// dirty, or the last activity moved enough to matter. The last activity
+    /// counts once it moved a minute, or exactly once nobody is connected
+    /// (it times expiry, which then starts), so busy steps do not rewrite
+    /// the record.
+    fn record_needs_write(&self) -> bool {
+        let Some(r) = &self.persisted.record else {
+            return true;
+        };
+        let activity_moved = self.last_activity != r.last_activity
+            && (self.connections.is_empty()
+                || self.last_activity.since(r.last_activity) >= RECORD_ACTIVITY_STEP);
+        let write = self.persisted.record_dirty || activity_moved;
+        debug_assert!(
+            write || !self.record_changed(),
+            "a record field changed without being marked dirty"
+        );
+        write
+    }
+
+    /// Whether the record differs from the stored one, compared in place:
+    /// building it clones the members and the initial files, which a step
+    /// that only edits or chats should not pay. The last activity counts once
+    /// it moved a minute, or exactly once nobody is connected (it times
+    /// expiry, which then starts), so busy steps do not rewrite the record.
+    pub(super) fn record_changed(&self) -> bool {
+        let Some(r) = &self.persisted.record else {
+            return true;
+        };
+        let members_differ = r.members.len() != self.members.len()
+            || r.members.iter().zip(self.members.values()).any(|(s, m)| {
+                s.participant != m.participant || s.membership != stored_membership(m.membership)
+            });
+        r.title != self.title
+            || r.language != self.language
+            || r.status != self.status
+            || r.updated_at != self.updated_at
+            || r.ended_at != self.ended_at
+            || r.capacity != self.config.capacity
+            || r.expires_after_secs != self.config.expires_after.as_secs()
+            || r.next_participant != self.next_participant
+            || r.banned.len() != self.banned.len()
+            || members_differ
+            || (self.last_activity != r.last_activity
+                && (self.connections.is_empty()
+                    || self.last_activity.since(r.last_activity) >= RECORD_ACTIVITY_STEP))
+    }
+
+    /// The session's record as the store keeps it.
+    pub(super) fn stored_record(&self) -> SessionRecord {
+        SessionRecord {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            language: self.language.clone(),
+            status: self.status,
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            ended_at: self.ended_at,
+            last_activity: self.last_activity,
+            capacity: self.config.capacity,
+            expires_after_secs: self.config.expires_after.as_secs(),
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    participant: m.participant.clone(),
+                    membership: stored_membership(m.membership),
+                })
+                .collect(),
+            banned: {
+                let mut banned: Vec<UserId> = self.banned.iter().cloned().collect();
+                banned.sort_by_key(ToString::to_string);
+                banned
+            },
+            next_participant: self.next_participant,
+            initial_files: self.initial_files.clone(),
+        }
+    }
+
+    // ---- driver interface -------------------------------------------------
+}

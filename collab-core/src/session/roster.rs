@@ -1,0 +1,524 @@
+//! Membership: joining, leaving, roles, kicks, the host hand-over and
+//! colours, and the one place that decides what a member may do.
+
+use super::*;
+
+/// Who asks for something: a member, by a frame on their connection, or a
+/// user, by a REST request.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Actor<'a> {
+    /// A joined connection's participant.
+    Member(ParticipantId),
+    /// The host application's user, through the REST API.
+    User(&'a UserId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Membership {
+    Present,
+    Left,
+    Kicked,
+}
+
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) participant: Participant,
+    pub(super) membership: Membership,
+    pub(super) presence: Presence,
+    pub(super) connections: BTreeSet<ConnectionId>,
+}
+
+impl Member {
+    pub(super) fn online(&self) -> bool {
+        !self.connections.is_empty()
+    }
+
+    /// Former members drop out of presence: their leaving is an event.
+    pub(super) fn shows_presence(&self) -> bool {
+        self.membership == Membership::Present || self.online()
+    }
+}
+
+/// The fields of a `join` frame.
+pub(super) struct JoinRequest {
+    pub(super) name: Option<String>,
+    pub(super) since: Option<Seq>,
+    pub(super) protocol: Option<u32>,
+    pub(super) mode: Option<ClientMode>,
+    pub(super) rev: Option<Revision>,
+}
+
+impl Session {
+    /// Joins `conn` as its identity, like a `join` frame with only a name: for
+    /// clients that join over REST and hold no socket. The driver keeps the
+    /// connection open for them (touching it while they poll), so they count
+    /// against capacity and show presence like everyone else.
+    ///
+    /// # Errors
+    /// As the `join` frame: [`SessionError::SessionFull`],
+    /// [`SessionError::Banned`], [`SessionError::AlreadyJoined`],
+    /// [`SessionError::InvalidInput`] for a bad name.
+    pub fn join_connection(
+        &mut self,
+        conn: ConnectionId,
+        name: Option<String>,
+        now: Timestamp,
+    ) -> Result<ParticipantState, SessionError> {
+        if !self.connections.contains_key(&conn) {
+            return Err(SessionError::NotJoined);
+        }
+        self.advance(now);
+        let request = JoinRequest {
+            name,
+            since: None,
+            protocol: None,
+            mode: None,
+            rev: None,
+        };
+        let result = self.join(conn, None, request, now);
+        self.after_input(now);
+        result?;
+        let me = self.connections[&conn]
+            .participant
+            .ok_or(SessionError::NotJoined)?;
+        self.participants(now)
+            .into_iter()
+            .find(|p| p.participant.id == me)
+            .ok_or(SessionError::NotJoined)
+    }
+
+    /// Makes `user` leave, as their `leave` frame would: the event is recorded
+    /// and every connection of theirs closes with `left`. `target` names who
+    /// is to leave, by user id or participant id, and must be `user`
+    /// themselves: removing someone else is a host's `kick`.
+    ///
+    /// # Errors
+    /// [`SessionError::NotParticipant`] if they are not a current member,
+    /// [`SessionError::NotYourself`] if `target` is someone else.
+    pub fn leave_user(
+        &mut self,
+        user: &UserId,
+        target: &str,
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        self.advance(now);
+        let me = self.current_member_of(user)?;
+        if target != user.to_string() && target != me.0.to_string() {
+            return Err(SessionError::NotYourself);
+        }
+        self.leave(me, now);
+        self.after_input(now);
+        Ok(())
+    }
+
+    pub(super) fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {
+        if self.banned.contains(user) {
+            return Err(SessionError::Banned);
+        }
+        self.by_user
+            .get(user)
+            .copied()
+            .filter(|id| self.members[id].membership == Membership::Present)
+            .ok_or(SessionError::NotParticipant)
+    }
+
+    /// Everyone who has been a member, with presence as of `now`.
+    pub fn participants(&self, now: Timestamp) -> Vec<ParticipantState> {
+        let cfg = &self.config.presence;
+        self.members
+            .values()
+            .map(|m| ParticipantState {
+                participant: m.participant.clone(),
+                present: m.membership == Membership::Present,
+                presence: m.presence.view(m.online(), now, cfg),
+            })
+            .collect()
+    }
+
+    /// The participant a user is, if they have joined.
+    pub fn participant_of(&self, user: &UserId) -> Option<&Participant> {
+        self.by_user
+            .get(user)
+            .and_then(|p| self.members.get(p))
+            .map(|m| &m.participant)
+    }
+
+    /// Online participants whose viewport is on `file`.
+    pub fn viewers_of(&self, file: &str) -> Vec<ParticipantId> {
+        self.members
+            .values()
+            .filter(|m| m.online() && m.presence.viewing() == Some(file))
+            .map(|m| m.participant.id)
+            .collect()
+    }
+
+    pub(super) fn join(
+        &mut self,
+        conn: ConnectionId,
+        rid: Option<u64>,
+        request: JoinRequest,
+        now: Timestamp,
+    ) -> Result<Reply, SessionError> {
+        let JoinRequest {
+            name,
+            since,
+            protocol,
+            mode,
+            rev,
+        } = request;
+        if let Some(v) = protocol.filter(|v| *v != PROTOCOL_VERSION) {
+            return Err(SessionError::UnsupportedProtocol(v));
+        }
+        let replica = mode == Some(ClientMode::Replica);
+        let c = &self.connections[&conn];
+        if c.participant.is_some() {
+            return Err(SessionError::AlreadyJoined);
+        }
+        let rev = rev.filter(|_| !replica);
+        if let Some(rev) = rev.filter(|r| *r > self.document.rev()) {
+            return Err(DocumentError::UnknownRevision {
+                rev,
+                current: self.document.rev(),
+            }
+            .into());
+        }
+        let identity = c.identity.clone();
+        // A connection opened before its user was kicked must not get back in.
+        if self.banned.contains(&identity.user_id) {
+            return Err(SessionError::Banned);
+        }
+        let existing = self.by_user.get(&identity.user_id).copied();
+        // Without a name, a returning member keeps theirs; a new one gets the
+        // authenticator's.
+        let name = match (name, existing) {
+            (Some(n), _) => check_name(&n, self.config.max_name_chars)?,
+            (None, Some(id)) => self.members[&id].participant.name.clone(),
+            (None, None) => check_name(&identity.name, self.config.max_name_chars)
+                .unwrap_or_else(|_| "Guest".to_owned()),
+        };
+        let already_online = existing.is_some_and(|p| self.members[&p].online());
+        if !already_online && self.online_count() >= self.config.capacity {
+            return Err(SessionError::SessionFull {
+                capacity: self.config.capacity,
+            });
+        }
+
+        let id = match existing {
+            Some(id) => {
+                let rejoined = self.members[&id].membership == Membership::Left;
+                let colour_clash = {
+                    let mine = &self.members[&id].participant.colour;
+                    self.current_members()
+                        .any(|m| m.participant.id != id && &m.participant.colour == mine)
+                };
+                if colour_clash {
+                    let colour = self.free_colour();
+                    if let Some(m) = self.members.get_mut(&id) {
+                        m.participant.colour = colour;
+                        self.persisted.record_dirty = true;
+                    }
+                }
+                let member = self
+                    .members
+                    .get_mut(&id)
+                    .expect("by_user points at a member");
+                let renamed = member.participant.name != name;
+                member.participant.name.clone_from(&name);
+                member.membership = Membership::Present;
+                self.persisted.record_dirty = true;
+                let participant = member.participant.clone();
+                if renamed && !rejoined {
+                    self.record(
+                        now,
+                        EventKind::ParticipantRenamed {
+                            participant: id,
+                            name,
+                        },
+                    );
+                }
+                if rejoined {
+                    self.record(
+                        now,
+                        EventKind::ParticipantJoined {
+                            participant,
+                            rejoined: true,
+                        },
+                    );
+                }
+                id
+            }
+            None => {
+                let id = ParticipantId(self.next_participant);
+                self.next_participant += 1;
+                self.persisted.record_dirty = true;
+                let role = if identity.user_id == self.created_by {
+                    Role::Host
+                } else {
+                    identity.role.unwrap_or(self.config.default_role)
+                };
+                let participant = Participant {
+                    id,
+                    user_id: identity.user_id.clone(),
+                    name,
+                    colour: self.free_colour(),
+                    role,
+                    joined_at: now,
+                };
+                self.members.insert(
+                    id,
+                    Member {
+                        participant: participant.clone(),
+                        membership: Membership::Present,
+                        presence: Presence::new(now),
+                        connections: BTreeSet::new(),
+                    },
+                );
+                self.by_user.insert(identity.user_id, id);
+                self.persisted.record_dirty = true;
+                self.record(
+                    now,
+                    EventKind::ParticipantJoined {
+                        participant,
+                        rejoined: false,
+                    },
+                );
+                id
+            }
+        };
+        if let Some(c) = self.connections.get_mut(&conn) {
+            c.participant = Some(id);
+        }
+        let member = self.members.get_mut(&id).expect("just inserted");
+        member.connections.insert(conn);
+        member.presence.touch(now);
+        self.last_activity = now;
+
+        let welcome = ServerFrame::Welcome {
+            rid,
+            protocol: PROTOCOL_VERSION,
+            session: self.info(),
+            you: id,
+            participants: self.participants(now),
+            last_seq: self.log.last_seq(),
+            document: self.document.snapshot(!replica && rev.is_none()),
+        };
+        self.send(vec![conn], welcome);
+        if replica {
+            // A late joiner loads the document as saved bytes, then syncs what
+            // is newer; the server opens the sync.
+            let (snapshot, mut state) = self.document.replica_start();
+            self.outbox.push_back(Transmit::SendBinary {
+                to: conn,
+                bytes: snapshot,
+            });
+            if let Some(bytes) = self.document.generate_sync(&mut state) {
+                self.outbox
+                    .push_back(Transmit::SendBinary { to: conn, bytes });
+            }
+            if let Some(c) = self.connections.get_mut(&conn) {
+                c.sync = Some(state);
+            }
+        } else if let Some(rev) = rev {
+            let (versions, _) = self.document.versions(rev, usize::MAX);
+            let ops = versions.iter().cloned().map(version_frame).collect();
+            self.send(
+                vec![conn],
+                ServerFrame::TextCatchup {
+                    rev: self.document.rev(),
+                    ops,
+                },
+            );
+        }
+        if let Some(since) = since {
+            let page = self.events_since(since, usize::MAX);
+            self.send(
+                vec![conn],
+                ServerFrame::Events {
+                    rid: None,
+                    events: page.events,
+                    has_more: page.has_more,
+                },
+            );
+        }
+        Ok(Reply::Nothing)
+    }
+
+    pub(super) fn leave(&mut self, me: ParticipantId, now: Timestamp) {
+        if let Some(m) = self.members.get_mut(&me) {
+            m.membership = Membership::Left;
+            self.persisted.record_dirty = true;
+        }
+        self.record(now, EventKind::ParticipantLeft { participant: me });
+        self.close_member(me, CloseReason::Left, now);
+        self.hand_over_hosting(me, now);
+    }
+
+    /// When the last host leaves, the editor who joined earliest becomes a
+    /// host (told as `role_changed` by the one who left), so a session is
+    /// never stuck without anyone able to run it. With no editor left it
+    /// stays without a host until its creator comes back, who is always a
+    /// host. Viewers are never promoted: a viewer is someone a host chose
+    /// to keep from changing things.
+    pub(super) fn hand_over_hosting(&mut self, leaving: ParticipantId, now: Timestamp) {
+        if self
+            .current_members()
+            .any(|m| m.participant.role == Role::Host)
+        {
+            return;
+        }
+        let successor = self
+            .current_members()
+            .filter(|m| m.participant.role == Role::Editor)
+            .min_by_key(|m| (m.participant.joined_at, m.participant.id))
+            .map(|m| m.participant.id);
+        let Some(successor) = successor else { return };
+        if let Some(m) = self.members.get_mut(&successor) {
+            m.participant.role = Role::Host;
+            self.persisted.record_dirty = true;
+        }
+        self.record(
+            now,
+            EventKind::RoleChanged {
+                participant: successor,
+                role: Role::Host,
+                by: leaving,
+            },
+        );
+    }
+
+    pub(super) fn set_role(
+        &mut self,
+        by: ParticipantId,
+        target: ParticipantId,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        let member = self
+            .members
+            .get(&target)
+            .filter(|m| m.membership == Membership::Present)
+            .ok_or(SessionError::UnknownParticipant)?;
+        if member.participant.role == Role::Host && role != Role::Host {
+            let hosts = self
+                .current_members()
+                .filter(|m| m.participant.role == Role::Host)
+                .count();
+            if hosts <= 1 {
+                return Err(SessionError::LastHost);
+            }
+        }
+        if let Some(m) = self.members.get_mut(&target) {
+            m.participant.role = role;
+            self.persisted.record_dirty = true;
+        }
+        Ok(self.record(
+            now,
+            EventKind::RoleChanged {
+                participant: target,
+                role,
+                by,
+            },
+        ))
+    }
+
+    pub(super) fn kick(
+        &mut self,
+        by: ParticipantId,
+        target: ParticipantId,
+        ban_address: bool,
+        now: Timestamp,
+    ) -> Result<Seq, SessionError> {
+        if by == target {
+            return Err(SessionError::CannotKickSelf);
+        }
+        let member = self
+            .members
+            .get_mut(&target)
+            .filter(|m| m.membership == Membership::Present)
+            .ok_or(SessionError::UnknownParticipant)?;
+        member.membership = Membership::Kicked;
+        self.persisted.record_dirty = true;
+        let user = member.participant.user_id.clone();
+        let seq = self.record(
+            now,
+            EventKind::ParticipantKicked {
+                participant: target,
+                by,
+            },
+        );
+        if ban_address {
+            let addresses: Vec<std::net::IpAddr> = self
+                .connections
+                .values()
+                .filter(|c| c.identity.user_id == user)
+                .filter_map(|c| c.address)
+                .collect();
+            for address in addresses {
+                self.banned.insert(address_ban(address));
+                self.persisted.record_dirty = true;
+            }
+        }
+        // Every connection of the user goes, joined or not yet joined.
+        for conn in self.connections_where(|_, c| c.identity.user_id == user) {
+            self.close(conn, CloseReason::Kicked, now);
+        }
+        self.banned.insert(user);
+        self.persisted.record_dirty = true;
+        Ok(seq)
+    }
+
+    /// The one permission check, for frames and REST requests alike: what
+    /// `actor` may do is what their role permits
+    /// ([`Role::permits`]), and only present members act (a session's
+    /// creator, even before joining, acts as its host). Returns who acted,
+    /// when they are a member.
+    pub(super) fn authorize(
+        &self,
+        actor: Actor<'_>,
+        action: Action,
+    ) -> Result<Option<ParticipantId>, SessionError> {
+        let member = match actor {
+            Actor::Member(id) => self.members.get(&id),
+            Actor::User(user) => self.by_user.get(user).and_then(|p| self.members.get(p)),
+        };
+        let (by, role) = match member {
+            Some(m) if m.membership == Membership::Present => {
+                (Some(m.participant.id), m.participant.role)
+            }
+            Some(_) => return Err(SessionError::NotParticipant),
+            None if matches!(actor, Actor::User(user) if *user == self.created_by) => {
+                (None, Role::Host)
+            }
+            None => return Err(SessionError::NotParticipant),
+        };
+        if role.permits(action) {
+            Ok(by)
+        } else {
+            Err(SessionError::Forbidden { action, role })
+        }
+    }
+
+    pub(super) fn touch_member(&mut self, me: ParticipantId, now: Timestamp) {
+        if let Some(m) = self.members.get_mut(&me) {
+            m.presence.touch(now);
+        }
+        self.last_activity = now;
+    }
+
+    pub(super) fn current_members(&self) -> impl Iterator<Item = &Member> + Clone {
+        self.members
+            .values()
+            .filter(|m| m.membership == Membership::Present)
+    }
+
+    pub(super) fn free_colour(&self) -> String {
+        pick_colour(
+            self.current_members()
+                .map(|m| (m.participant.colour.as_str(), m.online())),
+        )
+    }
+
+    pub(super) fn online_count(&self) -> usize {
+        self.members.values().filter(|m| m.online()).count()
+    }
+}
