@@ -21,6 +21,7 @@
 //! carries many edits.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -190,6 +191,21 @@ pub struct SessionSummary {
     pub ended_at: Option<Timestamp>,
     /// Its idle expiry, in seconds.
     pub expires_after_secs: u64,
+}
+
+impl SessionSummary {
+    /// Whether a sweep at `now` has work for this session: it is open and
+    /// idle past its expiry, or ended longer than `keep_ended` ago.
+    pub fn is_due(&self, now: Timestamp, keep_ended: Duration) -> bool {
+        match self.ended_at {
+            Some(ended) => now >= ended.plus(keep_ended),
+            None => {
+                now >= self
+                    .last_activity
+                    .plus(Duration::from_secs(self.expires_after_secs))
+            }
+        }
+    }
 }
 
 /// Applies `changes` to `stored` (or creates it): the reference semantics of

@@ -692,7 +692,7 @@ impl Hub {
             return Ok(());
         };
         let now = self.inner.clock.now();
-        for summary in store.sessions().await? {
+        for summary in store.due(now, self.inner.config.keep_ended).await? {
             let loaded = self.sessions().contains_key(&summary.id);
             match summary.ended_at {
                 Some(ended) if now >= ended.plus(self.inner.config.keep_ended) => {

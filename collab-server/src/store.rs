@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use collab_core::store::{
     apply_in_place, SessionChanges, SessionSummary, StoreError, StoredSession,
 };
-use collab_core::SessionId;
+use std::time::Duration;
+
+use collab_core::{SessionId, Timestamp};
 
 /// Where sessions are kept. Implementations must make [`Store::save`] atomic
 /// and durable before it returns (see the [module docs](self)), and should
@@ -25,6 +27,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every stored session, briefly.
     async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// The stored sessions a sweep at `now` has work for (see
+    /// [`SessionSummary::is_due`]): open ones idle past their expiry, ended
+    /// ones ended longer than `keep_ended` ago. The default filters
+    /// [`Store::sessions`]; a store that can ask an index should.
+    async fn due(
+        &self,
+        now: Timestamp,
+        keep_ended: Duration,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let mut all = self.sessions().await?;
+        all.retain(|s| s.is_due(now, keep_ended));
+        Ok(all)
+    }
 
     /// Forgets a session entirely.
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;

@@ -219,6 +219,19 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn due(
+        &self,
+        now: collab_core::Timestamp,
+        keep_ended: std::time::Duration,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        let now = i64::try_from(now.0).unwrap_or(i64::MAX);
+        let keep = i64::try_from(keep_ended.as_millis()).unwrap_or(i64::MAX);
+        match &self.readers {
+            Some(pool) => Self::read(pool, move |conn| read::due(conn, now, keep)).await,
+            None => self.ask(move |reply| Request::Due(now, keep, reply)).await,
+        }
+    }
+
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let id = id.clone();
         self.ask(|reply| Request::Write(Write::Delete(id), reply))

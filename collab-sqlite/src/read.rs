@@ -141,15 +141,45 @@ fn numbered_rows<T: DeserializeOwned>(
 /// session must not stop the expiry of all the others, and its `load` reports
 /// it as damaged.
 pub(crate) fn sessions(conn: &mut Connection) -> Result<Vec<SessionSummary>, StoreError> {
+    summaries(
+        conn,
+        "SELECT id, status, last_activity, ended_at, expires_after_secs FROM sessions",
+        [],
+    )
+}
+
+/// The sessions a sweep at `now` has work for, chosen by SQLite from the
+/// summary columns: open ones idle past their expiry, ended ones ended more
+/// than `keep_ended_ms` ago: [`SessionSummary::is_due`], in SQL. Columns
+/// holding numbers past `i64::MAX` read negative here (see
+/// `write::to_sql_u64`); they are far-future times and never-expiring
+/// sessions, never due.
+pub(crate) fn due(
+    conn: &mut Connection,
+    now: i64,
+    keep_ended_ms: i64,
+) -> Result<Vec<SessionSummary>, StoreError> {
+    summaries(
+        conn,
+        "SELECT id, status, last_activity, ended_at, expires_after_secs FROM sessions \
+         WHERE (ended_at IS NOT NULL AND ended_at >= 0 AND ended_at <= ?1 - ?2) \
+            OR (ended_at IS NULL AND last_activity >= 0 AND expires_after_secs >= 0 \
+                AND last_activity <= ?1 \
+                AND expires_after_secs <= (?1 - last_activity) / 1000)",
+        [now, keep_ended_ms],
+    )
+}
+
+fn summaries(
+    conn: &mut Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<SessionSummary>, StoreError> {
     let tx = conn.transaction().map_err(backend)?;
     let mut out = Vec::new();
     {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT id, status, last_activity, ended_at, expires_after_secs FROM sessions",
-            )
-            .map_err(backend)?;
-        let mut rows = stmt.query([]).map_err(backend)?;
+        let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
+        let mut rows = stmt.query(params).map_err(backend)?;
         while let Some(row) = rows.next().map_err(backend)? {
             let values = (0..5)
                 .map(|i| row.get::<_, Value>(i))

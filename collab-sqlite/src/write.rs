@@ -29,6 +29,9 @@ pub(crate) enum Request {
     Load(SessionId, Reply<Option<StoredSession>>),
     /// A listing, likewise.
     Sessions(Reply<Vec<SessionSummary>>),
+    /// The sessions due for a sweep at a time (ms), keeping ended ones so
+    /// long (ms), likewise.
+    Due(i64, i64, Reply<Vec<SessionSummary>>),
 }
 
 /// One atomic write.
@@ -97,6 +100,9 @@ pub(crate) fn handle(conn: &mut Connection, batch: Vec<Request>, commits: &Atomi
             }
             Request::Sessions(reply) => {
                 let _ = reply.send(read::sessions(conn));
+            }
+            Request::Due(now, keep, reply) => {
+                let _ = reply.send(read::due(conn, now, keep));
             }
             Request::Write(..) => {}
         }
