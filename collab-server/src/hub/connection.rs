@@ -1,0 +1,262 @@
+//! A connection's two halves, as the adapters pump them, and the guards
+//! that count connections per address and take a participant offline.
+
+use super::*;
+
+/// Why the session closed a connection, read by the receiving half once its
+/// queue runs dry.
+#[derive(Default)]
+pub(super) struct ConnShared {
+    pub(super) close: Mutex<Option<CloseReason>>,
+}
+
+impl ConnShared {
+    pub(super) fn set(&self, reason: CloseReason) {
+        let mut close = self.close.lock().unwrap_or_else(|e| e.into_inner());
+        close.get_or_insert(reason);
+    }
+
+    fn get(&self) -> Option<CloseReason> {
+        *self.close.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A request counted against its client address until dropped
+/// ([`Hub::hold_address`]).
+pub struct AddressGuard {
+    pub(super) _slot: AddressSlot,
+}
+
+/// Tells the session a connection is gone once both halves are dropped.
+pub(super) struct DisconnectGuard {
+    pub(super) conn: ConnectionId,
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) hub: Arc<Inner>,
+    pub(super) _slot: AddressSlot,
+}
+
+/// One connection counted against its client address; released on drop.
+pub(super) struct AddressSlot {
+    pub(super) hub: Arc<Inner>,
+    pub(super) peer: Option<std::net::IpAddr>,
+}
+
+impl AddressSlot {
+    pub(super) fn take(hub: &Arc<Inner>, peer: Option<std::net::IpAddr>) -> Result<Self, HubError> {
+        if let Some(ip) = peer {
+            let mut counts = hub.per_address.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(ip).or_insert(0);
+            if *n >= hub.config.max_connections_per_address {
+                return Err(HubError::TooManyConnections);
+            }
+            *n += 1;
+        }
+        Ok(Self {
+            hub: Arc::clone(hub),
+            peer,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.peer {
+            let mut counts = self
+                .hub
+                .per_address
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for DisconnectGuard {
+    fn drop(&mut self) {
+        self.hub
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+        let command = Command::Disconnect { conn: self.conn };
+        if let Err(mpsc::error::TrySendError::Full(command)) = self.tx.try_send(command) {
+            // The session is busy: deliver the disconnect as soon as it has room.
+            let tx = self.tx.clone();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = tx.send(command).await;
+                });
+            }
+        }
+    }
+}
+
+/// The connection's way in, as the adapter holds it: one per WebSocket (or
+/// long-poll client). Split it to read and write from separate tasks.
+pub struct Connection {
+    pub(super) sender: ConnectionSender,
+    pub(super) receiver: ConnectionReceiver,
+}
+
+impl Connection {
+    /// This connection's id.
+    pub fn id(&self) -> ConnectionId {
+        self.sender.conn
+    }
+
+    /// Hands a client's text frame to the session.
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<(), HubError> {
+        self.sender.send_text(text).await
+    }
+
+    /// Sends a typed frame (for Rust clients and tests).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send(
+        &self,
+        msg: impl Into<collab_core::protocol::ClientMessage>,
+    ) -> Result<(), HubError> {
+        self.sender.send(msg).await
+    }
+
+    /// The next thing to send the client; `None` after the close has been given.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        self.receiver.recv().await
+    }
+
+    /// Separate halves for a reader task and a writer task.
+    pub fn split(self) -> (ConnectionSender, ConnectionReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The half of a [`Connection`] that carries client frames to the session.
+/// Clones send on the same connection.
+#[derive(Clone)]
+pub struct ConnectionSender {
+    pub(super) conn: ConnectionId,
+    pub(super) tx: mpsc::Sender<Command>,
+    pub(super) hub: Arc<Inner>,
+    #[allow(dead_code)] // held for its Drop
+    pub(super) guard: Arc<DisconnectGuard>,
+}
+
+impl ConnectionSender {
+    /// Hands a client's text frame to the session.
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_text(&self, text: impl Into<String>) -> Result<(), HubError> {
+        let text = text.into();
+        self.count_in(text.len());
+        self.command(Command::Text {
+            conn: self.conn,
+            text,
+        })
+        .await
+    }
+
+    /// Sends a typed frame (for Rust clients and tests).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send(
+        &self,
+        msg: impl Into<collab_core::protocol::ClientMessage>,
+    ) -> Result<(), HubError> {
+        let text = serde_json::to_string(&msg.into()).map_err(|_| HubError::ShuttingDown)?;
+        self.send_text(text).await
+    }
+
+    /// Hands a client's binary frame to the session.
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), HubError> {
+        self.count_in(bytes.len());
+        self.command(Command::Binary {
+            conn: self.conn,
+            bytes,
+        })
+        .await
+    }
+
+    /// Tells the session the client is alive (it answered a ping).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn touch(&self) -> Result<(), HubError> {
+        self.command(Command::Touch { conn: self.conn }).await
+    }
+
+    fn count_in(&self, bytes: usize) {
+        self.hub.counters.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .counters
+            .bytes_in
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    async fn command(&self, command: Command) -> Result<(), HubError> {
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| HubError::ShuttingDown)
+    }
+}
+
+/// The half of a [`Connection`] that carries frames to the client.
+pub struct ConnectionReceiver {
+    pub(super) rx: mpsc::Receiver<Outbound>,
+    pub(super) shared: Arc<ConnShared>,
+    pub(super) done: bool,
+    pub(super) _guard: Arc<DisconnectGuard>,
+}
+
+impl ConnectionReceiver {
+    /// The next thing to send the client; `None` after the close has been given.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        if self.done {
+            return None;
+        }
+        let next = self.rx.recv().await;
+        self.received(next)
+    }
+
+    /// The next thing to send the client if one is queued already, without
+    /// waiting: lets a driver write everything that is ready at once.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        if self.done {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(out) => self.received(Some(out)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => self.received(None),
+        }
+    }
+
+    fn received(&mut self, next: Option<Outbound>) -> Option<Outbound> {
+        match next {
+            Some(Outbound::Close(reason)) => {
+                self.done = true;
+                Some(Outbound::Close(reason))
+            }
+            Some(frame) => Some(frame),
+            None => {
+                self.done = true;
+                Some(Outbound::Close(
+                    self.shared.get().unwrap_or(CloseReason::ServerShutdown),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! The async driver: a [`Hub`] owns the live sessions, one tokio task each, and
+//! hands adapters a [`Connection`] to pump.
+//!
+//! Each session task is the only writer of its [`Session`]: frames are applied in
+//! one order, no lock is held across an await, and the task never waits on a
+//! socket. Every connection has a bounded outbound queue; a connection whose
+//! queue is full is dropped with [`CloseReason::SlowConsumer`] (it reconnects and
+//! catches up with `since`), so one slow reader cannot stall a session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::auth::{
+    Access, AuthError, Authenticator, DefaultAccess, Grant, GuestCredential, Identity,
+    SessionRequest,
+};
+use collab_core::document::Revision;
+use collab_core::error::{ErrorCode, SessionError};
+use collab_core::ids::{ConnectionId, SessionId};
+use collab_core::ids::{Seq, UserId};
+use collab_core::protocol::{CloseReason, ParticipantState};
+use collab_core::session::{
+    NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
+};
+
+mod config;
+mod connection;
+mod error;
+mod limits;
+mod polling;
+mod task;
+mod views;
+
+pub use config::{HubConfig, OriginPolicy};
+pub use connection::{AddressGuard, Connection, ConnectionReceiver, ConnectionSender};
+use connection::{AddressSlot, ConnShared, DisconnectGuard};
+pub use error::HubError;
+use task::{run_session, LoadingGuard};
+use views::Counters;
+pub use views::{HubStats, Outbound, SessionRead, SessionView};
+
+use crate::clock::{Clock, TokioClock};
+use crate::store::Store;
+use collab_core::store::StoreError;
+use collab_core::Timestamp;
+pub use limits::Rate;
+use limits::RateLimiter;
+pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
+
+enum Command {
+    Connect {
+        conn: ConnectionId,
+        identity: Identity,
+        address: Option<std::net::IpAddr>,
+        outbound: mpsc::Sender<Outbound>,
+        shared: Arc<ConnShared>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Text {
+        conn: ConnectionId,
+        text: String,
+    },
+    Binary {
+        conn: ConnectionId,
+        bytes: Vec<u8>,
+    },
+    Disconnect {
+        conn: ConnectionId,
+    },
+    Touch {
+        conn: ConnectionId,
+    },
+    View {
+        reply: oneshot::Sender<SessionView>,
+    },
+    ViewFor {
+        user: UserId,
+        peer: Option<std::net::IpAddr>,
+        reply: oneshot::Sender<Result<SessionRead, SessionError>>,
+    },
+    Update {
+        user: Identity,
+        update: SessionUpdate,
+        reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
+    },
+    End {
+        user: Identity,
+        reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
+    },
+    Join {
+        conn: ConnectionId,
+        name: Option<String>,
+        reply: oneshot::Sender<Result<ParticipantState, SessionError>>,
+    },
+    Leave {
+        user: UserId,
+        target: String,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Read {
+        user: UserId,
+        since: Seq,
+        rev: Option<Revision>,
+        reply: oneshot::Sender<Result<ReadPage, SessionError>>,
+    },
+    Authenticated {
+        conn: ConnectionId,
+        rid: Option<u64>,
+        outcome: Result<Identity, AuthError>,
+    },
+    Shutdown,
+}
+
+/// A live session as the hub holds it: the way to its task, and the latest
+/// (event sequence, document revision) the task has published, which waiting
+/// readers watch.
+#[derive(Clone)]
+struct SessionHandle {
+    tx: mpsc::Sender<Command>,
+    position: watch::Receiver<(Seq, Revision)>,
+}
+
+struct Inner {
+    sessions: Mutex<HashMap<SessionId, SessionHandle>>,
+    /// Participants who joined over REST: the connection the hub holds open
+    /// for each, by session and user.
+    polls: Mutex<HashMap<(SessionId, UserId), polling::PollClient>>,
+    /// Where sessions are kept, if anywhere.
+    store: Option<Arc<dyn Store>>,
+    /// One lock per session being loaded or unloaded, so that it loads
+    /// once; other sessions load meanwhile.
+    loading: Mutex<HashMap<SessionId, Arc<tokio::sync::Mutex<()>>>>,
+    auth: Arc<dyn Authenticator>,
+    clock: Arc<dyn Clock>,
+    config: HubConfig,
+    next_conn: AtomicU64,
+    counters: Counters,
+    per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Who may create, read and join which session.
+    access: std::sync::RwLock<Arc<dyn Access>>,
+    /// Session creations and guest identities, per user and address.
+    rates: Mutex<RateLimiter>,
+}
+
+/// Live sessions and their tasks. Cheap to clone; clones share the sessions.
+///
+/// ```
+/// use collab_server::{Hub, Identity, TokenAuthenticator};
+/// use collab_core::NewSession;
+/// use collab_core::protocol::ClientFrame;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let hub = Hub::new(TokenAuthenticator::new());
+/// let ann = Identity::new("u1", "Ann");
+/// let info = hub.create_session(&ann, NewSession { code: "print(1)".into(), ..Default::default() }).await?;
+///
+/// let mut conn = hub.connect(&info.id, ann).await?;
+/// conn.send(ClientFrame::join()).await?;
+/// let welcome = conn.recv().await.unwrap();
+/// assert!(matches!(welcome, collab_server::Outbound::Text(t) if t.contains(r#""type":"welcome""#)));
+/// # Ok::<_, collab_server::HubError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    /// A hub with default settings, on tokio's clock.
+    pub fn new(auth: impl Authenticator) -> Self {
+        Self::with_config(
+            Arc::new(auth),
+            Arc::new(TokioClock::new()),
+            HubConfig::default(),
+        )
+    }
+
+    /// A hub with the given authenticator, clock and settings.
+    pub fn with_config(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+    ) -> Self {
+        Self::build(auth, clock, config, None)
+    }
+
+    /// A hub whose sessions are kept in `store`: every acknowledged change is
+    /// saved before the acknowledgement goes out (see [`crate::store`]),
+    /// sessions idle for [`HubConfig::unload_after`] leave memory and load
+    /// again on demand, after a restart too, and a sweep every
+    /// [`HubConfig::sweep_every`] expires idle sessions and deletes ended
+    /// ones after [`HubConfig::keep_ended`]. Must be called within a tokio
+    /// runtime (the sweep is a task).
+    pub fn with_store(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let hub = Self::build(auth, clock, config, Some(store));
+        let weak = Arc::downgrade(&hub.inner);
+        let every = hub.inner.config.sweep_every;
+        let clock = Arc::clone(&hub.inner.clock);
+        tokio::spawn(async move {
+            let mut next = clock.now();
+            loop {
+                clock.sleep_until(next).await;
+                next = clock.now().plus(every);
+                let Some(inner) = weak.upgrade() else { break };
+                let hub = Hub { inner };
+                if let Err(e) = hub.sweep().await {
+                    tracing::warn!(error = %e, "session sweep failed");
+                }
+            }
+        });
+        hub
+    }
+
+    fn build(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        store: Option<Arc<dyn Store>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sessions: Mutex::new(HashMap::new()),
+                auth,
+                clock,
+                config,
+                next_conn: AtomicU64::new(1),
+                counters: Counters::default(),
+                per_address: Mutex::new(HashMap::new()),
+                polls: Mutex::new(HashMap::new()),
+                store,
+                loading: Mutex::new(HashMap::new()),
+                access: std::sync::RwLock::new(Arc::new(DefaultAccess)),
+                rates: Mutex::new(RateLimiter::default()),
+            }),
+        }
+    }
+
+    /// Checks a credential with the hub's authenticator.
+    ///
+    /// # Errors
+    /// [`HubError::Auth`] when it is refused.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, HubError> {
+        Ok(self.inner.auth.authenticate(token).await?)
+    }
+
+    /// The same hub deciding who may create, read and join which session
+    /// with `access` instead of [`DefaultAccess`]. Call it before serving.
+    pub fn with_access(self, access: impl Access) -> Self {
+        *self.inner.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(access);
+        self
+    }
+
+    /// Asks the [`Access`] policy; a denial is [`HubError::Forbidden`].
+    async fn authorize(
+        &self,
+        who: &Identity,
+        request: SessionRequest<'_>,
+    ) -> Result<Option<collab_core::participant::Role>, HubError> {
+        let access = Arc::clone(&self.inner.access.read().unwrap_or_else(|e| e.into_inner()));
+        match access.authorize(who, request).await? {
+            Grant::Allow { role } => Ok(role),
+            Grant::Deny => Err(HubError::Forbidden),
+        }
+    }
+
+    /// Takes one request of `rate` for every key, or refuses them all.
+    fn admit(&self, rate: Rate, keys: &[String]) -> Result<(), HubError> {
+        let now = self.inner.clock.now();
+        let mut rates = self.inner.rates.lock().unwrap_or_else(|e| e.into_inner());
+        if rates.admit(rate, keys, now) {
+            Ok(())
+        } else {
+            Err(HubError::RateLimited)
+        }
+    }
+
+    /// Issues a fresh guest identity (`POST /api/v1/guests`) to a client at
+    /// `peer`, at most [`HubConfig::guest_issue`] per address.
+    ///
+    /// # Errors
+    /// [`HubError::GuestsNotOffered`] unless the authenticator issues guests;
+    /// [`HubError::RateLimited`].
+    pub fn issue_guest(&self, peer: Option<std::net::IpAddr>) -> Result<GuestCredential, HubError> {
+        let Some(issue) = self.inner.auth.issue_guest() else {
+            return Err(HubError::GuestsNotOffered);
+        };
+        if let Some(ip) = peer {
+            self.admit(self.inner.config.guest_issue, &[format!("guest-ip:{ip}")])?;
+        }
+        Ok(issue?)
+    }
+
+    /// The address of the client behind a request that came from `peer`:
+    /// `peer` itself, unless it is one of [`HubConfig::trusted_proxies`],
+    /// whose `Forwarded` (RFC 7239) or else `X-Forwarded-For` header names
+    /// the client. The last address a trusted proxy appended is taken,
+    /// skipping further trusted proxies in a chain, so a client cannot
+    /// choose its own address by sending the header itself.
+    pub fn client_address(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        forwarded: Option<&str>,
+        x_forwarded_for: Option<&str>,
+    ) -> Option<std::net::IpAddr> {
+        crate::transport::client_address(
+            &self.inner.config.trusted_proxies,
+            peer,
+            forwarded,
+            x_forwarded_for,
+        )
+    }
+
+    /// Counts a request from `peer` against
+    /// [`HubConfig::max_connections_per_address`] for as long as the guard
+    /// lives: adapters hold one for each long-poll and event stream.
+    ///
+    /// # Errors
+    /// [`HubError::TooManyConnections`].
+    pub fn hold_address(&self, peer: Option<std::net::IpAddr>) -> Result<AddressGuard, HubError> {
+        Ok(AddressGuard {
+            _slot: AddressSlot::take(&self.inner, peer)?,
+        })
+    }
+
+    /// Creates a session whose Host is `creator`, and starts its task: the
+    /// host application's own call, trusted as it is (no [`Access`] check, no
+    /// rate limit). Requests from clients go through
+    /// [`Hub::create_session_from`]. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`HubError::Session`] for invalid settings; [`HubError::Random`] if no id can be made.
+    pub async fn create_session(
+        &self,
+        creator: &Identity,
+        new: NewSession,
+    ) -> Result<SessionInfo, HubError> {
+        self.start_new(creator, new).await
+    }
+
+    /// [`Hub::create_session`] for a client at `peer`: the [`Access`] policy
+    /// must allow it, and at most [`HubConfig::session_creation`] per user
+    /// and per address.
+    ///
+    /// # Errors
+    /// As [`Hub::create_session`], and [`HubError::Forbidden`],
+    /// [`HubError::RateLimited`].
+    pub async fn create_session_from(
+        &self,
+        creator: &Identity,
+        new: NewSession,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<SessionInfo, HubError> {
+        self.authorize(creator, SessionRequest::Create).await?;
+        let mut keys = vec![format!("create-user:{}", creator.user_id)];
+        if let Some(ip) = peer {
+            keys.push(format!("create-ip:{ip}"));
+        }
+        self.admit(self.inner.config.session_creation, &keys)?;
+        self.start_new(creator, new).await
+    }
+
+    async fn start_new(
+        &self,
+        creator: &Identity,
+        new: NewSession,
+    ) -> Result<SessionInfo, HubError> {
+        let id = random_session_id()?;
+        let now = self.inner.clock.now();
+        let mut session = Session::new(
+            id.clone(),
+            new,
+            creator,
+            self.inner.config.session.clone(),
+            now,
+        )?;
+        let info = session.info();
+        if let Some(store) = &self.inner.store {
+            // Created means stored: the 201 is an acknowledgement too.
+            store.save(&session.take_changes()).await?;
+        }
+        self.start(session);
+        Ok(info)
+    }
+
+    /// Starts a session's task and makes it reachable.
+    fn start(&self, session: Session) -> SessionHandle {
+        let (tx, rx) = mpsc::channel(self.inner.config.inbound_queue);
+        let (position_tx, position) = watch::channel(session.position());
+        let weak = tx.downgrade();
+        let handle = SessionHandle { tx, position };
+        self.sessions().insert(session.id().clone(), handle.clone());
+        tokio::spawn(run_session(
+            session,
+            rx,
+            weak,
+            position_tx,
+            Arc::clone(&self.inner),
+        ));
+        handle
+    }
+
+    /// Looks for stored sessions to expire or delete: an unloaded session
+    /// idle past its expiry is loaded, which ends it (and unloads it again);
+    /// an ended one past [`HubConfig::keep_ended`] is deleted. Runs on its own
+    /// every [`HubConfig::sweep_every`]; callable to force a sweep.
+    ///
+    /// # Errors
+    /// [`HubError::Store`] when the store cannot list its sessions. A session
+    /// that cannot be loaded is skipped (and logged).
+    pub async fn sweep(&self) -> Result<(), HubError> {
+        let Some(store) = self.inner.store.clone() else {
+            return Ok(());
+        };
+        let now = self.inner.clock.now();
+        for summary in store.due(now, self.inner.config.keep_ended).await? {
+            let loaded = self.sessions().contains_key(&summary.id);
+            match summary.ended_at {
+                Some(ended) if now >= ended.plus(self.inner.config.keep_ended) => {
+                    if !loaded {
+                        store.delete(&summary.id).await?;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    let expires = summary
+                        .last_activity
+                        .plus(std::time::Duration::from_secs(summary.expires_after_secs));
+                    if !loaded && now >= expires {
+                        if let Err(e) = self.handle(&summary.id).await {
+                            tracing::warn!(session = %summary.id, error = %e, "cannot expire session");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The session as `who`, at `peer`, may read it over REST: all of it for
+    /// a member or its creator, the summary for others the [`Access`] policy
+    /// lets read, nothing for the banned (by identity, or a newcomer from a
+    /// banned address).
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`]; [`HubError::Forbidden`];
+    /// [`SessionError::Banned`].
+    pub async fn session_for(
+        &self,
+        id: &SessionId,
+        who: &Identity,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<SessionRead, HubError> {
+        self.authorize(who, SessionRequest::Read(id)).await?;
+        let user = who.user_id.clone();
+        Ok(self
+            .ask(id, |reply| Command::ViewFor { user, peer, reply })
+            .await??)
+    }
+
+    /// The session's info, code and participants, for the host application
+    /// itself (no access check: REST reads go through [`Hub::session_for`]).
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`].
+    pub async fn session(&self, id: &SessionId) -> Result<SessionView, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(id, Command::View { reply }).await?;
+        rx.await.map_err(|_| HubError::ShuttingDown)
+    }
+
+    /// Changes title, language or status as `user`, who must be a host.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] when refused.
+    pub async fn update_session(
+        &self,
+        id: &SessionId,
+        user: &Identity,
+        update: SessionUpdate,
+    ) -> Result<SessionInfo, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(
+            id,
+            Command::Update {
+                user: user.clone(),
+                update,
+                reply,
+            },
+        )
+        .await?;
+        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+    }
+
+    /// Ends the session as `user`, who must be a host.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] when refused.
+    pub async fn end_session(
+        &self,
+        id: &SessionId,
+        user: &Identity,
+    ) -> Result<SessionInfo, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(
+            id,
+            Command::End {
+                user: user.clone(),
+                reply,
+            },
+        )
+        .await?;
+        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+    }
+
+    /// Opens a connection to a session for an authenticated `identity`. The
+    /// client's first frame should be `join`.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] if the session
+    /// has ended or the user was kicked.
+    pub async fn connect(
+        &self,
+        id: &SessionId,
+        identity: Identity,
+    ) -> Result<Connection, HubError> {
+        self.connect_from(id, identity, None).await
+    }
+
+    /// Checks an upgrade's `Origin` header against the hub's [`OriginPolicy`].
+    ///
+    /// # Errors
+    /// [`HubError::OriginNotAllowed`].
+    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), HubError> {
+        if self.inner.config.origins.allows(origin, host) {
+            Ok(())
+        } else {
+            Err(HubError::OriginNotAllowed)
+        }
+    }
+
+    /// The largest WebSocket message the protocol takes (a text frame or a
+    /// replica's sync message, whichever limit is larger): adapters set
+    /// their framework's message and frame size to it, so nothing larger is
+    /// ever buffered.
+    pub fn max_message_bytes(&self) -> usize {
+        let session = &self.inner.config.session;
+        session.max_frame_bytes.max(session.max_sync_bytes)
+    }
+
+    /// How long adapters wait for a request body ([`HubConfig::body_timeout`]).
+    pub fn body_timeout(&self) -> std::time::Duration {
+        self.inner.config.body_timeout
+    }
+
+    /// The keepalive interval adapters ping idle WebSockets at.
+    pub fn keepalive(&self) -> std::time::Duration {
+        self.inner.config.keepalive
+    }
+
+    /// [`Hub::connect`] for a client at `peer`, counted against
+    /// [`HubConfig::max_connections_per_address`].
+    ///
+    /// # Errors
+    /// As [`Hub::connect`], and [`HubError::TooManyConnections`].
+    pub async fn connect_from(
+        &self,
+        id: &SessionId,
+        identity: Identity,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Connection, HubError> {
+        let mut identity = identity;
+        identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
+        let slot = AddressSlot::take(&self.inner, peer)?;
+        let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
+        let shared = Arc::new(ConnShared::default());
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Connect {
+            conn,
+            identity,
+            address: peer,
+            outbound: out_tx,
+            shared: Arc::clone(&shared),
+            reply,
+        };
+        let session_tx = self.command(id, command).await?;
+        rx.await.map_err(|_| HubError::ShuttingDown)??;
+        self.inner
+            .counters
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
+        let guard = Arc::new(DisconnectGuard {
+            conn,
+            tx: session_tx.clone(),
+            hub: Arc::clone(&self.inner),
+            _slot: slot,
+        });
+        Ok(Connection {
+            sender: ConnectionSender {
+                conn,
+                tx: session_tx,
+                guard: Arc::clone(&guard),
+                hub: Arc::clone(&self.inner),
+            },
+            receiver: ConnectionReceiver {
+                rx: out_rx,
+                shared,
+                done: false,
+                _guard: guard,
+            },
+        })
+    }
+
+    /// Closes every connection with [`CloseReason::ServerShutdown`] and stops
+    /// every session task. Clients get a `goodbye` frame and close code 1001.
+    pub async fn shutdown(&self) {
+        let sessions: Vec<mpsc::Sender<Command>> =
+            self.sessions().drain().map(|(_, h)| h.tx).collect();
+        self.inner
+            .polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        for tx in sessions {
+            let _ = tx.send(Command::Shutdown).await;
+            tx.closed().await;
+        }
+    }
+
+    /// Counters across the hub.
+    pub fn stats(&self) -> HubStats {
+        let c = &self.inner.counters;
+        HubStats {
+            sessions: self.sessions().len() as u64,
+            connections: c.connections.load(Ordering::Relaxed),
+            frames_in: c.frames_in.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            frames_out: c.frames_out.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            slow_consumer_drops: c.drops.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionHandle>> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live session `id`, loaded from the store if it is not in memory.
+    async fn handle(&self, id: &SessionId) -> Result<SessionHandle, HubError> {
+        if let Some(handle) = self.sessions().get(id).cloned() {
+            return Ok(handle);
+        }
+        let Some(store) = self.inner.store.clone() else {
+            return Err(HubError::SessionNotFound);
+        };
+        let _loading = LoadingGuard::lock(&self.inner, id).await;
+        if let Some(handle) = self.sessions().get(id).cloned() {
+            return Ok(handle);
+        }
+        let stored = store.load(id).await?.ok_or(HubError::SessionNotFound)?;
+        let now = self.inner.clock.now();
+        let config = self.inner.config.session.clone();
+        // Restoring replays the document and the history: seconds for a big
+        // session, which must not hold a runtime worker that other sessions'
+        // frames wait for.
+        let session = tokio::task::spawn_blocking(move || Session::restore(stored, config, now))
+            .await
+            .map_err(|_| HubError::ShuttingDown)??;
+        Ok(self.start(session))
+    }
+
+    async fn command(
+        &self,
+        id: &SessionId,
+        command: Command,
+    ) -> Result<mpsc::Sender<Command>, HubError> {
+        let tx = self.handle(id).await?.tx;
+        if let Err(mpsc::error::SendError(command)) = tx.send(command).await {
+            // The session unloaded between the lookup and the send: load it
+            // again and ask once more.
+            let tx = self.handle(id).await?.tx;
+            tx.send(command).await.map_err(|_| HubError::ShuttingDown)?;
+            return Ok(tx);
+        }
+        Ok(tx)
+    }
+
+    /// Sends `command` built around a reply channel and waits for the answer.
+    async fn ask<T>(
+        &self,
+        id: &SessionId,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(id, command(reply)).await?;
+        rx.await.map_err(|_| HubError::ShuttingDown)
+    }
+}
+
+/// A fresh session id from the operating system's random source: 128 bits,
+/// so a shared link cannot be guessed.
+fn random_session_id() -> Result<SessionId, HubError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(HubError::Random)?;
+    Ok(SessionId::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_session_ids_differ_and_parse() {
+        let ids: std::collections::HashSet<_> =
+            (0..1000).map(|_| random_session_id().unwrap()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(10) {
+            assert_eq!(SessionId::parse(id.as_str()).as_ref(), Ok(id));
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The session task: the only writer of its session. It applies commands,
+//! stores what changed, then delivers frames, and sleeps until the
+//! session's next deadline.
+
+use super::*;
+
+pub(super) struct Peer {
+    pub(super) tx: mpsc::Sender<Outbound>,
+    pub(super) shared: Arc<ConnShared>,
+}
+
+/// A reply that may go out only once the step's changes are stored.
+pub(super) type Deferred = Box<dyn FnOnce() + Send>;
+
+/// Commands taken at once before one store write: the group commit.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// One session's task state.
+pub(super) struct Task {
+    pub(super) session: Session,
+    pub(super) peers: HashMap<ConnectionId, Peer>,
+    pub(super) hub: Arc<Inner>,
+    pub(super) me: mpsc::WeakSender<Command>,
+    pub(super) deferred: Vec<Deferred>,
+    pub(super) stop: bool,
+    /// When the last command arrived: a session just loaded to answer a
+    /// request is in use even if nothing happens in it.
+    pub(super) last_command: Timestamp,
+}
+
+impl Task {
+    pub(super) fn apply(&mut self, command: Command) {
+        let now = self.hub.clock.now();
+        self.last_command = now;
+        let session = &mut self.session;
+        match command {
+            Command::Connect {
+                conn,
+                identity,
+                address,
+                outbound,
+                shared,
+                reply,
+            } => {
+                let result = session.connect_from(conn, identity, address, now);
+                if result.is_ok() {
+                    self.peers.insert(
+                        conn,
+                        Peer {
+                            tx: outbound,
+                            shared,
+                        },
+                    );
+                }
+                let _ = reply.send(result);
+            }
+            Command::Text { conn, text } => session.handle_text(conn, &text, now),
+            Command::Binary { conn, bytes } => session.handle_binary(conn, &bytes, now),
+            Command::Touch { conn } => session.touch(conn, now),
+            Command::Disconnect { conn } => {
+                self.peers.remove(&conn);
+                session.disconnect(conn, now);
+            }
+            Command::View { reply } => {
+                let view = SessionView {
+                    info: session.info(),
+                    code: session.code(),
+                    rev: session.position().1,
+                    participants: session.participants(now),
+                };
+                let _ = reply.send(view);
+            }
+            Command::ViewFor { user, peer, reply } => {
+                let read = session.may_read(&user, peer).map(|member| {
+                    if member {
+                        SessionRead::Full(SessionView {
+                            info: session.info(),
+                            code: session.code(),
+                            rev: session.position().1,
+                            participants: session.participants(now),
+                        })
+                    } else {
+                        SessionRead::Summary(session.info())
+                    }
+                });
+                let _ = reply.send(read);
+            }
+            Command::Update {
+                user,
+                update,
+                reply,
+            } => {
+                let result = session.update(&user.user_id, update, now);
+                self.defer(reply, result);
+            }
+            Command::End { user, reply } => {
+                let result = session.end(&user.user_id, now);
+                self.defer(reply, result);
+            }
+            Command::Join { conn, name, reply } => {
+                let result = session.join_connection(conn, name, now);
+                self.defer(reply, result);
+            }
+            Command::Leave {
+                user,
+                target,
+                reply,
+            } => {
+                let result = session.leave_user(&user, &target, now);
+                self.defer(reply, result);
+            }
+            Command::Read {
+                user,
+                since,
+                rev,
+                reply,
+            } => {
+                let _ = reply.send(session.read(&user, since, rev, usize::MAX));
+            }
+            Command::Authenticated { conn, rid, outcome } => {
+                session.handle_authenticated(conn, rid, outcome, now);
+            }
+            Command::Shutdown => {
+                session.close_all(CloseReason::ServerShutdown, now);
+                self.stop = true;
+            }
+        }
+    }
+
+    pub(super) fn defer<T: Send + 'static>(&mut self, reply: oneshot::Sender<T>, value: T) {
+        self.deferred.push(Box::new(move || {
+            let _ = reply.send(value);
+        }));
+    }
+
+    /// Stores what changed, retrying while the store is down: nothing the
+    /// step produced goes out before. `false` if the session cannot be
+    /// stored at all (damaged), after closing everyone: nothing of what was
+    /// not stored is acknowledged, and the session loads again from what was.
+    async fn persist(&mut self) -> bool {
+        let Some(store) = self.hub.store.clone() else {
+            return true;
+        };
+        let changes = self.session.take_changes();
+        if changes.is_empty() {
+            return true;
+        }
+        let mut delay = std::time::Duration::from_millis(20);
+        loop {
+            match store.save(&changes).await {
+                Ok(()) => return true,
+                Err(e @ StoreError::Damaged { .. }) => {
+                    tracing::error!(session = %self.session.id(), error = %e, "cannot store session; closing it");
+                    while self.session.poll_transmit().is_some() {}
+                    self.deferred.clear();
+                    let now = self.hub.clock.now();
+                    self.session.close_all(CloseReason::ServerShutdown, now);
+                    self.stop = true;
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %self.session.id(), error = %e, "store write failed; retrying");
+                    let clock = &self.hub.clock;
+                    clock.sleep_until(clock.now().plus(delay)).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Stores, then sends, then answers: the order the durability contract needs.
+    async fn finish_step(&mut self, position: &watch::Sender<(Seq, Revision)>) {
+        self.persist().await;
+        deliver(&mut self.session, &mut self.peers, &self.hub, &self.me);
+        for reply in self.deferred.drain(..) {
+            reply();
+        }
+        let now_at = self.session.position();
+        position.send_if_modified(|p| std::mem::replace(p, now_at) != now_at);
+    }
+
+    /// When to unload, with a store: at once for an ended session nobody is
+    /// connected to, after [`HubConfig::unload_after`] for an idle one.
+    pub(super) fn unload_at(&self) -> Option<Timestamp> {
+        if self.hub.store.is_none() || self.session.connection_count() > 0 {
+            return None;
+        }
+        if self.session.is_ended() {
+            return Some(self.session.last_activity());
+        }
+        let last_use = self.session.last_activity().max(self.last_command);
+        Some(last_use.plus(self.hub.config.unload_after))
+    }
+
+    /// Leaves the hub's map, under the load lock so the session cannot load
+    /// again until its last changes are stored. `false` (and back in the map)
+    /// if a connection arrived meanwhile.
+    async fn unload(
+        &mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        position: &watch::Sender<(Seq, Revision)>,
+    ) -> bool {
+        let hub = Arc::clone(&self.hub);
+        let id = self.session.id().clone();
+        let _loading = LoadingGuard::lock(&hub, &id).await;
+        let mine = self.me.upgrade();
+        {
+            let mut sessions = hub.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Some(h), Some(mine)) = (sessions.get(&id), mine.as_ref()) {
+                if h.tx.same_channel(mine) {
+                    sessions.remove(&id);
+                }
+            }
+        }
+        while let Ok(command) = rx.try_recv() {
+            self.apply(command);
+        }
+        self.finish_step(position).await;
+        if self.session.connection_count() == 0 || self.stop {
+            return true;
+        }
+        if let Some(tx) = mine {
+            let handle = SessionHandle {
+                tx,
+                position: position.subscribe(),
+            };
+            hub.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, handle);
+        }
+        false
+    }
+}
+
+/// Holds one session's loading lock; the last holder forgets the lock.
+pub(super) struct LoadingGuard {
+    pub(super) inner: Arc<Inner>,
+    pub(super) id: SessionId,
+    pub(super) lock: Arc<tokio::sync::Mutex<()>>,
+    pub(super) guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl LoadingGuard {
+    pub(super) async fn lock(inner: &Arc<Inner>, id: &SessionId) -> Self {
+        let lock = Arc::clone(
+            inner
+                .loading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.clone())
+                .or_default(),
+        );
+        let guard = Arc::clone(&lock).lock_owned().await;
+        Self {
+            inner: Arc::clone(inner),
+            id: id.clone(),
+            lock,
+            guard: Some(guard),
+        }
+    }
+}
+
+impl Drop for LoadingGuard {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut loading = self.inner.loading.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's and ours: nobody else waits for this session.
+        if Arc::strong_count(&self.lock) == 2 {
+            loading.remove(&self.id);
+        }
+    }
+}
+
+pub(super) async fn run_session(
+    session: Session,
+    mut rx: mpsc::Receiver<Command>,
+    me: mpsc::WeakSender<Command>,
+    position: watch::Sender<(Seq, Revision)>,
+    hub: Arc<Inner>,
+) {
+    let hub_now = hub.clock.now();
+    let mut task = Task {
+        session,
+        peers: HashMap::new(),
+        hub,
+        me,
+        deferred: Vec::new(),
+        stop: false,
+        last_command: hub_now,
+    };
+    loop {
+        let unload_at = task.unload_at();
+        let deadline = match (task.session.poll_timeout(), unload_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let clock = Arc::clone(&task.hub.clock);
+        let wake = async {
+            match deadline {
+                Some(at) => clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            command = rx.recv() => {
+                let Some(command) = command else { break };
+                task.apply(command);
+                // Everything already waiting joins this step and its one write.
+                for _ in 0..MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(command) => task.apply(command),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = wake => task.session.handle_timeout(task.hub.clock.now()),
+        }
+        task.finish_step(&position).await;
+        if task.stop {
+            break;
+        }
+        let now = task.hub.clock.now();
+        if task.unload_at().is_some_and(|at| now >= at) && task.unload(&mut rx, &position).await {
+            break;
+        }
+    }
+    if task.stop {
+        // Shut down or damaged: out of the map, if still there.
+        let id = task.session.id().clone();
+        let mine = task.me.upgrade();
+        let mut sessions = task.hub.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(h), Some(mine)) = (sessions.get(&id), mine.as_ref()) {
+            if h.tx.same_channel(mine) {
+                sessions.remove(&id);
+            }
+        }
+    }
+}
+
+/// Hands everything the session wants sent to the connections' queues, without
+/// ever waiting: a full queue drops that connection as a slow consumer.
+pub(super) fn deliver(
+    session: &mut Session,
+    peers: &mut HashMap<ConnectionId, Peer>,
+    hub: &Arc<Inner>,
+    me: &mpsc::WeakSender<Command>,
+) {
+    loop {
+        let mut slow = Vec::new();
+        while let Some(transmit) = session.poll_transmit() {
+            match transmit {
+                Transmit::Send { to, frame } => {
+                    let text: Arc<str> = frame.to_json().into();
+                    for conn in to {
+                        let Some(peer) = peers.get(&conn) else {
+                            continue;
+                        };
+                        if peer.tx.try_send(Outbound::Text(Arc::clone(&text))).is_ok() {
+                            hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+                            hub.counters
+                                .bytes_out
+                                .fetch_add(text.len() as u64, Ordering::Relaxed);
+                        } else {
+                            slow.push(conn);
+                        }
+                    }
+                }
+                Transmit::SendBinary { to, bytes } => {
+                    let Some(peer) = peers.get(&to) else { continue };
+                    let len = bytes.len() as u64;
+                    if peer.tx.try_send(Outbound::Binary(bytes)).is_ok() {
+                        hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+                        hub.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
+                    } else {
+                        slow.push(to);
+                    }
+                }
+                Transmit::Authenticate { conn, rid, token } => {
+                    // Checked off the session task, which must not wait on an
+                    // authenticator; the outcome comes back as a command.
+                    let (Some(tx), auth) = (me.upgrade(), Arc::clone(&hub.auth)) else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let outcome = auth.authenticate(Some(&token)).await;
+                        let _ = tx.send(Command::Authenticated { conn, rid, outcome }).await;
+                    });
+                }
+                Transmit::Close { conn, reason } => {
+                    if let Some(peer) = peers.remove(&conn) {
+                        peer.shared.set(reason);
+                        let _ = peer.tx.try_send(Outbound::Close(reason));
+                    }
+                }
+            }
+        }
+        if slow.is_empty() {
+            return;
+        }
+        let now = hub.clock.now();
+        for conn in slow {
+            if let Some(peer) = peers.remove(&conn) {
+                hub.counters.drops.fetch_add(1, Ordering::Relaxed);
+                peer.shared.set(CloseReason::SlowConsumer);
+                session.disconnect(conn, now);
+            }
+        }
+    }
+}
