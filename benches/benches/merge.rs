@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use automerge::transaction::Transactable as _;
 use collab_benches::{drain, session, text_op_frame, Edit, Trace, T0};
 use collab_core::ids::ConnectionId;
-use collab_core::{Document, ReplicaClient, SyncState};
+use collab_core::{Document, Identity, ReplicaClient, SyncState};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 fn single_writer(c: &mut Criterion, trace: &Trace) {
@@ -319,8 +319,14 @@ fn late_joiner(c: &mut Criterion, trace: &Trace) {
                     s
                 },
                 |mut s| {
-                    let (snapshot, state) = s.document_mut().replica_start();
-                    (s, snapshot, state)
+                    // The same writer opens a replica connection: its join
+                    // is answered with the document's save.
+                    let replica = ConnectionId(2);
+                    s.connect(replica, Identity::new("w0", "Writer 0"), T0)
+                        .expect("room for a connection");
+                    s.handle_text(replica, r#"{"type":"join","mode":"replica"}"#, T0);
+                    drain(&mut s);
+                    s
                 },
                 BatchSize::PerIteration,
             );

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use collab_core::{ClientFrame, Identity, NewSession, SessionConfig, SessionId};
+use collab_core::{ClientFrame, Identity, NewSession, SessionId};
 use collab_server::{
     Connection, Hub, HubConfig, MemoryStore, Outbound, Store, TokenAuthenticator, TokioClock,
 };
@@ -14,19 +14,15 @@ use collab_sqlite::SqliteStore;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn config() -> HubConfig {
-    HubConfig {
-        // Writers here read others' edits only while waiting for their own
-        // ack, in bursts no person produces: a deeper queue keeps them on.
-        outbound_queue: 1 << 16,
-        // A bench types faster than anyone: lift the per-connection rate limit.
-        session: SessionConfig {
-            frames_per_second: u32::MAX,
-            frame_burst: u32::MAX,
-            capacity: 100,
-            ..SessionConfig::default()
-        },
-        ..HubConfig::default()
-    }
+    let mut config = HubConfig::default();
+    // Writers here read others' edits only while waiting for their own
+    // ack, in bursts no person produces: a deeper queue keeps them on.
+    config.outbound_queue = 1 << 16;
+    // A bench types faster than anyone: lift the per-connection rate limit.
+    config.session.frames_per_second = u32::MAX;
+    config.session.frame_burst = u32::MAX;
+    config.session.capacity = 100;
+    config
 }
 
 fn hub(store: Option<Arc<dyn Store>>) -> Hub {

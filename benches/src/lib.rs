@@ -197,11 +197,13 @@ pub fn session(writers: usize) -> collab_core::Session {
     use collab_core::ids::ConnectionId;
     use collab_core::{Identity, NewSession, Session, SessionConfig, SessionId};
     let host = Identity::new("w0", "Writer 0");
-    let config = SessionConfig {
-        capacity: writers.max(1),
-        frames_per_second: u32::MAX,
-        frame_burst: u32::MAX,
-        ..Default::default()
+    let config = {
+        let mut c = SessionConfig::default();
+        c.capacity = writers.max(1);
+        c.frames_per_second = u32::MAX;
+        c.frame_burst = u32::MAX;
+        c.max_document_units = u64::MAX;
+        c
     };
     let mut s = Session::new(
         SessionId::from_bytes([5; 16]),
@@ -211,7 +213,6 @@ pub fn session(writers: usize) -> collab_core::Session {
         T0,
     )
     .expect("valid settings");
-    s.document_mut().set_max_len(u64::MAX);
     for i in 0..writers {
         let who = if i == 0 {
             host.clone()

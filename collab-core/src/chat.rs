@@ -13,6 +13,7 @@ pub use collab_wire::chat::{ChatMessage, ChatPage, CodeAnchor};
 
 /// Limits on chat input.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChatLimits {
     /// Longest message, in characters (default 4,000).
     pub max_message_chars: usize,

@@ -17,6 +17,7 @@ pub use collab_wire::presence::{
 
 /// Timing of presence. The defaults are those users of such rooms expect.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PresenceConfig {
     /// No activity for this long turns a participant idle (default 60 s).
     pub idle_after: Duration,

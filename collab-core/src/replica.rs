@@ -27,7 +27,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, LoadOptions, ObjId, ObjType, ReadDoc, TextEncoding, Value, ROOT};
 
-use crate::document::{DocumentError, DOCUMENT_MAGIC};
+use crate::document::{refused, DocumentError, DOCUMENT_MAGIC};
 
 /// A replica of a session document.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ impl ReplicaClient {
             return self.load_snapshot(message);
         }
         let message = crate::sync::decode(message).map_err(DocumentError::BadSyncMessage)?;
-        crate::sync::receive(&mut self.doc, &mut self.state, message, false)?;
+        crate::sync::receive(&mut self.doc, &mut self.state, message, false).map_err(refused)?;
         // automerge 0.6 loads the first changes into an empty document with its
         // default text encoding; positions here are UTF-16, so load it again
         // with that encoding (once, on the first sync).
@@ -70,7 +70,8 @@ impl ReplicaClient {
             self.doc = AutoCommit::load_with_options(
                 &bytes,
                 LoadOptions::new().text_encoding(TextEncoding::Utf16CodeUnit),
-            )?;
+            )
+            .map_err(refused)?;
         }
         Ok(())
     }
@@ -110,13 +111,14 @@ impl ReplicaClient {
         let mut snapshot = AutoCommit::load_with_options(
             bytes,
             LoadOptions::new().text_encoding(TextEncoding::Utf16CodeUnit),
-        )?;
+        )
+        .map_err(refused)?;
         let heads = snapshot.get_heads();
         self.doc.commit();
         if self.doc.get_heads().is_empty() {
             self.doc = snapshot;
         } else {
-            self.doc.merge(&mut snapshot)?;
+            self.doc.merge(&mut snapshot).map_err(refused)?;
         }
         self.state = sync::State::new();
         self.state.shared_heads = heads;
@@ -150,7 +152,7 @@ impl ReplicaClient {
         insert: &str,
     ) -> Result<(), DocumentError> {
         let obj = self.file(path)?;
-        let text = self.doc.text(&obj)?;
+        let text = self.doc.text(&obj).map_err(refused)?;
         let units: Vec<u16> = text.encode_utf16().collect();
         let end = pos as usize + delete as usize;
         if end > units.len() {
@@ -168,7 +170,8 @@ impl ReplicaClient {
             }
         }
         self.doc
-            .splice_text(&obj, pos as usize, delete as isize, insert)?;
+            .splice_text(&obj, pos as usize, delete as isize, insert)
+            .map_err(refused)?;
         Ok(())
     }
 
@@ -178,8 +181,11 @@ impl ReplicaClient {
     /// [`DocumentError::Structure`] before the document has synced.
     pub fn create_file(&mut self, path: &str, text: &str) -> Result<(), DocumentError> {
         let files = self.files_obj()?;
-        let obj = self.doc.put_object(&files, path, ObjType::Text)?;
-        self.doc.splice_text(&obj, 0, 0, text)?;
+        let obj = self
+            .doc
+            .put_object(&files, path, ObjType::Text)
+            .map_err(refused)?;
+        self.doc.splice_text(&obj, 0, 0, text).map_err(refused)?;
         Ok(())
     }
 
@@ -188,7 +194,7 @@ impl ReplicaClient {
     /// # Errors
     /// Only if automerge refuses the write.
     pub fn set_language(&mut self, language: &str) -> Result<(), DocumentError> {
-        self.doc.put(ROOT, "language", language)?;
+        self.doc.put(ROOT, "language", language).map_err(refused)?;
         Ok(())
     }
 
@@ -220,7 +226,7 @@ impl ReplicaClient {
     }
 
     fn files_obj(&self) -> Result<ObjId, DocumentError> {
-        match self.doc.get(ROOT, "files")? {
+        match self.doc.get(ROOT, "files").map_err(refused)? {
             Some((Value::Object(ObjType::Map), id)) => Ok(id),
             _ => Err(DocumentError::Structure("not synced yet: no files".into())),
         }
@@ -228,7 +234,7 @@ impl ReplicaClient {
 
     fn file(&self, path: &str) -> Result<ObjId, DocumentError> {
         let files = self.files_obj()?;
-        match self.doc.get(&files, path)? {
+        match self.doc.get(&files, path).map_err(refused)? {
             Some((Value::Object(ObjType::Text), id)) => Ok(id),
             _ => Err(DocumentError::UnknownFile(path.to_owned())),
         }

@@ -198,9 +198,10 @@ fn utf16(s: &str) -> u32 {
 impl World {
     fn new(thin: usize, replicas: usize) -> Self {
         let host = Identity::new("host", "Host");
-        let config = SessionConfig {
-            capacity: 20,
-            ..Default::default()
+        let config = {
+            let mut c = SessionConfig::default();
+            c.capacity = 20;
+            c
         };
         let session = Session::new(
             SessionId::from_bytes([3; 16]),

@@ -639,10 +639,11 @@ fn presence_is_bound_to_the_sender() {
 #[test]
 fn presence_fan_out_is_coalesced_latest_wins() {
     // Faster than the frame rate limit allows, to see coalescing alone.
-    let config = SessionConfig {
-        frames_per_second: 1_000,
-        frame_burst: 1_000,
-        ..Default::default()
+    let config = {
+        let mut c = SessionConfig::default();
+        c.frames_per_second = 1_000;
+        c.frame_burst = 1_000;
+        c
     };
     let mut h = Harness::with(config, NewSession::default());
     let watcher = h.join(host());
@@ -1194,9 +1195,10 @@ fn strangers_and_kicked_users_cannot_read() {
 #[test]
 fn a_rest_join_counts_against_capacity() {
     let mut h = Harness::with(
-        SessionConfig {
-            capacity: 1,
-            ..SessionConfig::default()
+        {
+            let mut c = SessionConfig::default();
+            c.capacity = 1;
+            c
         },
         NewSession::default(),
     );
@@ -1211,10 +1213,11 @@ fn a_rest_join_counts_against_capacity() {
 #[test]
 fn a_frame_refused_by_the_rate_limit_is_named_by_its_rid() {
     let mut h = Harness::with(
-        SessionConfig {
-            frames_per_second: 1,
-            frame_burst: 2,
-            ..SessionConfig::default()
+        {
+            let mut c = SessionConfig::default();
+            c.frames_per_second = 1;
+            c.frame_burst = 2;
+            c
         },
         NewSession::default(),
     );

@@ -70,15 +70,17 @@ async fn two_clients_chat_through_the_hub() {
 #[tokio::test]
 async fn a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
     // Fast enough to outrun a reader, within the frame rate limit.
-    let session = collab_core::SessionConfig {
-        frames_per_second: 10_000,
-        frame_burst: 10_000,
-        ..Default::default()
+    let session = {
+        let mut c = collab_core::SessionConfig::default();
+        c.frames_per_second = 10_000;
+        c.frame_burst = 10_000;
+        c
     };
-    let hub = hub_with(HubConfig {
-        outbound_queue: 16,
-        session,
-        ..Default::default()
+    let hub = hub_with({
+        let mut c = HubConfig::default();
+        c.outbound_queue = 16;
+        c.session = session;
+        c
     });
     let host = Identity::new("h", "Host");
     let info = hub
@@ -307,9 +309,10 @@ async fn a_flooding_client_is_refused_then_closed() {
 
 #[tokio::test]
 async fn connections_per_address_are_limited() {
-    let hub = hub_with(HubConfig {
-        max_connections_per_address: 3,
-        ..Default::default()
+    let hub = hub_with({
+        let mut c = HubConfig::default();
+        c.max_connections_per_address = 3;
+        c
     });
     let host = Identity::new("h", "Host");
     let info = hub

@@ -174,10 +174,11 @@ fn everything_saved_comes_back() {
 #[test]
 fn many_edits_compact_the_stored_document() {
     let mut h = Harness::with(
-        SessionConfig {
-            frames_per_second: 1_000_000,
-            frame_burst: 1_000_000,
-            ..SessionConfig::default()
+        {
+            let mut c = SessionConfig::default();
+            c.frames_per_second = 1_000_000;
+            c.frame_burst = 1_000_000;
+            c
         },
         NewSession::default(),
     );

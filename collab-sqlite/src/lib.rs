@@ -38,7 +38,7 @@
 //! changes.record = Some(record.clone());
 //!
 //! // Resolves once the change is committed and synced to disk.
-//! store.save(changes).await?;
+//! store.save(&changes).await?;
 //!
 //! let stored = store.load(&id).await?.expect("just saved");
 //! assert_eq!(stored.record, record);

@@ -265,10 +265,11 @@ pub fn session(data: &[u8]) {
         return;
     };
     let host = Identity::new("host", "Host");
-    let config = SessionConfig {
-        frames_per_second: 1_000_000,
-        frame_burst: 1_000_000,
-        ..SessionConfig::default()
+    let config = {
+        let mut c = SessionConfig::default();
+        c.frames_per_second = 1_000_000;
+        c.frame_burst = 1_000_000;
+        c
     };
     let new = NewSession {
         code: "fn main() {}\n".into(),

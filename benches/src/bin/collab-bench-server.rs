@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use collab_axum::HttpLimits;
-use collab_core::{AuthError, Identity, SessionConfig};
+use collab_core::{AuthError, Identity};
 use collab_server::{Authenticator, Hub, HubConfig, Rate, TokioClock};
 use collab_sqlite::SqliteStore;
 
@@ -71,19 +71,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     });
     let unlimited = Rate::new(u32::MAX, Duration::from_millis(1));
-    let config = HubConfig {
-        session: SessionConfig {
-            capacity: args.capacity,
-            max_connections: args.capacity + 50,
-            frames_per_second: 1_000_000,
-            frame_burst: 1_000_000,
-            ..SessionConfig::default()
-        },
-        max_connections_per_address: usize::MAX,
-        session_creation: unlimited,
-        guest_issue: unlimited,
-        ..HubConfig::default()
-    };
+    let mut config = HubConfig::default();
+    config.session.capacity = args.capacity;
+    config.session.max_connections = args.capacity + 50;
+    config.session.frames_per_second = 1_000_000;
+    config.session.frame_burst = 1_000_000;
+    config.max_connections_per_address = usize::MAX;
+    config.session_creation = unlimited;
+    config.guest_issue = unlimited;
     let (auth, clock) = (Arc::new(AnyToken), Arc::new(TokioClock::new()));
     let hub = match &args.sqlite {
         Some(path) => Hub::with_store(auth, clock, config, Arc::new(SqliteStore::open(path)?)),

@@ -4,6 +4,7 @@ use super::*;
 
 /// Settings of one session. The defaults suit an interview room.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// Most participants online at once (default 10).
     pub capacity: usize,
@@ -36,6 +37,9 @@ pub struct SessionConfig {
     pub max_title_chars: usize,
     /// Most events one `events` page carries (default 500).
     pub max_events_page: usize,
+    /// Largest document, all files together, in UTF-16 code units
+    /// (default 4 Mi: a few megabytes of code).
+    pub max_document_units: u64,
 }
 
 impl Default for SessionConfig {
@@ -55,6 +59,7 @@ impl Default for SessionConfig {
             max_name_chars: 64,
             max_title_chars: 200,
             max_events_page: 500,
+            max_document_units: 4 * 1024 * 1024,
         }
     }
 }

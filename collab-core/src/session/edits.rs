@@ -14,11 +14,6 @@ impl Session {
         self.document.text(DEFAULT_FILE).unwrap_or_default()
     }
 
-    /// The session document, to change it outside a connection (tests, tools).
-    pub fn document_mut(&mut self) -> &mut Document {
-        &mut self.document
-    }
-
     #[allow(clippy::too_many_arguments)] // one per field of the frame, plus who and when
     pub(super) fn text_op(
         &mut self,

@@ -168,6 +168,9 @@ impl Session {
             initial_files: [(DEFAULT_FILE.to_owned(), new.code)].into_iter().collect(),
             persisted: Persisted::default(),
         };
+        session
+            .document
+            .set_max_len(session.config.max_document_units);
         session.arm_session_expiry();
         Ok(session)
     }
@@ -219,8 +222,9 @@ impl Session {
         self.after_input(now);
     }
 
-    /// Handles one decoded frame from a connection.
-    pub fn handle_message(&mut self, conn: ConnectionId, msg: ClientMessage, now: Timestamp) {
+    /// Handles one decoded frame from a connection that the rate limit
+    /// admitted.
+    fn handle_message(&mut self, conn: ConnectionId, msg: ClientMessage, now: Timestamp) {
         if !self.connections.contains_key(&conn) {
             return;
         }

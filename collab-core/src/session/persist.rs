@@ -128,6 +128,9 @@ impl Session {
             initial_files: record.initial_files,
             persisted,
         };
+        session
+            .document
+            .set_max_len(session.config.max_document_units);
         session.arm_session_expiry();
         Ok(session)
     }

@@ -4,6 +4,7 @@ use super::*;
 
 /// Settings of a [`Hub`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HubConfig {
     /// Settings every new session starts from.
     pub session: SessionConfig,

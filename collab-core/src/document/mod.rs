@@ -1,0 +1,471 @@
+//! The session document: files (path -> text), the language, and shared run
+//! output, kept in an automerge document so that concurrent edits merge instead
+//! of overwriting each other.
+//!
+//! Two ways in, one truth:
+//!
+//! - **Thin clients** send [`TextOperation`]s tagged with the revision they were
+//!   typed against. [`Document::apply_operation`] rebases them over everything
+//!   applied since (operational transformation; at a tie the history goes
+//!   first, or the author who goes first when the client asks for it) and
+//!   applies the result to the automerge document as a local transaction.
+//! - **Replicas** hold their own automerge document and speak automerge's sync
+//!   protocol ([`Document::receive_sync`], [`Document::generate_sync`]). What
+//!   their changes do to the text comes back as patches, which become
+//!   operations in the same history.
+//!
+//! Every change to a file's text, from either path, gets the next revision in
+//! one linear history ([`Version`]). That history is what thin clients rebase
+//! over, what replay steps through, and what `text_at` reads.
+//!
+//! Text positions and lengths count UTF-16 code units, as browsers do.
+//!
+//! A mirror of every file's text is kept in a rope, so that checking an
+//! operation against the text (its length, surrogate pairs) and reading the text
+//! never walks the automerge history. Local changes are committed in batches
+//! (when the author changes, every [`COMMIT_EVERY`] operations, or when
+//! anything needs the heads), because an automerge commit costs more than the
+//! edit itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    AutoCommit, LoadOptions, ObjId, ObjType, Patch, PatchAction, Prop, ReadDoc, ScalarValue,
+    TextEncoding, Value, ROOT,
+};
+use ropey::Rope;
+
+use crate::ids::ParticipantId;
+use crate::ot::{OtError, TextOperation};
+use crate::protocol::Ties;
+use crate::time::Timestamp;
+
+pub use collab_wire::document::{
+    Change, DocumentSnapshot, Revision, RunOutput, Version, DEFAULT_FILE, MAX_FILES, MAX_RUNS,
+    MAX_RUN_OUTPUT_BYTES,
+};
+
+mod history;
+mod persist;
+mod replica;
+mod thin;
+
+pub use replica::SyncState;
+use thin::apply_to_rope;
+
+/// Longest file path, in bytes.
+pub const MAX_PATH_BYTES: usize = crate::presence::MAX_FILE_PATH_BYTES;
+/// Local operations committed together at most.
+pub const COMMIT_EVERY: usize = 64;
+/// A checkpoint of every file's text is kept every this many revisions, so
+/// that reading the text at an old revision replays at most this many operations.
+const CHECKPOINT_EVERY: u64 = 1_024;
+
+/// A document operation that cannot be done. Unless said otherwise, the
+/// caller's mistake, and nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// A path is empty, too long, or has control characters.
+    #[error("file path must be 1 to {MAX_PATH_BYTES} bytes without control characters")]
+    BadPath,
+    /// No file at that path.
+    #[error("no file {0:?}")]
+    UnknownFile(String),
+    /// A file already exists at that path.
+    #[error("file {0:?} exists already")]
+    FileExists(String),
+    /// The document has [`MAX_FILES`] files.
+    #[error("a document holds at most {MAX_FILES} files")]
+    TooManyFiles,
+    /// The revision is newer than the document's.
+    #[error("unknown revision {rev}; the document is at {current}")]
+    UnknownRevision {
+        /// The revision given.
+        rev: Revision,
+        /// The document's revision.
+        current: Revision,
+    },
+    /// The operation does not fit the text it was rebased onto.
+    #[error("operation does not fit the text: {0}")]
+    Operation(#[from] OtError),
+    /// The document would grow past its size limit.
+    #[error("document would be {len} UTF-16 units; the limit is {max}")]
+    TooLarge {
+        /// Size after the change.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A run output is too large.
+    #[error("run output is limited to {MAX_RUN_OUTPUT_BYTES} bytes per stream")]
+    RunOutputTooLarge,
+    /// Bytes that are not an automerge sync message.
+    #[error("not a sync message: {0}")]
+    BadSyncMessage(String),
+    /// The document's structure is not what this library writes (a damaged or
+    /// foreign document). Fatal for this document.
+    #[error("document structure: {0}")]
+    Structure(String),
+    /// automerge refused the operation.
+    #[error("automerge: {0}")]
+    Automerge(String),
+}
+
+/// automerge's refusal as a document error. Not a `From` impl: that would
+/// put automerge's type in this crate's public API.
+pub(crate) fn refused(e: automerge::AutomergeError) -> DocumentError {
+    DocumentError::Automerge(e.to_string())
+}
+
+/// What applying a thin client's operation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied as this version (its `op` is the rebased operation).
+    New(Version),
+    /// An operation with this `oid` was applied before, as revision `rev`:
+    /// nothing changed (a client resending after a reconnect).
+    Duplicate(Revision),
+}
+
+/// Something a replica's changes did besides editing text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SideEffect {
+    /// The language changed.
+    Language(String),
+    /// A run output was added.
+    Run(RunOutput),
+}
+
+#[derive(Debug, Clone)]
+struct FileState {
+    obj: ObjId,
+    text: Rope,
+}
+
+/// The shared document of one session.
+#[derive(Debug)]
+pub struct Document {
+    doc: AutoCommit,
+    files_obj: ObjId,
+    files: BTreeMap<String, FileState>,
+    by_obj: HashMap<ObjId, String>,
+    language: String,
+    history: Vec<Version>,
+    /// Every file's text at revisions that are multiples of CHECKPOINT_EVERY.
+    checkpoints: Vec<(Revision, BTreeMap<String, Rope>)>,
+    /// Thin-client operation ids already applied, per author.
+    oids: HashMap<(ParticipantId, String), Revision>,
+    uncommitted: usize,
+    uncommitted_author: Option<ParticipantId>,
+    runs: Vec<RunOutput>,
+    max_len: u64,
+    /// What late-joining replicas load: see [`Document::replica_start`].
+    snapshot: Vec<u8>,
+    snapshot_heads: Vec<automerge::ChangeHash>,
+    snapshot_full_len: usize,
+}
+
+/// The first bytes of a saved automerge document, which tell a snapshot from
+/// a sync message in a binary frame.
+pub const DOCUMENT_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+fn automerge_utf16() -> AutoCommit {
+    AutoCommit::new_with_encoding(TextEncoding::Utf16CodeUnit)
+}
+
+fn utf16_len(s: &str) -> u64 {
+    s.encode_utf16().count() as u64
+}
+
+impl Document {
+    /// A document with the given language and files.
+    ///
+    /// ```
+    /// use collab_core::Document;
+    /// let doc = Document::new("rust", [("main", "fn main() {}")]).unwrap();
+    /// assert_eq!(doc.text("main").as_deref(), Some("fn main() {}"));
+    /// assert_eq!(doc.language(), "rust");
+    /// assert_eq!(doc.rev(), 0);
+    /// ```
+    ///
+    /// # Errors
+    /// [`DocumentError::BadPath`] for an invalid path, [`DocumentError::TooManyFiles`].
+    pub fn new<'a>(
+        language: &str,
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, DocumentError> {
+        let mut doc = automerge_utf16();
+        doc.put(ROOT, "language", language).map_err(refused)?;
+        let files_obj = doc
+            .put_object(ROOT, "files", ObjType::Map)
+            .map_err(refused)?;
+        doc.put_object(ROOT, "runs", ObjType::List)
+            .map_err(refused)?;
+        let mut this = Self::fresh(doc, files_obj, language.to_owned());
+        for (path, text) in files {
+            check_path(path)?;
+            if this.files.len() >= MAX_FILES {
+                return Err(DocumentError::TooManyFiles);
+            }
+            this.put_file(path, text)?;
+        }
+        this.doc.commit();
+        this.checkpoints[0].1 = this.texts();
+        this.snapshot = this.doc.save();
+        this.snapshot_full_len = this.snapshot.len();
+        this.snapshot_heads = this.doc.get_heads();
+        Ok(this)
+    }
+
+    /// Loads a document saved with [`Document::save`]. Its history starts
+    /// afresh at revision 0 with the loaded texts.
+    ///
+    /// # Errors
+    /// [`DocumentError::Structure`] or [`DocumentError::Automerge`] for bytes
+    /// that are not a document of this library.
+    pub fn load(bytes: &[u8]) -> Result<Self, DocumentError> {
+        let doc = AutoCommit::load_with_options(
+            bytes,
+            LoadOptions::new().text_encoding(TextEncoding::Utf16CodeUnit),
+        )
+        .map_err(refused)?;
+        let mut this = Self::from_automerge(doc)?;
+        // The bytes just loaded are the snapshot for replicas, for free.
+        this.snapshot = bytes.to_vec();
+        this.snapshot_full_len = bytes.len();
+        this.snapshot_heads = this.doc.get_heads();
+        Ok(this)
+    }
+
+    fn from_automerge(doc: AutoCommit) -> Result<Self, DocumentError> {
+        let language = match doc.get(ROOT, "language").map_err(refused)? {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Str(s) => s.to_string(),
+                _ => return Err(DocumentError::Structure("language is not a string".into())),
+            },
+            _ => return Err(DocumentError::Structure("no language".into())),
+        };
+        let files_obj = match doc.get(ROOT, "files").map_err(refused)? {
+            Some((Value::Object(ObjType::Map), id)) => id,
+            _ => return Err(DocumentError::Structure("no files map".into())),
+        };
+        let mut files = BTreeMap::new();
+        let mut by_obj = HashMap::new();
+        for path in doc.keys(&files_obj) {
+            if let Some((Value::Object(ObjType::Text), obj)) =
+                doc.get(&files_obj, &path).map_err(refused)?
+            {
+                let text = doc.text(&obj).map_err(refused)?;
+                by_obj.insert(obj.clone(), path.clone());
+                files.insert(
+                    path,
+                    FileState {
+                        obj,
+                        text: Rope::from_str(&text),
+                    },
+                );
+            }
+        }
+        let mut this = Self::fresh(doc, files_obj, language);
+        this.files = files;
+        this.by_obj = by_obj;
+        this.checkpoints[0].1 = this.texts();
+        this.runs = this.read_runs();
+        Ok(this)
+    }
+
+    /// A document over `doc` with no files known yet and an empty history.
+    fn fresh(doc: AutoCommit, files_obj: ObjId, language: String) -> Self {
+        Self {
+            doc,
+            files_obj,
+            files: BTreeMap::new(),
+            by_obj: HashMap::new(),
+            language,
+            history: Vec::new(),
+            checkpoints: vec![(0, BTreeMap::new())],
+            oids: HashMap::new(),
+            uncommitted: 0,
+            uncommitted_author: None,
+            runs: Vec::new(),
+            max_len: 4 * 1024 * 1024,
+            snapshot: Vec::new(),
+            snapshot_heads: Vec::new(),
+            snapshot_full_len: 0,
+        }
+    }
+
+    /// Sets the largest total text size, in UTF-16 units (default 4 Mi; a
+    /// session sets [`SessionConfig::max_document_units`](crate::SessionConfig::max_document_units)).
+    pub fn set_max_len(&mut self, max: u64) {
+        self.max_len = max;
+    }
+
+    // ---- reads ---------------------------------------------------------------
+
+    /// The current revision.
+    pub fn rev(&self) -> Revision {
+        self.history.len() as Revision
+    }
+
+    /// The language.
+    pub fn language(&self) -> &str {
+        &self.language
+    }
+
+    /// The text of a file, `None` if there is no such file.
+    pub fn text(&self, path: &str) -> Option<String> {
+        self.files.get(path).map(|f| f.text.to_string())
+    }
+
+    /// A file's length in UTF-16 units.
+    pub fn len_utf16(&self, path: &str) -> Option<u32> {
+        self.files.get(path).map(|f| f.text.len_utf16_cu() as u32)
+    }
+
+    /// The paths of all files, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        self.files.keys().cloned().collect()
+    }
+
+    /// Every file's text.
+    pub fn files(&self) -> BTreeMap<String, String> {
+        self.files
+            .iter()
+            .map(|(p, f)| (p.clone(), f.text.to_string()))
+            .collect()
+    }
+
+    /// The snapshot a thin client starts from.
+    pub fn snapshot(&self, with_files: bool) -> DocumentSnapshot {
+        DocumentSnapshot {
+            rev: self.rev(),
+            language: self.language.clone(),
+            files: with_files.then(|| self.files()),
+        }
+    }
+
+    /// Shared run outputs, oldest first.
+    pub fn runs(&self) -> &[RunOutput] {
+        &self.runs
+    }
+
+    /// Whether `pos` is a valid caret position in `path` (within the text and
+    /// not inside a surrogate pair).
+    pub fn is_boundary(&self, path: &str, pos: u32) -> bool {
+        self.files
+            .get(path)
+            .is_some_and(|f| utf16_boundary(&f.text, pos))
+    }
+
+    /// The 1-based line of a UTF-16 position in `path`.
+    pub fn line_of(&self, path: &str, pos: u32) -> Option<u32> {
+        let f = self.files.get(path)?;
+        let pos = (pos as usize).min(f.text.len_utf16_cu());
+        Some(f.text.char_to_line(f.text.utf16_cu_to_char(pos)) as u32 + 1)
+    }
+
+    /// The UTF-16 position where 1-based `line` of `path` starts.
+    pub fn line_start(&self, path: &str, line: u32) -> Option<u32> {
+        let f = self.files.get(path)?;
+        let index = (line as usize).checked_sub(1)?;
+        if index >= f.text.len_lines() {
+            return None;
+        }
+        Some(f.text.char_to_utf16_cu(f.text.line_to_char(index)) as u32)
+    }
+
+    // ---- thin clients --------------------------------------------------------
+
+    /// Writes a new text object for `path` and mirrors it (checks are the caller's).
+    fn put_file(&mut self, path: &str, text: &str) -> Result<(), DocumentError> {
+        let obj = self
+            .doc
+            .put_object(&self.files_obj, path, ObjType::Text)
+            .map_err(refused)?;
+        self.doc.splice_text(&obj, 0, 0, text).map_err(refused)?;
+        self.by_obj.insert(obj.clone(), path.to_owned());
+        self.files.insert(
+            path.to_owned(),
+            FileState {
+                obj,
+                text: Rope::from_str(text),
+            },
+        );
+        Ok(())
+    }
+
+    fn total_len(&self) -> u64 {
+        self.files
+            .values()
+            .map(|f| f.text.len_utf16_cu() as u64)
+            .sum()
+    }
+
+    fn runs_obj(&mut self) -> Result<ObjId, DocumentError> {
+        match self.doc.get(ROOT, "runs").map_err(refused)? {
+            Some((Value::Object(ObjType::List), id)) => Ok(id),
+            _ => Ok(self
+                .doc
+                .put_object(ROOT, "runs", ObjType::List)
+                .map_err(refused)?),
+        }
+    }
+
+    fn read_runs(&self) -> Vec<RunOutput> {
+        let Ok(Some((Value::Object(ObjType::List), runs))) = self.doc.get(ROOT, "runs") else {
+            return Vec::new();
+        };
+        (0..self.doc.length(&runs))
+            .filter_map(|i| self.read_run(&runs, i))
+            .collect()
+    }
+
+    fn read_run(&self, runs: &ObjId, index: usize) -> Option<RunOutput> {
+        let Ok(Some((Value::Object(ObjType::Map), entry))) = self.doc.get(runs, index) else {
+            return None;
+        };
+        let int = |key: &str| match self.doc.get(&entry, key) {
+            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Int(i) => Some(*i),
+                ScalarValue::Uint(u) => i64::try_from(*u).ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let string = |key: &str| match self.doc.get(&entry, key) {
+            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Str(s) => Some(s.to_string()),
+                _ => None,
+            },
+            Ok(Some((Value::Object(ObjType::Text), id))) => self.doc.text(&id).ok(),
+            _ => None,
+        };
+        Some(RunOutput {
+            by: ParticipantId(u32::try_from(int("by")?).ok()?),
+            at: Timestamp::from_millis(u64::try_from(int("at")?).ok()?),
+            stdout: string("stdout").unwrap_or_default(),
+            stderr: string("stderr").unwrap_or_default(),
+            exit_code: int("exit_code").and_then(|c| i32::try_from(c).ok()),
+        })
+    }
+}
+
+fn check_path(path: &str) -> Result<(), DocumentError> {
+    if path.is_empty() || path.len() > MAX_PATH_BYTES || path.chars().any(char::is_control) {
+        return Err(DocumentError::BadPath);
+    }
+    Ok(())
+}
+
+/// Whether a UTF-16 position is within the rope and not inside a surrogate pair.
+fn utf16_boundary(text: &Rope, pos: u32) -> bool {
+    let pos = pos as usize;
+    if pos > text.len_utf16_cu() {
+        return false;
+    }
+    text.char_to_utf16_cu(text.utf16_cu_to_char(pos)) == pos
+}
