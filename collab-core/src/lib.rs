@@ -69,7 +69,7 @@ pub use presence::{FileSelection, PresenceConfig, PresenceUpdate, PresenceView, 
 pub use protocol::{ClientFrame, ClientMessage, CloseReason, ServerFrame, Ties};
 pub use replica::ReplicaClient;
 pub use session::{
-    NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate,
+    NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionStatus, SessionUpdate, Tally,
     Transmit,
 };
 pub use store::{

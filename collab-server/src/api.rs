@@ -540,6 +540,12 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> ApiResponse {
 /// The JSON error response for `err`: its status and
 /// `{"error": {"code", "message"}}`.
 pub fn failure(err: &ApiError) -> ApiResponse {
+    crate::telemetry::error(err.code());
+    if err.code() == ErrorCode::Internal || err.code() == ErrorCode::StorageFailed {
+        tracing::error!(error = %err, "request failed");
+    } else {
+        tracing::debug!(error = %err, "request refused");
+    }
     let (status, body) = error_response(err);
     let mut response = http::Response::new(ApiBody::full(body));
     *response.status_mut() =

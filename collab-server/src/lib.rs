@@ -34,6 +34,7 @@ pub mod auth;
 pub mod clock;
 pub mod hub;
 pub mod store;
+pub mod telemetry;
 pub mod transport;
 
 pub use accept::{serve, HttpLimits};

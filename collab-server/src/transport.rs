@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use tracing::Instrument;
 
 use crate::auth::Identity;
 use crate::hub::{Connection, Hub, HubError, Outbound, ReadRequest, StreamItem};
@@ -71,6 +72,21 @@ where
 /// drops a client that sends nothing, pongs included, for its stale timeout.
 pub async fn pump_with_keepalive<In, Out>(
     conn: Connection,
+    incoming: In,
+    outgoing: Out,
+    keepalive: Option<std::time::Duration>,
+) where
+    In: Stream<Item = WireIn> + Unpin,
+    Out: Sink<WireOut> + Unpin,
+{
+    let span = conn.span().clone();
+    pump_in_span(conn, incoming, outgoing, keepalive)
+        .instrument(span)
+        .await;
+}
+
+async fn pump_in_span<In, Out>(
+    conn: Connection,
     mut incoming: In,
     mut outgoing: Out,
     keepalive: Option<std::time::Duration>,
@@ -78,6 +94,7 @@ pub async fn pump_with_keepalive<In, Out>(
     In: Stream<Item = WireIn> + Unpin,
     Out: Sink<WireOut> + Unpin,
 {
+    tracing::debug!("connection open");
     let (sender, mut receiver) = conn.split();
     let mut closing = false;
     {

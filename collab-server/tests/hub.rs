@@ -188,6 +188,35 @@ async fn a_manual_clock_drives_a_whole_hub() {
     assert_eq!(closed, Some(CloseReason::Stale));
 }
 
+/// A reader that went away is not a slow consumer: sends to its closed
+/// queue end its connection without counting a drop.
+#[tokio::test]
+async fn a_reader_that_left_is_not_counted_as_slow() {
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut talker = joined(&hub, &info.id, host).await;
+    let gone = joined(&hub, &info.id, Identity::new("g", "Gone")).await;
+    // The reading half goes (a socket writer that ended); the sending half
+    // keeps the connection registered.
+    let (_still_sending, reader) = gone.split();
+    drop(reader);
+    for i in 0..20 {
+        talker
+            .send_text(json!({"type": "chat_send", "text": format!("m{i}"), "rid": i}).to_string())
+            .await
+            .unwrap();
+        until(&mut talker, "ack").await;
+    }
+    let stats = hub.stats();
+    assert_eq!(stats.slow_consumer_drops, 0, "{stats:?}");
+    let view = hub.session(&info.id).await.unwrap();
+    assert_eq!(view.info.online, 1, "the reader that left is offline");
+}
+
 #[tokio::test]
 async fn hub_requests_and_their_errors() {
     let hub = Hub::new(TokenAuthenticator::new());

@@ -73,6 +73,42 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code's wire spelling (`session_full`, ...), for logs and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedFrame => "malformed_frame",
+            ErrorCode::UnknownFrameType => "unknown_frame_type",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::SessionNotFound => "session_not_found",
+            ErrorCode::NotJoined => "not_joined",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::SessionFull => "session_full",
+            ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Banned => "banned",
+            ErrorCode::UnknownParticipant => "unknown_participant",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::MessageDeleted => "message_deleted",
+            ErrorCode::LastHost => "last_host",
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::UnknownRevision => "unknown_revision",
+            ErrorCode::UnknownFile => "unknown_file",
+            ErrorCode::FileExists => "file_exists",
+            ErrorCode::InvalidOperation => "invalid_operation",
+            ErrorCode::DocumentTooLarge => "document_too_large",
+            ErrorCode::StorageFailed => "storage_failed",
+            ErrorCode::RequestTimeout => "request_timeout",
+        }
+    }
+
     /// The HTTP status an adapter answers with for this code, so every adapter
     /// agrees: 400 for bad input, 401, 403, 404, 409 for a full session, 410 for
     /// an ended one, 413 for an oversized frame, 429, 500.
@@ -104,6 +140,50 @@ impl ErrorCode {
             ErrorCode::OriginNotAllowed => 403,
             ErrorCode::Internal => 500,
             ErrorCode::RequestTimeout => 408,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_wire_spelling() {
+        let every = [
+            ErrorCode::MalformedFrame,
+            ErrorCode::UnknownFrameType,
+            ErrorCode::FrameTooLarge,
+            ErrorCode::UnsupportedProtocol,
+            ErrorCode::Unauthorized,
+            ErrorCode::SessionNotFound,
+            ErrorCode::NotJoined,
+            ErrorCode::AlreadyJoined,
+            ErrorCode::SessionFull,
+            ErrorCode::SessionEnded,
+            ErrorCode::Forbidden,
+            ErrorCode::Banned,
+            ErrorCode::UnknownParticipant,
+            ErrorCode::UnknownMessage,
+            ErrorCode::NotAuthor,
+            ErrorCode::MessageDeleted,
+            ErrorCode::LastHost,
+            ErrorCode::InvalidInput,
+            ErrorCode::MessageTooLong,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+            ErrorCode::TooManyConnections,
+            ErrorCode::OriginNotAllowed,
+            ErrorCode::UnknownRevision,
+            ErrorCode::UnknownFile,
+            ErrorCode::FileExists,
+            ErrorCode::InvalidOperation,
+            ErrorCode::DocumentTooLarge,
+            ErrorCode::StorageFailed,
+            ErrorCode::RequestTimeout,
+        ];
+        for code in every {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
     }
 }

@@ -232,6 +232,35 @@ pub enum ClientFrame {
 }
 
 impl ClientFrame {
+    /// The frame's `type` on the wire (`join`, `text_op`, ...), for logs
+    /// and metrics.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Leave => "leave",
+            ClientFrame::Heartbeat => "heartbeat",
+            ClientFrame::Presence(_) => "presence",
+            ClientFrame::UpdateSession { .. } => "update_session",
+            ClientFrame::EndSession => "end_session",
+            ClientFrame::SetRole { .. } => "set_role",
+            ClientFrame::Kick { .. } => "kick",
+            ClientFrame::ChatSend { .. } => "chat_send",
+            ClientFrame::ChatEdit { .. } => "chat_edit",
+            ClientFrame::ChatDelete { .. } => "chat_delete",
+            ClientFrame::React { .. } => "react",
+            ClientFrame::ChatHistory { .. } => "chat_history",
+            ClientFrame::EventsSince { .. } => "events_since",
+            ClientFrame::WhoIsViewing { .. } => "who_is_viewing",
+            ClientFrame::TextOp { .. } => "text_op",
+            ClientFrame::FileCreate { .. } => "file_create",
+            ClientFrame::FileRemove { .. } => "file_remove",
+            ClientFrame::RunOutput { .. } => "run_output",
+            ClientFrame::History { .. } => "history",
+            ClientFrame::TextAt { .. } => "text_at",
+            ClientFrame::Authenticate { .. } => "authenticate",
+        }
+    }
+
     /// A plain `join`: the authenticator's name, no catch-up, a thin client.
     pub fn join() -> Self {
         ClientFrame::Join {
@@ -556,6 +585,29 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
+    /// The frame's `type` on the wire (`welcome`, `text_ack`, ...), for logs
+    /// and metrics.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "welcome",
+            ServerFrame::Event { .. } => "event",
+            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::ChatHistory { .. } => "chat_history",
+            ServerFrame::Events { .. } => "events",
+            ServerFrame::Viewers { .. } => "viewers",
+            ServerFrame::HeartbeatAck { .. } => "heartbeat_ack",
+            ServerFrame::Goodbye { .. } => "goodbye",
+            ServerFrame::TextAck { .. } => "text_ack",
+            ServerFrame::TextOp { .. } => "text_op",
+            ServerFrame::FileOp { .. } => "file_op",
+            ServerFrame::TextCatchup { .. } => "text_catchup",
+            ServerFrame::Versions { .. } => "versions",
+            ServerFrame::TextAt { .. } => "text_at",
+        }
+    }
+
     /// The frame as JSON text.
     pub fn to_json(&self) -> String {
         // Serialising these types cannot fail: every map key is a string and
@@ -814,6 +866,15 @@ mod tests {
             };
             let text = serde_json::to_string(&msg).unwrap();
             assert_eq!(decode_client_frame(&text, 4096), Ok(msg), "{text}");
+        }
+    }
+
+    #[test]
+    fn type_names_are_the_wire_tags() {
+        for frame in samples() {
+            let json = serde_json::to_value(ClientMessage::from(frame.clone())).unwrap();
+            assert_eq!(json["type"], frame.type_name(), "{frame:?}");
+            assert!(CLIENT_FRAME_TYPES.contains(&frame.type_name()));
         }
     }
 

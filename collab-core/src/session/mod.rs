@@ -44,12 +44,14 @@ mod lifecycle;
 mod persist;
 mod presence_board;
 mod roster;
+mod tally;
 mod timer;
 
 pub use config::{ReadPage, SessionConfig, Transmit};
 use connections::Conn;
 use persist::Persisted;
 use roster::{Actor, JoinRequest, Member, Membership};
+pub use tally::Tally;
 use timer::{Timer, TimerTable};
 
 /// One collaboration session: participants, presence, chat, event log and document.
@@ -82,6 +84,8 @@ pub struct Session {
     sync_pending: bool,
     /// When each kind of timed work is next due.
     timers: TimerTable,
+    /// Frames in and errors out since the driver last took them.
+    tally: Tally,
     /// The files at revision 0, which the stored history replays from.
     initial_files: BTreeMap<String, String>,
     /// What has been handed to the store so far.
@@ -165,6 +169,7 @@ impl Session {
             anchored: Vec::new(),
             sync_pending: false,
             timers: TimerTable::default(),
+            tally: Tally::default(),
             initial_files: [(DEFAULT_FILE.to_owned(), new.code)].into_iter().collect(),
             persisted: Persisted::default(),
         };
@@ -216,6 +221,7 @@ impl Session {
             return;
         }
         self.touch_connection(conn, now);
+        self.tally.frame_in("sync");
         if let Err(err) = self.receive_sync(conn, bytes, now) {
             self.send_error(conn, None, &err);
         }
@@ -230,6 +236,7 @@ impl Session {
         }
         self.advance(now);
         self.touch_connection(conn, now);
+        self.tally.frame_in(msg.frame.type_name());
         let rid = msg.rid;
         match self.dispatch(conn, rid, msg.frame, now) {
             Ok(Reply::Ack(seq)) => {
@@ -559,6 +566,9 @@ impl Session {
     }
 
     fn send(&mut self, to: Vec<ConnectionId>, frame: ServerFrame) {
+        if let ServerFrame::Error { code, .. } = &frame {
+            self.tally.error(*code);
+        }
         if !to.is_empty() {
             self.outbox.push_back(Transmit::Send { to, frame });
         }
@@ -571,6 +581,12 @@ impl Session {
             message: err.to_string(),
         };
         self.send(vec![conn], frame);
+    }
+
+    /// Frames read and errors sent since the last call, for the driver's
+    /// metrics.
+    pub fn take_tally(&mut self) -> Tally {
+        std::mem::take(&mut self.tally)
     }
 
     /// Records the time the driver handed in; time never runs backwards here.

@@ -125,6 +125,7 @@ impl Session {
             anchored,
             sync_pending: false,
             timers: TimerTable::default(),
+            tally: Tally::default(),
             initial_files: record.initial_files,
             persisted,
         };

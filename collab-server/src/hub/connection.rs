@@ -82,6 +82,7 @@ impl Drop for DisconnectGuard {
             .counters
             .connections
             .fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(telemetry::CONNECTIONS).decrement(1.0);
         let command = Command::Disconnect { conn: self.conn };
         if let Err(mpsc::error::TrySendError::Full(command)) = self.tx.try_send(command) {
             // The session is busy: deliver the disconnect as soon as it has room.
@@ -98,6 +99,8 @@ impl Drop for DisconnectGuard {
 /// The connection's way in, as the adapter holds it: one per WebSocket (or
 /// long-poll client). Split it to read and write from separate tasks.
 pub struct Connection {
+    /// The connection's tracing span: session, connection, participant, peer.
+    pub(super) span: tracing::Span,
     pub(super) sender: ConnectionSender,
     pub(super) receiver: ConnectionReceiver,
 }
@@ -130,6 +133,12 @@ impl Connection {
     /// The next thing to send the client; `None` after the close has been given.
     pub async fn recv(&mut self) -> Option<Outbound> {
         self.receiver.recv().await
+    }
+
+    /// The connection's tracing span (session, connection id, participant,
+    /// peer), for what an adapter logs about it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// Separate halves for a reader task and a writer task.

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestCredential, Identity,
@@ -44,6 +45,7 @@ pub use views::{HubStats, Outbound, SessionRead, SessionView};
 
 use crate::clock::{Clock, TokioClock};
 use crate::store::Store;
+use crate::telemetry;
 use collab_core::store::StoreError;
 use collab_core::Timestamp;
 pub use limits::Rate;
@@ -226,6 +228,7 @@ impl Hub {
         config: HubConfig,
         store: Option<Arc<dyn Store>>,
     ) -> Self {
+        telemetry::describe();
         Self {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(HashMap::new()),
@@ -398,13 +401,10 @@ impl Hub {
         let weak = tx.downgrade();
         let handle = SessionHandle { tx, position };
         self.sessions().insert(session.id().clone(), handle.clone());
-        tokio::spawn(run_session(
-            session,
-            rx,
-            weak,
-            position_tx,
-            Arc::clone(&self.inner),
-        ));
+        let span = tracing::info_span!("session", id = %session.id());
+        tokio::spawn(
+            run_session(session, rx, weak, position_tx, Arc::clone(&self.inner)).instrument(span),
+        );
         handle
     }
 
@@ -581,6 +581,13 @@ impl Hub {
         identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
         let slot = AddressSlot::take(&self.inner, peer)?;
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        let span = tracing::info_span!(
+            "connection",
+            session = %id,
+            conn = conn.0,
+            participant = %identity.user_id,
+            peer = ?peer,
+        );
         let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
         let shared = Arc::new(ConnShared::default());
         let (reply, rx) = oneshot::channel();
@@ -598,6 +605,7 @@ impl Hub {
             .counters
             .connections
             .fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(telemetry::CONNECTIONS).increment(1.0);
         let guard = Arc::new(DisconnectGuard {
             conn,
             tx: session_tx.clone(),
@@ -605,6 +613,7 @@ impl Hub {
             _slot: slot,
         });
         Ok(Connection {
+            span,
             sender: ConnectionSender {
                 conn,
                 tx: session_tx,
@@ -669,6 +678,7 @@ impl Hub {
         if let Some(handle) = self.sessions().get(id).cloned() {
             return Ok(handle);
         }
+        let started = std::time::Instant::now();
         let stored = store.load(id).await?.ok_or(HubError::SessionNotFound)?;
         let now = self.inner.clock.now();
         let config = self.inner.config.session.clone();
@@ -678,6 +688,9 @@ impl Hub {
         let session = tokio::task::spawn_blocking(move || Session::restore(stored, config, now))
             .await
             .map_err(|_| HubError::ShuttingDown)??;
+        let took = started.elapsed();
+        metrics::histogram!(telemetry::SESSION_LOAD_SECONDS).record(took.as_secs_f64());
+        tracing::debug!(session = %id, ms = took.as_millis() as u64, "session loaded");
         Ok(self.start(session))
     }
 

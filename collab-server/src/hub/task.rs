@@ -3,6 +3,7 @@
 //! session's next deadline.
 
 use super::*;
+use tracing::Instrument;
 
 pub(super) struct Peer {
     pub(super) tx: mpsc::Sender<Outbound>,
@@ -146,9 +147,19 @@ impl Task {
             return true;
         }
         let mut delay = std::time::Duration::from_millis(20);
+        let started = std::time::Instant::now();
+        let span = tracing::debug_span!(
+            "store_save",
+            events = changes.events.len(),
+            versions = changes.versions.len(),
+        );
         loop {
-            match store.save(&changes).await {
-                Ok(()) => return true,
+            match store.save(&changes).instrument(span.clone()).await {
+                Ok(()) => {
+                    metrics::histogram!(telemetry::STORE_SAVE_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                    return true;
+                }
                 Err(e @ StoreError::Damaged { .. }) => {
                     tracing::error!(session = %self.session.id(), error = %e, "cannot store session; closing it");
                     while self.session.poll_transmit().is_some() {}
@@ -280,6 +291,8 @@ pub(super) async fn run_session(
     hub: Arc<Inner>,
 ) {
     let hub_now = hub.clock.now();
+    metrics::gauge!(telemetry::SESSIONS_LOADED).increment(1.0);
+    tracing::debug!("session running");
     let mut task = Task {
         session,
         peers: HashMap::new(),
@@ -302,9 +315,10 @@ pub(super) async fn run_session(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let step = tokio::select! {
             command = rx.recv() => {
                 let Some(command) = command else { break };
+                let step = std::time::Instant::now();
                 task.apply(command);
                 // Everything already waiting joins this step and its one write.
                 for _ in 0..MAX_BATCH {
@@ -313,10 +327,17 @@ pub(super) async fn run_session(
                         Err(_) => break,
                     }
                 }
+                step
             }
-            () = wake => task.session.handle_timeout(task.hub.clock.now()),
-        }
+            () = wake => {
+                let step = std::time::Instant::now();
+                task.session.handle_timeout(task.hub.clock.now());
+                step
+            }
+        };
         task.finish_step(&position).await;
+        telemetry::report(&task.session.take_tally());
+        metrics::histogram!(telemetry::SESSION_STEP_SECONDS).record(step.elapsed().as_secs_f64());
         if task.stop {
             break;
         }
@@ -325,6 +346,8 @@ pub(super) async fn run_session(
             break;
         }
     }
+    metrics::gauge!(telemetry::SESSIONS_LOADED).decrement(1.0);
+    tracing::debug!("session stopped");
     if task.stop {
         // Shut down or damaged: out of the map, if still there.
         let id = task.session.id().clone();
@@ -347,33 +370,43 @@ pub(super) fn deliver(
     me: &mpsc::WeakSender<Command>,
 ) {
     loop {
+        // Full queues: readers too slow. Closed ones: readers already gone,
+        // whose disconnect is on its way; not a slow consumer.
         let mut slow = Vec::new();
+        let mut gone = Vec::new();
         while let Some(transmit) = session.poll_transmit() {
             match transmit {
                 Transmit::Send { to, frame } => {
                     let text: Arc<str> = frame.to_json().into();
+                    let mut sent = 0;
                     for conn in to {
                         let Some(peer) = peers.get(&conn) else {
                             continue;
                         };
-                        if peer.tx.try_send(Outbound::Text(Arc::clone(&text))).is_ok() {
-                            hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
-                            hub.counters
-                                .bytes_out
-                                .fetch_add(text.len() as u64, Ordering::Relaxed);
-                        } else {
-                            slow.push(conn);
+                        match peer.tx.try_send(Outbound::Text(Arc::clone(&text))) {
+                            Ok(()) => sent += 1,
+                            Err(mpsc::error::TrySendError::Full(_)) => slow.push(conn),
+                            Err(mpsc::error::TrySendError::Closed(_)) => gone.push(conn),
                         }
                     }
+                    hub.counters.frames_out.fetch_add(sent, Ordering::Relaxed);
+                    hub.counters
+                        .bytes_out
+                        .fetch_add(sent * text.len() as u64, Ordering::Relaxed);
+                    metrics::counter!(telemetry::FRAMES_OUT, "type" => frame.type_name())
+                        .increment(sent);
                 }
                 Transmit::SendBinary { to, bytes } => {
                     let Some(peer) = peers.get(&to) else { continue };
                     let len = bytes.len() as u64;
-                    if peer.tx.try_send(Outbound::Binary(bytes)).is_ok() {
-                        hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
-                        hub.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
-                    } else {
-                        slow.push(to);
+                    match peer.tx.try_send(Outbound::Binary(bytes)) {
+                        Ok(()) => {
+                            hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
+                            hub.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
+                            metrics::counter!(telemetry::FRAMES_OUT, "type" => "sync").increment(1);
+                        }
+                        Err(mpsc::error::TrySendError::Full(_)) => slow.push(to),
+                        Err(mpsc::error::TrySendError::Closed(_)) => gone.push(to),
                     }
                 }
                 Transmit::Authenticate { conn, rid, token } => {
@@ -395,14 +428,24 @@ pub(super) fn deliver(
                 }
             }
         }
-        if slow.is_empty() {
+        if slow.is_empty() && gone.is_empty() {
             return;
         }
         let now = hub.clock.now();
         for conn in slow {
             if let Some(peer) = peers.remove(&conn) {
                 hub.counters.drops.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(telemetry::SLOW_CONSUMER_DROPS).increment(1);
+                tracing::info!(
+                    conn = conn.0,
+                    "dropping a connection that does not read its frames"
+                );
                 peer.shared.set(CloseReason::SlowConsumer);
+                session.disconnect(conn, now);
+            }
+        }
+        for conn in gone {
+            if peers.remove(&conn).is_some() {
                 session.disconnect(conn, now);
             }
         }

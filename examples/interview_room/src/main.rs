@@ -16,6 +16,10 @@
 //! started with `--allow-host-commands` (or `COLLAB_RUN_ON_HOST=1`); then
 //! Python runs too, as a process.
 //!
+//! Logs go to standard error, filtered by `RUST_LOG` (default `info`; try
+//! `RUST_LOG=collab_server=debug`). Prometheus reads the server's counters
+//! at `/metrics`.
+//!
 //! Anyone holding a session's link may join: the app uses
 //! [`GuestAuthenticator`]. The page asks the server for a guest identity
 //! (`POST /api/v1/guests`) and keeps its token in the browser's
@@ -109,6 +113,14 @@ fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some(run::javascript::CHILD_ARG) {
         return run::javascript::child_main();
     }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -119,6 +131,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(serve()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %e, "interview-room stopped");
             eprintln!("interview-room: {e}");
             std::process::ExitCode::FAILURE
         }
@@ -134,6 +147,17 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("{problem}\n\n{USAGE}");
         std::process::exit(2);
     });
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    {
+        // Histograms are folded into their summaries here, off the request path.
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                metrics.run_upkeep();
+            }
+        });
+    }
     let store = SqliteStore::open(&config.db)?;
     let hub = Hub::with_store(
         Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)),
@@ -165,20 +189,31 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         "served by {0} (collab-{0}); the Run button runs {runs}",
         config.adapter.name()
     );
+    tracing::info!(
+        address = %listener.local_addr()?,
+        store = %config.db,
+        adapter = config.adapter.name(),
+        host_commands = runner.host_commands(),
+        "interview room started"
+    );
     // Ctrl-C: stop accepting, and let the hub close every session's
     // connections and save what is pending.
     let shutdown = {
         let hub = hub.clone();
         async move {
             let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: closing sessions and saving what is pending");
             hub.shutdown().await;
         }
     };
     let limits = collab_axum::HttpLimits::default();
     match config.adapter {
-        Adapter::Axum => with_axum::serve(listener, hub, runner, limits, shutdown).await?,
-        Adapter::Warp => with_warp::serve(listener, hub, runner, limits, shutdown).await,
+        Adapter::Axum => {
+            with_axum::serve(listener, hub, runner, metrics, limits, shutdown).await?;
+        }
+        Adapter::Warp => with_warp::serve(listener, hub, runner, metrics, limits, shutdown).await,
     }
+    tracing::info!("interview room stopped");
     Ok(())
 }
 

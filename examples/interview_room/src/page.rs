@@ -53,6 +53,12 @@ pub fn find(path: &str) -> Option<&'static StaticFile> {
     FILES.iter().find(|f| f.path == path)
 }
 
+/// Where Prometheus reads the server's metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The Prometheus text exposition format.
+pub const METRICS_TYPE: &str = "text/plain; version=0.0.4";
+
 #[cfg(test)]
 mod tests {
     use super::{find, FILES};

@@ -1,4 +1,5 @@
-//! The app over axum: the page, `POST /api/v1/run` and `collab_axum::router`.
+//! The app over axum: the page, `POST /api/v1/run`, `GET /metrics` and
+//! `collab_axum::router`.
 
 use std::future::Future;
 
@@ -10,6 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use collab_axum::HttpLimits;
 use collab_server::Hub;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::page::{self, StaticFile};
@@ -23,6 +25,7 @@ pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     runner: Runner,
+    metrics: PrometheusHandle,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -33,6 +36,15 @@ pub async fn serve(
         })
         .route(run::PATH, post(run_code))
         .with_state((hub.clone(), runner))
+        .route(
+            page::METRICS_PATH,
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, page::METRICS_TYPE)],
+                    metrics.render(),
+                )
+            }),
+        )
         .merge(collab_axum::router(hub));
     // TCP_NODELAY, header timeouts, connection caps, and the client's
     // address for the per-address limits.

@@ -1,9 +1,11 @@
-//! The app over warp: the page, `POST /api/v1/run` and `collab_warp::routes`.
+//! The app over warp: the page, `POST /api/v1/run`, `GET /metrics` and
+//! `collab_warp::routes`.
 
 use std::future::Future;
 
 use collab_server::Hub;
 use collab_warp::HttpLimits;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::path::FullPath;
@@ -20,6 +22,7 @@ pub async fn serve(
     listener: TcpListener,
     hub: Hub,
     runner: Runner,
+    metrics: PrometheusHandle,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -57,7 +60,21 @@ pub async fn serve(
             }
         })
         .boxed();
-    let app = collab_warp::routes(hub).or(files).unify().or(run).unify();
+    let metrics = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(move || {
+            warp::reply::with_header(metrics.render(), "content-type", page::METRICS_TYPE)
+                .into_response()
+        })
+        .boxed();
+    let app = collab_warp::routes(hub)
+        .or(files)
+        .unify()
+        .or(run)
+        .unify()
+        .or(metrics)
+        .unify();
     // TCP_NODELAY, header timeouts, connection caps, and the client's
     // address for the per-address limits.
     collab_warp::serve(listener, app, limits, shutdown).await;
