@@ -50,6 +50,18 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The writer no longer owns the session: another process took it over
+    /// at a later epoch. Fatal for the writer's copy of the session, which
+    /// must stop serving it; nothing was written.
+    #[error("session {session} belongs to epoch {current}; a write of epoch {epoch} is refused")]
+    Fenced {
+        /// Which session.
+        session: SessionId,
+        /// The writer's epoch.
+        epoch: u64,
+        /// The epoch the store was fenced at.
+        current: u64,
+    },
 }
 
 /// Whether a stored participant is still a member.
@@ -138,6 +150,10 @@ pub struct SessionChanges {
     pub versions: Vec<Version>,
     /// The document's new changes, if any.
     pub document: Option<DocumentWrite>,
+    /// The writer's ownership epoch when several processes serve sessions
+    /// (0 for one process). A store shared by several processes refuses a
+    /// write whose epoch is below one it was fenced at for this session.
+    pub epoch: u64,
 }
 
 impl SessionChanges {
@@ -150,6 +166,7 @@ impl SessionChanges {
             messages: Vec::new(),
             versions: Vec::new(),
             document: None,
+            epoch: 0,
         }
     }
 

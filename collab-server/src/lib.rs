@@ -31,6 +31,7 @@
 pub mod accept;
 pub mod api;
 pub mod auth;
+pub mod backplane;
 pub mod clock;
 pub mod hub;
 pub mod store;
@@ -42,6 +43,7 @@ pub use auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,
     Identity, SessionRequest, TokenAuthenticator,
 };
+pub use backplane::{Backplane, BackplaneError, Lease, MemoryBackplane, MemoryNet, NodeId};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use hub::{
     AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,

@@ -42,15 +42,28 @@ pub trait Store: Send + Sync + 'static {
         Ok(all)
     }
 
+    /// Fences the session at `epoch` before a new owner loads it: from now
+    /// on, writes of a lower [`SessionChanges::epoch`] are refused with
+    /// [`StoreError::Fenced`], so a former owner that stalled cannot write
+    /// over the new one. A store only one process writes to may ignore it
+    /// (the default).
+    async fn fence(&self, id: &SessionId, epoch: u64) -> Result<(), StoreError> {
+        let _ = (id, epoch);
+        Ok(())
+    }
+
     /// Forgets a session entirely.
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
 }
 
 /// A [`Store`] in memory: for tests, and for hosts that want sessions to be
-/// unloaded and reloaded without keeping them across restarts.
+/// unloaded and reloaded without keeping them across restarts. It keeps
+/// fences, so hubs sharing one in a test behave as processes sharing a
+/// database.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     sessions: Mutex<HashMap<SessionId, StoredSession>>,
+    fences: Mutex<HashMap<SessionId, u64>>,
 }
 
 impl MemoryStore {
@@ -63,6 +76,15 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
+        let fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
+        let current = fences.get(&changes.id).copied().unwrap_or(0);
+        if changes.epoch < current {
+            return Err(StoreError::Fenced {
+                session: changes.id.clone(),
+                epoch: changes.epoch,
+                current,
+            });
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let mut entry = sessions.remove(&changes.id);
         let id = changes.id.clone();
@@ -81,6 +103,13 @@ impl Store for MemoryStore {
     async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         Ok(sessions.values().map(StoredSession::summary).collect())
+    }
+
+    async fn fence(&self, id: &SessionId, epoch: u64) -> Result<(), StoreError> {
+        let mut fences = self.fences.lock().unwrap_or_else(|e| e.into_inner());
+        let current = fences.entry(id.clone()).or_default();
+        *current = (*current).max(epoch);
+        Ok(())
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {

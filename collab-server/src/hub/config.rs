@@ -37,6 +37,10 @@ pub struct HubConfig {
     /// in (default 10 s); past it the request is answered with
     /// `request_timeout` (408).
     pub body_timeout: std::time::Duration,
+    /// With a backplane: how long a session's ownership lasts unless its
+    /// owner renews it (default 15 s; renewed at half of it). A process
+    /// that stalls longer loses its sessions to the next process asked.
+    pub lease_ttl: std::time::Duration,
     /// Guest identities one client address may be issued: 60 at once, then
     /// one a second (a class or an office behind one address joins at once;
     /// a flood of identities is what this stops).
@@ -64,6 +68,7 @@ impl Default for HubConfig {
             session_creation: Rate::new(20, std::time::Duration::from_secs(10)),
             guest_issue: Rate::new(60, std::time::Duration::from_secs(1)),
             body_timeout: std::time::Duration::from_secs(10),
+            lease_ttl: std::time::Duration::from_secs(15),
             trusted_proxies: Vec::new(),
         }
     }

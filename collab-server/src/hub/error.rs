@@ -41,6 +41,21 @@ pub enum HubError {
     /// The authenticator issues no guest identities.
     #[error("guest access is not offered")]
     GuestsNotOffered,
+    /// The session is served by another process, which this request
+    /// cannot reach from here. May be retried (on that process).
+    #[error("the session is served by node {0}")]
+    OwnedElsewhere(crate::backplane::NodeId),
+    /// The backplane between processes failed. May be retried.
+    #[error(transparent)]
+    Backplane(#[from] crate::backplane::BackplaneError),
+    /// The process owning the session refused; its code says why.
+    #[error("{message}")]
+    Remote {
+        /// The owner's error code.
+        code: ErrorCode,
+        /// The owner's message.
+        message: String,
+    },
 }
 
 impl HubError {
@@ -56,6 +71,8 @@ impl HubError {
             HubError::Store(_) => ErrorCode::StorageFailed,
             HubError::Forbidden | HubError::GuestsNotOffered => ErrorCode::Forbidden,
             HubError::RateLimited => ErrorCode::RateLimited,
+            HubError::OwnedElsewhere(_) | HubError::Backplane(_) => ErrorCode::Internal,
+            HubError::Remote { code, .. } => *code,
         }
     }
 }

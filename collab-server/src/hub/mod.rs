@@ -31,6 +31,7 @@ mod config;
 mod connection;
 mod error;
 mod limits;
+mod nodes;
 mod polling;
 mod task;
 mod views;
@@ -43,6 +44,7 @@ use task::{run_session, LoadingGuard};
 use views::Counters;
 pub use views::{HubStats, Outbound, SessionRead, SessionView};
 
+use crate::backplane::{Backplane, Lease};
 use crate::clock::{Clock, TokioClock};
 use crate::store::Store;
 use crate::telemetry;
@@ -145,6 +147,10 @@ struct Inner {
     access: std::sync::RwLock<Arc<dyn Access>>,
     /// Session creations and guest identities, per user and address.
     rates: Mutex<RateLimiter>,
+    /// The other processes serving the same sessions, if any.
+    backplane: Option<Arc<dyn Backplane>>,
+    /// Connections forwarded to and from other processes.
+    nodes: nodes::Nodes,
 }
 
 /// Live sessions and their tasks. Cheap to clone; clones share the sessions.
@@ -187,7 +193,7 @@ impl Hub {
         clock: Arc<dyn Clock>,
         config: HubConfig,
     ) -> Self {
-        Self::build(auth, clock, config, None)
+        Self::build(auth, clock, config, None, None)
     }
 
     /// A hub whose sessions are kept in `store`: every acknowledged change is
@@ -203,7 +209,35 @@ impl Hub {
         config: HubConfig,
         store: Arc<dyn Store>,
     ) -> Self {
-        let hub = Self::build(auth, clock, config, Some(store));
+        Self::serving(Self::build(auth, clock, config, Some(store), None))
+    }
+
+    /// A hub that serves sessions together with other processes: each
+    /// session is owned by one process at a time, claimed through
+    /// `backplane` with an epoch that fences `store` (which every process
+    /// must reach); connections to a session owned elsewhere are forwarded
+    /// to its owner. Must be called within a tokio runtime (the inbox and
+    /// the sweep are tasks).
+    pub fn with_backplane(
+        auth: Arc<dyn Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: HubConfig,
+        store: Arc<dyn Store>,
+        backplane: Arc<dyn Backplane>,
+    ) -> Self {
+        let hub = Self::build(
+            auth,
+            clock,
+            config,
+            Some(store),
+            Some(Arc::clone(&backplane)),
+        );
+        tokio::spawn(Hub::serve_inbox(Arc::downgrade(&hub.inner), backplane));
+        Self::serving(hub)
+    }
+
+    /// Starts the sweep of a hub with a store.
+    fn serving(hub: Self) -> Self {
         let weak = Arc::downgrade(&hub.inner);
         let every = hub.inner.config.sweep_every;
         let clock = Arc::clone(&hub.inner.clock);
@@ -227,6 +261,7 @@ impl Hub {
         clock: Arc<dyn Clock>,
         config: HubConfig,
         store: Option<Arc<dyn Store>>,
+        backplane: Option<Arc<dyn Backplane>>,
     ) -> Self {
         telemetry::describe();
         Self {
@@ -243,6 +278,8 @@ impl Hub {
                 loading: Mutex::new(HashMap::new()),
                 access: std::sync::RwLock::new(Arc::new(DefaultAccess)),
                 rates: Mutex::new(RateLimiter::default()),
+                backplane,
+                nodes: nodes::Nodes::default(),
             }),
         }
     }
@@ -386,16 +423,25 @@ impl Hub {
             now,
         )?;
         let info = session.info();
+        let lease = match &self.inner.backplane {
+            Some(backplane) => Some(self.claim(backplane, &id).await?),
+            None => None,
+        };
         if let Some(store) = &self.inner.store {
+            let mut changes = session.take_changes();
+            if let Some(lease) = &lease {
+                store.fence(&id, lease.epoch).await?;
+                changes.epoch = lease.epoch;
+            }
             // Created means stored: the 201 is an acknowledgement too.
-            store.save(&session.take_changes()).await?;
+            store.save(&changes).await?;
         }
-        self.start(session);
+        self.start(session, lease);
         Ok(info)
     }
 
     /// Starts a session's task and makes it reachable.
-    fn start(&self, session: Session) -> SessionHandle {
+    fn start(&self, session: Session, lease: Option<Lease>) -> SessionHandle {
         let (tx, rx) = mpsc::channel(self.inner.config.inbound_queue);
         let (position_tx, position) = watch::channel(session.position());
         let weak = tx.downgrade();
@@ -403,7 +449,15 @@ impl Hub {
         self.sessions().insert(session.id().clone(), handle.clone());
         let span = tracing::info_span!("session", id = %session.id());
         tokio::spawn(
-            run_session(session, rx, weak, position_tx, Arc::clone(&self.inner)).instrument(span),
+            run_session(
+                session,
+                lease,
+                rx,
+                weak,
+                position_tx,
+                Arc::clone(&self.inner),
+            )
+            .instrument(span),
         );
         handle
     }
@@ -580,14 +634,27 @@ impl Hub {
         let mut identity = identity;
         identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
         let slot = AddressSlot::take(&self.inner, peer)?;
+        if let Some(backplane) = &self.inner.backplane {
+            let lease = self.claim(backplane, id).await?;
+            if lease.owner != *backplane.node() {
+                return self
+                    .connect_remote(backplane, &lease.owner, id, identity, peer, slot)
+                    .await;
+            }
+        }
+        self.connect_local(id, identity, peer, slot).await
+    }
+
+    /// Opens a connection to a session this process serves.
+    async fn connect_local(
+        &self,
+        id: &SessionId,
+        identity: Identity,
+        peer: Option<std::net::IpAddr>,
+        slot: AddressSlot,
+    ) -> Result<Connection, HubError> {
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::info_span!(
-            "connection",
-            session = %id,
-            conn = conn.0,
-            participant = %identity.user_id,
-            peer = ?peer,
-        );
+        let span = connection_span(id, conn, &identity, peer);
         let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
         let shared = Arc::new(ConnShared::default());
         let (reply, rx) = oneshot::channel();
@@ -601,6 +668,19 @@ impl Hub {
         };
         let session_tx = self.command(id, command).await?;
         rx.await.map_err(|_| HubError::ShuttingDown)??;
+        Ok(self.connection(conn, session_tx, out_rx, shared, slot, span))
+    }
+
+    /// A connection's two halves around the queue its commands go to.
+    fn connection(
+        &self,
+        conn: ConnectionId,
+        commands: mpsc::Sender<Command>,
+        outbound: mpsc::Receiver<Outbound>,
+        shared: Arc<ConnShared>,
+        slot: AddressSlot,
+        span: tracing::Span,
+    ) -> Connection {
         self.inner
             .counters
             .connections
@@ -608,25 +688,25 @@ impl Hub {
         metrics::gauge!(telemetry::CONNECTIONS).increment(1.0);
         let guard = Arc::new(DisconnectGuard {
             conn,
-            tx: session_tx.clone(),
+            tx: commands.clone(),
             hub: Arc::clone(&self.inner),
             _slot: slot,
         });
-        Ok(Connection {
+        Connection {
             span,
             sender: ConnectionSender {
                 conn,
-                tx: session_tx,
+                tx: commands,
                 guard: Arc::clone(&guard),
                 hub: Arc::clone(&self.inner),
             },
             receiver: ConnectionReceiver {
-                rx: out_rx,
+                rx: outbound,
                 shared,
                 done: false,
                 _guard: guard,
             },
-        })
+        }
     }
 
     /// Closes every connection with [`CloseReason::ServerShutdown`] and stops
@@ -678,6 +758,19 @@ impl Hub {
         if let Some(handle) = self.sessions().get(id).cloned() {
             return Ok(handle);
         }
+        // Several processes: only the owner loads, after fencing the store
+        // so that a former owner can no longer write.
+        let lease = match &self.inner.backplane {
+            Some(backplane) => {
+                let lease = self.claim(backplane, id).await?;
+                if lease.owner != *backplane.node() {
+                    return Err(HubError::OwnedElsewhere(lease.owner));
+                }
+                store.fence(id, lease.epoch).await?;
+                Some(lease)
+            }
+            None => None,
+        };
         let started = std::time::Instant::now();
         let stored = store.load(id).await?.ok_or(HubError::SessionNotFound)?;
         let now = self.inner.clock.now();
@@ -691,7 +784,20 @@ impl Hub {
         let took = started.elapsed();
         metrics::histogram!(telemetry::SESSION_LOAD_SECONDS).record(took.as_secs_f64());
         tracing::debug!(session = %id, ms = took.as_millis() as u64, "session loaded");
-        Ok(self.start(session))
+        Ok(self.start(session, lease))
+    }
+
+    /// The lease of session `id`: this process's, or its owner's.
+    async fn claim(
+        &self,
+        backplane: &Arc<dyn Backplane>,
+        id: &SessionId,
+    ) -> Result<Lease, HubError> {
+        let now = self.inner.clock.now();
+        backplane
+            .claim(id, now, self.inner.config.lease_ttl)
+            .await
+            .map_err(HubError::Backplane)
     }
 
     async fn command(
@@ -720,6 +826,22 @@ impl Hub {
         self.command(id, command(reply)).await?;
         rx.await.map_err(|_| HubError::ShuttingDown)
     }
+}
+
+/// A connection's tracing span: session, connection, participant, peer.
+fn connection_span(
+    id: &SessionId,
+    conn: ConnectionId,
+    identity: &Identity,
+    peer: Option<std::net::IpAddr>,
+) -> tracing::Span {
+    tracing::info_span!(
+        "connection",
+        session = %id,
+        conn = conn.0,
+        participant = %identity.user_id,
+        peer = ?peer,
+    )
 }
 
 /// A fresh session id from the operating system's random source: 128 bits,

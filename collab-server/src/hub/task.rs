@@ -3,6 +3,8 @@
 //! session's next deadline.
 
 use super::*;
+use crate::backplane::BackplaneError;
+use collab_core::time::duration_ms;
 use tracing::Instrument;
 
 pub(super) struct Peer {
@@ -27,6 +29,8 @@ pub(super) struct Task {
     /// When the last command arrived: a session just loaded to answer a
     /// request is in use even if nothing happens in it.
     pub(super) last_command: Timestamp,
+    /// With a backplane: this process's ownership of the session.
+    pub(super) lease: Option<Lease>,
 }
 
 impl Task {
@@ -142,10 +146,11 @@ impl Task {
         let Some(store) = self.hub.store.clone() else {
             return true;
         };
-        let changes = self.session.take_changes();
+        let mut changes = self.session.take_changes();
         if changes.is_empty() {
             return true;
         }
+        changes.epoch = self.lease.as_ref().map_or(0, |l| l.epoch);
         let mut delay = std::time::Duration::from_millis(20);
         let started = std::time::Instant::now();
         let span = tracing::debug_span!(
@@ -160,7 +165,10 @@ impl Task {
                         .record(started.elapsed().as_secs_f64());
                     return true;
                 }
-                Err(e @ StoreError::Damaged { .. }) => {
+                Err(e @ (StoreError::Damaged { .. } | StoreError::Fenced { .. })) => {
+                    // Damaged, or owned by another process now: nothing of
+                    // this step is acknowledged, and clients reconnect to
+                    // wherever the session is served.
                     tracing::error!(session = %self.session.id(), error = %e, "cannot store session; closing it");
                     while self.session.poll_transmit().is_some() {}
                     self.deferred.clear();
@@ -174,6 +182,43 @@ impl Task {
                     let clock = &self.hub.clock;
                     clock.sleep_until(clock.now().plus(delay)).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// When the lease must be renewed: at half its time.
+    pub(super) fn renew_at(&self) -> Option<Timestamp> {
+        let lease = self.lease.as_ref()?;
+        let ttl = self.hub.config.lease_ttl;
+        Some(Timestamp(
+            lease.expires.0.saturating_sub(duration_ms(ttl) / 2),
+        ))
+    }
+
+    /// Renews the lease when due. A lost lease stops the session here: its
+    /// clients are closed and reconnect to the new owner.
+    pub(super) async fn keep_lease(&mut self) {
+        let now = self.hub.clock.now();
+        let (Some(lease), Some(backplane)) = (&self.lease, &self.hub.backplane) else {
+            return;
+        };
+        if self.renew_at().is_none_or(|at| now < at) {
+            return;
+        }
+        match backplane.renew(lease, now, self.hub.config.lease_ttl).await {
+            Ok(renewed) => self.lease = Some(renewed),
+            Err(e) if now >= lease.expires || matches!(e, BackplaneError::Lost { .. }) => {
+                tracing::warn!(error = %e, "lost the session's lease; closing its connections");
+                self.session.close_all(CloseReason::ServerShutdown, now);
+                self.stop = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the session's lease yet");
+                // Try again soon, before it lapses.
+                if let Some(lease) = self.lease.as_mut() {
+                    let left = lease.expires.since(now);
+                    lease.expires = now.plus(left.mul_f32(0.9));
                 }
             }
         }
@@ -285,6 +330,7 @@ impl Drop for LoadingGuard {
 
 pub(super) async fn run_session(
     session: Session,
+    lease: Option<Lease>,
     mut rx: mpsc::Receiver<Command>,
     me: mpsc::WeakSender<Command>,
     position: watch::Sender<(Seq, Revision)>,
@@ -301,13 +347,17 @@ pub(super) async fn run_session(
         deferred: Vec::new(),
         stop: false,
         last_command: hub_now,
+        lease,
     };
     loop {
-        let unload_at = task.unload_at();
-        let deadline = match (task.session.poll_timeout(), unload_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [
+            task.session.poll_timeout(),
+            task.unload_at(),
+            task.renew_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let clock = Arc::clone(&task.hub.clock);
         let wake = async {
             match deadline {
@@ -335,6 +385,7 @@ pub(super) async fn run_session(
                 step
             }
         };
+        task.keep_lease().await;
         task.finish_step(&position).await;
         telemetry::report(&task.session.take_tally());
         metrics::histogram!(telemetry::SESSION_STEP_SECONDS).record(step.elapsed().as_secs_f64());

@@ -1,0 +1,343 @@
+//! Running one session across several processes: the [`Backplane`] seam.
+//!
+//! Each live session has one owner process (thin clients rebase against one
+//! linear history). A process claims a session's ownership as a [`Lease`]
+//! with an epoch that grows with every new owner; before loading the session
+//! it fences the store at that epoch, so that a former owner that stalled
+//! and lost its lease can no longer write. Other processes forward a
+//! connection's frames to the owner and the owner's answers back, through
+//! each process's inbox.
+//!
+//! [`MemoryBackplane`] connects hubs in one process, for tests; a Redis
+//! implementation connects processes.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use collab_core::ids::ConnectionId;
+use collab_core::{ErrorCode, Identity, SessionId, Timestamp};
+
+use crate::hub::Outbound;
+
+/// A process serving sessions, as the backplane knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub String);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who owns a session, since which epoch, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The session.
+    pub session: SessionId,
+    /// Its owner.
+    pub owner: NodeId,
+    /// Grows by one with every change of owner; the store refuses writes
+    /// of an older epoch once it has seen a newer one.
+    pub epoch: u64,
+    /// When the lease lapses unless renewed.
+    pub expires: Timestamp,
+}
+
+/// What a client sent, on its way to the owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+    /// The client answered a ping.
+    Touch,
+}
+
+/// One message between processes, about one connection of one session.
+/// Connection ids are the sending process's own; the pair (process,
+/// connection) names a connection everywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Envelope {
+    /// Open a connection to the session for this identity (to the owner).
+    Connect {
+        /// The client, as the process it connected to authenticated it.
+        identity: Identity,
+        /// The client's address, for the session's address bans.
+        address: Option<std::net::IpAddr>,
+    },
+    /// The answer to `Connect` (to the process the client is on).
+    Connected(Result<(), Refusal>),
+    /// A frame from the client (to the owner).
+    Inbound(Inbound),
+    /// A frame for the client (to the process the client is on).
+    Outbound(Outbound),
+    /// The client went away (to the owner).
+    Disconnect,
+}
+
+/// Why the owner refused a connection, as it travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The error's code.
+    pub code: ErrorCode,
+    /// Its message.
+    pub message: String,
+}
+
+/// An [`Envelope`] with its addressing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    /// The process that sent it.
+    pub from: NodeId,
+    /// The session it is about.
+    pub session: SessionId,
+    /// The sending or receiving process's connection id.
+    pub conn: ConnectionId,
+    /// What it says.
+    pub envelope: Envelope,
+}
+
+/// Why a backplane request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackplaneError {
+    /// The lease was taken by another process (this one stalled or was cut
+    /// off). The former owner must stop serving the session.
+    #[error("lost the lease of session {session} to {owner}")]
+    Lost {
+        /// The session.
+        session: SessionId,
+        /// Its owner now.
+        owner: NodeId,
+    },
+    /// The process addressed is not reachable. May be retried.
+    #[error("node {0} is not reachable")]
+    Unreachable(NodeId),
+    /// The backplane itself failed (connection down). May be retried.
+    #[error("backplane failed: {0}")]
+    Backend(String),
+}
+
+/// The seam between processes serving the same sessions.
+#[async_trait]
+pub trait Backplane: Send + Sync + 'static {
+    /// This process.
+    fn node(&self) -> &NodeId;
+
+    /// The session's lease: ours (claimed now, with a new epoch, if nobody
+    /// held it or the holder's lapsed) or the current owner's.
+    async fn claim(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Lease, BackplaneError>;
+
+    /// Extends our lease.
+    ///
+    /// # Errors
+    /// [`BackplaneError::Lost`] when another process holds it now.
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Lease, BackplaneError>;
+
+    /// Puts `letter` in `to`'s inbox.
+    async fn send(&self, to: &NodeId, letter: Letter) -> Result<(), BackplaneError>;
+
+    /// The next letter in this process's inbox; `None` once the backplane
+    /// is gone.
+    async fn recv(&self) -> Option<Letter>;
+}
+
+/// Hubs in one process joined as if they were processes: leases, epochs and
+/// inboxes in memory, and a way to cut one off, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryNet {
+    leases: Mutex<HashMap<SessionId, Lease>>,
+    inboxes: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Letter>>>,
+    cut_off: Mutex<HashSet<NodeId>>,
+}
+
+impl MemoryNet {
+    /// A network with nobody on it.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// A process named `name` on this network.
+    pub fn node(self: &Arc<Self>, name: &str) -> MemoryBackplane {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let node = NodeId(name.to_owned());
+        lock(&self.inboxes).insert(node.clone(), tx);
+        MemoryBackplane {
+            net: Arc::clone(self),
+            node,
+            inbox: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// Cuts `node` off (a stalled or partitioned process): its claims,
+    /// renewals and letters fail, and nothing reaches it.
+    pub fn cut_off(&self, node: &NodeId) {
+        lock(&self.cut_off).insert(node.clone());
+    }
+
+    /// The lease of `session`, as the network has it.
+    pub fn lease(&self, session: &SessionId) -> Option<Lease> {
+        lock(&self.leases).get(session).cloned()
+    }
+
+    fn reachable(&self, node: &NodeId) -> Result<(), BackplaneError> {
+        if lock(&self.cut_off).contains(node) {
+            Err(BackplaneError::Unreachable(node.clone()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One process's view of a [`MemoryNet`].
+#[derive(Debug)]
+pub struct MemoryBackplane {
+    net: Arc<MemoryNet>,
+    node: NodeId,
+    inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<Letter>>,
+}
+
+#[async_trait]
+impl Backplane for MemoryBackplane {
+    fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    async fn claim(
+        &self,
+        session: &SessionId,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Lease, BackplaneError> {
+        self.net.reachable(&self.node)?;
+        let mut leases = lock(&self.net.leases);
+        let lease = match leases.get(session) {
+            Some(held) if held.expires > now => held.clone(),
+            lapsed => {
+                let epoch = lapsed.map_or(1, |l| l.epoch + 1);
+                let lease = Lease {
+                    session: session.clone(),
+                    owner: self.node.clone(),
+                    epoch,
+                    expires: now.plus(ttl),
+                };
+                leases.insert(session.clone(), lease.clone());
+                lease
+            }
+        };
+        Ok(lease)
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Lease, BackplaneError> {
+        self.net.reachable(&self.node)?;
+        let mut leases = lock(&self.net.leases);
+        match leases.get_mut(&lease.session) {
+            Some(held) if held.owner == self.node && held.epoch == lease.epoch => {
+                held.expires = now.plus(ttl);
+                Ok(held.clone())
+            }
+            Some(held) => Err(BackplaneError::Lost {
+                session: lease.session.clone(),
+                owner: held.owner.clone(),
+            }),
+            None => Err(BackplaneError::Lost {
+                session: lease.session.clone(),
+                owner: self.node.clone(),
+            }),
+        }
+    }
+
+    async fn send(&self, to: &NodeId, letter: Letter) -> Result<(), BackplaneError> {
+        self.net.reachable(&self.node)?;
+        self.net.reachable(to)?;
+        let inboxes = lock(&self.net.inboxes);
+        let inbox = inboxes
+            .get(to)
+            .ok_or_else(|| BackplaneError::Unreachable(to.clone()))?;
+        inbox
+            .send(letter)
+            .map_err(|_| BackplaneError::Unreachable(to.clone()))
+    }
+
+    async fn recv(&self) -> Option<Letter> {
+        self.inbox.lock().await.recv().await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leases_pass_on_with_a_new_epoch_only_when_they_lapse() {
+        let net = MemoryNet::new();
+        let (a, b) = (net.node("a"), net.node("b"));
+        let s = SessionId::from_bytes([1; 16]);
+        let ttl = Duration::from_secs(10);
+        let t0 = Timestamp(1_000);
+        let first = a.claim(&s, t0, ttl).await.unwrap();
+        assert_eq!((first.owner.0.as_str(), first.epoch), ("a", 1));
+        let seen = b
+            .claim(&s, t0.plus(Duration::from_secs(5)), ttl)
+            .await
+            .unwrap();
+        assert_eq!(seen, first, "held: b learns the owner");
+        let renewed = a
+            .renew(&first, t0.plus(Duration::from_secs(9)), ttl)
+            .await
+            .unwrap();
+        assert_eq!(renewed.epoch, 1);
+        let later = t0.plus(Duration::from_secs(30));
+        let taken = b.claim(&s, later, ttl).await.unwrap();
+        assert_eq!((taken.owner.0.as_str(), taken.epoch), ("b", 2));
+        assert!(matches!(
+            a.renew(&renewed, later, ttl).await,
+            Err(BackplaneError::Lost { owner, .. }) if owner.0 == "b"
+        ));
+    }
+
+    #[tokio::test]
+    async fn letters_reach_inboxes_unless_cut_off() {
+        let net = MemoryNet::new();
+        let (a, b) = (net.node("a"), net.node("b"));
+        let letter = Letter {
+            from: a.node().clone(),
+            session: SessionId::from_bytes([2; 16]),
+            conn: ConnectionId(7),
+            envelope: Envelope::Disconnect,
+        };
+        a.send(b.node(), letter.clone()).await.unwrap();
+        assert_eq!(b.recv().await, Some(letter.clone()));
+        net.cut_off(b.node());
+        assert!(matches!(
+            a.send(b.node(), letter).await,
+            Err(BackplaneError::Unreachable(_))
+        ));
+    }
+}

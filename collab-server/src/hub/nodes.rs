@@ -1,0 +1,273 @@
+//! Serving one session from several processes over a [`Backplane`]: a
+//! connection to a process that does not own its session is forwarded to
+//! the owner, which runs it as one of its own connections and sends its
+//! frames back.
+//!
+//! On the client's process, the connection looks like any other: its
+//! commands go to a forwarder task instead of a session task, and the
+//! owner's frames are put in its queue as they arrive in the inbox. On the
+//! owner, a forwarded connection is an ordinary connection whose frames are
+//! posted back to the client's process.
+
+use super::*;
+use crate::backplane::{Backplane, Envelope, Inbound, Letter, NodeId, Refusal};
+
+/// How long a process waits for the owner to accept a forwarded connection.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A process's forwarding state.
+#[derive(Default)]
+pub(super) struct Nodes {
+    /// Connections of this process forwarded to an owner elsewhere: where
+    /// the owner's frames for them go.
+    pub(super) forwarded: Mutex<HashMap<ConnectionId, mpsc::Sender<Outbound>>>,
+    /// Forwarded connections waiting for the owner's answer.
+    pub(super) pending: Mutex<HashMap<ConnectionId, oneshot::Sender<Result<(), Refusal>>>>,
+    /// Connections of other processes that this one serves as owner.
+    pub(super) hosted: Mutex<HashMap<(NodeId, ConnectionId), Hosted>>,
+}
+
+/// A connection served here for a client on another process.
+pub(super) struct Hosted {
+    sender: ConnectionSender,
+    /// Posts the session's frames back; aborted when the client goes.
+    relay: tokio::task::JoinHandle<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    /// Opens a connection to a session another process owns: the owner is
+    /// asked to accept it, then its frames travel through the backplane.
+    pub(super) async fn connect_remote(
+        &self,
+        backplane: &Arc<dyn Backplane>,
+        owner: &NodeId,
+        id: &SessionId,
+        identity: Identity,
+        peer: Option<std::net::IpAddr>,
+        slot: AddressSlot,
+    ) -> Result<Connection, HubError> {
+        let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        let span = connection_span(id, conn, &identity, peer);
+        let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
+        let (answer_tx, answer) = oneshot::channel();
+        lock(&self.inner.nodes.forwarded).insert(conn, out_tx);
+        lock(&self.inner.nodes.pending).insert(conn, answer_tx);
+        let letter = Letter {
+            from: backplane.node().clone(),
+            session: id.clone(),
+            conn,
+            envelope: Envelope::Connect {
+                identity,
+                address: peer,
+            },
+        };
+        let forget = |inner: &Inner| {
+            lock(&inner.nodes.forwarded).remove(&conn);
+            lock(&inner.nodes.pending).remove(&conn);
+        };
+        if let Err(e) = backplane.send(owner, letter).await {
+            forget(&self.inner);
+            return Err(HubError::Backplane(e));
+        }
+        let answered = tokio::time::timeout(CONNECT_PATIENCE, answer).await;
+        match answered {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(refusal))) => {
+                forget(&self.inner);
+                return Err(HubError::Remote {
+                    code: refusal.code,
+                    message: refusal.message,
+                });
+            }
+            Ok(Err(_)) | Err(_) => {
+                forget(&self.inner);
+                return Err(HubError::Backplane(
+                    crate::backplane::BackplaneError::Unreachable(owner.clone()),
+                ));
+            }
+        }
+        // The connection's commands go to a forwarder, as they would go to
+        // a session task.
+        let (cmd_tx, cmd_rx) = mpsc::channel(self.inner.config.inbound_queue);
+        tokio::spawn(
+            forward_commands(
+                Arc::clone(backplane),
+                owner.clone(),
+                id.clone(),
+                conn,
+                cmd_rx,
+                Arc::clone(&self.inner),
+            )
+            .instrument(span.clone()),
+        );
+        Ok(self.connection(
+            conn,
+            cmd_tx,
+            out_rx,
+            Arc::new(ConnShared::default()),
+            slot,
+            span,
+        ))
+    }
+
+    /// Runs this process's inbox until the backplane is gone.
+    pub(super) async fn serve_inbox(weak: std::sync::Weak<Inner>, backplane: Arc<dyn Backplane>) {
+        while let Some(letter) = backplane.recv().await {
+            let Some(inner) = weak.upgrade() else { break };
+            let hub = Hub { inner };
+            hub.deliver_letter(&backplane, letter).await;
+        }
+    }
+
+    async fn deliver_letter(&self, backplane: &Arc<dyn Backplane>, letter: Letter) {
+        let Letter {
+            from,
+            session,
+            conn,
+            envelope,
+        } = letter;
+        let nodes = &self.inner.nodes;
+        match envelope {
+            Envelope::Connect { identity, address } => {
+                let answer = self
+                    .host(backplane, &from, &session, conn, identity, address)
+                    .await;
+                let reply = Letter {
+                    from: backplane.node().clone(),
+                    session,
+                    conn,
+                    envelope: Envelope::Connected(answer),
+                };
+                if let Err(e) = backplane.send(&from, reply).await {
+                    tracing::warn!(node = %from, error = %e, "cannot answer a forwarded connection");
+                    if let Some(hosted) = lock(&nodes.hosted).remove(&(from, conn)) {
+                        hosted.relay.abort();
+                    }
+                }
+            }
+            Envelope::Connected(answer) => {
+                if let Some(waiting) = lock(&nodes.pending).remove(&conn) {
+                    let _ = waiting.send(answer);
+                }
+            }
+            Envelope::Inbound(frame) => {
+                let sender = lock(&nodes.hosted)
+                    .get(&(from.clone(), conn))
+                    .map(|h| h.sender.clone());
+                let Some(sender) = sender else { return };
+                let delivered = match frame {
+                    Inbound::Text(text) => sender.send_text(text).await,
+                    Inbound::Binary(bytes) => sender.send_binary(bytes).await,
+                    Inbound::Touch => sender.touch().await,
+                };
+                if delivered.is_err() {
+                    if let Some(hosted) = lock(&nodes.hosted).remove(&(from, conn)) {
+                        hosted.relay.abort();
+                    }
+                }
+            }
+            Envelope::Outbound(out) => {
+                let closes = matches!(out, Outbound::Close(_));
+                let queue = lock(&nodes.forwarded).get(&conn).cloned();
+                if let Some(queue) = queue {
+                    // As for a local connection: a client that does not
+                    // read loses its connection, nobody waits for it.
+                    if queue.try_send(out).is_err() || closes {
+                        lock(&nodes.forwarded).remove(&conn);
+                    }
+                }
+            }
+            Envelope::Disconnect => {
+                if let Some(hosted) = lock(&nodes.hosted).remove(&(from, conn)) {
+                    // Dropping both halves takes the participant offline.
+                    hosted.relay.abort();
+                }
+            }
+        }
+    }
+
+    /// Accepts a connection forwarded by `from`, as its session's owner.
+    async fn host(
+        &self,
+        backplane: &Arc<dyn Backplane>,
+        from: &NodeId,
+        session: &SessionId,
+        conn: ConnectionId,
+        identity: Identity,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<(), Refusal> {
+        let refusal = |e: HubError| Refusal {
+            code: e.code(),
+            message: e.to_string(),
+        };
+        // The client's process already counted its address.
+        let slot = AddressSlot::take(&self.inner, None).map_err(refusal)?;
+        let local = self
+            .connect_local(session, identity, address, slot)
+            .await
+            .map_err(refusal)?;
+        let (sender, mut receiver) = local.split();
+        let (backplane, from_node, session) =
+            (Arc::clone(backplane), from.clone(), session.clone());
+        let me = backplane.node().clone();
+        let relay = tokio::spawn(async move {
+            while let Some(out) = receiver.recv().await {
+                let closes = matches!(out, Outbound::Close(_));
+                let letter = Letter {
+                    from: me.clone(),
+                    session: session.clone(),
+                    conn,
+                    envelope: Envelope::Outbound(out),
+                };
+                if backplane.send(&from_node, letter).await.is_err() || closes {
+                    break;
+                }
+            }
+        });
+        lock(&self.inner.nodes.hosted).insert((from.clone(), conn), Hosted { sender, relay });
+        Ok(())
+    }
+}
+
+/// Carries a forwarded connection's commands to the owner until the client
+/// goes.
+async fn forward_commands(
+    backplane: Arc<dyn Backplane>,
+    owner: NodeId,
+    session: SessionId,
+    conn: ConnectionId,
+    mut commands: mpsc::Receiver<Command>,
+    inner: Arc<Inner>,
+) {
+    let me = backplane.node().clone();
+    while let Some(command) = commands.recv().await {
+        let envelope = match command {
+            Command::Text { text, .. } => Envelope::Inbound(Inbound::Text(text)),
+            Command::Binary { bytes, .. } => Envelope::Inbound(Inbound::Binary(bytes)),
+            Command::Touch { .. } => Envelope::Inbound(Inbound::Touch),
+            Command::Disconnect { .. } => Envelope::Disconnect,
+            // Only a connection's own commands come this way.
+            _ => continue,
+        };
+        let leaving = matches!(envelope, Envelope::Disconnect);
+        let letter = Letter {
+            from: me.clone(),
+            session: session.clone(),
+            conn,
+            envelope,
+        };
+        if let Err(e) = backplane.send(&owner, letter).await {
+            tracing::warn!(node = %owner, error = %e, "cannot reach the session's owner");
+            break;
+        }
+        if leaving {
+            break;
+        }
+    }
+    // The owner is gone or the client left: the client's queue ends.
+    lock(&inner.nodes.forwarded).remove(&conn);
+}

@@ -1,0 +1,246 @@
+//! One session served from several processes: hubs joined by a
+//! `MemoryBackplane` on one manual clock, sharing one store, with clients
+//! on each. Frames from a client on any hub reach the session's owner and
+//! the answers come back; a former owner that stalled cannot write once
+//! another took the session over.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use collab_core::{
+    CloseReason, Identity, NewSession, SessionChanges, SessionId, SessionSummary, StoreError,
+    StoredSession, Timestamp,
+};
+use collab_server::{
+    Connection, Hub, HubConfig, ManualClock, MemoryNet, MemoryStore, Outbound, Store,
+    TokenAuthenticator,
+};
+use common::until;
+use serde_json::{json, Value};
+
+struct Cluster {
+    clock: Arc<ManualClock>,
+    net: Arc<MemoryNet>,
+    hubs: Vec<Hub>,
+}
+
+fn cluster(store: Arc<dyn Store>, names: &[&str]) -> Cluster {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let net = MemoryNet::new();
+    let auth = Arc::new(TokenAuthenticator::new());
+    let hubs = names
+        .iter()
+        .map(|name| {
+            Hub::with_backplane(
+                auth.clone(),
+                clock.clone(),
+                HubConfig::default(),
+                store.clone(),
+                Arc::new(net.node(name)),
+            )
+        })
+        .collect();
+    Cluster { clock, net, hubs }
+}
+
+async fn join(hub: &Hub, id: &SessionId, who: Identity) -> (Connection, Value) {
+    let mut conn = hub.connect(id, who).await.expect("connected");
+    conn.send_text(json!({"type": "join"}).to_string())
+        .await
+        .unwrap();
+    let welcome = until(&mut conn, "welcome").await;
+    (conn, welcome)
+}
+
+async fn message_posted(conn: &mut Connection) -> Value {
+    loop {
+        let f = until(conn, "event").await;
+        if f["event"]["kind"] == "message_posted" {
+            return f;
+        }
+    }
+}
+
+fn names(welcome: &Value) -> Vec<String> {
+    let mut names: Vec<String> = welcome["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn frames_reach_the_owner_and_answers_come_back() {
+    let store = Arc::new(MemoryStore::new());
+    let c = cluster(store.clone(), &["a", "b", "c"]);
+    let ann = Identity::new("ann", "Ann");
+    let info = c.hubs[0]
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap();
+    assert_eq!(c.net.lease(&info.id).unwrap().owner.0, "a");
+
+    let (mut on_a, _) = join(&c.hubs[0], &info.id, ann).await;
+    // Bob is on b, Carol on c: their connections are forwarded to a.
+    let (mut on_b, welcome) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
+    assert_eq!(
+        names(&welcome),
+        ["Ann", "Bob"],
+        "one session, wherever one connects"
+    );
+    let (mut on_c, welcome) = join(&c.hubs[2], &info.id, Identity::new("carol", "Carol")).await;
+    assert_eq!(names(&welcome), ["Ann", "Bob", "Carol"]);
+
+    on_b.send_text(json!({"type": "chat_send", "text": "from b", "rid": 1}).to_string())
+        .await
+        .unwrap();
+    let ack = until(&mut on_b, "ack").await;
+    assert_eq!(ack["rid"], 1, "the answer came back to b");
+    let seen = message_posted(&mut on_a).await;
+    assert_eq!(seen["event"]["message"]["text"], "from b");
+    let seen = message_posted(&mut on_c).await;
+    assert_eq!(seen["event"]["message"]["text"], "from b");
+
+    on_c.send_text(
+        json!({"type": "text_op", "file": "main", "rev": 0, "op": ["hi"], "oid": "c1"}).to_string(),
+    )
+    .await
+    .unwrap();
+    until(&mut on_c, "text_ack").await;
+    let op = until(&mut on_b, "text_op").await;
+    assert_eq!(op["op"], json!(["hi"]));
+
+    // Everything acknowledged is in the store, written by the owner.
+    let stored = store.load(&info.id).await.unwrap().unwrap();
+    assert!(stored.messages.iter().any(|m| m.text == "from b"));
+    assert_eq!(stored.versions.len(), 1);
+
+    // A client leaving b goes offline on the owner (presence goes out in
+    // its next slot, on the manual clock).
+    drop(on_b);
+    let mut offline = false;
+    for _ in 0..20 {
+        c.clock.advance(Duration::from_millis(100));
+        while let Ok(Some(Outbound::Text(t))) =
+            tokio::time::timeout(Duration::from_millis(50), on_a.recv()).await
+        {
+            let f: Value = serde_json::from_str(&t).unwrap();
+            if f["type"] == "presence"
+                && f["participant"] == 2
+                && f["presence"]["status"] == "offline"
+            {
+                offline = true;
+            }
+        }
+        if offline {
+            break;
+        }
+    }
+    assert!(offline, "Bob's leaving b reached the owner");
+}
+
+/// A store whose saves of one epoch wait until the test lets them go.
+struct Gated {
+    inner: MemoryStore,
+    held_epoch: std::sync::atomic::AtomicU64,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Store for Gated {
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
+        if changes.epoch == self.held_epoch.load(std::sync::atomic::Ordering::SeqCst) {
+            let _pass = self.gate.acquire().await.expect("open");
+        }
+        self.inner.save(changes).await
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.inner.load(id).await
+    }
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.inner.sessions().await
+    }
+    async fn fence(&self, id: &SessionId, epoch: u64) -> Result<(), StoreError> {
+        self.inner.fence(id, epoch).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_owner_cannot_write_after_another_took_over() {
+    let store = Arc::new(Gated {
+        inner: MemoryStore::new(),
+        held_epoch: u64::MAX.into(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let c = cluster(store.clone(), &["a", "b"]);
+    let ann = Identity::new("ann", "Ann");
+    let info = c.hubs[0]
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap();
+    let (mut on_a, _) = join(&c.hubs[0], &info.id, ann).await;
+
+    // a stalls in the middle of storing Ann's message (epoch 1), and is
+    // cut off from the other processes while it does.
+    store
+        .held_epoch
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    on_a.send_text(
+        json!({"type": "chat_send", "text": "from the stalled owner", "rid": 1}).to_string(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.net.cut_off(&collab_server::NodeId("a".into()));
+
+    // Its lease lapses; b takes the session over at epoch 2 and serves Bob.
+    c.clock
+        .advance(HubConfig::default().lease_ttl + Duration::from_secs(1));
+    let (mut on_b, welcome) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
+    let lease = c.net.lease(&info.id).unwrap();
+    assert_eq!((lease.owner.0.as_str(), lease.epoch), ("b", 2));
+    assert_eq!(names(&welcome), ["Ann", "Bob"]);
+    on_b.send_text(
+        json!({"type": "chat_send", "text": "from the new owner", "rid": 1}).to_string(),
+    )
+    .await
+    .unwrap();
+    until(&mut on_b, "ack").await;
+
+    // a wakes up and tries to store Ann's message: refused, and Ann, who
+    // never got an ack, is told to reconnect.
+    store.gate.add_permits(1);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match on_a.recv().await {
+                Some(Outbound::Text(t)) => {
+                    let f: Value = serde_json::from_str(&t).unwrap();
+                    assert_ne!(f["type"], "ack", "the stale owner acknowledged nothing");
+                }
+                Some(Outbound::Close(reason)) => return Some(reason),
+                Some(Outbound::Binary(_)) => {}
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("Ann's connection closes");
+    assert_eq!(closed, Some(CloseReason::ServerShutdown));
+
+    let stored = store.inner.load(&info.id).await.unwrap().unwrap();
+    let texts: Vec<&str> = stored.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["from the new owner"],
+        "the stale write never landed"
+    );
+}
