@@ -30,8 +30,8 @@ use crate::document::Version;
 use crate::events::Event;
 use crate::ids::{SessionId, UserId};
 use crate::participant::Participant;
-use crate::session::SessionStatus;
 use crate::time::Timestamp;
+use collab_wire::session::SessionStatus;
 
 /// Why a store request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use collab_core::ids::ConnectionId;
 use collab_core::{ErrorCode, Identity, SessionId, Timestamp};
 
-use crate::hub::Outbound;
+use crate::outbound::Outbound;
 
 /// A process serving sessions, as the backplane knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -34,6 +34,7 @@ pub mod auth;
 pub mod backplane;
 pub mod clock;
 pub mod hub;
+pub mod outbound;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -2,17 +2,6 @@
 
 use super::*;
 
-/// What a connection receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    /// A JSON text frame, serialised once for all its recipients.
-    Text(Arc<str>),
-    /// A binary frame: an automerge sync message for a replica.
-    Binary(Vec<u8>),
-    /// The session closed this connection; nothing follows.
-    Close(CloseReason),
-}
-
 /// A session's state as the REST API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SessionView {

@@ -1,0 +1,381 @@
+//! Scenarios of a session's life over WebSockets: REST lifecycle, joining,
+//! chat, roles, kicks, catching up, editing, presence.
+
+use super::*;
+
+/// Create a session over REST, read it back, change it as host; a non-host is refused.
+pub async fn rest_lifecycle(c: &Client) {
+    let id = c
+        .create(
+            "host-token-1",
+            json!({"title": "Round 1", "language": "python", "code": "print(1)"}),
+        )
+        .await;
+    assert_eq!(id.len(), 22);
+    let r = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-1"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.body["code"].as_str(), r.body["capacity"].as_u64()),
+        (Some("print(1)"), Some(10))
+    );
+    let r = c
+        .rest(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-1"),
+            Some(json!({"status": "active"})),
+        )
+        .await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("active")));
+    let r = c
+        .rest(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some("stranger-1"),
+            Some(json!({"title": "mine"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let r = c
+        .rest(
+            "PATCH",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-1"),
+            Some(json!({"capacity": "lots"})),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = c.rest("GET", "/api/v1/health", None, None).await;
+    assert_eq!(r.status, 200);
+}
+
+/// Missing and bad credentials get 401; unknown sessions 404.
+pub async fn bad_token_and_unknown_session(c: &Client) {
+    let r = c
+        .rest("POST", "/api/v1/sessions", None, Some(json!({})))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let id = c.create("host-token-2", json!({})).await;
+    assert_eq!(c.ws(&id, "bad").await.err(), Some(401));
+    assert_eq!(
+        c.ws("AAAAAAAAAAAAAAAAAAAAAA", "someone-ok").await.err(),
+        Some(404)
+    );
+    assert_eq!(
+        c.ws("not-a-session-id", "someone-ok").await.err(),
+        Some(404)
+    );
+    let r = c
+        .rest(
+            "GET",
+            "/api/v1/sessions/AAAAAAAAAAAAAAAAAAAAAA",
+            Some("someone-ok"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+/// Two people join over WebSockets, see each other, chat, and get acks.
+pub async fn join_and_chat(c: &Client) {
+    let id = c.create("host-token-3", json!({})).await;
+    let (mut host, welcome) = c.joined(&id, "host-token-3", "Hana").await;
+    assert_eq!(welcome["participants"][0]["role"], "host");
+    let (mut guest, welcome) = c.joined(&id, "guest-token-3", "Gus").await;
+    assert_eq!(welcome["participants"].as_array().unwrap().len(), 2);
+    let joined = host.until_event("participant_joined").await;
+    assert_eq!(joined["participant"]["name"], "Gus");
+    guest.send(json!({"type": "chat_send", "rid": 7, "text": "hi @Hana", "anchor": {"file": "main", "line": 1}})).await;
+    let posted = host.until_event("comment_posted").await;
+    assert_eq!(posted["message"]["text"], "hi @Hana");
+    assert_eq!(posted["message"]["mentions"], json!([1]));
+    assert_eq!(guest.until("ack").await["rid"], 7);
+}
+
+/// Garbage frames get error frames and the connection goes on.
+pub async fn bad_frames_keep_the_connection(c: &Client) {
+    let id = c.create("host-token-4", json!({})).await;
+    let (mut ws, _) = c.joined(&id, "host-token-4", "Hana").await;
+    ws.send_raw("{nope".into()).await;
+    assert_eq!(ws.until("error").await["code"], "malformed_frame");
+    ws.send(json!({"type": "fly", "rid": 3})).await;
+    let e = ws.until("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("unknown_frame_type"), Some(3))
+    );
+    ws.send_raw(format!(
+        r#"{{"type":"chat_send","text":"{}"}}"#,
+        "x".repeat(70_000)
+    ))
+    .await;
+    assert_eq!(ws.until("error").await["code"], "frame_too_large");
+    ws.send(json!({"type": "heartbeat", "rid": 4})).await;
+    assert_eq!(ws.until("heartbeat_ack").await["rid"], 4);
+}
+
+/// Viewers cannot change the session; a full session refuses the next joiner.
+pub async fn roles_and_capacity(c: &Client) {
+    let id = c.create("host-token-5", json!({"capacity": 2})).await;
+    let (mut host, _) = c.joined(&id, "host-token-5", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-5", "Gus").await;
+    let guest_id = welcome["you"].as_u64().unwrap();
+    host.send(json!({"type": "set_role", "participant": guest_id, "role": "viewer"}))
+        .await;
+    guest.until_event("role_changed").await;
+    guest
+        .send(json!({"type": "update_session", "rid": 1, "title": "mine"}))
+        .await;
+    assert_eq!(guest.until("error").await["code"], "forbidden");
+    let mut third = c.ws(&id, "third-token-5").await.expect("upgrade");
+    third.send(json!({"type": "join", "rid": 9})).await;
+    let e = third.until("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("session_full"), Some(9))
+    );
+}
+
+/// Kick and end close the sockets with their documented codes.
+pub async fn kick_and_end_close_with_codes(c: &Client) {
+    let id = c.create("host-token-6", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-6", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-6", "Gus").await;
+    host.send(json!({"type": "kick", "participant": welcome["you"]}))
+        .await;
+    assert_eq!(guest.until("goodbye").await["reason"], "kicked");
+    assert_eq!(guest.until_closed().await, (4001, "kicked".into()));
+    assert_eq!(c.ws(&id, "guest-token-6").await.err(), Some(403));
+    let r = c
+        .rest(
+            "POST",
+            &format!("/api/v1/sessions/{id}/end"),
+            Some("host-token-6"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(host.until_closed().await, (4002, "session_ended".into()));
+    assert_eq!(c.ws(&id, "host-token-6").await.err(), Some(410));
+}
+
+/// A client that reconnects with `since` gets exactly what it missed.
+pub async fn reconnect_and_catch_up(c: &Client) {
+    let id = c.create("host-token-7", json!({})).await;
+    let (mut host, _) = c.joined(&id, "host-token-7", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-7", "Gus").await;
+    let me = welcome["you"].clone();
+    let last_seq = welcome["last_seq"].as_u64().unwrap();
+    drop(guest);
+    host.send(json!({"type": "chat_send", "text": "while you were away"}))
+        .await;
+    host.until_event("message_posted").await;
+    guest = c.ws(&id, "guest-token-7").await.expect("upgrade");
+    guest.send(json!({"type": "join", "since": last_seq})).await;
+    let welcome = guest.until("welcome").await;
+    assert_eq!(welcome["you"], me, "the same participant");
+    let missed = guest.until("events").await;
+    let seqs: Vec<u64> = missed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![last_seq + 1]);
+}
+
+/// A thin client and a replica edit the same file over real sockets and end
+/// with the same text: text operations one way, automerge sync the other.
+pub async fn thin_client_and_replica_edit_together(c: &Client) {
+    let id = c
+        .create(
+            "host-token-8",
+            json!({"code": "fn main() {}", "language": "rust"}),
+        )
+        .await;
+    let (mut thin, welcome) = c.joined(&id, "host-token-8", "Hana").await;
+    assert_eq!(welcome["document"]["files"]["main"], "fn main() {}");
+    let mut ws = c.ws(&id, "replica-token-8").await.expect("upgrade");
+    ws.send(json!({"type": "join", "mode": "replica"})).await;
+    let mut replica = collab_core::ReplicaClient::new();
+    // Sync until the replica has the text.
+    while replica.text("main").is_none() {
+        if let Next::Binary(b) = ws.next().await {
+            replica.receive(&b).expect("sync message");
+            if let Some(m) = replica.poll_message() {
+                ws.send_binary(m).await;
+            }
+        }
+    }
+    thin.send(json!({"type": "text_op", "rid": 1, "rev": 0, "file": "main", "op": [12, "\n// é😀"], "oid": "t1"})).await;
+    assert_eq!(thin.until("text_ack").await["rev"], 1);
+    // The replica gets the thin client's edit by sync (and so learns what the
+    // server has: automerge sends changes once it knows the peer's state).
+    while replica.text("main").as_deref() != Some("fn main() {}\n// é😀") {
+        match ws.next().await {
+            Next::Binary(b) => {
+                replica.receive(&b).expect("sync message");
+                if let Some(m) = replica.poll_message() {
+                    ws.send_binary(m).await;
+                }
+            }
+            Next::Closed(code, reason) => panic!("closed {code} {reason}"),
+            Next::Frame(_) => {}
+        }
+    }
+    replica.splice("main", 0, 2, "pub fn").expect("splice");
+    if let Some(m) = replica.poll_message() {
+        ws.send_binary(m).await;
+    }
+    // The thin client hears of the replica's edit as a text operation (a
+    // replace may come as a delete and an insert). Meanwhile the replica keeps
+    // answering the server, as a replica must: automerge may hold its change
+    // back until it has heard the server's latest state.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    'heard: loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no text_op for the replica's edit"
+        );
+        while let Some(next) = thin.next_within(Duration::from_millis(100)).await {
+            if let Next::Frame(op) = next {
+                if op["type"] == "text_op" {
+                    assert_ne!(
+                        op["author"],
+                        json!(1),
+                        "the thin client's own edit is not echoed"
+                    );
+                    if op["op"].to_string().contains("pub fn") {
+                        break 'heard;
+                    }
+                }
+            }
+        }
+        while let Some(next) = ws.next_within(Duration::from_millis(100)).await {
+            if let Next::Binary(b) = next {
+                replica.receive(&b).expect("sync message");
+                if let Some(m) = replica.poll_message() {
+                    ws.send_binary(m).await;
+                }
+            }
+        }
+    }
+    let r = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-8"),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["code"], "pub fn main() {}\n// é😀");
+}
+
+/// Upgrades from another site's page are refused (cross-site WebSocket
+/// hijacking); the server's own pages and non-browser clients get through.
+pub async fn cross_site_upgrades_are_refused(c: &Client) {
+    let id = c.create("host-token-9", json!({})).await;
+    let evil = c
+        .ws_with(
+            &id,
+            "?token=host-token-9",
+            &[("origin", "https://evil.example")],
+        )
+        .await;
+    assert_eq!(evil.err(), Some(403));
+    let host = c.base.trim_start_matches("http://").to_owned();
+    let own_origin = format!("http://{host}");
+    assert!(c
+        .ws_with(&id, "?token=host-token-9", &[("origin", &own_origin)])
+        .await
+        .is_ok());
+    assert!(
+        c.ws(&id, "host-token-9").await.is_ok(),
+        "no origin: not a browser"
+    );
+}
+
+/// A browser's token rides in the subprotocol list; the server picks `collab.v1`.
+pub async fn token_in_the_subprotocol(c: &Client) {
+    let id = c.create("host-token-10", json!({})).await;
+    let (mut ws, chosen) = c
+        .ws_with(
+            &id,
+            "",
+            &[("sec-websocket-protocol", "collab.v1, bearer.host-token-10")],
+        )
+        .await
+        .expect("upgrade");
+    assert_eq!(chosen.as_deref(), Some("collab.v1"));
+    ws.send(json!({"type": "join"})).await;
+    assert_eq!(ws.until("welcome").await["participants"][0]["role"], "host");
+    let bad = c
+        .ws_with(
+            &id,
+            "",
+            &[("sec-websocket-protocol", "collab.v1, bearer.x")],
+        )
+        .await;
+    assert_eq!(bad.err(), Some(401));
+}
+
+/// A client that floods frames is told `rate_limited`, then closed with 4008.
+pub async fn flooding_is_refused_then_closed(c: &Client) {
+    let id = c.create("host-token-11", json!({})).await;
+    let (mut ws, _) = c.joined(&id, "host-token-11", "Hana").await;
+    for _ in 0..400 {
+        ws.send(json!({"type": "heartbeat"})).await;
+    }
+    let mut refused = 0;
+    loop {
+        match ws.next().await {
+            Next::Frame(f) if f["type"] == "error" && f["code"] == "rate_limited" => refused += 1,
+            Next::Closed(code, reason) => {
+                assert_eq!((code, reason.as_str()), (4008, "rate_limited"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused > 0);
+}
+
+/// Presence travels over real sockets: a cursor, a viewport and typing reach
+/// the other participant, and `who_is_viewing` answers.
+pub async fn presence_reaches_the_others(c: &Client) {
+    let id = c.create("host-token-12", json!({"code": "a\nb\nc"})).await;
+    let (mut host, _) = c.joined(&id, "host-token-12", "Hana").await;
+    let (mut guest, welcome) = c.joined(&id, "guest-token-12", "Gus").await;
+    let guest_id = welcome["you"].clone();
+    guest
+        .send(
+            json!({"type": "presence", "cursor": {"file": "main", "anchor": 1, "head": 3},
+            "viewport": {"file": "main", "first_line": 1, "last_line": 3}, "typing": true}),
+        )
+        .await;
+    loop {
+        let f = host.until("presence").await;
+        if f["participant"] == guest_id && f["presence"]["typing"] == true {
+            assert_eq!(f["presence"]["cursors"][0]["head"], 3);
+            assert_eq!(f["presence"]["viewport"]["last_line"], 3);
+            break;
+        }
+    }
+    host.send(json!({"type": "who_is_viewing", "file": "main", "rid": 2}))
+        .await;
+    let viewers = host.until("viewers").await;
+    assert_eq!(viewers["participants"], json!([guest_id]));
+}
