@@ -16,8 +16,8 @@ pub enum HubError {
     #[error(transparent)]
     Session(#[from] SessionError),
     /// The operating system could not provide randomness for a session id. Fatal.
-    #[error("no random source for session ids: {0}")]
-    Random(getrandom::Error),
+    #[error("no random source for session ids")]
+    Random(#[source] std::io::Error),
     /// The session's task has stopped (the hub is shutting down).
     #[error("session is shutting down")]
     ShuttingDown,
