@@ -190,7 +190,8 @@ impl Hub {
 /// so a shared link cannot be guessed.
 fn random_session_id() -> Result<SessionId, HubError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| HubError::Random(std::io::Error::other(e)))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| HubError::Random(std::io::Error::other(e.to_string())))?;
     Ok(SessionId::from_bytes(bytes))
 }
 
