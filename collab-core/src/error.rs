@@ -139,3 +139,6 @@ impl SessionError {
         }
     }
 }
+
+/// The result of a session request: [`SessionError`] unless said otherwise.
+pub type Result<T, E = SessionError> = std::result::Result<T, E>;

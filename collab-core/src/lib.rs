@@ -59,7 +59,7 @@ pub use document::{
     Applied, Change, Document, DocumentError, DocumentSnapshot, Revision, RunOutput, SyncState,
     Version,
 };
-pub use error::{ErrorCode, SessionError};
+pub use error::{ErrorCode, Result, SessionError};
 pub use events::{EndReason, Event, EventKind, EventPage};
 pub use identity::{AuthError, Identity};
 pub use ids::{ParticipantId, Seq, SessionId, UserId};

@@ -48,7 +48,7 @@ pub use backplane::{Backplane, BackplaneError, Lease, MemoryBackplane, MemoryNet
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use hub::{
     AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
-    HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, SessionRead, SessionView,
-    StreamCursor, StreamItem, MAX_READ_WAIT,
+    HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, Result, SessionRead,
+    SessionView, StreamCursor, StreamItem, MAX_READ_WAIT,
 };
 pub use store::{MemoryStore, Store};

@@ -76,3 +76,6 @@ impl HubError {
         }
     }
 }
+
+/// The result of a hub request: [`HubError`] unless said otherwise.
+pub type Result<T, E = HubError> = std::result::Result<T, E>;

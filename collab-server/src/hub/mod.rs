@@ -42,7 +42,7 @@ pub use crate::outbound::Outbound;
 pub use config::{HubConfig, OriginPolicy};
 pub use connection::{AddressGuard, Connection, ConnectionReceiver, ConnectionSender};
 use connection::{AddressSlot, ConnShared, DisconnectGuard};
-pub use error::HubError;
+pub use error::{HubError, Result};
 use task::{run_session, LoadingGuard};
 use views::Counters;
 pub use views::{HubStats, SessionRead, SessionView};
