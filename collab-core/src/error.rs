@@ -25,7 +25,7 @@ pub enum SessionError {
     #[error("session has ended")]
     SessionEnded,
     /// The connection has not joined yet.
-    #[error("send join first")]
+    #[error("join the session first")]
     NotJoined,
     /// The connection has joined already.
     #[error("already joined")]
@@ -48,7 +48,7 @@ pub enum SessionError {
     #[error("no such participant")]
     UnknownParticipant,
     /// A host cannot kick themselves (they can leave).
-    #[error("a host cannot kick themselves")]
+    #[error("a host cannot remove themselves")]
     CannotKickSelf,
     /// The session would be left with no host.
     #[error("the session must keep at least one host")]
@@ -81,7 +81,7 @@ pub enum SessionError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// Only a participant themselves can leave; a host removes others with `kick`.
-    #[error("only the participant themselves can leave; a host removes others with kick")]
+    #[error("only participants themselves can leave; a host removes others")]
     NotYourself,
     /// A refreshed credential names a different user than the connection's.
     #[error("the token names another user")]

@@ -53,7 +53,7 @@ pub enum PresenceError {
     #[error("file path must be 1 to {MAX_FILE_PATH_BYTES} bytes")]
     BadFilePath,
     /// The viewport's first line is after its last. Caller's mistake.
-    #[error("viewport first_line must not be after last_line")]
+    #[error("a viewport's first line must not be after its last")]
     BadViewport,
     /// A client may not declare itself offline. Caller's mistake.
     #[error("status offline is set by the server, not the client")]

@@ -19,6 +19,125 @@ pub(super) struct Conn {
     pub(super) refused: u32,
 }
 
+/// Who is connected. Owns each connection's rate allowance: a frame is
+/// charged here, and only here.
+#[derive(Debug, Default)]
+pub(super) struct Connections {
+    table: HashMap<ConnectionId, Conn>,
+}
+
+/// What charging a frame to a connection's allowance decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Charge {
+    /// Within the rate: read it.
+    Admitted,
+    /// Over the rate: refuse it, unread.
+    Refused,
+    /// Over the rate for a whole burst in a row: close the connection.
+    Flooding,
+    /// No such connection.
+    Unknown,
+}
+
+impl Connections {
+    pub(super) fn get(&self, conn: &ConnectionId) -> Option<&Conn> {
+        self.table.get(conn)
+    }
+
+    pub(super) fn get_mut(&mut self, conn: &ConnectionId) -> Option<&mut Conn> {
+        self.table.get_mut(conn)
+    }
+
+    pub(super) fn contains_key(&self, conn: &ConnectionId) -> bool {
+        self.table.contains_key(conn)
+    }
+
+    pub(super) fn insert(&mut self, conn: ConnectionId, c: Conn) {
+        self.table.insert(conn, c);
+    }
+
+    pub(super) fn remove(&mut self, conn: &ConnectionId) -> Option<Conn> {
+        self.table.remove(conn)
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Conn> {
+        self.table.values()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The connections `keep` picks, in id order (so that what the session
+    /// does to them is the same every run).
+    pub(super) fn picked(&self, keep: impl Fn(ConnectionId, &Conn) -> bool) -> Vec<ConnectionId> {
+        let mut conns: Vec<ConnectionId> = self
+            .table
+            .iter()
+            .filter(|(id, c)| keep(**id, c))
+            .map(|(id, _)| *id)
+            .collect();
+        conns.sort_unstable();
+        conns
+    }
+
+    /// Charges `cost` thousandths of a frame to `conn`'s token bucket,
+    /// which refills at `per_second` frames a second up to `burst`.
+    pub(super) fn charge(
+        &mut self,
+        conn: ConnectionId,
+        now: Timestamp,
+        cost: u64,
+        per_second: u32,
+        burst: u32,
+    ) -> Charge {
+        let (rate, burst) = (u64::from(per_second), u64::from(burst));
+        let Some(c) = self.table.get_mut(&conn) else {
+            return Charge::Unknown;
+        };
+        let elapsed = now.as_millis().saturating_sub(c.last_refill.as_millis());
+        c.allowance = (c.allowance + elapsed.saturating_mul(rate)).min(burst * 1_000);
+        c.last_refill = now;
+        if c.allowance >= cost {
+            c.allowance -= cost;
+            c.refused = 0;
+            return Charge::Admitted;
+        }
+        c.refused += 1;
+        c.last_seen = now;
+        if u64::from(c.refused) > burst {
+            Charge::Flooding
+        } else {
+            Charge::Refused
+        }
+    }
+
+    /// When the quietest connection was last heard from.
+    pub(super) fn earliest_seen(&self) -> Option<Timestamp> {
+        self.table.values().map(|c| c.last_seen).min()
+    }
+
+    /// The earliest credential expiry among the connections.
+    pub(super) fn earliest_expiry(&self) -> Option<Timestamp> {
+        self.table
+            .values()
+            .filter_map(|c| c.identity.expires_at)
+            .min()
+    }
+}
+
+impl std::ops::Index<&ConnectionId> for Connections {
+    type Output = Conn;
+
+    fn index(&self, conn: &ConnectionId) -> &Conn {
+        &self.table[conn]
+    }
+}
+
 impl Session {
     /// Registers a new connection for `identity`. It must send `join` next.
     ///
@@ -52,8 +171,8 @@ impl Session {
         // An address ban keeps newcomers from there out; members already in
         // the session (the host on the same network, say) stay welcome.
         let newcomer = self.current_member_of(&identity.user_id).is_err();
-        if self.banned.contains(&identity.user_id)
-            || (newcomer && address.is_some_and(|a| self.banned.contains(&address_ban(a))))
+        if self.members.is_banned(&identity.user_id)
+            || (newcomer && address.is_some_and(|a| self.members.is_banned(&address_ban(a))))
         {
             return Err(SessionError::Banned);
         }
@@ -122,14 +241,7 @@ impl Session {
         &self,
         keep: impl Fn(ConnectionId, &Conn) -> bool,
     ) -> Vec<ConnectionId> {
-        let mut conns: Vec<ConnectionId> = self
-            .connections
-            .iter()
-            .filter(|(id, c)| keep(**id, c))
-            .map(|(id, _)| *id)
-            .collect();
-        conns.sort_unstable();
-        conns
+        self.connections.picked(keep)
     }
 
     /// Sends `goodbye`, closes every connection of a member.
@@ -168,36 +280,25 @@ impl Session {
         cost: u64,
         rid: impl FnOnce() -> Option<u64>,
     ) -> bool {
-        let (rate, burst) = (
-            u64::from(self.config.frames_per_second),
-            u64::from(self.config.frame_burst),
-        );
-        let Some(c) = self.connections.get_mut(&conn) else {
-            return false;
-        };
-        let elapsed = now.as_millis().saturating_sub(c.last_refill.as_millis());
-        c.allowance = (c.allowance + elapsed.saturating_mul(rate)).min(burst * 1_000);
-        c.last_refill = now;
-        if c.allowance >= cost {
-            c.allowance -= cost;
-            c.refused = 0;
-            return true;
+        match self.connections.charge(
+            conn,
+            now,
+            cost,
+            self.config.frames_per_second,
+            self.config.frame_burst,
+        ) {
+            Charge::Admitted => true,
+            Charge::Unknown => false,
+            Charge::Flooding => {
+                self.close(conn, CloseReason::RateLimited, now);
+                false
+            }
+            Charge::Refused => {
+                let per_second = self.config.frames_per_second;
+                self.send_error(conn, rid(), &SessionError::RateLimited { per_second });
+                false
+            }
         }
-        c.refused += 1;
-        c.last_seen = now;
-        let refused = c.refused;
-        if u64::from(refused) > burst {
-            self.close(conn, CloseReason::RateLimited, now);
-        } else {
-            self.send_error(
-                conn,
-                rid(),
-                &SessionError::RateLimited {
-                    per_second: self.config.frames_per_second,
-                },
-            );
-        }
-        false
     }
 
     /// Counts a sign of life from the connection that is not a frame (a
@@ -220,7 +321,7 @@ impl Session {
         for conn in self.connections_where(|_, c| now >= c.last_seen.plus(stale_after)) {
             self.close(conn, CloseReason::Stale, now);
         }
-        let next = self.connections.values().map(|c| c.last_seen).min();
+        let next = self.connections.earliest_seen();
         self.timers
             .set_or_stop(Timer::Stale, next.map(|t| t.plus(stale_after)));
     }
@@ -233,11 +334,7 @@ impl Session {
         for conn in expired {
             self.close(conn, CloseReason::TokenExpired, now);
         }
-        let next = self
-            .connections
-            .values()
-            .filter_map(|c| c.identity.expires_at)
-            .min();
+        let next = self.connections.earliest_expiry();
         self.timers.set_or_stop(Timer::CredentialExpiry, next);
     }
 

@@ -65,8 +65,8 @@ impl Session {
         address: Option<std::net::IpAddr>,
     ) -> Result<bool, SessionError> {
         let member = *user == self.created_by || self.current_member_of(user).is_ok();
-        if self.banned.contains(user)
-            || (!member && address.is_some_and(|a| self.banned.contains(&address_ban(a))))
+        if self.members.is_banned(user)
+            || (!member && address.is_some_and(|a| self.members.is_banned(&address_ban(a))))
         {
             return Err(SessionError::Banned);
         }

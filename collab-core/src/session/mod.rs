@@ -48,9 +48,9 @@ mod tally;
 mod timer;
 
 pub use config::{ReadPage, SessionConfig, Transmit};
-use connections::Conn;
+use connections::Connections;
 use persist::Persisted;
-use roster::{Actor, JoinRequest, Member, Membership};
+use roster::{Actor, JoinRequest, Member, Membership, Roster};
 pub use tally::Tally;
 use timer::{Timer, TimerTable};
 
@@ -70,14 +70,11 @@ pub struct Session {
     /// The latest time handed in, to tell past deadlines from future ones.
     now: Timestamp,
     document: Document,
-    members: BTreeMap<ParticipantId, Member>,
-    by_user: HashMap<UserId, ParticipantId>,
-    banned: HashSet<UserId>,
-    connections: HashMap<ConnectionId, Conn>,
+    members: Roster,
+    connections: Connections,
     chat: Chat,
     log: crate::events::EventLog,
     outbox: VecDeque<Transmit>,
-    next_participant: u32,
     /// Messages with a code anchor, to move their anchors with edits.
     anchored: Vec<Seq>,
     /// Replicas may lack changes: generate sync messages before returning.
@@ -158,14 +155,11 @@ impl Session {
             last_activity: now,
             now,
             document,
-            members: BTreeMap::new(),
-            by_user: HashMap::new(),
-            banned: HashSet::new(),
-            connections: HashMap::new(),
+            members: Roster::new(),
+            connections: Connections::default(),
             chat: Chat::default(),
             log: crate::events::EventLog::default(),
             outbox: VecDeque::new(),
-            next_participant: 1,
             anchored: Vec::new(),
             sync_pending: false,
             timers: TimerTable::default(),

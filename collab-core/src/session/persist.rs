@@ -70,28 +70,21 @@ impl Session {
             .filter(|m| m.anchor.is_some() && !m.deleted)
             .map(|m| m.id)
             .collect();
-        let mut members = BTreeMap::new();
-        let mut by_user = HashMap::new();
-        for m in &record.members {
-            let id = m.participant.id;
-            if id.0 >= record.next_participant {
-                return Err(damaged(format!("participant {} not yet given", id.0)));
-            }
-            by_user.insert(m.participant.user_id.clone(), id);
-            members.insert(
-                id,
-                Member {
-                    participant: m.participant.clone(),
-                    membership: match m.membership {
-                        StoredMembership::Present => Membership::Present,
-                        StoredMembership::Left => Membership::Left,
-                        StoredMembership::Kicked => Membership::Kicked,
-                    },
-                    presence: Presence::new(now),
-                    connections: BTreeSet::new(),
+        let members = Roster::restore(
+            record.members.iter().map(|m| Member {
+                participant: m.participant.clone(),
+                membership: match m.membership {
+                    StoredMembership::Present => Membership::Present,
+                    StoredMembership::Left => Membership::Left,
+                    StoredMembership::Kicked => Membership::Kicked,
                 },
-            );
-        }
+                presence: Presence::new(now),
+                connections: BTreeSet::new(),
+            }),
+            record.banned.iter().cloned(),
+            record.next_participant,
+        )
+        .map_err(damaged)?;
         let persisted = Persisted {
             seq: log.last_seq(),
             rev,
@@ -115,13 +108,10 @@ impl Session {
             now,
             document,
             members,
-            by_user,
-            banned: record.banned.into_iter().collect(),
-            connections: HashMap::new(),
+            connections: Connections::default(),
             chat,
             log,
             outbox: VecDeque::new(),
-            next_participant: record.next_participant,
             anchored,
             sync_pending: false,
             timers: TimerTable::default(),
@@ -217,8 +207,8 @@ impl Session {
             || r.ended_at != self.ended_at
             || r.capacity != self.config.capacity
             || r.expires_after_secs != self.config.expires_after.as_secs()
-            || r.next_participant != self.next_participant
-            || r.banned.len() != self.banned.len()
+            || r.next_participant != self.members.next_id()
+            || r.banned.len() != self.members.banned().len()
             || members_differ
             || (self.last_activity != r.last_activity
                 && (self.connections.is_empty()
@@ -247,12 +237,8 @@ impl Session {
                     membership: stored_membership(m.membership),
                 })
                 .collect(),
-            banned: {
-                let mut banned: Vec<UserId> = self.banned.iter().cloned().collect();
-                banned.sort_by_key(ToString::to_string);
-                banned
-            },
-            next_participant: self.next_participant,
+            banned: self.members.banned(),
+            next_participant: self.members.next_id(),
             initial_files: self.initial_files.clone(),
         }
     }

@@ -3,6 +3,127 @@
 
 use super::*;
 
+/// The session's members, past and present. Keeps the members, the index
+/// by user and the next participant id in step (a user is one participant
+/// for the life of the session), and the ban list.
+#[derive(Debug, Default)]
+pub(super) struct Roster {
+    by_id: BTreeMap<ParticipantId, Member>,
+    by_user: HashMap<UserId, ParticipantId>,
+    banned: HashSet<UserId>,
+    next_id: u32,
+}
+
+impl Roster {
+    /// An empty roster; the first participant will be 1.
+    pub(super) fn new() -> Self {
+        Self {
+            next_id: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The roster a stored record describes.
+    ///
+    /// # Errors
+    /// A message saying what does not fit: a participant id not yet given.
+    pub(super) fn restore(
+        members: impl IntoIterator<Item = Member>,
+        banned: impl IntoIterator<Item = UserId>,
+        next_id: u32,
+    ) -> Result<Self, String> {
+        let mut roster = Self {
+            next_id,
+            banned: banned.into_iter().collect(),
+            ..Self::default()
+        };
+        for member in members {
+            let id = member.participant.id;
+            if id.0 >= next_id {
+                return Err(format!("participant {} not yet given", id.0));
+            }
+            roster
+                .by_user
+                .insert(member.participant.user_id.clone(), id);
+            roster.by_id.insert(id, member);
+        }
+        Ok(roster)
+    }
+
+    /// Adds a participant for `participant.user_id` under the next id.
+    pub(super) fn add(&mut self, mut participant: Participant, now: Timestamp) -> ParticipantId {
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        participant.id = id;
+        self.by_user.insert(participant.user_id.clone(), id);
+        self.by_id.insert(
+            id,
+            Member {
+                participant,
+                membership: Membership::Present,
+                presence: Presence::new(now),
+                connections: BTreeSet::new(),
+            },
+        );
+        id
+    }
+
+    /// The id the next participant will get.
+    pub(super) fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// The participant `user` is or was.
+    pub(super) fn of_user(&self, user: &UserId) -> Option<ParticipantId> {
+        self.by_user.get(user).copied()
+    }
+
+    /// Bans a user id (or an address, as [`address_ban`] spells it).
+    pub(super) fn ban(&mut self, who: UserId) {
+        self.banned.insert(who);
+    }
+
+    /// Whether `who` is banned.
+    pub(super) fn is_banned(&self, who: &UserId) -> bool {
+        self.banned.contains(who)
+    }
+
+    /// The ban list, in a stable order.
+    pub(super) fn banned(&self) -> Vec<UserId> {
+        let mut banned: Vec<UserId> = self.banned.iter().cloned().collect();
+        banned.sort_by_key(ToString::to_string);
+        banned
+    }
+
+    pub(super) fn get(&self, id: &ParticipantId) -> Option<&Member> {
+        self.by_id.get(id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &ParticipantId) -> Option<&mut Member> {
+        self.by_id.get_mut(id)
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Member> + Clone {
+        self.by_id.values()
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Member> {
+        self.by_id.values_mut()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+impl std::ops::Index<&ParticipantId> for Roster {
+    type Output = Member;
+
+    fn index(&self, id: &ParticipantId) -> &Member {
+        &self.by_id[id]
+    }
+}
+
 /// Who asks for something: a member, by a frame on their connection, or a
 /// user, by a REST request.
 #[derive(Debug, Clone, Copy)]
@@ -112,12 +233,11 @@ impl Session {
     }
 
     pub(super) fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {
-        if self.banned.contains(user) {
+        if self.members.is_banned(user) {
             return Err(SessionError::Banned);
         }
-        self.by_user
-            .get(user)
-            .copied()
+        self.members
+            .of_user(user)
             .filter(|id| self.members[id].membership == Membership::Present)
             .ok_or(SessionError::NotParticipant)
     }
@@ -137,9 +257,9 @@ impl Session {
 
     /// The participant a user is, if they have joined.
     pub fn participant_of(&self, user: &UserId) -> Option<&Participant> {
-        self.by_user
-            .get(user)
-            .and_then(|p| self.members.get(p))
+        self.members
+            .of_user(user)
+            .and_then(|p| self.members.get(&p))
             .map(|m| &m.participant)
     }
 
@@ -184,10 +304,10 @@ impl Session {
         }
         let identity = c.identity.clone();
         // A connection opened before its user was kicked must not get back in.
-        if self.banned.contains(&identity.user_id) {
+        if self.members.is_banned(&identity.user_id) {
             return Err(SessionError::Banned);
         }
-        let existing = self.by_user.get(&identity.user_id).copied();
+        let existing = self.members.of_user(&identity.user_id);
         // Without a name, a returning member keeps theirs; a new one gets the
         // authenticator's.
         let name = match (name, existing) {
@@ -248,32 +368,21 @@ impl Session {
                 id
             }
             None => {
-                let id = ParticipantId(self.next_participant);
-                self.next_participant += 1;
-                self.persisted.record_dirty = true;
                 let role = if identity.user_id == self.created_by {
                     Role::Host
                 } else {
                     identity.role.unwrap_or(self.config.default_role)
                 };
                 let participant = Participant {
-                    id,
+                    id: ParticipantId(0),
                     user_id: identity.user_id.clone(),
                     name,
                     colour: self.free_colour(),
                     role,
                     joined_at: now,
                 };
-                self.members.insert(
-                    id,
-                    Member {
-                        participant: participant.clone(),
-                        membership: Membership::Present,
-                        presence: Presence::new(now),
-                        connections: BTreeSet::new(),
-                    },
-                );
-                self.by_user.insert(identity.user_id, id);
+                let id = self.members.add(participant, now);
+                let participant = self.members[&id].participant.clone();
                 self.persisted.record_dirty = true;
                 self.record(
                     now,
@@ -454,7 +563,7 @@ impl Session {
                 .filter_map(|c| c.address)
                 .collect();
             for address in addresses {
-                self.banned.insert(address_ban(address));
+                self.members.ban(address_ban(address));
                 self.persisted.record_dirty = true;
             }
         }
@@ -462,7 +571,7 @@ impl Session {
         for conn in self.connections_where(|_, c| c.identity.user_id == user) {
             self.close(conn, CloseReason::Kicked, now);
         }
-        self.banned.insert(user);
+        self.members.ban(user);
         self.persisted.record_dirty = true;
         Ok(seq)
     }
@@ -479,7 +588,10 @@ impl Session {
     ) -> Result<Option<ParticipantId>, SessionError> {
         let member = match actor {
             Actor::Member(id) => self.members.get(&id),
-            Actor::User(user) => self.by_user.get(user).and_then(|p| self.members.get(p)),
+            Actor::User(user) => self
+                .members
+                .of_user(user)
+                .and_then(|p| self.members.get(&p)),
         };
         let (by, role) = match member {
             Some(m) if m.membership == Membership::Present => {
