@@ -264,6 +264,19 @@ where
         socket,
     };
     let method = &parts.method;
+    // The body is read before anything is decided: a request refused early
+    // (a bad credential) still leaves the connection ready for the next.
+    let body = if matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+    ) {
+        match call.body(body).await {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(failure(&e)),
+        }
+    } else {
+        Bytes::new()
+    };
     let outcome = match segments.as_slice() {
         ["health"] if method == Method::GET => {
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
@@ -376,12 +389,9 @@ impl Call<'_> {
         Ok(response)
     }
 
-    async fn create<B>(&self, body: B) -> Result<ApiResponse, ApiError>
-    where
-        B: RequestBody,
-    {
+    async fn create(&self, body: Bytes) -> Result<ApiResponse, ApiError> {
         let who = self.identity().await?;
-        let new: NewSession = decode_body(&self.body(body).await?)?;
+        let new: NewSession = decode_body(&body)?;
         let info = self.hub.create_session_from(&who, new, self.peer()).await?;
         Ok(json(StatusCode::CREATED, &info))
     }
@@ -395,12 +405,9 @@ impl Call<'_> {
         Ok(json(StatusCode::OK, &read))
     }
 
-    async fn update<B>(&self, id: &str, body: B) -> Result<ApiResponse, ApiError>
-    where
-        B: RequestBody,
-    {
+    async fn update(&self, id: &str, body: Bytes) -> Result<ApiResponse, ApiError> {
         let who = self.identity().await?;
-        let update: SessionUpdate = decode_body(&self.body(body).await?)?;
+        let update: SessionUpdate = decode_body(&body)?;
         let info = self
             .hub
             .update_session(&session_id(id)?, &who, update)
@@ -414,12 +421,9 @@ impl Call<'_> {
         Ok(json(StatusCode::OK, &info))
     }
 
-    async fn join<B>(&self, id: &str, body: B) -> Result<ApiResponse, ApiError>
-    where
-        B: RequestBody,
-    {
+    async fn join(&self, id: &str, body: Bytes) -> Result<ApiResponse, ApiError> {
         let who = self.identity().await?;
-        let JoinBody { name } = decode_body(&self.body(body).await?)?;
+        let JoinBody { name } = decode_body(&body)?;
         let joined = self
             .hub
             .join(&session_id(id)?, who, name, self.peer())
@@ -548,6 +552,14 @@ pub fn failure(err: &ApiError) -> ApiResponse {
     }
     let (status, body) = error_response(err);
     let mut response = http::Response::new(ApiBody::full(body));
+    if matches!(err, ApiError::BodyTooLarge { .. } | ApiError::BodyTimeout) {
+        // The rest of the body was never read: this connection cannot carry
+        // another request, and the client must not try (it would write into
+        // a socket the server is closing).
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
@@ -646,6 +658,17 @@ mod tests {
         assert!(!serves("/api/v1/sessions/abc/run"));
         assert!(!serves("/api/v2/health"));
         assert!(!serves("/index.html"));
+    }
+
+    #[test]
+    fn a_body_left_unread_closes_the_connection() {
+        let refused = failure(&ApiError::BodyTooLarge { max: 1 });
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.headers()[header::CONNECTION], "close");
+        let late = failure(&ApiError::BodyTimeout);
+        assert_eq!(late.headers()[header::CONNECTION], "close");
+        let other = failure(&ApiError::NotAnObject);
+        assert!(other.headers().get(header::CONNECTION).is_none());
     }
 
     #[test]
