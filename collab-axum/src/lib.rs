@@ -114,6 +114,8 @@ async fn websocket(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(hub.read_buffer_bytes())
+        .write_buffer_size(hub.write_buffer_bytes())
         .protocols([SUBPROTOCOL])
         .on_upgrade(move |socket| drive(socket, conn, keepalive))
 }

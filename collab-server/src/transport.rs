@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tracing::Instrument;
 
 use crate::auth::Identity;
@@ -96,8 +97,7 @@ async fn pump_in_span<In, Out>(
 {
     tracing::debug!("connection open");
     let (sender, mut receiver) = conn.split();
-    let mut closing = false;
-    {
+    let closing = {
         let read = async {
             while let Some(msg) = incoming.next().await {
                 let delivered = match msg {
@@ -167,13 +167,18 @@ async fn pump_in_span<In, Out>(
                 }
             }
         };
-        futures::pin_mut!(read, write);
-        if let futures::future::Either::Right((true, _)) =
-            futures::future::select(read, write).await
-        {
-            closing = true;
-        }
-    }
+        // The two sides run as members of a `FuturesUnordered`, which polls a
+        // member only when its own waker fired: a connection woken to send
+        // does not try a socket read (with its buffer work) as well, as a
+        // plain `select` of the two would on every wake-up.
+        let mut sides: FuturesUnordered<_> = [
+            futures::future::Either::Left(read.map(|()| false)),
+            futures::future::Either::Right(write),
+        ]
+        .into_iter()
+        .collect();
+        sides.next().await.unwrap_or(false)
+    };
     let _ = outgoing.flush().await;
     if closing {
         // The closing handshake: wait for the client's own close before

@@ -21,6 +21,17 @@ pub struct HubConfig {
     /// answers nothing, pongs included, is dropped after the session's stale
     /// timeout (45 s).
     pub keepalive: std::time::Duration,
+    /// Bytes a WebSocket reads from its socket at a time, which is also the
+    /// read buffer each connection keeps (default 4 KiB). A larger frame
+    /// grows it while it arrives. Adapters pass it to the WebSocket library,
+    /// whose own default (128 KiB) is zero-filled before every read: at
+    /// thousands of connections that was a third of the server's CPU and
+    /// 128 KiB of memory per connection.
+    pub read_buffer_bytes: usize,
+    /// Bytes of frames a WebSocket gathers before writing them to its socket
+    /// (default 16 KiB); every burst of frames is flushed when it ends, so
+    /// this only bounds how much one write carries.
+    pub write_buffer_bytes: usize,
     /// With a store: how long a session with nobody connected stays in
     /// memory before it is unloaded (default 5 min). It loads again on demand.
     pub unload_after: std::time::Duration,
@@ -62,6 +73,8 @@ impl Default for HubConfig {
             max_connections_per_address: 20,
             origins: OriginPolicy::SameOrigin,
             keepalive: std::time::Duration::from_secs(15),
+            read_buffer_bytes: 4 * 1024,
+            write_buffer_bytes: 16 * 1024,
             unload_after: std::time::Duration::from_secs(5 * 60),
             keep_ended: std::time::Duration::from_secs(7 * 24 * 3600),
             sweep_every: std::time::Duration::from_secs(60),

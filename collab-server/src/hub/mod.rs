@@ -522,6 +522,17 @@ impl Hub {
         session.max_frame_bytes.max(session.max_sync_bytes)
     }
 
+    /// The read buffer of each WebSocket, in bytes ([`HubConfig::read_buffer_bytes`]).
+    pub fn read_buffer_bytes(&self) -> usize {
+        self.inner.config.read_buffer_bytes
+    }
+
+    /// How much each WebSocket gathers before a write, in bytes
+    /// ([`HubConfig::write_buffer_bytes`]).
+    pub fn write_buffer_bytes(&self) -> usize {
+        self.inner.config.write_buffer_bytes
+    }
+
     /// How long adapters wait for a request body ([`HubConfig::body_timeout`]).
     pub fn body_timeout(&self) -> std::time::Duration {
         self.inner.config.body_timeout
