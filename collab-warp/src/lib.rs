@@ -26,11 +26,16 @@
 //! [`collab_server::HubConfig::trusted_proxies`].
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use collab_server::api::{self, ApiResponse};
 use collab_server::transport::{pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL};
 use collab_server::{Connection, Hub};
 use futures::{future, SinkExt, StreamExt, TryStreamExt};
+use hyper::upgrade::OnUpgrade;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
 use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
 use warp::reply::{Reply, Response};
@@ -42,6 +47,31 @@ pub use collab_server::HttpLimits;
 /// The client address [`serve`] attaches to each request.
 #[derive(Debug, Clone, Copy)]
 struct ClientSocket(SocketAddr);
+
+/// A WebSocket upgrade of a collab route that [`serve`] took from hyper
+/// before warp saw the request, so that [`routes`] can finish it with the
+/// hub's socket buffers: warp's own `Ws` cannot set the read buffer, and the
+/// WebSocket library's default (128 KiB, zero-filled before every read)
+/// costs a third of a busy server's CPU.
+#[derive(Clone)]
+struct UpgradeSlot(Arc<Mutex<Option<OnUpgrade>>>);
+
+impl UpgradeSlot {
+    fn take(&self) -> Option<OnUpgrade> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Whether `request` is a WebSocket upgrade for a collab session, whose
+/// upgrade [`serve`] keeps for [`routes`] (other upgrades stay with warp).
+fn is_collab_upgrade<B>(request: &hyper::Request<B>) -> bool {
+    let upgrade = request
+        .headers()
+        .get(hyper::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    upgrade && request.uri().path().contains("/ws/session/")
+}
 
 /// Serves `filter` on `listener` until `shutdown` completes: each connection
 /// with TCP_NODELAY, a header timeout and a place under the connection caps
@@ -60,6 +90,11 @@ pub async fn serve<F, R>(
         let service = warp::service(filter.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ClientSocket(peer));
+            if is_collab_upgrade(&req) {
+                let upgrade = hyper::upgrade::on(&mut req);
+                req.extensions_mut()
+                    .insert(UpgradeSlot(Arc::new(Mutex::new(Some(upgrade)))));
+            }
             let mut service = service.clone();
             tower_service::Service::call(&mut service, req)
         })
@@ -91,6 +126,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .and(query)
         .and(socket)
+        .and(warp::ext::optional::<UpgradeSlot>())
         .then(websocket)
         .boxed();
     // Decided on the path alone, before the body (which can be read only
@@ -160,6 +196,7 @@ async fn websocket(
     headers: HeaderMap,
     query: Option<String>,
     socket: Option<SocketAddr>,
+    slot: Option<UpgradeSlot>,
 ) -> Response {
     let accepted = api::accept_websocket(&hub, &id, &headers, query.as_deref(), socket).await;
     let conn = match accepted {
@@ -169,8 +206,34 @@ async fn websocket(
     let keepalive = hub.keepalive();
     // Nothing larger than the protocol takes is ever buffered.
     let max = hub.max_message_bytes();
-    let upgrade = upgrade.max_message_size(max).max_frame_size(max);
-    let reply = upgrade.on_upgrade(move |socket| drive(socket, conn, keepalive));
+    let mut reply = match slot.as_ref().and_then(UpgradeSlot::take) {
+        // Under [`serve`]: finished here, with the hub's buffers.
+        Some(on_upgrade) => {
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(max))
+                .max_frame_size(Some(max))
+                .read_buffer_size(hub.read_buffer_bytes())
+                .write_buffer_size(hub.write_buffer_bytes());
+            tokio::spawn(async move {
+                // A client that went away before the upgrade completed
+                // drops `conn`, which leaves the session.
+                if let Ok(upgraded) = on_upgrade.await {
+                    let io = hyper_util::rt::TokioIo::new(upgraded);
+                    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config));
+                    drive_raw(socket.await, conn, keepalive).await;
+                }
+            });
+            switching_protocols(&headers)
+        }
+        // Mounted in a server of the host's own: warp's upgrade, with its
+        // default buffers.
+        None => {
+            let upgrade = upgrade.max_message_size(max).max_frame_size(max);
+            upgrade
+                .on_upgrade(move |socket| drive(socket, conn, keepalive))
+                .into_response()
+        }
+    };
     // Name the subprotocol only when the client offered it, as the
     // WebSocket handshake requires.
     let offered = headers
@@ -178,10 +241,71 @@ async fn websocket(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.split(',').any(|e| e.trim() == SUBPROTOCOL));
     if offered {
-        warp::reply::with_header(reply, "sec-websocket-protocol", SUBPROTOCOL).into_response()
-    } else {
-        reply.into_response()
+        reply.headers_mut().insert(
+            "sec-websocket-protocol",
+            warp::http::HeaderValue::from_static(SUBPROTOCOL),
+        );
     }
+    reply
+}
+
+/// The `101 Switching Protocols` answer to an upgrade request whose headers
+/// warp's `ws()` filter has already checked.
+fn switching_protocols(headers: &HeaderMap) -> Response {
+    let key = headers
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes())
+        .unwrap_or_default();
+    let mut response = Response::new(warp::hyper::body::Bytes::new().into());
+    *response.status_mut() = warp::http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        "connection",
+        warp::http::HeaderValue::from_static("upgrade"),
+    );
+    headers.insert("upgrade", warp::http::HeaderValue::from_static("websocket"));
+    if let Ok(accept) = derive_accept_key(key).parse() {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    response
+}
+
+/// [`drive`] for a socket upgraded under [`serve`].
+async fn drive_raw<S>(socket: WebSocketStream<S>, conn: Connection, keepalive: std::time::Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
+    use tokio_tungstenite::tungstenite::Message as Raw;
+    let (sink, stream) = socket.split();
+    let incoming = stream.filter_map(|msg| {
+        future::ready(match msg {
+            Ok(Raw::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
+            Ok(Raw::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
+            Ok(Raw::Pong(_)) => Some(WireIn::Pong),
+            // Answered by the WebSocket layer itself.
+            Ok(Raw::Ping(_)) | Ok(Raw::Frame(_)) => None,
+            Ok(Raw::Close(_)) | Err(_) => Some(WireIn::Close),
+        })
+    });
+    let outgoing = sink.with(|out: WireOut| {
+        future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(match out {
+            WireOut::Text(text) => Raw::text(text.as_ref()),
+            WireOut::Binary(bytes) => Raw::binary(bytes),
+            WireOut::Ping => Raw::Ping(Default::default()),
+            WireOut::Close { code, reason } => Raw::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            })),
+        }))
+    });
+    pump_with_keepalive(
+        conn,
+        Box::pin(incoming),
+        Box::pin(outgoing),
+        Some(keepalive),
+    )
+    .await;
 }
 
 async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Duration) {
@@ -211,4 +335,38 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
         Some(keepalive),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, upgrade: Option<&str>) -> hyper::Request<()> {
+        let mut builder = hyper::Request::get(path);
+        if let Some(upgrade) = upgrade {
+            builder = builder.header("upgrade", upgrade);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_collab_upgrades_are_kept_from_warp() {
+        assert!(is_collab_upgrade(&request(
+            "/ws/session/abc",
+            Some("websocket")
+        )));
+        assert!(is_collab_upgrade(&request(
+            "/collab/ws/session/abc",
+            Some("WebSocket")
+        )));
+        assert!(!is_collab_upgrade(&request("/ws/session/abc", None)));
+        assert!(!is_collab_upgrade(&request(
+            "/chat/socket",
+            Some("websocket")
+        )));
+        assert!(!is_collab_upgrade(&request(
+            "/api/v1/sessions",
+            Some("h2c")
+        )));
+    }
 }
