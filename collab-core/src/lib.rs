@@ -32,8 +32,8 @@
 //!     kinds.push(serde_json::to_value(&frame).unwrap()["type"].as_str().unwrap().to_owned());
 //! }
 //! // The join event went out before this connection had joined; the welcome
-//! // carries it. The presence caused by the message waits for its 50 ms slot.
-//! assert_eq!(kinds, ["welcome", "presence", "event"]);
+//! // carries it. Ann's presence goes to the others only, and she is alone.
+//! assert_eq!(kinds, ["welcome", "event"]);
 //! ```
 
 pub use collab_wire::{ot, protocol};

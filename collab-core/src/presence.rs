@@ -96,9 +96,13 @@ impl Presence {
         self.dirty = true;
     }
 
-    /// Typing was seen now (an edit), without a presence frame.
+    /// Typing was seen now (an edit), without a presence frame. Not a reason
+    /// to broadcast by itself: everyone sees the edit, and moves the typist's
+    /// cursor with it. Only a change of status or of typing (the first
+    /// keystroke after a pause) is broadcast, as time's changes are.
     pub(crate) fn keystroke(&mut self, now: Timestamp, cfg: &PresenceConfig) {
-        self.touch(now);
+        self.last_activity = now;
+        self.declared = None;
         self.typing_until = Some(now.plus(cfg.typing_timeout));
     }
 

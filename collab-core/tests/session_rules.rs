@@ -671,6 +671,40 @@ fn presence_fan_out_is_coalesced_latest_wins() {
 }
 
 #[test]
+fn keystrokes_send_presence_only_when_typing_starts_and_stops() {
+    let mut h = Harness::new();
+    let watcher = h.join(host());
+    let typist = h.join(user(1));
+    let id = h.me(typist);
+    h.advance(Duration::from_secs(1));
+    h.clear_all();
+    // Five seconds of typing, one character every 100 ms.
+    let (_, mut rev) = h.session.position();
+    for _ in 0..50 {
+        h.send(
+            typist,
+            json!({"type": "text_op", "file": "main", "rev": rev, "op": ["x"]}),
+        );
+        rev += 1;
+        h.advance(Duration::from_millis(100));
+    }
+    h.advance(Duration::from_secs(3));
+    let seen = presence_frames(&h, watcher, id);
+    let typing: Vec<bool> = seen.iter().map(|p| p.typing).collect();
+    assert_eq!(typing, [true, false], "typing starts, then stops: {seen:?}");
+    assert_eq!(h.session.code().len(), 50);
+    // Nobody is sent their own presence.
+    assert!(presence_frames(&h, typist, id).is_empty());
+    h.send(
+        typist,
+        json!({"type": "presence", "cursor": {"file": "main", "anchor": 3, "head": 3}}),
+    );
+    h.advance(Duration::from_millis(100));
+    assert_eq!(presence_frames(&h, watcher, id).len(), 3);
+    assert!(presence_frames(&h, typist, id).is_empty());
+}
+
+#[test]
 fn stale_connections_are_swept_and_heartbeats_keep_them() {
     let mut h = Harness::new();
     let watcher = h.join(host());

@@ -37,10 +37,14 @@ impl Session {
         if due.is_empty() {
             return;
         }
-        let to = self.joined_connections();
         for (participant, presence) in due {
+            // Not echoed: a participant's own connections know what they sent,
+            // and what time alone changes (idle, away, typing) they can tell.
+            let to = self.connections_where(|_, c| {
+                c.participant.is_some() && c.participant != Some(participant)
+            });
             self.send(
-                to.clone(),
+                to,
                 ServerFrame::Presence {
                     participant,
                     presence,

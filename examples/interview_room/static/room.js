@@ -257,7 +257,9 @@ export class Room {
     });
     document.addEventListener("visibilitychange", () => {
       if (!this.joined) return;
-      this.socket.send({ type: "presence", status: document.hidden ? "away" : "active" });
+      const status = document.hidden ? "away" : "active";
+      this.socket.send({ type: "presence", status });
+      this._ownPresence({ status });
     });
     this._sendPresence = throttle(() => this._presenceNow(), 150);
   }
@@ -645,6 +647,8 @@ export class Room {
       this._loadLastRun(w.last_seq);
     }
     for (const frame of this.pendingChat.splice(0)) this.socket.send(frame);
+    // A new connection: the server has what this client last sent, or nothing.
+    this.sentPresence = null;
     this._presenceNow();
     this._setConnection();
     this._render();
@@ -938,6 +942,12 @@ export class Room {
    */
   _moveMarks(file, op) {
     const move = (i) => op.transformIndex(i, true);
+    // The caret others have for this client moves by the same rule.
+    const sent = this.sentPresence?.cursor;
+    if (sent && sent.file === file) {
+      sent.anchor = move(sent.anchor);
+      sent.head = move(sent.head);
+    }
     for (const p of this.participants.values()) {
       if (p.id === this.me || !p.presence?.cursors) continue;
       for (const c of p.presence.cursors) {
@@ -1072,14 +1082,31 @@ export class Room {
 
   // ---- presence ----------------------------------------------------------------
 
+  /**
+   * Sends this participant's caret and viewport, unless everyone already has
+   * them: the server and the other clients move a caret with each edit by the
+   * same rule, so a caret one's own typing moved needs no frame. The server
+   * does not echo presence, so the own entry of the presence bar is kept here.
+   */
   _presenceNow() {
     if (!this.joined) return;
     const sel = this.editor.selection();
-    this.socket.send({
-      type: "presence",
-      cursor: { file: this.file, anchor: sel.anchor, head: sel.head },
-      viewport: { file: this.file, ...this.editor.visibleLines() },
-    });
+    const cursor = { file: this.file, anchor: sel.anchor, head: sel.head };
+    const viewport = { file: this.file, ...this.editor.visibleLines() };
+    const key = JSON.stringify([cursor, viewport]);
+    const seen = this.sentPresence;
+    if (seen && JSON.stringify([seen.cursor, seen.viewport]) === key) return;
+    this.sentPresence = { cursor: { ...cursor }, viewport };
+    this.socket.send({ type: "presence", cursor, viewport });
+    this._ownPresence({ cursors: [cursor], viewport });
+  }
+
+  /** Shows a change of one's own presence, which the server does not echo. */
+  _ownPresence(change) {
+    const me = this.participants.get(this.me);
+    if (!me) return;
+    me.presence = { ...(me.presence || OFFLINE_PRESENCE), status: "active", ...change };
+    this._render("presence");
   }
 
   // ---- chat --------------------------------------------------------------------

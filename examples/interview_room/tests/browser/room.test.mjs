@@ -157,6 +157,13 @@ scenario("peer_cursor", "3. the peer's cursor and name are visible", async () =>
     await host.page.keyboard.type("_list", { delay: 40 });
     await guest.page.getByTestId("typing-indicator").filter({ hasText: "Hana is typing" }).waitFor();
     await presenceOf(guest.page, "Hana").getByTestId("presence-typing").waitFor({ state: "visible" });
+    // The typing replaced the selection: the guest moved Hana's caret with her
+    // edits (no presence frame is sent for that), so no selection is left and
+    // the caret sits after what she typed, on line 3 still.
+    await eventually(() => selection.count(), (n) => n === 0, "the host's selection gone on the guest's screen");
+    const typedEnd = await cursor.boundingBox();
+    assert.ok(typedEnd.x > box.x, `caret moved right with the typing: ${box.x} -> ${typedEnd.x}`);
+    assert.ok(Math.abs(typedEnd.y - box.y) < 5, `caret still on line 3: ${box.y} -> ${typedEnd.y}`);
     await screenshot(guest.page, "peer_cursor");
   });
 });
