@@ -1,0 +1,237 @@
+//! What a live session holds per edit, beside what automerge alone holds for
+//! the same edits: `cargo bench -p collab-benches --bench memory`.
+//!
+//! The figures are bytes live on the heap as jemalloc counts them (not RSS,
+//! which also counts what the allocator keeps). Each run types `EDITS` inserts of 8 characters (`[t.seq]`-like
+//! markers, as peerbench types) at pseudo-random positions of one file,
+//! starting from an empty text, as:
+//!
+//! - automerge alone (the pinned 0.6 and the newest): an `AutoCommit` text,
+//!   one `splice_text` per edit, a commit after every edit or every 16. The
+//!   session commits on a timer but also whenever the author changes, which
+//!   with two typists taking turns is every edit;
+//! - `Document`: collab's document, one thin-client operation per edit;
+//! - `Session`: a whole session with 10 joined connections and 2 typists,
+//!   one `text_op` frame per edit, every outgoing frame drained.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
+use collab_core::ids::ConnectionId;
+use collab_core::{
+    Document, Identity, NewSession, ParticipantId, Session, SessionConfig, SessionId,
+    TextOperation, Timestamp,
+};
+
+// jemalloc counts the bytes the program has allocated and not freed
+// (`stats.allocated`), which is what these figures are: the workspace
+// forbids the unsafe code a counting allocator of its own would need.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn live() -> usize {
+    tikv_jemalloc_ctl::epoch::advance().expect("jemalloc epoch");
+    tikv_jemalloc_ctl::stats::allocated::read().expect("jemalloc stats")
+}
+
+const EDITS: u32 = 10_000;
+const MARKER_LEN: u32 = 8;
+
+/// The position of edit `i` in a text of `len` characters: a fixed LCG, so
+/// every run types the same edits.
+struct Positions(u64);
+
+impl Positions {
+    fn next(&mut self, len: u32) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % (u64::from(len) + 1)) as u32
+    }
+}
+
+fn marker(i: u32) -> String {
+    format!("[{:06x}]", i % 0xff_ffff)
+}
+
+/// automerge 0.6 alone, committing every `commit_every` edits.
+fn automerge_alone(commit_every: u32) -> usize {
+    let before = live();
+    let mut doc = AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
+    let text = doc.put_object(ROOT, "text", ObjType::Text).expect("text");
+    let mut at = Positions(1);
+    let mut len = 0;
+    for i in 0..EDITS {
+        let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
+        doc.splice_text(&text, pos as usize, 0, &marker(i))
+            .expect("splice");
+        len += MARKER_LEN;
+        if i % commit_every == commit_every - 1 {
+            doc.commit();
+        }
+    }
+    doc.commit();
+    assert_eq!(doc.length(&text), (EDITS * MARKER_LEN) as usize);
+    let held = live() - before;
+    drop(doc);
+    held
+}
+
+/// The newest automerge alone, committing every `commit_every` edits.
+fn automerge_latest_alone(commit_every: u32) -> usize {
+    use automerge_latest::transaction::Transactable as _;
+    use automerge_latest::ReadDoc as _;
+    let before = live();
+    let mut doc = automerge_latest::AutoCommit::new_with_encoding(
+        automerge_latest::TextEncoding::Utf16CodeUnit,
+    );
+    let text = doc
+        .put_object(
+            automerge_latest::ROOT,
+            "text",
+            automerge_latest::ObjType::Text,
+        )
+        .expect("text");
+    let mut at = Positions(1);
+    let mut len = 0;
+    for i in 0..EDITS {
+        let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
+        doc.splice_text(&text, pos as usize, 0, &marker(i))
+            .expect("splice");
+        len += MARKER_LEN;
+        if i % commit_every == commit_every - 1 {
+            doc.commit();
+        }
+    }
+    doc.commit();
+    assert_eq!(doc.length(&text), (EDITS * MARKER_LEN) as usize);
+    let held = live() - before;
+    drop(doc);
+    held
+}
+
+fn document() -> usize {
+    let before = live();
+    let mut doc = Document::new("text", [("main", "")]).expect("document");
+    let mut at = Positions(1);
+    let mut len = 0;
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    for i in 0..EDITS {
+        let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
+        let op = insert(pos, &marker(i), len);
+        doc.apply_operation(
+            ParticipantId(1 + i % 2),
+            doc.rev(),
+            "main",
+            op,
+            Some(format!("o{i}")),
+            now,
+        )
+        .expect("edit");
+        len += MARKER_LEN;
+        if i % 16 == 15 {
+            doc.commit();
+        }
+    }
+    doc.commit();
+    assert_eq!(doc.len_utf16("main"), Some(EDITS * MARKER_LEN));
+    let held = live() - before;
+    drop(doc);
+    held
+}
+
+fn session() -> usize {
+    let before = live();
+    let host = Identity::new("u0", "Host");
+    let mut now = Timestamp::from_millis(1_700_000_000_000);
+    let mut config = SessionConfig::default();
+    config.capacity = 11;
+    config.frames_per_second = 1_000_000;
+    config.frame_burst = 1_000_000;
+    let mut session = Session::new(
+        SessionId::from_bytes([3; 16]),
+        NewSession {
+            capacity: Some(11),
+            ..NewSession::default()
+        },
+        &host,
+        config,
+        now,
+    )
+    .expect("session");
+    for c in 0..10u64 {
+        let who = if c == 0 {
+            host.clone()
+        } else {
+            Identity::new(format!("u{c}"), format!("User {c}"))
+        };
+        session.connect(ConnectionId(c), who, now).expect("connect");
+        session.handle_text(ConnectionId(c), r#"{"type":"join"}"#, now);
+    }
+    drain(&mut session);
+    let mut at = Positions(1);
+    let mut len = 0;
+    for i in 0..EDITS {
+        let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
+        let op = insert(pos, &marker(i), len);
+        let frame = serde_json::json!({
+            "type": "text_op", "file": "main", "rev": session.position().1,
+            "op": op, "oid": format!("o{i}"),
+        });
+        session.handle_text(ConnectionId(u64::from(i % 2)), &frame.to_string(), now);
+        len += MARKER_LEN;
+        // Two typists at 5 edits a second each.
+        now = now.plus(std::time::Duration::from_millis(100));
+        session.handle_timeout(now);
+        drain(&mut session);
+    }
+    now = now.plus(std::time::Duration::from_secs(5));
+    session.handle_timeout(now);
+    drain(&mut session);
+    assert_eq!(session.code().len(), (EDITS * MARKER_LEN) as usize);
+    let held = live() - before;
+    drop(session);
+    held
+}
+
+fn insert(pos: u32, text: &str, len: u32) -> TextOperation {
+    let mut op = TextOperation::new();
+    op.retain(pos).insert(text).retain(len - pos);
+    op
+}
+
+fn drain(session: &mut Session) {
+    while session.poll_transmit().is_some() {}
+}
+
+fn main() {
+    let document = document();
+    let session = session();
+    let alone = automerge_alone(1);
+    let rows = [
+        ("automerge 0.6, a commit per edit", alone),
+        ("automerge 0.6, a commit per 16 edits", automerge_alone(16)),
+        (
+            "automerge 0.12, a commit per edit",
+            automerge_latest_alone(1),
+        ),
+        (
+            "automerge 0.12, a commit per 16 edits",
+            automerge_latest_alone(16),
+        ),
+        ("Document (thin-client edits)", document),
+        ("Session (10 joined, 2 typists)", session),
+    ];
+    println!("{EDITS} edits of {MARKER_LEN} characters into one text, bytes live on the heap:");
+    println!(
+        "{:<40} {:>12} {:>10} {:>14}",
+        "", "total", "per edit", "vs automerge 0.6, commit per edit"
+    );
+    for (name, bytes) in rows {
+        println!(
+            "{name:<40} {bytes:>12} {:>10.0} {:>13.2}x",
+            bytes as f64 / f64::from(EDITS),
+            bytes as f64 / alone as f64
+        );
+    }
+}
