@@ -159,7 +159,8 @@ pub struct Document {
     /// Thin-client operation ids already applied, per author.
     oids: HashMap<(ParticipantId, String), Revision>,
     uncommitted: usize,
-    uncommitted_author: Option<ParticipantId>,
+    /// The authors of the uncommitted changes, in order, once each.
+    uncommitted_authors: Vec<ParticipantId>,
     runs: Vec<RunOutput>,
     max_len: u64,
     /// What late-joining replicas load: see [`Document::replica_start`].
@@ -289,7 +290,7 @@ impl Document {
             checkpoints: vec![(0, BTreeMap::new())],
             oids: HashMap::new(),
             uncommitted: 0,
-            uncommitted_author: None,
+            uncommitted_authors: Vec::new(),
             runs: Vec::new(),
             max_len: 4 * 1024 * 1024,
             snapshot: Vec::new(),

