@@ -14,13 +14,8 @@
 //! - `Session`: a whole session with 10 joined connections and 2 typists,
 //!   one `text_op` frame per edit, every outgoing frame drained.
 
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
 use collab_core::ids::ConnectionId;
-use collab_core::{
-    Document, Identity, NewSession, ParticipantId, Session, SessionConfig, SessionId,
-    TextOperation, Timestamp,
-};
+use collab_core::{Document, ParticipantId, TextOperation, Timestamp};
 
 // jemalloc counts the bytes the program has allocated and not freed
 // (`stats.allocated`), which is what these figures are: the workspace
@@ -54,61 +49,41 @@ fn marker(i: u32) -> String {
     format!("[{:06x}]", i % 0xff_ffff)
 }
 
-/// automerge 0.6 alone, committing every `commit_every` edits.
-fn automerge_alone(commit_every: u32) -> usize {
-    let before = live();
-    let mut doc = AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
-    let text = doc.put_object(ROOT, "text", ObjType::Text).expect("text");
-    let mut at = Positions(1);
-    let mut len = 0;
-    for i in 0..EDITS {
-        let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
-        doc.splice_text(&text, pos as usize, 0, &marker(i))
-            .expect("splice");
-        len += MARKER_LEN;
-        if i % commit_every == commit_every - 1 {
+/// A function typing the bench's edits into an automerge text alone, with
+/// a commit every `commit_every` edits; one per automerge version measured.
+macro_rules! automerge_alone {
+    ($name:ident, $automerge:ident) => {
+        fn $name(commit_every: u32) -> usize {
+            use $automerge::transaction::Transactable as _;
+            use $automerge::ReadDoc as _;
+            let before = live();
+            let mut doc =
+                $automerge::AutoCommit::new_with_encoding($automerge::TextEncoding::Utf16CodeUnit);
+            let text = doc
+                .put_object($automerge::ROOT, "text", $automerge::ObjType::Text)
+                .expect("text");
+            let mut at = Positions(1);
+            let mut len = 0;
+            for i in 0..EDITS {
+                let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
+                doc.splice_text(&text, pos as usize, 0, &marker(i))
+                    .expect("splice");
+                len += MARKER_LEN;
+                if i % commit_every == commit_every - 1 {
+                    doc.commit();
+                }
+            }
             doc.commit();
+            assert_eq!(doc.length(&text), (EDITS * MARKER_LEN) as usize);
+            let held = live() - before;
+            drop(doc);
+            held
         }
-    }
-    doc.commit();
-    assert_eq!(doc.length(&text), (EDITS * MARKER_LEN) as usize);
-    let held = live() - before;
-    drop(doc);
-    held
+    };
 }
 
-/// The newest automerge alone, committing every `commit_every` edits.
-fn automerge_latest_alone(commit_every: u32) -> usize {
-    use automerge_latest::transaction::Transactable as _;
-    use automerge_latest::ReadDoc as _;
-    let before = live();
-    let mut doc = automerge_latest::AutoCommit::new_with_encoding(
-        automerge_latest::TextEncoding::Utf16CodeUnit,
-    );
-    let text = doc
-        .put_object(
-            automerge_latest::ROOT,
-            "text",
-            automerge_latest::ObjType::Text,
-        )
-        .expect("text");
-    let mut at = Positions(1);
-    let mut len = 0;
-    for i in 0..EDITS {
-        let pos = at.next(len / MARKER_LEN) * MARKER_LEN;
-        doc.splice_text(&text, pos as usize, 0, &marker(i))
-            .expect("splice");
-        len += MARKER_LEN;
-        if i % commit_every == commit_every - 1 {
-            doc.commit();
-        }
-    }
-    doc.commit();
-    assert_eq!(doc.length(&text), (EDITS * MARKER_LEN) as usize);
-    let held = live() - before;
-    drop(doc);
-    held
-}
+automerge_alone!(automerge_alone, automerge);
+automerge_alone!(automerge_latest_alone, automerge_latest);
 
 fn document() -> usize {
     let before = live();
@@ -142,33 +117,9 @@ fn document() -> usize {
 
 fn session() -> usize {
     let before = live();
-    let host = Identity::new("u0", "Host");
-    let mut now = Timestamp::from_millis(1_700_000_000_000);
-    let mut config = SessionConfig::default();
-    config.capacity = 11;
-    config.frames_per_second = 1_000_000;
-    config.frame_burst = 1_000_000;
-    let mut session = Session::new(
-        SessionId::from_bytes([3; 16]),
-        NewSession {
-            capacity: Some(11),
-            ..NewSession::default()
-        },
-        &host,
-        config,
-        now,
-    )
-    .expect("session");
-    for c in 0..10u64 {
-        let who = if c == 0 {
-            host.clone()
-        } else {
-            Identity::new(format!("u{c}"), format!("User {c}"))
-        };
-        session.connect(ConnectionId(c), who, now).expect("connect");
-        session.handle_text(ConnectionId(c), r#"{"type":"join"}"#, now);
-    }
-    drain(&mut session);
+    // Ten joined on connections 1..=10; the first two type, taking turns.
+    let mut session = collab_benches::session(10);
+    let mut now = collab_benches::T0;
     let mut at = Positions(1);
     let mut len = 0;
     for i in 0..EDITS {
@@ -178,16 +129,16 @@ fn session() -> usize {
             "type": "text_op", "file": "main", "rev": session.position().1,
             "op": op, "oid": format!("o{i}"),
         });
-        session.handle_text(ConnectionId(u64::from(i % 2)), &frame.to_string(), now);
+        session.handle_text(ConnectionId(1 + u64::from(i % 2)), &frame.to_string(), now);
         len += MARKER_LEN;
         // Two typists at 5 edits a second each.
         now = now.plus(std::time::Duration::from_millis(100));
         session.handle_timeout(now);
-        drain(&mut session);
+        collab_benches::drain(&mut session);
     }
     now = now.plus(std::time::Duration::from_secs(5));
     session.handle_timeout(now);
-    drain(&mut session);
+    collab_benches::drain(&mut session);
     assert_eq!(session.code().len(), (EDITS * MARKER_LEN) as usize);
     let held = live() - before;
     drop(session);
@@ -198,10 +149,6 @@ fn insert(pos: u32, text: &str, len: u32) -> TextOperation {
     let mut op = TextOperation::new();
     op.retain(pos).insert(text).retain(len - pos);
     op
-}
-
-fn drain(session: &mut Session) {
-    while session.poll_transmit().is_some() {}
 }
 
 fn main() {
