@@ -151,7 +151,99 @@ fn insert(pos: u32, text: &str, len: u32) -> TextOperation {
     op
 }
 
+/// About 10 KB of code.
+fn ten_kb() -> String {
+    let line = "    let total = values.iter().map(|v| v * 2).sum::<u64>();\n";
+    line.repeat(10_000 / line.len())
+}
+
+/// Sessions holding a 10 KB document each (created with it, as a pasted
+/// exercise), with 2 members joined: the bytes each one holds.
+fn sessions_of_10_kb(count: usize) -> usize {
+    use collab_core::{Identity, NewSession, Session, SessionConfig, SessionId};
+    let code = ten_kb();
+    let before = live();
+    let mut sessions = Vec::with_capacity(count);
+    for n in 0..count {
+        let host = Identity::new(format!("h{n}"), "Host");
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        let new = NewSession {
+            code: code.clone(),
+            ..NewSession::default()
+        };
+        let mut session = Session::new(
+            SessionId::from_bytes(id),
+            new,
+            &host,
+            SessionConfig::default(),
+            collab_benches::T0,
+        )
+        .expect("session");
+        let guest = Identity::new(format!("g{n}"), "Guest");
+        for (c, who) in [host, guest].into_iter().enumerate() {
+            let conn = ConnectionId(c as u64);
+            session
+                .connect(conn, who, collab_benches::T0)
+                .expect("connect");
+            session.handle_text(conn, r#"{"type":"join"}"#, collab_benches::T0);
+        }
+        collab_benches::drain(&mut session);
+        sessions.push(session);
+    }
+    let held = live() - before;
+    drop(sessions);
+    held / count
+}
+
+/// Documents of automerge alone, each holding `text` from one splice: the
+/// mean bytes held, over `count` (one small document is below the
+/// counter's noise).
+macro_rules! automerge_holding {
+    ($name:ident, $automerge:ident) => {
+        fn $name(text: &str, count: usize) -> usize {
+            use $automerge::transaction::Transactable as _;
+            let before = live();
+            let docs: Vec<_> = (0..count)
+                .map(|_| {
+                    let mut doc = $automerge::AutoCommit::new_with_encoding(
+                        $automerge::TextEncoding::Utf16CodeUnit,
+                    );
+                    let obj = doc
+                        .put_object($automerge::ROOT, "text", $automerge::ObjType::Text)
+                        .expect("text");
+                    doc.splice_text(&obj, 0, 0, text).expect("splice");
+                    doc.commit();
+                    doc
+                })
+                .collect();
+            let held = live().saturating_sub(before);
+            drop(docs);
+            held / count
+        }
+    };
+}
+
+automerge_holding!(automerge_holding, automerge);
+automerge_holding!(automerge_latest_holding, automerge_latest);
+
 fn main() {
+    let per_session = sessions_of_10_kb(100);
+    let text = ten_kb();
+    println!(
+        "{} bytes of code, created in one piece, bytes live on the heap:",
+        text.len()
+    );
+    println!("  a collab session holding it, 2 joined (mean of 100): {per_session}");
+    println!(
+        "  automerge 0.6 alone (mean of 100): {}",
+        automerge_holding(&text, 100)
+    );
+    println!(
+        "  automerge 0.12 alone (mean of 100): {}",
+        automerge_latest_holding(&text, 100)
+    );
+    println!();
     let document = document();
     let session = session();
     let alone = automerge_alone(1);
