@@ -145,8 +145,87 @@ fn edits(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Loading a session of `n` edits (and a chat message every 50) from SQLite
-/// into a fresh hub: what the first visitor after a restart waits for.
+/// How a benched session is edited before it is stored.
+#[derive(Clone, Copy)]
+enum Editing {
+    /// `n` single-character edits, one per frame, and a chat message every 50.
+    Typing(u64),
+    /// `n` edits that each replace the whole text with `chars` new
+    /// characters; the last one leaves it empty (a paste-heavy session).
+    Replacing { n: u64, chars: usize },
+}
+
+impl Editing {
+    fn name(self) -> String {
+        match self {
+            Editing::Typing(n) => format!("{n} edits"),
+            Editing::Replacing { n, chars } => format!("{n} replaces of {chars} chars"),
+        }
+    }
+
+    fn edits(self) -> u64 {
+        match self {
+            Editing::Typing(n) | Editing::Replacing { n, .. } => n,
+        }
+    }
+}
+
+/// Creates a session edited as `editing` in the SQLite file at `path`.
+async fn stored_session(path: &std::path::Path, editing: Editing) -> SessionId {
+    let store = Arc::new(SqliteStore::open(path).expect("opened"));
+    let hub = hub(Some(store));
+    let host = Identity::new("bench-host", "Host");
+    let id = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .expect("created")
+        .id;
+    let mut conn = hub.connect(&id, host).await.expect("connected");
+    conn.send(ClientFrame::join()).await.expect("sent");
+    until(&mut conn, "welcome").await;
+    let mut rev = 0;
+    let mut len = 0usize;
+    for i in 0..editing.edits() {
+        let op = match editing {
+            Editing::Typing(_) if i == 0 => r#"["x"]"#.to_owned(),
+            Editing::Typing(_) => format!(r#"[{i},"x"]"#),
+            Editing::Replacing { n, chars } => {
+                let text = if i + 1 == n {
+                    String::new()
+                } else {
+                    char::from(b'a' + (i % 26) as u8).to_string().repeat(chars)
+                };
+                let op = match (len, text.is_empty()) {
+                    (0, _) => format!(r#"["{text}"]"#),
+                    (_, true) => format!("[-{len}]"),
+                    (_, false) => format!(r#"["{text}",-{len}]"#),
+                };
+                len = text.len();
+                op
+            }
+        };
+        conn.send_text(format!(
+            r#"{{"type":"text_op","file":"main","rev":{rev},"op":{op}}}"#
+        ))
+        .await
+        .expect("sent");
+        rev = until(&mut conn, "text_ack").await["rev"]
+            .as_u64()
+            .expect("rev");
+        if matches!(editing, Editing::Typing(_)) && i % 50 == 0 {
+            conn.send_text(format!(r#"{{"type":"chat_send","text":"note {i}"}}"#))
+                .await
+                .expect("sent");
+        }
+    }
+    drop(conn);
+    hub.shutdown().await;
+    id
+}
+
+/// Loading a stored session into a fresh hub (what the first visitor after
+/// a restart waits for), beside automerge's own load of the document bytes
+/// the store returns for it.
 fn load(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -157,47 +236,34 @@ fn load(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut group = c.benchmark_group("load_session");
     group.sample_size(10);
-    for n in [1_000u64, 10_000] {
-        let path = dir.join(format!("load-{n}.db"));
+    for editing in [
+        Editing::Typing(1_000),
+        Editing::Typing(10_000),
+        Editing::Typing(50_000),
+        Editing::Replacing {
+            n: 40,
+            chars: 30_000,
+        },
+    ] {
+        let path = dir.join(format!("load-{}.db", editing.edits()));
         let _ = std::fs::remove_file(&path);
-        let id: SessionId = rt.block_on(async {
-            let store = Arc::new(SqliteStore::open(&path).expect("opened"));
-            let hub = hub(Some(store));
-            let host = Identity::new("bench-host", "Host");
-            let id = hub
-                .create_session(&host, NewSession::default())
-                .await
-                .expect("created")
-                .id;
-            let mut conn = hub.connect(&id, host).await.expect("connected");
-            conn.send(ClientFrame::join()).await.expect("sent");
-            until(&mut conn, "welcome").await;
-            let mut rev = 0;
-            for i in 0..n {
-                let op = if i == 0 {
-                    r#"["x"]"#.to_owned()
-                } else {
-                    format!(r#"[{i},"x"]"#)
-                };
-                conn.send_text(format!(
-                    r#"{{"type":"text_op","file":"main","rev":{rev},"op":{op}}}"#
-                ))
-                .await
-                .expect("sent");
-                rev = until(&mut conn, "text_ack").await["rev"]
-                    .as_u64()
-                    .expect("rev");
-                if i % 50 == 0 {
-                    conn.send_text(format!(r#"{{"type":"chat_send","text":"note {i}"}}"#))
-                        .await
-                        .expect("sent");
-                }
-            }
-            drop(conn);
-            hub.shutdown().await;
-            id
+        let id = rt.block_on(stored_session(&path, editing));
+        let stored = rt.block_on(async {
+            let store = SqliteStore::open(&path).expect("opened");
+            store.load(&id).await.expect("read").expect("stored")
         });
-        group.bench_function(format!("{n} edits from SQLite"), |b| {
+        let rev = stored.versions.len() as u64;
+        group.bench_function(format!("{}: automerge::load", editing.name()), |b| {
+            b.iter(|| {
+                automerge::AutoCommit::load_with_options(
+                    &stored.document,
+                    automerge::LoadOptions::new()
+                        .text_encoding(automerge::TextEncoding::Utf16CodeUnit),
+                )
+                .expect("loads")
+            });
+        });
+        group.bench_function(format!("{}: session from SQLite", editing.name()), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
                     let mut total = Duration::ZERO;
@@ -207,7 +273,7 @@ fn load(c: &mut Criterion) {
                         let start = Instant::now();
                         let view = hub.session(&id).await.expect("loaded");
                         total += start.elapsed();
-                        assert_eq!(view.rev, n);
+                        assert_eq!(view.rev, rev);
                     }
                     total
                 })

@@ -15,6 +15,13 @@
 //! yet acknowledged may be lost, and the client resends it when it
 //! reconnects (thin clients by operation id, so nothing applies twice).
 //!
+//! A thin client's edit is durable once its version is stored: the
+//! document's automerge changes are written only when something needs them
+//! (a replica's changes, a change sent to a replica, the language, a run)
+//! and every thousand or so revisions, and a load replays the versions the
+//! stored document lacks ([`StoredSession::document_rev`]). Committing and
+//! collecting automerge changes costs more than the edit itself.
+//!
 //! Writes are grouped: a session writes once for all the frames it handled
 //! while its previous write was in flight, and a store may commit the writes
 //! of many sessions in one transaction (the SQLite store does), so one fsync
@@ -26,7 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatMessage;
-use crate::document::Version;
+use crate::document::{Revision, Version};
 use crate::events::Event;
 use crate::ids::{SessionId, UserId};
 use crate::participant::Participant;
@@ -150,6 +157,10 @@ pub struct SessionChanges {
     pub versions: Vec<Version>,
     /// The document's new changes, if any.
     pub document: Option<DocumentWrite>,
+    /// With `document`: every version up to this revision is in the stored
+    /// document once it is written. Versions after it are stored only as
+    /// versions, and replayed onto the document when the session loads.
+    pub document_rev: Revision,
     /// The writer's ownership epoch when several processes serve sessions
     /// (0 for one process). A store shared by several processes refuses a
     /// write whose epoch is below one it was fenced at for this session.
@@ -166,6 +177,7 @@ impl SessionChanges {
             messages: Vec::new(),
             versions: Vec::new(),
             document: None,
+            document_rev: 0,
             epoch: 0,
         }
     }
@@ -193,6 +205,9 @@ pub struct StoredSession {
     pub versions: Vec<Version>,
     /// The stored chunks, concatenated: automerge loads them as one document.
     pub document: Vec<u8>,
+    /// The last revision whose change is in `document`. The versions after it
+    /// are replayed onto the document when the session loads.
+    pub document_rev: Revision,
 }
 
 /// One stored session, as `Store::sessions` lists it, for expiry and cleanup.
@@ -261,6 +276,7 @@ pub fn apply_in_place(
             messages: Vec::new(),
             versions: Vec::new(),
             document: Vec::new(),
+            document_rev: 0,
         }),
     };
     let stored_seq = s.events.last().map_or(0, |e| e.seq.0);
@@ -276,8 +292,14 @@ pub fn apply_in_place(
         }
     }
     match changes.document {
-        Some(DocumentWrite::Append(bytes)) => s.document.extend_from_slice(&bytes),
-        Some(DocumentWrite::Replace(bytes)) => s.document = bytes,
+        Some(DocumentWrite::Append(bytes)) => {
+            s.document.extend_from_slice(&bytes);
+            s.document_rev = changes.document_rev;
+        }
+        Some(DocumentWrite::Replace(bytes)) => {
+            s.document = bytes;
+            s.document_rev = changes.document_rev;
+        }
         None => {}
     }
     Ok(())
@@ -309,6 +331,13 @@ pub fn check_changes(
     let stored_rev = stored.and_then(|s| s.versions.last()).map_or(0, |v| v.rev);
     if !continues(stored_rev, changes.versions.iter().map(|v| v.rev)) {
         return Err(damaged("versions out of sequence"));
+    }
+    let last_rev = changes
+        .versions
+        .last()
+        .map_or(stored_rev, |v| v.rev.max(stored_rev));
+    if changes.document.is_some() && changes.document_rev > last_rev {
+        return Err(damaged("the document covers versions that are not stored"));
     }
     Ok(())
 }

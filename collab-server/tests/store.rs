@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use collab_core::{
-    apply_changes, ClientFrame, ErrorCode, Identity, NewSession, Seq, ServerFrame, Session,
-    SessionChanges, SessionConfig, SessionId, SessionStatus, SessionSummary, StoreError,
-    StoredSession,
+    apply_changes, Change, ClientFrame, Document, DocumentError, ErrorCode, Identity, NewSession,
+    ReplicaClient, Seq, ServerFrame, Session, SessionChanges, SessionConfig, SessionId,
+    SessionStatus, SessionSummary, StoreError, StoredSession,
 };
 use collab_server::{
     Clock, Hub, HubConfig, HubError, MemoryStore, Store, TokenAuthenticator, TokioClock,
@@ -171,9 +171,8 @@ fn everything_saved_comes_back() {
     );
 }
 
-#[test]
-fn many_edits_compact_the_stored_document() {
-    let mut h = Harness::with(
+fn fast_harness() -> Harness {
+    Harness::with(
         {
             let mut c = SessionConfig::default();
             c.frames_per_second = 1_000_000;
@@ -181,7 +180,64 @@ fn many_edits_compact_the_stored_document() {
             c
         },
         NewSession::default(),
-    );
+    )
+}
+
+/// A thin client's edits are stored as versions at once and in the
+/// document's changes only now and then: a restore after any write replays
+/// the versions the stored document lacks, and gives back every edit.
+#[test]
+fn edits_are_stored_as_versions_and_the_document_now_and_then() {
+    let mut h = fast_harness();
+    let a = h.join(host());
+    let mut stored: Option<StoredSession> = None;
+    let mut document_writes = 0;
+    for i in 0..2_100u64 {
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x")}),
+        );
+        let changes = h.session.take_changes();
+        assert_eq!(changes.versions.len(), 1, "every edit is stored at once");
+        if changes.document.is_some() {
+            document_writes += 1;
+        }
+        stored = Some(apply_changes(stored, changes).unwrap());
+        if [0, 1, 700, 1_024, 1_500, 2_099].contains(&i) {
+            let s = stored.clone().unwrap();
+            assert!(s.document_rev <= i + 1);
+            let back = Session::restore(s.clone(), SessionConfig::default(), h.now).unwrap();
+            assert_eq!(
+                back.code(),
+                "x".repeat(i as usize + 1),
+                "restored after edit {i}"
+            );
+            assert_eq!(back.position().1, i + 1);
+            // The history reads back too: replayed from the initial files,
+            // and from checkpoints once they are built (and checked).
+            let half = Some("x".repeat(i as usize / 2));
+            assert_eq!(back.document().text_at("main", i / 2).unwrap(), half);
+            let mut document = Document::restore(
+                &s.document,
+                s.document_rev,
+                &s.record.initial_files,
+                s.versions,
+            )
+            .unwrap();
+            document.build_checkpoints().unwrap();
+            assert_eq!(document.text_at("main", i / 2).unwrap(), half);
+            assert_eq!(document.text("main"), back.document().text("main"));
+        }
+    }
+    // The first write (a full save) and one every 1,024 revisions.
+    assert_eq!(document_writes, 3);
+}
+
+/// What only automerge holds (here: runs) is written with every step, and
+/// the appended chunks are compacted into a full save now and then.
+#[test]
+fn many_document_writes_compact_the_stored_document() {
+    let mut h = fast_harness();
     let a = h.join(host());
     let mut stored: Option<StoredSession> = None;
     let mut replaced = 0;
@@ -190,7 +246,12 @@ fn many_edits_compact_the_stored_document() {
             a,
             json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x")}),
         );
+        h.send(
+            a,
+            json!({"type": "run_output", "stdout": format!("{i}"), "stderr": ""}),
+        );
         let changes = h.session.take_changes();
+        assert!(changes.document.is_some(), "a run is in the document only");
         if matches!(
             changes.document,
             Some(collab_core::DocumentWrite::Replace(_))
@@ -203,6 +264,86 @@ fn many_edits_compact_the_stored_document() {
     let back = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
     assert_eq!(back.code(), "x".repeat(600));
     assert_eq!(back.position().1, 600);
+    assert_eq!(back.document().runs().last().unwrap().stdout, "599");
+}
+
+/// Exchanges sync messages between the harness's session and one replica
+/// until both are quiet.
+fn sync_replica(
+    h: &mut Harness,
+    conn: collab_core::ids::ConnectionId,
+    replica: &mut ReplicaClient,
+) {
+    for _ in 0..20 {
+        let mut got = false;
+        for bytes in h.take_binary(conn) {
+            replica.receive(&bytes).unwrap();
+            got = true;
+        }
+        let sent = replica.poll_message();
+        if let Some(m) = &sent {
+            h.session.handle_binary(conn, m, h.now);
+            h.pump();
+        }
+        if !got && sent.is_none() {
+            return;
+        }
+    }
+    panic!("sync did not settle");
+}
+
+/// Whatever a replica was sent or sent itself is in the stored document
+/// before the step's frames go out: a session restored from the store and
+/// synced with the same replica again has every edit once.
+#[test]
+fn what_replicas_saw_or_made_is_stored_with_the_document() {
+    let mut h = fast_harness();
+    let typist = h.join(host());
+    let replica_conn = h.open(user(2)).unwrap();
+    h.send(replica_conn, json!({"type": "join", "mode": "replica"}));
+    let mut replica = ReplicaClient::new();
+    sync_replica(&mut h, replica_conn, &mut replica);
+    let mut stored = Some(apply_changes(None, h.session.take_changes()).unwrap());
+
+    let mut rev = h.session.position().1;
+    for i in 0..5u64 {
+        h.send(
+            typist,
+            json!({"type": "text_op", "file": "main", "rev": rev, "op": op_at(rev, "t")}),
+        );
+        rev += 1;
+        // The step that edits sends the change to the replica: it is stored.
+        let changes = h.session.take_changes();
+        assert!(
+            changes.document.is_some(),
+            "thin edit {i} went to a replica"
+        );
+        assert_eq!(changes.document_rev, rev);
+        stored = Some(apply_changes(stored, changes).unwrap());
+        sync_replica(&mut h, replica_conn, &mut replica);
+
+        replica.splice("main", 0, 0, "r").unwrap();
+        sync_replica(&mut h, replica_conn, &mut replica);
+        rev = h.session.position().1;
+        let changes = h.session.take_changes();
+        assert!(changes.document.is_some(), "the replica's edit {i}");
+        stored = Some(apply_changes(stored, changes).unwrap());
+    }
+    let text = h.session.code();
+    assert_eq!(text.matches('t').count(), 5);
+    assert_eq!(text.matches('r').count(), 5);
+
+    // The process goes away; the session comes back from the store, and
+    // the replica, which kept its document, syncs with it again.
+    let restored = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
+    assert_eq!(restored.code(), text);
+    h.session = restored;
+    let again = h.open(user(2)).unwrap();
+    h.send(again, json!({"type": "join", "mode": "replica"}));
+    replica.reconnect();
+    sync_replica(&mut h, again, &mut replica);
+    assert_eq!(h.session.code(), text, "nothing applied twice");
+    assert_eq!(replica.text("main"), Some(text));
 }
 
 #[test]
@@ -216,19 +357,42 @@ fn stored_parts_that_do_not_fit_are_refused() {
     let stored = apply_changes(None, h.session.take_changes()).unwrap();
     let mut gap = stored.clone();
     gap.events[0].seq = Seq(5);
-    let mut wrong = stored.clone();
-    wrong
-        .record
-        .initial_files
-        .insert("main".into(), "something else".into());
-    let mut garbage = stored;
+    let mut garbage = stored.clone();
     garbage.document = b"not automerge".to_vec();
-    for broken in [gap, wrong, garbage] {
+    let mut ahead = stored.clone();
+    ahead.document_rev = 2;
+    let mut unfit = stored.clone();
+    unfit.document_rev = 0;
+    if let Change::Edit { op } = &mut unfit.versions[0].change {
+        *op = serde_json::from_value(json!([10, "late"])).unwrap();
+    }
+    for broken in [gap, garbage, ahead, unfit] {
         assert!(matches!(
             Session::restore(broken, SessionConfig::default(), h.now),
             Err(StoreError::Damaged { .. })
         ));
     }
+
+    // Initial files that the history does not lead from are found on the
+    // first read of the history, which reports it; the text is the stored
+    // document's.
+    let mut wrong = stored;
+    wrong
+        .record
+        .initial_files
+        .insert("main".into(), "something else".into());
+    let mut document = Document::restore(
+        &wrong.document,
+        wrong.document_rev,
+        &wrong.record.initial_files,
+        wrong.versions,
+    )
+    .unwrap();
+    assert_eq!(document.text("main").as_deref(), Some("abc"));
+    assert!(matches!(
+        document.build_checkpoints(),
+        Err(DocumentError::Structure(_))
+    ));
 }
 
 // ---- through the hub -----------------------------------------------------

@@ -25,13 +25,13 @@ pub(crate) fn load(
     let tx = conn.transaction().map_err(backend)?;
     let key = id.as_str();
 
-    let record: Option<Value> = tx
-        .prepare_cached("SELECT record FROM sessions WHERE id = ?1")
+    let row: Option<(Value, Value)> = tx
+        .prepare_cached("SELECT record, document_rev FROM sessions WHERE id = ?1")
         .map_err(backend)?
-        .query_row([key], |row| row.get(0))
+        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()
         .map_err(backend)?;
-    let Some(record) = record else {
+    let Some((record, document_rev)) = row else {
         return Ok(None);
     };
     let record: SessionRecord = parse(&record).map_err(|e| damaged(format!("record: {e}")))?;
@@ -83,12 +83,26 @@ pub(crate) fn load(
     // Only read; ending it either way releases the snapshot.
     tx.commit().map_err(backend)?;
 
+    let document_rev = match document_rev {
+        // Written by schema version 1, which stored the document with every
+        // version.
+        Value::Null => versions.len() as u64,
+        Value::Integer(rev) => u64::try_from(rev)
+            .map_err(|_| damaged(format!("the document's revision {rev} is negative")))?,
+        other => {
+            return Err(damaged(format!(
+                "the document's revision is {}, not a number",
+                kind(&other)
+            )))
+        }
+    };
     Ok(Some(StoredSession {
         record,
         events,
         messages,
         versions,
         document,
+        document_rev,
     }))
 }
 

@@ -12,7 +12,7 @@ use crate::backend;
 /// The schema this build writes. Kept in `PRAGMA user_version` so a later
 /// build can migrate a file written by this one, and this one can refuse a
 /// file written by a later one instead of misreading it.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another process's lock (a second server on
 /// the same file, a backup tool, a checkpoint) before failing with
@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS doc_chunks (
     bytes BLOB NOT NULL,
     PRIMARY KEY (session, n)
 );
+";
+
+/// Version 2: the revision the stored document holds. Edits of thin clients
+/// are stored as versions at once and in the document's changes only now and
+/// then; a load replays the versions after this revision onto the document.
+/// NULL (a session written by version 1) means every version.
+const SCHEMA_V2: &str = "
+ALTER TABLE sessions ADD COLUMN document_rev INTEGER;
 ";
 
 /// Opens the writer's connection to the file at `path`, creating the file and
@@ -144,8 +152,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     if version < SCHEMA_VERSION {
-        // Version 0 is a new file; later migrations go here, one step each.
-        tx.execute_batch(SCHEMA_V1).map_err(backend)?;
+        // Version 0 is a new file. One step each, in order.
+        if version < 1 {
+            tx.execute_batch(SCHEMA_V1).map_err(backend)?;
+        }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2).map_err(backend)?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;
     }

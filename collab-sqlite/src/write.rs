@@ -210,8 +210,9 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
             };
             conn.prepare_cached(
                 "INSERT INTO sessions
-                     (id, record, status, last_activity, ended_at, expires_after_secs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     (id, record, status, last_activity, ended_at, expires_after_secs,
+                      document_rev)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
                  ON CONFLICT (id) DO UPDATE SET
                      record = excluded.record,
                      status = excluded.status,
@@ -305,6 +306,24 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
             }
         }
         Some(DocumentWrite::Append(_)) | None => {}
+    }
+    if changes.document.is_some() {
+        let last_rev: Option<i64> = conn
+            .prepare_cached("SELECT MAX(rev) FROM versions WHERE session = ?1")
+            .map_err(backend)?
+            .query_row([id], |row| row.get(0))
+            .map_err(backend)?;
+        let document_rev = key(changes.document_rev).map_err(&damaged)?;
+        if document_rev > last_rev.unwrap_or(0) {
+            // The reference's words, so that both stores refuse alike.
+            return Err(damaged(
+                "the document covers versions that are not stored".to_owned(),
+            ));
+        }
+        conn.prepare_cached("UPDATE sessions SET document_rev = ?2 WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![id, document_rev])
+            .map_err(backend)?;
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ async fn fill(store: &dyn Store) {
             } else {
                 DocumentWrite::Append(vec![step as u8; 7])
             });
+            // Some writes hold every version, some leave the last to replay.
+            changes.document_rev = step + 1 - step % 2;
             if step == 9 {
                 let mut r = record(&id, "Ended", SessionStatus::Ended, 9_000);
                 r.expires_after_secs = u64::MAX;
@@ -85,17 +87,58 @@ async fn a_file_from_a_newer_version_is_refused() {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 1);
+        assert_eq!(version, 2);
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
     }
     match SqliteStore::open(&path) {
         Err(StoreError::Backend(reason)) => {
-            assert!(reason.contains("schema version 2"), "{reason}")
+            assert!(reason.contains("schema version 3"), "{reason}")
         }
         other => panic!("opened a newer file: {other:?}"),
     }
+}
+
+/// A file written by schema version 1 stored the document with every
+/// version: opened by this version, its sessions say so.
+#[tokio::test]
+async fn a_file_from_version_1_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let id = session_id(1);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.save(&first_write(&id)).await.unwrap();
+        for rev in 1..=3 {
+            let mut changes = SessionChanges::empty(id.clone());
+            changes.versions = vec![version(rev, true, "x")];
+            changes.document = Some(DocumentWrite::Append(vec![rev as u8]));
+            changes.document_rev = rev - 1;
+            store.save(&changes).await.unwrap();
+        }
+        assert_eq!(store.load(&id).await.unwrap().unwrap().document_rev, 2);
+    }
+    {
+        // Back to what version 1 wrote: no column, version 1.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE sessions DROP COLUMN document_rev")
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let stored = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.versions.len(), 3);
+    assert_eq!(stored.document_rev, 3);
+    assert_eq!(stored.document, [1, 2, 3]);
+
+    // New sessions start at revision 0, and writes go on as before.
+    let fresh = session_id(5);
+    store.save(&first_write(&fresh)).await.unwrap();
+    let mut changes = SessionChanges::empty(fresh.clone());
+    changes.versions = vec![version(1, true, "x")];
+    store.save(&changes).await.unwrap();
+    assert_eq!(store.load(&fresh).await.unwrap().unwrap().document_rev, 0);
 }

@@ -15,6 +15,10 @@ impl Document {
     /// The text of `path` as it was at revision `rev` (`None` if the file did
     /// not exist then).
     ///
+    /// A restored document has no checkpoints before the revision it was
+    /// restored at until [`Document::build_checkpoints`] runs: until then,
+    /// reading an old revision replays from the initial files, unchecked.
+    ///
     /// # Errors
     /// [`DocumentError::UnknownRevision`] for a revision in the future.
     pub fn text_at(&self, path: &str, rev: Revision) -> Result<Option<String>, DocumentError> {
@@ -42,6 +46,58 @@ impl Document {
             }
         }
         Ok(text.map(|t| t.to_string()))
+    }
+
+    /// Builds the checkpoints a restore left out, if any: replays the history
+    /// from the initial files to the revision it was restored at, keeping a
+    /// checkpoint every 1,024 revisions, and checks that it
+    /// leads to the text the stored document had there. A restore leaves
+    /// this undone so that loading costs what automerge's load costs; the
+    /// first read of an old revision pays for the replay, once.
+    ///
+    /// # Errors
+    /// [`DocumentError::Structure`] when the history does not lead to the
+    /// stored text (the stored parts do not belong together); the current
+    /// text, which is the stored document's, is not affected.
+    pub fn build_checkpoints(&mut self) -> Result<(), DocumentError> {
+        let Some(at) = self.restored_at.take() else {
+            return Ok(());
+        };
+        let to = at.0;
+        let mut texts = self.checkpoints[0].1.clone();
+        let mut built = Vec::new();
+        for v in &self.history[..to as usize] {
+            match &v.change {
+                Change::Edit { op } => {
+                    if let Some(text) = texts.get_mut(&v.file) {
+                        apply_to_rope(text, op);
+                    }
+                }
+                Change::Create { text } => {
+                    texts.insert(v.file.clone(), Rope::from_str(text));
+                }
+                Change::Remove => {
+                    texts.remove(&v.file);
+                }
+            }
+            if v.rev % CHECKPOINT_EVERY == 0 && v.rev < to {
+                built.push((v.rev, texts.clone()));
+            }
+        }
+        if texts != at.1 {
+            self.restored_at = Some(at);
+            return Err(DocumentError::Structure(
+                "the stored history does not lead to the stored text".into(),
+            ));
+        }
+        // Those kept since the restore are all later than `to`.
+        let later = self.checkpoints.split_off(1);
+        self.checkpoints.extend(built);
+        if to > 0 {
+            self.checkpoints.push(at);
+        }
+        self.checkpoints.extend(later);
+        Ok(())
     }
 
     pub(super) fn push(&mut self, version: Version) {

@@ -53,7 +53,7 @@ mod replica;
 mod thin;
 
 pub use replica::SyncState;
-use thin::apply_to_rope;
+use thin::{apply_to_rope, splice_automerge};
 
 /// Longest file path, in bytes.
 pub const MAX_PATH_BYTES: usize = crate::presence::MAX_FILE_PATH_BYTES;
@@ -154,8 +154,14 @@ pub struct Document {
     by_obj: HashMap<ObjId, String>,
     language: String,
     history: Vec<Version>,
-    /// Every file's text at revisions that are multiples of CHECKPOINT_EVERY.
+    /// Every file's text at revision 0 and at revisions that are multiples
+    /// of CHECKPOINT_EVERY, except those before `restored_at`.
     checkpoints: Vec<(Revision, BTreeMap<String, Rope>)>,
+    /// A restored document whose history was not replayed: the revision the
+    /// stored document held and its texts there. The checkpoints before it
+    /// are built, and the history checked against these texts, on the first
+    /// read that needs them.
+    restored_at: Option<(Revision, BTreeMap<String, Rope>)>,
     /// Thin-client operation ids already applied, per author.
     oids: HashMap<(ParticipantId, String), Revision>,
     uncommitted: usize,
@@ -167,6 +173,12 @@ pub struct Document {
     snapshot: Vec<u8>,
     snapshot_heads: Vec<automerge::ChangeHash>,
     snapshot_full_len: usize,
+    /// automerge holds what the versions cannot rebuild (a replica's
+    /// changes, the language, a run), or changes that left this process (a
+    /// sync message, a replica's start): the next store write must carry the
+    /// document's changes. Otherwise they may wait, since replaying the
+    /// versions rebuilds them.
+    must_save: bool,
 }
 
 /// The first bytes of a saved automerge document, which tell a snapshot from
@@ -288,6 +300,7 @@ impl Document {
             language,
             history: Vec::new(),
             checkpoints: vec![(0, BTreeMap::new())],
+            restored_at: None,
             oids: HashMap::new(),
             uncommitted: 0,
             uncommitted_authors: Vec::new(),
@@ -296,6 +309,7 @@ impl Document {
             snapshot: Vec::new(),
             snapshot_heads: Vec::new(),
             snapshot_full_len: 0,
+            must_save: false,
         }
     }
 

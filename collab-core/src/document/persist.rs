@@ -3,26 +3,56 @@
 
 use super::*;
 
+/// What a restored document had stored: the heads and every change of the
+/// stored bytes, before the versions after them were replayed.
+#[derive(Debug)]
+pub(crate) struct StoredChanges {
+    pub(crate) heads: Vec<automerge::ChangeHash>,
+    pub(crate) saved: std::collections::HashSet<automerge::ChangeHash>,
+}
+
 impl Document {
-    /// A stored document back: the saved automerge bytes, the files as they
-    /// were at revision 0, and the stored history. Replaying the history from
-    /// those files must give the saved texts; anything else means the stored
-    /// parts do not belong together, and is refused.
+    /// A stored document back: the saved automerge bytes, which hold every
+    /// version up to `saved_rev`, the files as they were at revision 0, and
+    /// the stored history. The versions after `saved_rev` are replayed onto
+    /// the document as local changes (they were stored only as versions:
+    /// nobody outside the process had seen their automerge changes).
+    ///
+    /// The history before `saved_rev` is not replayed: the text comes from
+    /// the document. The checkpoints that [`Document::text_at`] reads from
+    /// are built from the history the first time an old revision is read.
     ///
     /// # Errors
     /// As [`Document::load`], and [`DocumentError::Structure`] when the
-    /// history does not lead to the saved texts.
+    /// history is not numbered 1, 2, 3…, `saved_rev` is past its end, or a
+    /// replayed version does not fit the document.
     pub fn restore(
         saved: &[u8],
+        saved_rev: Revision,
         initial: &BTreeMap<String, String>,
         history: Vec<Version>,
     ) -> Result<Self, DocumentError> {
+        Self::restore_with_stored(saved, saved_rev, initial, history).map(|(doc, _)| doc)
+    }
+
+    /// [`Document::restore`], and what the store already holds of it.
+    pub(crate) fn restore_with_stored(
+        saved: &[u8],
+        saved_rev: Revision,
+        initial: &BTreeMap<String, String>,
+        history: Vec<Version>,
+    ) -> Result<(Self, StoredChanges), DocumentError> {
         let mut this = Self::load(saved)?;
-        let mut texts: BTreeMap<String, Rope> = initial
-            .iter()
-            .map(|(p, t)| (p.clone(), Rope::from_str(t)))
-            .collect();
-        let mut checkpoints = vec![(0, texts.clone())];
+        let stored = StoredChanges {
+            heads: this.doc.get_heads(),
+            saved: this.change_hashes(),
+        };
+        if saved_rev > history.len() as Revision {
+            return Err(DocumentError::Structure(format!(
+                "the document holds revision {saved_rev}; the history ends at {}",
+                history.len()
+            )));
+        }
         for (i, v) in history.iter().enumerate() {
             let rev = i as Revision + 1;
             if v.rev != rev {
@@ -31,38 +61,66 @@ impl Document {
                     v.rev
                 )));
             }
-            match &v.change {
-                Change::Edit { op } => {
-                    let Some(text) = texts.get_mut(&v.file) else {
-                        return Err(DocumentError::Structure(format!(
-                            "revision {rev} edits {}, which does not exist",
-                            v.file
-                        )));
-                    };
-                    apply_to_rope(text, op);
-                }
-                Change::Create { text } => {
-                    texts.insert(v.file.clone(), Rope::from_str(text));
-                }
-                Change::Remove => {
-                    texts.remove(&v.file);
-                }
-            }
-            if rev % CHECKPOINT_EVERY == 0 {
-                checkpoints.push((rev, texts.clone()));
-            }
             if let (Some(author), Some(oid)) = (v.author, v.oid.as_ref()) {
                 this.oids.insert((author, oid.clone()), rev);
             }
         }
-        if texts != this.texts() {
-            return Err(DocumentError::Structure(
-                "the stored history does not lead to the stored text".into(),
-            ));
+        // The stored document's texts, before the later versions move them:
+        // what the history must lead to (ropes share their nodes: cheap).
+        let stored_texts = this.texts();
+        for v in &history[saved_rev as usize..] {
+            this.replay(v)?;
         }
+        this.checkpoints = vec![(
+            0,
+            initial
+                .iter()
+                .map(|(p, t)| (p.clone(), Rope::from_str(t)))
+                .collect(),
+        )];
         this.history = history;
-        this.checkpoints = checkpoints;
-        Ok(this)
+        this.restored_at = Some((saved_rev, stored_texts));
+        Ok((this, stored))
+    }
+
+    /// Applies a stored version to automerge and the mirrors as a local change.
+    fn replay(&mut self, v: &Version) -> Result<(), DocumentError> {
+        let damaged =
+            |what: &str| DocumentError::Structure(format!("stored revision {} {what}", v.rev));
+        let author = v.author.unwrap_or(ParticipantId(0));
+        match &v.change {
+            Change::Edit { op } => {
+                let file = self
+                    .files
+                    .get(&v.file)
+                    .ok_or_else(|| damaged("edits a file that does not exist"))?;
+                if op.check_len(file.text.len_utf16_cu() as u32).is_err() {
+                    return Err(damaged("does not fit the text"));
+                }
+                let obj = file.obj.clone();
+                self.before_local_change(author);
+                splice_automerge(&mut self.doc, &obj, op)?;
+                if let Some(f) = self.files.get_mut(&v.file) {
+                    apply_to_rope(&mut f.text, op);
+                }
+            }
+            Change::Create { text } => {
+                self.before_local_change(author);
+                self.put_file(&v.file, text)?;
+            }
+            Change::Remove => {
+                let file = self
+                    .files
+                    .remove(&v.file)
+                    .ok_or_else(|| damaged("removes a file that does not exist"))?;
+                self.before_local_change(author);
+                self.doc
+                    .delete(&self.files_obj, v.file.as_str())
+                    .map_err(refused)?;
+                self.by_obj.remove(&file.obj);
+            }
+        }
+        Ok(())
     }
 
     /// The changes made since `heads` as bytes to append to a stored
@@ -81,6 +139,7 @@ impl Document {
         self.commit();
         let now = self.doc.get_heads();
         if &now == heads {
+            self.must_save = false;
             return None;
         }
         // Depth first, dependencies before the changes that need them.
@@ -108,6 +167,7 @@ impl Document {
             }
         }
         *heads = now;
+        self.must_save = false;
         Some(bytes)
     }
 
@@ -118,9 +178,10 @@ impl Document {
         self.doc.get_changes(&[]).iter().map(|c| c.hash()).collect()
     }
 
-    /// The document's current heads.
-    pub(crate) fn heads(&mut self) -> Vec<automerge::ChangeHash> {
-        self.doc.get_heads()
+    /// Whether the next store write must carry the document's changes: see
+    /// the field `must_save`.
+    pub(crate) fn must_save(&self) -> bool {
+        self.must_save
     }
 
     /// The document in automerge's compact binary format.

@@ -20,6 +20,7 @@ impl Document {
     ) -> Result<(Vec<Version>, Vec<SideEffect>), DocumentError> {
         let message = crate::sync::decode(message).map_err(DocumentError::BadSyncMessage)?;
         self.commit();
+        self.must_save |= !message.changes.is_empty();
         let patches =
             crate::sync::receive(&mut self.doc, &mut state.0, message, true).map_err(refused)?;
         Ok(self.absorb(patches, author, now))
@@ -37,10 +38,9 @@ impl Document {
     /// The next sync message for a replica, if it lacks anything.
     pub fn generate_sync(&mut self, state: &mut SyncState) -> Option<Vec<u8>> {
         self.commit();
-        self.doc
-            .sync()
-            .generate_sync_message(&mut state.0)
-            .map(sync::Message::encode)
+        let message = self.doc.sync().generate_sync_message(&mut state.0)?;
+        self.must_save |= !message.changes.is_empty();
+        Some(message.encode())
     }
 
     /// What a replica joining now starts from: the document as bytes to load
@@ -52,6 +52,7 @@ impl Document {
     /// of summarising the whole history in both directions.
     pub fn replica_start(&mut self) -> (Vec<u8>, SyncState) {
         self.commit();
+        self.must_save = true;
         let heads = self.doc.get_heads();
         if heads != self.snapshot_heads {
             let after = self.doc.save_after(&self.snapshot_heads);

@@ -198,6 +198,7 @@ impl Document {
         self.doc.put(ROOT, "language", language).map_err(refused)?;
         self.language = language.to_owned();
         self.uncommitted += 1;
+        self.must_save = true;
         Ok(())
     }
 
@@ -210,6 +211,7 @@ impl Document {
             return Err(DocumentError::RunOutputTooLarge);
         }
         self.before_local_change(run.by);
+        self.must_save = true;
         let runs = self.runs_obj()?;
         let len = self.doc.length(&runs);
         let entry = self

@@ -540,6 +540,7 @@ impl Session {
                 }))
             }
             ClientFrame::TextAt { file, rev } => {
+                self.document.build_checkpoints()?;
                 let text = self.document.text_at(&file, rev)?;
                 Ok(Reply::Frame(ServerFrame::TextAt {
                     rid,

@@ -9,6 +9,9 @@ pub(super) struct Persisted {
     pub(super) seq: Seq,
     pub(super) rev: Revision,
     pub(super) heads: Vec<automerge::ChangeHash>,
+    /// The revision the stored document holds; later ones are stored only
+    /// as versions.
+    pub(super) document_rev: Revision,
     /// Every document change stored.
     pub(super) saved: std::collections::HashSet<automerge::ChangeHash>,
     pub(super) record: Option<SessionRecord>,
@@ -34,6 +37,11 @@ pub(super) fn stored_membership(m: Membership) -> StoredMembership {
 /// Appended document chunks after which the next write is a full save.
 pub(super) const CHUNKS_BEFORE_COMPACTION: usize = 256;
 
+/// Revisions stored only as versions after which the document's changes are
+/// written too, whether or not anything needs them. It bounds what a load
+/// replays onto the stored document: a thousand edits, a few milliseconds.
+pub(super) const DOCUMENT_SAVE_EVERY: Revision = 1_024;
+
 impl Session {
     /// A session back from the store, as it was at its last write: members
     /// (all offline), chat, events and document. The hub's `config` supplies
@@ -52,6 +60,7 @@ impl Session {
             messages,
             versions,
             document,
+            document_rev,
         } = stored;
         let damaged = |reason: String| StoreError::Damaged {
             session: record.id.clone(),
@@ -59,9 +68,10 @@ impl Session {
         };
         config.capacity = record.capacity;
         config.expires_after = Duration::from_secs(record.expires_after_secs);
-        let rev = versions.len() as Revision;
-        let mut document = Document::restore(&document, &record.initial_files, versions)
-            .map_err(|e| damaged(e.to_string()))?;
+        let (document, stored_document) =
+            Document::restore_with_stored(&document, document_rev, &record.initial_files, versions)
+                .map_err(|e| damaged(e.to_string()))?;
+        let rev = document.rev();
         let log = crate::events::EventLog::restore(events).map_err(damaged)?;
         let chat = Chat::restore(messages);
         let anchored = chat
@@ -88,8 +98,9 @@ impl Session {
         let persisted = Persisted {
             seq: log.last_seq(),
             rev,
-            heads: document.heads(),
-            saved: document.change_hashes(),
+            heads: stored_document.heads,
+            document_rev,
+            saved: stored_document.saved,
             record: Some(record.clone()),
             chunks: CHUNKS_BEFORE_COMPACTION / 2,
             record_dirty: false,
@@ -127,10 +138,16 @@ impl Session {
     }
 
     /// What changed since the last call, for the store: the record when it
-    /// changed, new events and versions, changed chat messages, and the
-    /// document's new automerge changes (a full save on the first call and,
-    /// to compact, after many appended chunks). Commits pending document
-    /// changes.
+    /// changed, new events and versions, changed chat messages, and, when
+    /// they are due, the document's new automerge changes (a full save on
+    /// the first call and, to compact, after many appended chunks).
+    ///
+    /// The versions alone make a thin client's edit durable: a load replays
+    /// them onto the stored document. The document's changes are written
+    /// when the versions cannot rebuild them (a replica's changes, the
+    /// language, a run), when they left the process (sent to a replica),
+    /// and every 1,024 revisions; committing and
+    /// collecting them costs more than the edit itself.
     pub fn take_changes(&mut self) -> SessionChanges {
         let mut changes = SessionChanges::empty(self.id.clone());
         if self.record_needs_write() {
@@ -148,7 +165,15 @@ impl Session {
         changes.versions = versions.to_vec();
         self.persisted.rev = self.document.rev();
         let first = self.persisted.heads.is_empty();
+        let due = first
+            || self.document.must_save()
+            || self.document.rev() >= self.persisted.document_rev + DOCUMENT_SAVE_EVERY;
+        if !due {
+            return changes;
+        }
         let persisted = &mut self.persisted;
+        changes.document_rev = self.document.rev();
+        persisted.document_rev = changes.document_rev;
         if let Some(bytes) = self
             .document
             .save_since(&mut persisted.heads, &mut persisted.saved)
