@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use collab_core::{
     DocumentWrite, SessionChanges, SessionId, SessionSummary, StoreError, StoredSession,
@@ -46,28 +47,46 @@ pub(crate) enum Write {
 pub(crate) fn spawn(
     conn: Connection,
     commits: Arc<AtomicU64>,
+    commit_window: Duration,
 ) -> Result<mpsc::Sender<Request>, StoreError> {
     let (sender, requests) = mpsc::channel();
     std::thread::Builder::new()
         .name("collab-sqlite-writer".to_owned())
-        .spawn(move || run(conn, &requests, &commits))
+        .spawn(move || run(conn, &requests, &commits, commit_window))
         .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
     Ok(sender)
 }
 
-fn run(mut conn: Connection, requests: &mpsc::Receiver<Request>, commits: &AtomicU64) {
-    // No timer: the batch is whatever queued up while the previous commit was
-    // syncing. A lone save is committed at once; under load batches grow by
-    // themselves, as many as arrive during one fsync.
+fn run(
+    mut conn: Connection,
+    requests: &mpsc::Receiver<Request>,
+    commits: &AtomicU64,
+    window: Duration,
+) {
+    // The batch is what queued up while the previous commit was syncing,
+    // and, while commits follow each other closer than `window`, what comes
+    // within `window` of the first request. A lone save is committed at once.
+    let mut last_commit: Option<Instant> = None;
     while let Ok(first) = requests.recv() {
+        let started = Instant::now();
+        let busy = last_commit.is_some_and(|at| started.duration_since(at) < window);
+        let deadline = started + window;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
                 Ok(request) => batch.push(request),
+                Err(mpsc::TryRecvError::Empty) if busy => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match requests.recv_timeout(left) {
+                        Ok(request) => batch.push(request),
+                        Err(_) => break,
+                    }
+                }
                 Err(_) => break,
             }
         }
         handle(&mut conn, batch, commits);
+        last_commit = Some(Instant::now());
     }
 }
 

@@ -97,3 +97,35 @@ async fn sequential_saves_commit_one_by_one() {
     );
     assert_eq!(store.commits(), count + 1);
 }
+
+/// With a commit window, saves that arrive close after a commit wait for
+/// the others of the window and share one commit; a save that finds the
+/// writer idle commits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_window_gathers_saves_that_come_close_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = collab_sqlite::SqliteOptions::default();
+    options.commit_window = std::time::Duration::from_secs(1);
+    let store = Arc::new(SqliteStore::open_with(dir.path().join("s.db"), options).unwrap());
+
+    // Idle: committed at once, well before the window would end.
+    let started = Instant::now();
+    store.save(&first_write(&session_id(0))).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(900));
+    assert_eq!(store.commits(), 1);
+
+    // Twenty saves, one every 10 ms, right after that commit: one commit.
+    let mut tasks = Vec::new();
+    for n in 1..=20u8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10 * u64::from(n))).await;
+            store.save(&first_write(&session_id(n))).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.commits(), 2, "the window's saves share a commit");
+    assert_eq!(store.sessions().await.unwrap().len(), 21);
+}

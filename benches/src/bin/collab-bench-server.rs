@@ -1,4 +1,4 @@
-//! Run with: `cargo run --release -p collab-benches --bin collab-bench-server -- [--sqlite FILE] [--capacity N] PORT`
+//! Run with: `cargo run --release -p collab-benches --bin collab-bench-server -- [--sqlite FILE] [--commit-window-ms N] [--capacity N] PORT`
 //!
 //! The collab server `../shared/peerbench` measures: the library served the
 //! way the README shows (collab-axum's `serve`, TCP_NODELAY), on 127.0.0.1:PORT,
@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use collab_axum::HttpLimits;
 use collab_core::{AuthError, Identity};
 use collab_server::{Authenticator, Hub, HubConfig, Rate, TokioClock};
-use collab_sqlite::SqliteStore;
+use collab_sqlite::{SqliteOptions, SqliteStore};
 
-const USAGE: &str = "usage: collab-bench-server [--sqlite FILE] [--capacity N] PORT";
+const USAGE: &str =
+    "usage: collab-bench-server [--sqlite FILE] [--commit-window-ms N] [--capacity N] PORT";
 
 /// Bench-only: the token names the user.
 struct AnyToken;
@@ -42,10 +43,11 @@ struct Args {
     port: u16,
     sqlite: Option<String>,
     capacity: usize,
+    commit_window: Option<Duration>,
 }
 
 fn args() -> Result<Args, String> {
-    let (mut port, mut sqlite, mut capacity) = (None, None, 1000);
+    let (mut port, mut sqlite, mut capacity, mut commit_window) = (None, None, 1000, None);
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -54,6 +56,13 @@ fn args() -> Result<Args, String> {
                 let n = it.next().ok_or("--capacity needs a number")?;
                 capacity = n.parse().map_err(|e| format!("--capacity {n}: {e}"))?;
             }
+            "--commit-window-ms" => {
+                let n = it.next().ok_or("--commit-window-ms needs a number")?;
+                let ms: u64 = n
+                    .parse()
+                    .map_err(|e| format!("--commit-window-ms {n}: {e}"))?;
+                commit_window = Some(Duration::from_millis(ms));
+            }
             p => port = Some(p.parse().map_err(|e| format!("port {p}: {e}"))?),
         }
     }
@@ -61,6 +70,7 @@ fn args() -> Result<Args, String> {
         port: port.ok_or("no port")?,
         sqlite,
         capacity,
+        commit_window,
     })
 }
 
@@ -81,7 +91,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.guest_issue = unlimited;
     let (auth, clock) = (Arc::new(AnyToken), Arc::new(TokioClock::new()));
     let hub = match &args.sqlite {
-        Some(path) => Hub::with_store(auth, clock, config, Arc::new(SqliteStore::open(path)?)),
+        Some(path) => {
+            let mut options = SqliteOptions::default();
+            if let Some(window) = args.commit_window {
+                options.commit_window = window;
+            }
+            let store = SqliteStore::open_with(path, options)?;
+            Hub::with_store(auth, clock, config, Arc::new(store))
+        }
         None => Hub::with_config(auth, clock, config),
     };
     let mut limits = HttpLimits::default();
