@@ -224,8 +224,8 @@ async fn stored_session(path: &std::path::Path, editing: Editing) -> SessionId {
 }
 
 /// Loading a stored session into a fresh hub (what the first visitor after
-/// a restart waits for), beside automerge's own load of the document bytes
-/// the store returns for it.
+/// a restart waits for), beside automerge's own load of the session's
+/// document saved whole.
 fn load(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -253,10 +253,34 @@ fn load(c: &mut Criterion) {
             store.load(&id).await.expect("read").expect("stored")
         });
         let rev = stored.versions.len() as u64;
+        let chunks = stored.document.clone();
+        group.bench_function(
+            format!("{}: automerge::load of the stored chunks", editing.name()),
+            |b| {
+                b.iter(|| {
+                    automerge::AutoCommit::load_with_options(
+                        &chunks,
+                        automerge::LoadOptions::new()
+                            .text_encoding(automerge::TextEncoding::Utf16CodeUnit),
+                    )
+                    .expect("loads")
+                });
+            },
+        );
+        // The session's whole document as automerge saves it: what
+        // automerge's own load is measured on.
+        let whole = collab_core::Document::restore(
+            &stored.document,
+            stored.document_rev,
+            &stored.record.initial_files,
+            stored.versions,
+        )
+        .expect("restores")
+        .save();
         group.bench_function(format!("{}: automerge::load", editing.name()), |b| {
             b.iter(|| {
                 automerge::AutoCommit::load_with_options(
-                    &stored.document,
+                    &whole,
                     automerge::LoadOptions::new()
                         .text_encoding(automerge::TextEncoding::Utf16CodeUnit),
                 )
@@ -274,6 +298,9 @@ fn load(c: &mut Criterion) {
                         let view = hub.session(&id).await.expect("loaded");
                         total += start.elapsed();
                         assert_eq!(view.rev, rev);
+                        // Unloaded before the next load starts, so that
+                        // freeing this one does not slow the next.
+                        hub.shutdown().await;
                     }
                     total
                 })

@@ -18,7 +18,7 @@
 //! A thin client's edit is durable once its version is stored: the
 //! document's automerge changes are written only when something needs them
 //! (a replica's changes, a change sent to a replica, the language, a run)
-//! and every thousand or so revisions, and a load replays the versions the
+//! and every 256 revisions or 16 KiB of inserted text, and a load replays the versions the
 //! stored document lacks ([`StoredSession::document_rev`]). Committing and
 //! collecting automerge changes costs more than the edit itself.
 //!

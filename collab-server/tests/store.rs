@@ -229,8 +229,22 @@ fn edits_are_stored_as_versions_and_the_document_now_and_then() {
             assert_eq!(document.text("main"), back.document().text("main"));
         }
     }
-    // The first write (a full save) and one every 1,024 revisions.
-    assert_eq!(document_writes, 3);
+    // The first write (a full save) and one every 256 revisions.
+    assert_eq!(document_writes, 1 + 2_100 / 256);
+
+    // And one after 16 KiB of inserted text, however few the revisions.
+    let big = "y".repeat(9_000);
+    for i in 0..2u64 {
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": 2_100 + i, "op": [2_100 + i * 9_000, big]}),
+        );
+        let changes = h.session.take_changes();
+        assert_eq!(changes.document.is_some(), i == 1, "after insert {i}");
+        stored = Some(apply_changes(stored, changes).unwrap());
+    }
+    let back = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
+    assert_eq!(back.code(), h.session.code());
 }
 
 /// What only automerge holds (here: runs) is written with every step, and
