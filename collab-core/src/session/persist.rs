@@ -42,11 +42,13 @@ pub(super) fn stored_membership(m: Membership) -> StoredMembership {
 /// Appended document chunks after which the next write is a full save.
 pub(super) const CHUNKS_BEFORE_COMPACTION: usize = 256;
 
-/// The next write is a full save too once the appended chunks outweigh the
-/// last full save, or this much for a small document. automerge loads a full
-/// save faster than the same changes in chunks (a fifth faster at 50,000
-/// edits), and the full saves grow geometrically, so they cost a constant
-/// share of the bytes written.
+/// The next write is a full save too once the appended chunks weigh twice
+/// the last full save, or this much for a small document. automerge loads a
+/// full save faster than the same changes in chunks (a fifth faster at
+/// 50,000 edits), and the full saves grow geometrically, so they cost a
+/// constant share of the bytes written; but a full save of a long history
+/// takes a while (tenths of a second for a million operations), on the
+/// session's task.
 pub(super) const APPENDED_BYTES_BEFORE_COMPACTION: usize = 16 * 1024;
 
 /// Revisions stored only as versions after which the document's changes are
@@ -211,7 +213,7 @@ impl Session {
             let compact = first
                 || persisted.chunks >= CHUNKS_BEFORE_COMPACTION
                 || persisted.appended_bytes
-                    > persisted.full_bytes.max(APPENDED_BYTES_BEFORE_COMPACTION);
+                    > (2 * persisted.full_bytes).max(APPENDED_BYTES_BEFORE_COMPACTION);
             changes.document = if compact {
                 let whole = self.document.save();
                 persisted.chunks = 0;
