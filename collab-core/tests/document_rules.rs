@@ -8,7 +8,7 @@ use std::time::Duration;
 use collab_core::{
     ErrorCode, NewSession, ReplicaClient, Role, ServerFrame, SessionConfig, Transmit,
 };
-use common::{host, user, Harness};
+use common::{host, sync_replica, user, Harness};
 use serde_json::{json, Value};
 
 fn with_code(code: &str) -> Harness {
@@ -131,30 +131,6 @@ fn viewers_cannot_edit_by_either_path() {
     assert_eq!(h.errors(replica_conn), vec![ErrorCode::Forbidden]);
     assert_eq!(h.session.code(), "keep");
     assert_eq!(h.session.document().rev(), 0);
-}
-
-/// Exchanges sync messages between the session and one replica until both are quiet.
-fn sync_replica(
-    h: &mut Harness,
-    conn: collab_core::ids::ConnectionId,
-    replica: &mut ReplicaClient,
-) {
-    for _ in 0..20 {
-        let mut got = false;
-        for bytes in h.take_binary(conn) {
-            replica.receive(&bytes).unwrap();
-            got = true;
-        }
-        let sent = replica.poll_message();
-        if let Some(m) = &sent {
-            h.session.handle_binary(conn, m, h.now);
-            h.pump();
-        }
-        if !got && sent.is_none() {
-            return;
-        }
-    }
-    panic!("sync did not settle");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use collab_core::{
 use collab_server::{
     Clock, Hub, HubConfig, HubError, MemoryStore, Store, TokenAuthenticator, TokioClock,
 };
-use common::{host, until, user, Harness};
+use common::{host, sync_replica, until, user, Harness};
 use serde_json::{json, Value};
 
 /// An insert of `text` at `at` as a text operation.
@@ -279,31 +279,6 @@ fn many_document_writes_compact_the_stored_document() {
     assert_eq!(back.code(), "x".repeat(600));
     assert_eq!(back.position().1, 600);
     assert_eq!(back.document().runs().last().unwrap().stdout, "599");
-}
-
-/// Exchanges sync messages between the harness's session and one replica
-/// until both are quiet.
-fn sync_replica(
-    h: &mut Harness,
-    conn: collab_core::ids::ConnectionId,
-    replica: &mut ReplicaClient,
-) {
-    for _ in 0..20 {
-        let mut got = false;
-        for bytes in h.take_binary(conn) {
-            replica.receive(&bytes).unwrap();
-            got = true;
-        }
-        let sent = replica.poll_message();
-        if let Some(m) = &sent {
-            h.session.handle_binary(conn, m, h.now);
-            h.pump();
-        }
-        if !got && sent.is_none() {
-            return;
-        }
-    }
-    panic!("sync did not settle");
 }
 
 /// Whatever a replica was sent or sent itself is in the stored document

@@ -221,3 +221,23 @@ impl Harness {
             .collect()
     }
 }
+
+/// Exchanges sync messages between the session and one replica until both are quiet.
+pub fn sync_replica(h: &mut Harness, conn: ConnectionId, replica: &mut collab_core::ReplicaClient) {
+    for _ in 0..20 {
+        let mut got = false;
+        for bytes in h.take_binary(conn) {
+            replica.receive(&bytes).unwrap();
+            got = true;
+        }
+        let sent = replica.poll_message();
+        if let Some(m) = &sent {
+            h.session.handle_binary(conn, m, h.now);
+            h.pump();
+        }
+        if !got && sent.is_none() {
+            return;
+        }
+    }
+    panic!("sync did not settle");
+}
