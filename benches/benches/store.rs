@@ -278,6 +278,29 @@ fn load(c: &mut Criterion) {
                 });
             });
         }
+        // Its parts: reading the rows, and making a session of them.
+        let reader = SqliteStore::open(&path).expect("opened");
+        group.bench_function(format!("{}: Store::load", editing.name()), |b| {
+            b.iter(|| {
+                rt.block_on(reader.load(&id))
+                    .expect("read")
+                    .expect("stored")
+            });
+        });
+        group.bench_function(format!("{}: Session::restore", editing.name()), |b| {
+            b.iter_batched(
+                || stored.clone(),
+                |stored| {
+                    collab_core::Session::restore(
+                        stored,
+                        collab_core::SessionConfig::default(),
+                        collab_core::Timestamp::from_millis(1),
+                    )
+                    .expect("restores")
+                },
+                criterion::BatchSize::LargeInput,
+            );
+        });
         group.bench_function(format!("{}: session from SQLite", editing.name()), |b| {
             b.iter_custom(|iters| {
                 rt.block_on(async {
