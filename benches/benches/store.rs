@@ -48,16 +48,28 @@ async fn until(conn: &mut Connection, ty: &str) -> serde_json::Value {
     }
 }
 
+/// A new session of the bench host's.
+async fn new_session(hub: &Hub, host: &Identity) -> SessionId {
+    hub.create_session(host, NewSession::default())
+        .await
+        .expect("created")
+        .id
+}
+
+/// `who` connected to session `id` and joined.
+async fn joined(hub: &Hub, id: &SessionId, who: Identity) -> Connection {
+    let mut conn = hub.connect(id, who).await.expect("connected");
+    conn.send(ClientFrame::join()).await.expect("sent");
+    until(&mut conn, "welcome").await;
+    conn
+}
+
 /// `writers` thin clients, each appending to its own file, one edit at a
 /// time (the next waits for the previous one's `text_ack`, which waits for
 /// the store). Returns how long `edits` edits took in all.
 async fn durable_edits(hub: &Hub, writers: usize, edits: u64) -> Duration {
     let host = Identity::new("bench-host", "Host");
-    let id = hub
-        .create_session(&host, NewSession::default())
-        .await
-        .expect("created")
-        .id;
+    let id = new_session(hub, &host).await;
     let mut clients = Vec::new();
     for w in 0..writers {
         let who = if w == 0 {
@@ -65,9 +77,7 @@ async fn durable_edits(hub: &Hub, writers: usize, edits: u64) -> Duration {
         } else {
             Identity::new(format!("bench-w{w}"), format!("W{w}"))
         };
-        let mut conn = hub.connect(&id, who).await.expect("connected");
-        conn.send(ClientFrame::join()).await.expect("sent");
-        until(&mut conn, "welcome").await;
+        let mut conn = joined(hub, &id, who).await;
         conn.send_text(format!(r#"{{"type":"file_create","file":"w{w}","rid":1}}"#))
             .await
             .expect("sent");
@@ -175,14 +185,8 @@ async fn stored_session(path: &std::path::Path, editing: Editing) -> SessionId {
     let store = Arc::new(SqliteStore::open(path).expect("opened"));
     let hub = hub(Some(store));
     let host = Identity::new("bench-host", "Host");
-    let id = hub
-        .create_session(&host, NewSession::default())
-        .await
-        .expect("created")
-        .id;
-    let mut conn = hub.connect(&id, host).await.expect("connected");
-    conn.send(ClientFrame::join()).await.expect("sent");
-    until(&mut conn, "welcome").await;
+    let id = new_session(&hub, &host).await;
+    let mut conn = joined(&hub, &id, host).await;
     let mut rev = 0;
     let mut len = 0usize;
     for i in 0..editing.edits() {
