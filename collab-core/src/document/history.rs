@@ -32,17 +32,8 @@ impl Document {
         let (from, texts) = &self.checkpoints[i];
         let mut text = texts.get(path).cloned();
         for v in &self.history[*from as usize..rev as usize] {
-            if v.file != path {
-                continue;
-            }
-            match &v.change {
-                Change::Edit { op } => {
-                    if let Some(t) = text.as_mut() {
-                        apply_to_rope(t, op);
-                    }
-                }
-                Change::Create { text: t } => text = Some(Rope::from_str(t)),
-                Change::Remove => text = None,
+            if v.file == path {
+                step_text(&mut text, &v.change);
             }
         }
         Ok(text.map(|t| t.to_string()))
@@ -67,18 +58,10 @@ impl Document {
         let mut texts = self.checkpoints[0].1.clone();
         let mut built = Vec::new();
         for v in &self.history[..to as usize] {
-            match &v.change {
-                Change::Edit { op } => {
-                    if let Some(text) = texts.get_mut(&v.file) {
-                        apply_to_rope(text, op);
-                    }
-                }
-                Change::Create { text } => {
-                    texts.insert(v.file.clone(), Rope::from_str(text));
-                }
-                Change::Remove => {
-                    texts.remove(&v.file);
-                }
+            let mut text = texts.remove(&v.file);
+            step_text(&mut text, &v.change);
+            if let Some(text) = text {
+                texts.insert(v.file.clone(), text);
             }
             if v.rev % CHECKPOINT_EVERY == 0 && v.rev < to {
                 built.push((v.rev, texts.clone()));
@@ -113,5 +96,18 @@ impl Document {
             .iter()
             .map(|(p, f)| (p.clone(), f.text.clone()))
             .collect()
+    }
+}
+
+/// Moves one file's text (`None`: the file does not exist) over a change to it.
+fn step_text(text: &mut Option<Rope>, change: &Change) {
+    match change {
+        Change::Edit { op } => {
+            if let Some(t) = text.as_mut() {
+                apply_to_rope(t, op);
+            }
+        }
+        Change::Create { text: created } => *text = Some(Rope::from_str(created)),
+        Change::Remove => *text = None,
     }
 }

@@ -53,7 +53,7 @@ mod replica;
 mod thin;
 
 pub use replica::SyncState;
-use thin::{apply_to_rope, splice_automerge};
+use thin::apply_to_rope;
 
 /// Longest file path, in bytes.
 pub const MAX_PATH_BYTES: usize = crate::presence::MAX_FILE_PATH_BYTES;

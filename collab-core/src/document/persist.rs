@@ -97,30 +97,19 @@ impl Document {
                 if op.check_len(file.text.len_utf16_cu() as u32).is_err() {
                     return Err(damaged("does not fit the text"));
                 }
-                let obj = file.obj.clone();
-                self.before_local_change(author);
-                splice_automerge(&mut self.doc, &obj, op)?;
-                if let Some(f) = self.files.get_mut(&v.file) {
-                    apply_to_rope(&mut f.text, op);
-                }
+                self.edit_locally(author, &v.file, op)
             }
             Change::Create { text } => {
                 self.before_local_change(author);
-                self.put_file(&v.file, text)?;
+                self.put_file(&v.file, text)
             }
-            Change::Remove => {
-                let file = self
-                    .files
-                    .remove(&v.file)
-                    .ok_or_else(|| damaged("removes a file that does not exist"))?;
-                self.before_local_change(author);
-                self.doc
-                    .delete(&self.files_obj, v.file.as_str())
-                    .map_err(refused)?;
-                self.by_obj.remove(&file.obj);
-            }
+            Change::Remove => match self.remove_locally(author, &v.file) {
+                Err(DocumentError::UnknownFile(_)) => {
+                    Err(damaged("removes a file that does not exist"))
+                }
+                done => done,
+            },
         }
-        Ok(())
     }
 
     /// The changes made since `heads` as bytes to append to a stored

@@ -97,12 +97,7 @@ impl Document {
             // Nothing to apply; the client still gets a revision to move on with.
             return Ok(Applied::Duplicate(current));
         }
-        let obj = file.obj.clone();
-        self.before_local_change(author);
-        splice_automerge(&mut self.doc, &obj, &op)?;
-        if let Some(f) = self.files.get_mut(path) {
-            apply_to_rope(&mut f.text, &op);
-        }
+        self.edit_locally(author, path, &op)?;
         let version = Version {
             rev: current + 1,
             file: path.to_owned(),
@@ -169,15 +164,7 @@ impl Document {
         path: &str,
         now: Timestamp,
     ) -> Result<Version, DocumentError> {
-        let file = self
-            .files
-            .get(path)
-            .ok_or_else(|| DocumentError::UnknownFile(path.to_owned()))?;
-        let obj = file.obj.clone();
-        self.before_local_change(author);
-        self.doc.delete(&self.files_obj, path).map_err(refused)?;
-        self.files.remove(path);
-        self.by_obj.remove(&obj);
+        self.remove_locally(author, path)?;
         let version = Version {
             rev: self.rev() + 1,
             file: path.to_owned(),
@@ -243,6 +230,53 @@ impl Document {
             self.runs.remove(0);
         }
         Ok(())
+    }
+
+    /// Applies a checked operation to automerge and the file's text as a
+    /// local change by `author`, without recording a version (the callers
+    /// record one, or replay one already recorded).
+    ///
+    /// # Errors
+    /// [`DocumentError::UnknownFile`], or automerge refusing the splice.
+    pub(super) fn edit_locally(
+        &mut self,
+        author: ParticipantId,
+        path: &str,
+        op: &TextOperation,
+    ) -> Result<(), DocumentError> {
+        let obj = self.file_obj(path)?;
+        self.before_local_change(author);
+        splice_automerge(&mut self.doc, &obj, op)?;
+        if let Some(f) = self.files.get_mut(path) {
+            apply_to_rope(&mut f.text, op);
+        }
+        Ok(())
+    }
+
+    /// Removes a file from automerge and the mirrors as a local change by
+    /// `author`, without recording a version.
+    ///
+    /// # Errors
+    /// [`DocumentError::UnknownFile`], or automerge refusing the delete.
+    pub(super) fn remove_locally(
+        &mut self,
+        author: ParticipantId,
+        path: &str,
+    ) -> Result<(), DocumentError> {
+        let obj = self.file_obj(path)?;
+        self.before_local_change(author);
+        self.doc.delete(&self.files_obj, path).map_err(refused)?;
+        self.files.remove(path);
+        self.by_obj.remove(&obj);
+        Ok(())
+    }
+
+    /// The automerge object holding `path`'s text.
+    fn file_obj(&self, path: &str) -> Result<ObjId, DocumentError> {
+        self.files
+            .get(path)
+            .map(|f| f.obj.clone())
+            .ok_or_else(|| DocumentError::UnknownFile(path.to_owned()))
     }
 
     // ---- replicas ------------------------------------------------------------
@@ -311,7 +345,7 @@ pub(super) fn apply_to_rope(text: &mut Rope, op: &TextOperation) {
 }
 
 /// Applies a checked operation to an automerge text object (UTF-16 encoding).
-pub(super) fn splice_automerge(
+fn splice_automerge(
     doc: &mut AutoCommit,
     obj: &ObjId,
     op: &TextOperation,
