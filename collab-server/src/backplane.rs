@@ -104,6 +104,122 @@ pub struct Letter {
     pub envelope: Envelope,
 }
 
+/// A letter's bytes could not be read back as a letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed letter: {0}")]
+pub struct MalformedLetter(String);
+
+/// A letter's header as it travels: who, which connection, and what kind of
+/// envelope with its small fields; a frame's payload follows it as is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    from: String,
+    session: SessionId,
+    conn: ConnectionId,
+    #[serde(flatten)]
+    kind: Kind,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Kind {
+    Connect {
+        identity: Identity,
+        address: Option<std::net::IpAddr>,
+    },
+    Connected {
+        refused: Option<(ErrorCode, String)>,
+    },
+    InboundText,
+    InboundBinary,
+    Touch,
+    OutboundText,
+    OutboundBinary,
+    Close {
+        reason: collab_core::CloseReason,
+    },
+    Disconnect,
+}
+
+impl Letter {
+    /// The letter as bytes, for a backplane that carries bytes: a line of
+    /// JSON (addressing and small fields), then the frame's payload
+    /// unchanged, so a sync message is not inflated into JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, payload): (Kind, &[u8]) = match &self.envelope {
+            Envelope::Connect { identity, address } => (
+                Kind::Connect {
+                    identity: identity.clone(),
+                    address: *address,
+                },
+                &[],
+            ),
+            Envelope::Connected(answer) => (
+                Kind::Connected {
+                    refused: answer.as_ref().err().map(|r| (r.code, r.message.clone())),
+                },
+                &[],
+            ),
+            Envelope::Inbound(Inbound::Text(text)) => (Kind::InboundText, text.as_bytes()),
+            Envelope::Inbound(Inbound::Binary(bytes)) => (Kind::InboundBinary, bytes),
+            Envelope::Inbound(Inbound::Touch) => (Kind::Touch, &[]),
+            Envelope::Outbound(Outbound::Text(text)) => (Kind::OutboundText, text.as_bytes()),
+            Envelope::Outbound(Outbound::Binary(bytes)) => (Kind::OutboundBinary, bytes),
+            Envelope::Outbound(Outbound::Close(reason)) => (Kind::Close { reason: *reason }, &[]),
+            Envelope::Disconnect => (Kind::Disconnect, &[]),
+        };
+        let header = Header {
+            from: self.from.0.clone(),
+            session: self.session.clone(),
+            conn: self.conn,
+            kind,
+        };
+        // JSON escapes newlines in strings: the first newline ends the header.
+        let mut bytes = serde_json::to_vec(&header).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// A letter back from [`Letter::encode`]'s bytes.
+    ///
+    /// # Errors
+    /// [`MalformedLetter`] when the header is not one, or a text payload is
+    /// not UTF-8.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MalformedLetter> {
+        let split = bytes
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| MalformedLetter("no header".into()))?;
+        let header: Header =
+            serde_json::from_slice(&bytes[..split]).map_err(|e| MalformedLetter(e.to_string()))?;
+        let payload = &bytes[split + 1..];
+        let text = || -> Result<String, MalformedLetter> {
+            String::from_utf8(payload.to_vec()).map_err(|e| MalformedLetter(e.to_string()))
+        };
+        let envelope = match header.kind {
+            Kind::Connect { identity, address } => Envelope::Connect { identity, address },
+            Kind::Connected { refused } => Envelope::Connected(match refused {
+                None => Ok(()),
+                Some((code, message)) => Err(Refusal { code, message }),
+            }),
+            Kind::InboundText => Envelope::Inbound(Inbound::Text(text()?)),
+            Kind::InboundBinary => Envelope::Inbound(Inbound::Binary(payload.to_vec())),
+            Kind::Touch => Envelope::Inbound(Inbound::Touch),
+            Kind::OutboundText => Envelope::Outbound(Outbound::Text(text()?.into())),
+            Kind::OutboundBinary => Envelope::Outbound(Outbound::Binary(payload.to_vec())),
+            Kind::Close { reason } => Envelope::Outbound(Outbound::Close(reason)),
+            Kind::Disconnect => Envelope::Disconnect,
+        };
+        Ok(Letter {
+            from: NodeId(header.from),
+            session: header.session,
+            conn: header.conn,
+            envelope,
+        })
+    }
+}
+
 /// Why a backplane request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -320,6 +436,60 @@ mod tests {
             a.renew(&renewed, later, ttl).await,
             Err(BackplaneError::Lost { owner, .. }) if owner.0 == "b"
         ));
+    }
+
+    #[test]
+    fn letters_travel_as_bytes_and_come_back_the_same() {
+        let identity = Identity {
+            user_id: collab_core::UserId::new("ada"),
+            name: "Ada \n Lovelace".into(),
+            role: None,
+            expires_at: Some(Timestamp(5)),
+            sessions: None,
+        };
+        let envelopes = [
+            Envelope::Connect {
+                identity,
+                address: Some("127.0.0.1".parse().unwrap()),
+            },
+            Envelope::Connected(Ok(())),
+            Envelope::Connected(Err(Refusal {
+                code: ErrorCode::SessionFull,
+                message: "full".into(),
+            })),
+            Envelope::Inbound(Inbound::Text("{\"type\":\"ping\"}\n".into())),
+            Envelope::Inbound(Inbound::Binary(vec![0, b'\n', 255])),
+            Envelope::Inbound(Inbound::Touch),
+            Envelope::Outbound(Outbound::Text("é\n".into())),
+            Envelope::Outbound(Outbound::Binary(vec![])),
+            Envelope::Outbound(Outbound::Close(collab_core::CloseReason::Kicked)),
+            Envelope::Disconnect,
+        ];
+        for envelope in envelopes {
+            let letter = Letter {
+                from: NodeId("node \"a\"".into()),
+                session: SessionId::from_bytes([3; 16]),
+                conn: ConnectionId(u64::MAX),
+                envelope,
+            };
+            assert_eq!(Letter::decode(&letter.encode()), Ok(letter));
+        }
+        for bad in [&b""[..], b"{}\n", b"not json\n", b"{\"from\":1}"] {
+            assert!(Letter::decode(bad).is_err(), "{bad:?}");
+        }
+        let text = Letter {
+            from: NodeId("a".into()),
+            session: SessionId::from_bytes([3; 16]),
+            conn: ConnectionId(1),
+            envelope: Envelope::Inbound(Inbound::Text("x".into())),
+        };
+        let mut bytes = text.encode();
+        bytes.pop();
+        bytes.push(0xff);
+        assert!(
+            Letter::decode(&bytes).is_err(),
+            "a text payload that is not UTF-8"
+        );
     }
 
     #[tokio::test]

@@ -44,7 +44,9 @@ pub use auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,
     Identity, SessionRequest, TokenAuthenticator,
 };
-pub use backplane::{Backplane, BackplaneError, Lease, MemoryBackplane, MemoryNet, NodeId};
+pub use backplane::{
+    Backplane, BackplaneError, Lease, Letter, MalformedLetter, MemoryBackplane, MemoryNet, NodeId,
+};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use hub::{
     AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
