@@ -1,12 +1,10 @@
 //! Bad stored data damages only its own session, and never panics.
 
-mod common;
-
 use collab_core::{DocumentWrite, SessionChanges, SessionId, StoreError};
 use collab_server::Store;
 use collab_sqlite::SqliteStore;
 
-use common::{event, first_write, message, session_id, version};
+use collab_store_tests::build::{event, first_write, message, session_id, version};
 
 fn assert_damaged(result: Result<impl std::fmt::Debug, StoreError>, id: &SessionId, what: &str) {
     match result {

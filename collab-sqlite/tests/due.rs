@@ -3,15 +3,13 @@
 //! (`SessionSummary::is_due`, the trait's default) at every moment around
 //! each session's deadline.
 
-mod common;
-
 use std::time::Duration;
 
 use collab_core::{SessionChanges, SessionStatus, Timestamp};
 use collab_server::{MemoryStore, Store};
 use collab_sqlite::SqliteStore;
 
-use common::{first_write, record, session_id};
+use collab_store_tests::build::{first_write, record, session_id};
 
 const KEEP_ENDED: Duration = Duration::from_secs(3_600);
 

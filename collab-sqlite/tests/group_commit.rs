@@ -1,8 +1,6 @@
 //! Many sessions saving at once: every save lands, refused ones alone fail,
 //! and the saves share commits.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +8,7 @@ use collab_core::{DocumentWrite, SessionChanges, StoreError};
 use collab_server::Store;
 use collab_sqlite::SqliteStore;
 
-use common::{event, first_write, message, session_id};
+use collab_store_tests::build::{event, first_write, message, session_id};
 
 const SESSIONS: u8 = 50;
 const SAVES: u64 = 200;

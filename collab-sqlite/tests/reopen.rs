@@ -1,13 +1,11 @@
 //! What a file store saved is exactly what it returns after being reopened,
 //! and the file's schema version is checked on the way in.
 
-mod common;
-
 use collab_core::{DocumentWrite, SessionChanges, SessionStatus, StoreError, Timestamp};
 use collab_server::{MemoryStore, Store};
 use collab_sqlite::SqliteStore;
 
-use common::{event, first_write, message, record, session_id, version};
+use collab_store_tests::build::{event, first_write, message, record, session_id, version};
 
 /// A few sessions with a bit of everything, saved to `store`.
 async fn fill(store: &dyn Store) {

@@ -1,8 +1,6 @@
 //! Builders shared by the tests: records, events, messages and versions with
 //! just the fields a test cares about.
 
-#![allow(dead_code)] // Each test binary uses its own part of this.
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use collab_core::{

@@ -1,0 +1,6 @@
+//! What every `Store` implementation is tested with: builders for the data
+//! a store keeps ([`build`]) and the model test against the reference
+//! semantics ([`model`]). collab-sqlite and collab-redis run the same suite.
+
+pub mod build;
+pub mod model;
