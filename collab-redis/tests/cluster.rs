@@ -1,0 +1,330 @@
+//! Three hubs as three processes, joined only by a real `redis-server`:
+//! the Redis backplane and the Redis store together.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use collab_core::{Identity, NewSession, SessionChanges, SessionId, StoreError};
+use collab_redis::{RedisBackplane, RedisStore};
+use collab_server::{
+    Backplane, BackplaneError, Connection, Hub, HubConfig, NodeId, Outbound, Store, SystemClock,
+    TokenAuthenticator,
+};
+use collab_store_tests::build::first_write;
+use serde_json::{json, Value};
+
+use common::RedisServer;
+
+async fn hub(url: &str, name: &str) -> (Hub, Arc<RedisStore>) {
+    let store = Arc::new(RedisStore::connect(url, "t").await.expect("store"));
+    let backplane = RedisBackplane::connect(url, "t", NodeId(name.into()))
+        .await
+        .expect("backplane");
+    let hub = Hub::with_backplane(
+        Arc::new(TokenAuthenticator::new()),
+        Arc::new(SystemClock),
+        HubConfig::default(),
+        store.clone(),
+        Arc::new(backplane),
+    );
+    (hub, store)
+}
+
+async fn next_json(conn: &mut Connection) -> Value {
+    match tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .expect("a frame in time")
+    {
+        Some(Outbound::Text(t)) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
+
+/// A thin client that only inserts at the start of the file: it needs the
+/// revision and the length it knows, nothing more.
+struct Typist {
+    conn: Connection,
+    name: String,
+    rev: u64,
+    len: usize,
+    /// (seq, text) of every chat message seen, in order.
+    messages: Vec<(u64, String)>,
+}
+
+impl Typist {
+    async fn join(hub: &Hub, id: &SessionId, name: &str) -> Self {
+        let conn = hub
+            .connect(id, Identity::new(name, name))
+            .await
+            .expect("connected");
+        conn.send_text(json!({"type": "join"}).to_string())
+            .await
+            .unwrap();
+        let mut me = Self {
+            conn,
+            name: name.into(),
+            rev: 0,
+            len: 0,
+            messages: Vec::new(),
+        };
+        loop {
+            let f = next_json(&mut me.conn).await;
+            if f["type"] == "welcome" {
+                me.rev = f["document"]["rev"].as_u64().unwrap();
+                me.len = f["document"]["files"]["main"].as_str().unwrap().len();
+                return me;
+            }
+        }
+    }
+
+    /// Reads one frame, keeping track of the document and the chat; returns it.
+    async fn read(&mut self) -> Value {
+        let f = next_json(&mut self.conn).await;
+        match f["type"].as_str() {
+            Some("text_op") => {
+                self.rev = f["rev"].as_u64().unwrap();
+                for part in f["op"].as_array().unwrap() {
+                    if let Some(s) = part.as_str() {
+                        self.len += s.len();
+                    }
+                }
+            }
+            Some("event") if f["event"]["kind"] == "message_posted" => {
+                let m = &f["event"]["message"];
+                self.messages.push((
+                    f["event"]["seq"].as_u64().unwrap(),
+                    m["text"].as_str().unwrap().into(),
+                ));
+            }
+            _ => {}
+        }
+        f
+    }
+
+    async fn chat(&mut self, n: u64) {
+        let text = format!("{} says {n}", self.name);
+        self.conn
+            .send_text(json!({"type": "chat_send", "text": text, "rid": n}).to_string())
+            .await
+            .unwrap();
+        loop {
+            let f = self.read().await;
+            if f["type"] == "ack" && f["rid"] == n {
+                return;
+            }
+            assert_ne!(f["type"], "error", "{f}");
+        }
+    }
+
+    async fn insert(&mut self, n: u64) {
+        let token = format!("[{}{n}]", self.name);
+        let op = if self.len == 0 {
+            json!([token])
+        } else {
+            json!([token, self.len])
+        };
+        let oid = format!("{}-{n}", self.name);
+        self.conn
+            .send_text(
+                json!({"type": "text_op", "file": "main", "rev": self.rev, "op": op, "oid": oid})
+                    .to_string(),
+            )
+            .await
+            .unwrap();
+        loop {
+            let f = self.read().await;
+            if f["type"] == "text_ack" && f["oid"] == oid.as_str() {
+                self.rev = f["rev"].as_u64().unwrap();
+                self.len += token.len();
+                return;
+            }
+            assert_ne!(f["type"], "error", "{f}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_every_node_edit_and_chat_and_converge() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut hubs = Vec::new();
+    for name in ["a", "b", "c"] {
+        hubs.push(hub(&url, name).await);
+    }
+    let info = hubs[0]
+        .0
+        .create_session(&Identity::new("host", "Host"), NewSession::default())
+        .await
+        .unwrap();
+    let names = ["ann", "bob", "cy", "dee", "eve", "fay"];
+    let mut typists = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        typists.push(Typist::join(&hubs[i % 3].0, &info.id, name).await);
+    }
+    const EACH: u64 = 8;
+    let tasks: Vec<_> = typists
+        .into_iter()
+        .map(|mut t| {
+            tokio::spawn(async move {
+                for n in 1..=EACH {
+                    t.chat(n).await;
+                    t.insert(n).await;
+                }
+                t
+            })
+        })
+        .collect();
+    let mut typists = Vec::new();
+    for task in tasks {
+        typists.push(task.await.expect("typist"));
+    }
+    let total = (names.len() as u64 * EACH) as usize;
+    for t in &mut typists {
+        while t.messages.len() < total {
+            t.read().await;
+        }
+    }
+    // Everyone saw every message once, in one order.
+    let order = typists[0].messages.clone();
+    let mut texts: Vec<_> = order.iter().map(|(_, t)| t.clone()).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), total, "every message once");
+    for t in &typists {
+        assert_eq!(t.messages, order, "{} saw another order", t.name);
+    }
+    // Every node serves the same text, holding every insert once.
+    let mut seen = Vec::new();
+    for (hub, _) in &hubs {
+        let late = Typist::join(hub, &info.id, "late").await;
+        late.conn
+            .send_text(json!({"type": "leave"}).to_string())
+            .await
+            .ok();
+        seen.push((late.rev, late.len));
+    }
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+    assert_eq!(seen[0].0, total as u64, "one revision per insert");
+    // And the store every node shares has all of it.
+    let stored = hubs[1].1.load(&info.id).await.unwrap().expect("stored");
+    assert_eq!(stored.versions.len(), total);
+    assert!(stored.messages.len() >= total);
+    for name in names {
+        for n in 1..=EACH {
+            let token = format!("[{name}{n}]");
+            let count = stored
+                .versions
+                .iter()
+                .filter(|v| format!("{:?}", v.change).contains(&token))
+                .count();
+            assert_eq!(count, 1, "{token}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lapsed_owner_loses_its_lease_and_its_writes_are_refused() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let a = RedisBackplane::connect(&url, "t", NodeId("a".into()))
+        .await
+        .unwrap();
+    let b = RedisBackplane::connect(&url, "t", NodeId("b".into()))
+        .await
+        .unwrap();
+    let store = RedisStore::connect(&url, "t").await.unwrap();
+    let id = SessionId::from_bytes([9; 16]);
+    let now = collab_core::Timestamp::from_millis(1_000);
+    let ttl = Duration::from_millis(300);
+
+    let first = a.claim(&id, now, ttl).await.unwrap();
+    assert_eq!((first.owner.0.as_str(), first.epoch), ("a", 1));
+    assert_eq!(
+        b.claim(&id, now, ttl).await.unwrap(),
+        first,
+        "held: b learns the owner"
+    );
+    store.fence(&id, first.epoch).await.unwrap();
+    let mut write = first_write(&id);
+    write.epoch = 1;
+    store.save(&write).await.unwrap();
+    let renewed = a.renew(&first, now, ttl).await.unwrap();
+    assert_eq!(renewed.epoch, 1);
+
+    // a stalls past its lease; b takes over with a new epoch and fences.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = b.claim(&id, now, ttl).await.unwrap();
+    assert_eq!((taken.owner.0.as_str(), taken.epoch), ("b", 2));
+    store.fence(&id, taken.epoch).await.unwrap();
+
+    // a wakes: it cannot renew, and its write is refused by epoch.
+    assert!(matches!(
+        a.renew(&renewed, now, ttl).await,
+        Err(BackplaneError::Lost { owner, .. }) if owner.0 == "b"
+    ));
+    let mut stale = SessionChanges::empty(id.clone());
+    stale.epoch = 1;
+    stale.events = vec![collab_store_tests::build::event(2, 0, "")];
+    assert!(matches!(
+        store.save(&stale).await,
+        Err(StoreError::Fenced {
+            epoch: 1,
+            current: 2,
+            ..
+        })
+    ));
+    stale.epoch = 2;
+    store.save(&stale).await.unwrap();
+    assert_eq!(store.load(&id).await.unwrap().unwrap().events.len(), 2);
+
+    // Letters reach a listening node, and fail for one that is not there.
+    let letter = collab_server::Letter {
+        from: NodeId("a".into()),
+        session: id.clone(),
+        conn: collab_core::ids::ConnectionId(1),
+        envelope: collab_server::backplane::Envelope::Disconnect,
+    };
+    a.send(&NodeId("b".into()), letter.clone()).await.unwrap();
+    assert_eq!(b.recv().await, Some(letter.clone()));
+    assert!(matches!(
+        a.send(&NodeId("nobody".into()), letter).await,
+        Err(BackplaneError::Unreachable(_))
+    ));
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_redis_being_killed() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let store = RedisStore::connect(&url, "t").await.unwrap();
+    let id = SessionId::from_bytes([4; 16]);
+    store.save(&first_write(&id)).await.unwrap();
+    for seq in 2..=200 {
+        let mut changes = SessionChanges::empty(id.clone());
+        changes.events = vec![collab_store_tests::build::event(seq, 1, "x")];
+        store.save(&changes).await.unwrap();
+    }
+    // SIGKILL: nothing more is written; what was acknowledged is in the
+    // append-only file, synced before each answer.
+    server.restart();
+    let fresh = RedisStore::connect(&url, "t").await.unwrap();
+    let stored = fresh.load(&id).await.unwrap().expect("survived");
+    assert_eq!(stored.events.len(), 200);
+    // The first connection reconnects by itself and goes on writing.
+    let mut again = None;
+    for _ in 0..50 {
+        let mut changes = SessionChanges::empty(id.clone());
+        changes.events = vec![collab_store_tests::build::event(201, 1, "after")];
+        match store.save(&changes).await {
+            Ok(()) => {
+                again = Some(());
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(again.is_some(), "the store reconnected");
+    assert_eq!(fresh.load(&id).await.unwrap().unwrap().events.len(), 201);
+}
