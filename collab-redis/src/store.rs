@@ -165,6 +165,31 @@ impl RedisStore {
         })
     }
 
+    /// A secret every process of the cluster shares, kept in Redis under
+    /// `PREFIX:secret:NAME`: the first process to ask stores `fresh` (random
+    /// bytes it made), and everyone gets what is stored. For keys that must
+    /// be the same on every node, such as the key guest tokens are signed
+    /// with.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis cannot be reached.
+    pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = format!("{}:secret:{name}", self.prefix);
+        let (_, stored): ((), Vec<u8>) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(fresh)
+            .arg("NX")
+            .ignore()
+            .get(&key)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map(|(stored,): (Vec<u8>,)| ((), stored))
+            .map_err(backend)?;
+        Ok(stored)
+    }
+
     fn key(&self, id: &SessionId, part: &str) -> String {
         format!("{}:{{{}}}:{part}", self.prefix, id.as_str())
     }

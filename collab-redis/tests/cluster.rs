@@ -1,8 +1,6 @@
 //! Three hubs as three processes, joined only by a real `redis-server`:
 //! the Redis backplane and the Redis store together.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +13,7 @@ use collab_server::{
 use collab_store_tests::build::first_write;
 use serde_json::{json, Value};
 
-use common::RedisServer;
+use collab_store_tests::redis_server::RedisServer;
 
 async fn hub(url: &str, name: &str) -> (Hub, Arc<RedisStore>) {
     let store = Arc::new(RedisStore::connect(url, "t").await.expect("store"));
@@ -239,13 +237,20 @@ async fn a_lapsed_owner_loses_its_lease_and_its_writes_are_refused() {
     let now = collab_core::Timestamp::from_millis(1_000);
     let ttl = Duration::from_millis(300);
 
+    // A secret shared by every process: the first one's stays.
+    assert_eq!(store.shared_secret("k", b"one").await.unwrap(), b"one");
+    let other = RedisStore::connect(&url, "t").await.unwrap();
+    assert_eq!(other.shared_secret("k", b"two").await.unwrap(), b"one");
+
     let first = a.claim(&id, now, ttl).await.unwrap();
     assert_eq!((first.owner.0.as_str(), first.epoch), ("a", 1));
+    let seen = b.claim(&id, now, ttl).await.unwrap();
     assert_eq!(
-        b.claim(&id, now, ttl).await.unwrap(),
-        first,
+        (&seen.owner, seen.epoch),
+        (&first.owner, first.epoch),
         "held: b learns the owner"
     );
+    assert!(seen.expires <= first.expires, "and when it lapses");
     store.fence(&id, first.epoch).await.unwrap();
     let mut write = first_write(&id);
     write.epoch = 1;

@@ -1,15 +1,13 @@
 //! `RedisStore` against the reference semantics, on a real `redis-server`:
 //! the model test every store passes (`collab_store_tests::model`).
 
-mod common;
-
 use std::cell::Cell;
 
 use collab_redis::RedisStore;
 use collab_store_tests::model::{ops, run, Stores};
 use proptest::test_runner::{Config, TestRunner};
 
-use common::RedisServer;
+use collab_store_tests::redis_server::RedisServer;
 
 #[test]
 fn redis_store_matches_the_reference() {

@@ -11,6 +11,12 @@
 //! `interview-room.db` (in the current directory). Sessions survive restarts:
 //! whatever the server acknowledged is in that file.
 //!
+//! Set `COLLAB_REDIS_URL=redis://host:port` to run several processes (each
+//! with its own `COLLAB_ADDR`) as one server: sessions are kept in that
+//! Redis, each is run by one process at a time and reached from any, and a
+//! session whose process died is taken over by another (see collab-redis
+//! for the Redis settings that keep acknowledged edits).
+//!
 //! The Run button runs JavaScript in an embedded interpreter with time and
 //! memory limits. Nothing runs on the machine itself unless the server is
 //! started with `--allow-host-commands` (or `COLLAB_RUN_ON_HOST=1`); then
@@ -30,7 +36,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use collab_server::{GuestAuthenticator, Hub, HubConfig, TokioClock};
+use collab_redis::{RedisBackplane, RedisStore};
+use collab_server::{GuestAuthenticator, Hub, HubConfig, NodeId, TokioClock};
 use collab_sqlite::SqliteStore;
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -41,6 +48,8 @@ mod with_warp;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const DEFAULT_DB: &str = "interview-room.db";
+/// Where the example keeps its keys in Redis.
+const REDIS_PREFIX: &str = "interview-room";
 
 const USAGE: &str = "\
 usage: interview-room [--axum | --warp] [--allow-host-commands]
@@ -51,7 +60,9 @@ usage: interview-room [--axum | --warp] [--allow-host-commands]
                          (or COLLAB_RUN_ON_HOST=1); anyone who can open a
                          session can then run programs as this user
 
-environment: COLLAB_ADDR (default 127.0.0.1:8080), COLLAB_DB (default interview-room.db)";
+environment: COLLAB_ADDR (default 127.0.0.1:8080), COLLAB_DB (default interview-room.db),
+             COLLAB_REDIS_URL (redis://host:port: join the processes sharing that Redis
+             instead of keeping sessions in COLLAB_DB)";
 
 /// Which web framework serves the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +85,8 @@ struct Config {
     adapter: Adapter,
     addr: SocketAddr,
     db: String,
+    /// With `COLLAB_REDIS_URL`: one of several processes sharing Redis.
+    redis: Option<String>,
     host_commands: bool,
 }
 
@@ -99,10 +112,14 @@ impl Config {
             .parse()
             .map_err(|e| format!("COLLAB_ADDR={addr}: {e}"))?;
         let db = std::env::var("COLLAB_DB").unwrap_or_else(|_| DEFAULT_DB.into());
+        let redis = std::env::var("COLLAB_REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
         Ok(Self {
             adapter,
             addr,
             db,
+            redis,
             host_commands,
         })
     }
@@ -158,13 +175,40 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
-    let store = SqliteStore::open(&config.db)?;
-    let hub = Hub::with_store(
-        Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)),
-        Arc::new(TokioClock::new()),
-        HubConfig::default(),
-        Arc::new(store),
-    );
+    let hub = match &config.redis {
+        None => {
+            let store = SqliteStore::open(&config.db)?;
+            Hub::with_store(
+                Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)),
+                Arc::new(TokioClock::new()),
+                HubConfig::default(),
+                Arc::new(store),
+            )
+        }
+        Some(url) => {
+            // One of several processes: sessions in Redis, the guest key
+            // shared through it, and this process named by its address.
+            let store = RedisStore::connect(url, REDIS_PREFIX).await?;
+            let mut fresh = [0u8; 32];
+            getrandom::fill(&mut fresh).map_err(std::io::Error::other)?;
+            let key: [u8; 32] = store
+                .shared_secret("guest-key", &fresh)
+                .await?
+                .try_into()
+                .map_err(|_| {
+                    "the guest key in Redis is not 32 bytes; delete it to make a new one"
+                })?;
+            let node = NodeId(format!("{}-{}", config.addr, std::process::id()));
+            let backplane = RedisBackplane::connect(url, REDIS_PREFIX, node).await?;
+            Hub::with_backplane(
+                Arc::new(GuestAuthenticator::new(key)),
+                Arc::new(TokioClock::new()),
+                HubConfig::default(),
+                Arc::new(store),
+                Arc::new(backplane),
+            )
+        }
+    };
     let runner = run::Runner::new(config.host_commands);
     if runner.host_commands() {
         eprintln!(
@@ -175,10 +219,10 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let listener = listen(config.addr)?;
+    let kept_in = config.redis.clone().unwrap_or_else(|| config.db.clone());
     println!(
-        "interview room listening on http://{} (sessions kept in {})",
+        "interview room listening on http://{} (sessions kept in {kept_in})",
         listener.local_addr()?,
-        config.db
     );
     let runs = if runner.host_commands() {
         "JavaScript in the embedded sandbox, Python on this machine"
@@ -191,7 +235,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     );
     tracing::info!(
         address = %listener.local_addr()?,
-        store = %config.db,
+        store = %kept_in,
         adapter = config.adapter.name(),
         host_commands = runner.host_commands(),
         "interview room started"
