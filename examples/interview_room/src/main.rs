@@ -198,7 +198,12 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|_| {
                     "the guest key in Redis is not 32 bytes; delete it to make a new one"
                 })?;
-            let node = NodeId(format!("{}-{}", config.addr, std::process::id()));
+            // Unique whatever the address (port 0, the same address on
+            // several machines): a random tag after it.
+            let mut tag = [0u8; 4];
+            getrandom::fill(&mut tag).map_err(std::io::Error::other)?;
+            let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+            let node = NodeId(format!("{}-{tag}", config.addr));
             let backplane = RedisBackplane::connect(url, REDIS_PREFIX, node).await?;
             Hub::with_backplane(
                 Arc::new(GuestAuthenticator::new(key)),

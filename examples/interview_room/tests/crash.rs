@@ -1,7 +1,8 @@
 //! The durability contract, end to end: a server process killed with SIGKILL
 //! in the middle of editing comes back on the same SQLite file with every
 //! edit and chat message it acknowledged, and a client resumes without gaps
-//! or duplicates.
+//! or duplicates. And the same over Redis: two processes, the session's
+//! owner killed, its clients carry on through the other.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,9 +21,18 @@ struct Server {
 
 impl Server {
     fn start(db: &Path) -> Self {
+        Self::start_with("COLLAB_DB", db.to_str().expect("a UTF-8 path"))
+    }
+
+    /// One of the processes sharing the Redis at `url`.
+    fn start_on_redis(url: &str) -> Self {
+        Self::start_with("COLLAB_REDIS_URL", url)
+    }
+
+    fn start_with(store: &str, at: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_interview-room"))
             .env("COLLAB_ADDR", "127.0.0.1:0")
-            .env("COLLAB_DB", db)
+            .env(store, at)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -203,4 +213,82 @@ async fn acknowledged_edits_and_messages_survive_sigkill() {
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Joins `id` through the server at `c`, retrying while the session has no
+/// live owner (the dead one's lease has not lapsed yet).
+async fn join_when_served(c: &Client, id: &str, token: &str) -> (collab_conformance::Ws, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no owner took over");
+        if let Ok(mut ws) = c.ws(id, token).await {
+            ws.send(json!({"type": "join", "name": "Hana"})).await;
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+                Ok(Next::Frame(f)) if f["type"] == "welcome" => return (ws, f),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_its_owner_being_killed_on_redis() {
+    let redis = collab_store_tests::redis_server::RedisServer::start();
+    let mut owner = Server::start_on_redis(&redis.url());
+    let other = Server::start_on_redis(&redis.url());
+    let on_owner = Client::new(owner.url.clone());
+    let on_other = Client::new(other.url.clone());
+    // The guest key is shared: a token from one process is good on the other.
+    let token = &on_owner.guest().await;
+    let id = on_owner
+        .create(token, json!({"title": "Failover", "code": ""}))
+        .await;
+    // The client is on the other process: its frames are forwarded to the owner.
+    let (mut ws, welcome) = join_when_served(&on_other, &id, token).await;
+    assert_eq!(welcome["you"], 1);
+
+    let mut code = String::new();
+    let mut rev = 0u64;
+    for n in 0..20u64 {
+        let piece = format!("e{n};");
+        ws.send(json!({"type": "text_op", "file": "main", "rev": rev, "op": append(code.len(), &piece), "oid": format!("o{n}")}))
+            .await;
+        let ack = ws.until("text_ack").await;
+        rev = ack["rev"].as_u64().expect("rev");
+        code.push_str(&piece);
+    }
+    // One more in flight when the owner dies.
+    let last = "last;";
+    let in_flight = json!({"type": "text_op", "file": "main", "rev": rev, "op": append(code.len(), last), "oid": "o-last"});
+    owner.kill();
+    let _ = ws.try_send(in_flight.clone()).await;
+    drop(ws);
+
+    // The surviving process takes the session over once the lease lapses,
+    // from what the owner acknowledged; the client resends its edit.
+    let (mut ws, welcome) = join_when_served(&on_other, &id, token).await;
+    assert_eq!(welcome["you"], 1, "the same participant");
+    let text = welcome["document"]["files"]["main"].as_str().expect("text");
+    assert!(text.starts_with(&code), "every acknowledged edit: {text:?}");
+    let rev_now = welcome["document"]["rev"].as_u64().expect("rev");
+    assert!(
+        rev_now == rev || rev_now == rev + 1,
+        "the same revisions go on"
+    );
+    if rev_now == rev {
+        ws.send(in_flight).await;
+        ws.until("text_ack").await;
+    } else {
+        assert_eq!(&text[code.len()..], last);
+    }
+    let view = on_other
+        .rest("GET", &format!("/api/v1/sessions/{id}"), Some(token), None)
+        .await;
+    assert_eq!(view.status, 200, "{:?}", view.body);
+    assert_eq!(
+        view.body["code"],
+        format!("{code}{last}"),
+        "nothing lost, nothing twice"
+    );
 }
