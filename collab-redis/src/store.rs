@@ -175,7 +175,8 @@ impl RedisStore {
     /// [`StoreError::Backend`] when Redis cannot be reached.
     pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
         let key = format!("{}:secret:{name}", self.prefix);
-        let (_, stored): ((), Vec<u8>) = redis::pipe()
+        // The SET's reply is ignored: the pipeline answers the GET alone.
+        let (stored,): (Vec<u8>,) = redis::pipe()
             .atomic()
             .cmd("SET")
             .arg(&key)
@@ -185,7 +186,6 @@ impl RedisStore {
             .get(&key)
             .query_async(&mut self.conn.clone())
             .await
-            .map(|(stored,): (Vec<u8>,)| ((), stored))
             .map_err(backend)?;
         Ok(stored)
     }
