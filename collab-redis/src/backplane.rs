@@ -28,6 +28,7 @@ pub struct RedisBackplane {
     conn: ConnectionManager,
     claim: redis::Script,
     renew: redis::Script,
+    release: redis::Script,
     inbox: Mutex<mpsc::Receiver<Letter>>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -69,6 +70,13 @@ end
 return {held or '', -1}
 ";
 
+/// Deletes the lease if it still holds ARGV[1]. KEYS: lease. The epoch
+/// counter stays: the next claim takes a larger epoch.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 /// How long the inbox listener waits before subscribing again after its
 /// connection failed.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(200);
@@ -99,6 +107,7 @@ impl RedisBackplane {
             conn,
             claim: redis::Script::new(CLAIM),
             renew: redis::Script::new(RENEW),
+            release: redis::Script::new(RELEASE),
             inbox: Mutex::new(rx),
             listener,
         })
@@ -242,6 +251,18 @@ impl Backplane for RedisBackplane {
             });
         }
         lease(&current.session, &held, left, now)
+    }
+
+    async fn release(&self, current: &Lease) -> Result<(), BackplaneError> {
+        let value = format!("{} {}", current.epoch, current.owner.0);
+        let _released: i64 = self
+            .release
+            .key(self.key(&current.session, "lease"))
+            .arg(&value)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn send(&self, to: &NodeId, letter: Letter) -> Result<(), BackplaneError> {

@@ -284,6 +284,14 @@ async fn a_lapsed_owner_loses_its_lease_and_its_writes_are_refused() {
     store.save(&stale).await.unwrap();
     assert_eq!(store.load(&id).await.unwrap().unwrap().events.len(), 2);
 
+    // A release by the former owner does nothing; the owner's own hands the
+    // session on at once, with a new epoch.
+    a.release(&renewed).await.unwrap();
+    assert_eq!(a.claim(&id, now, ttl).await.unwrap().owner.0, "b");
+    b.release(&taken).await.unwrap();
+    let handed = a.claim(&id, now, ttl).await.unwrap();
+    assert_eq!((handed.owner.0.as_str(), handed.epoch), ("a", 3));
+
     // Letters reach a listening node, and fail for one that is not there.
     let letter = collab_server::Letter {
         from: NodeId("a".into()),

@@ -80,6 +80,22 @@ pub enum Envelope {
     Outbound(Outbound),
     /// The client went away (to the owner).
     Disconnect,
+    /// A request that is not a connection's (a REST read, an update, a
+    /// long-poll), to the owner: `body` is the hub's own encoding of it,
+    /// `call` the asking process's number for it.
+    Request {
+        /// The asker's number for this request.
+        call: u64,
+        /// The request, as the hub encodes it.
+        body: Vec<u8>,
+    },
+    /// The owner's answer to a `Request` (to the asking process).
+    Reply {
+        /// The number of the request answered.
+        call: u64,
+        /// The answer as the hub encodes it, or why it was refused.
+        answer: Result<Vec<u8>, Refusal>,
+    },
 }
 
 /// Why the owner refused a connection, as it travels.
@@ -139,6 +155,13 @@ enum Kind {
         reason: collab_core::CloseReason,
     },
     Disconnect,
+    Request {
+        call: u64,
+    },
+    Reply {
+        call: u64,
+        refused: Option<(ErrorCode, String)>,
+    },
 }
 
 impl Letter {
@@ -167,6 +190,23 @@ impl Letter {
             Envelope::Outbound(Outbound::Binary(bytes)) => (Kind::OutboundBinary, bytes),
             Envelope::Outbound(Outbound::Close(reason)) => (Kind::Close { reason: *reason }, &[]),
             Envelope::Disconnect => (Kind::Disconnect, &[]),
+            Envelope::Request { call, body } => (Kind::Request { call: *call }, body),
+            Envelope::Reply { call, answer } => match answer {
+                Ok(body) => (
+                    Kind::Reply {
+                        call: *call,
+                        refused: None,
+                    },
+                    body,
+                ),
+                Err(r) => (
+                    Kind::Reply {
+                        call: *call,
+                        refused: Some((r.code, r.message.clone())),
+                    },
+                    &[],
+                ),
+            },
         };
         let header = Header {
             from: self.from.0.clone(),
@@ -210,6 +250,17 @@ impl Letter {
             Kind::OutboundBinary => Envelope::Outbound(Outbound::Binary(payload.to_vec())),
             Kind::Close { reason } => Envelope::Outbound(Outbound::Close(reason)),
             Kind::Disconnect => Envelope::Disconnect,
+            Kind::Request { call } => Envelope::Request {
+                call,
+                body: payload.to_vec(),
+            },
+            Kind::Reply { call, refused } => Envelope::Reply {
+                call,
+                answer: match refused {
+                    None => Ok(payload.to_vec()),
+                    Some((code, message)) => Err(Refusal { code, message }),
+                },
+            },
         };
         Ok(Letter {
             from: NodeId(header.from),
@@ -266,6 +317,15 @@ pub trait Backplane: Send + Sync + 'static {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<Lease, BackplaneError>;
+
+    /// Gives up our lease, so that the next process asked takes the session
+    /// at once instead of after the lease lapses (a graceful shutdown, an
+    /// idle session leaving memory). Does nothing when another process
+    /// holds it now. The default does nothing: the lease lapses.
+    async fn release(&self, lease: &Lease) -> Result<(), BackplaneError> {
+        let _ = lease;
+        Ok(())
+    }
 
     /// Puts `letter` in `to`'s inbox.
     async fn send(&self, to: &NodeId, letter: Letter) -> Result<(), BackplaneError>;
@@ -385,6 +445,21 @@ impl Backplane for MemoryBackplane {
         }
     }
 
+    async fn release(&self, lease: &Lease) -> Result<(), BackplaneError> {
+        self.net.reachable(&self.node)?;
+        let mut leases = lock(&self.net.leases);
+        let ours = leases
+            .get(&lease.session)
+            .is_some_and(|held| held.owner == self.node && held.epoch == lease.epoch);
+        if ours {
+            // Lapsed at once, keeping its epoch for the next claim to pass.
+            if let Some(held) = leases.get_mut(&lease.session) {
+                held.expires = Timestamp(0);
+            }
+        }
+        Ok(())
+    }
+
     async fn send(&self, to: &NodeId, letter: Letter) -> Result<(), BackplaneError> {
         self.net.reachable(&self.node)?;
         self.net.reachable(to)?;
@@ -436,6 +511,19 @@ mod tests {
             a.renew(&renewed, later, ttl).await,
             Err(BackplaneError::Lost { owner, .. }) if owner.0 == "b"
         ));
+        a.release(&renewed).await.unwrap();
+        assert_eq!(
+            net.lease(&s).as_ref(),
+            Some(&taken),
+            "a lease not ours is not released"
+        );
+        b.release(&taken).await.unwrap();
+        let next = a.claim(&s, later, ttl).await.unwrap();
+        assert_eq!(
+            (next.owner.0.as_str(), next.epoch),
+            ("a", 3),
+            "released: taken at once, with a new epoch"
+        );
     }
 
     #[test]
@@ -464,6 +552,21 @@ mod tests {
             Envelope::Outbound(Outbound::Binary(vec![])),
             Envelope::Outbound(Outbound::Close(collab_core::CloseReason::Kicked)),
             Envelope::Disconnect,
+            Envelope::Request {
+                call: 9,
+                body: b"{\"op\":\"view\"}\n".to_vec(),
+            },
+            Envelope::Reply {
+                call: 9,
+                answer: Ok(vec![1, b'\n']),
+            },
+            Envelope::Reply {
+                call: u64::MAX,
+                answer: Err(Refusal {
+                    code: ErrorCode::SessionNotFound,
+                    message: "gone".into(),
+                }),
+            },
         ];
         for envelope in envelopes {
             let letter = Letter {
