@@ -244,3 +244,175 @@ async fn a_stalled_owner_cannot_write_after_another_took_over() {
         "the stale write never landed"
     );
 }
+
+#[tokio::test]
+async fn rest_requests_work_from_any_process() {
+    use collab_core::session::SessionUpdate;
+    use collab_server::{ReadRequest, SessionRead};
+    let store = Arc::new(MemoryStore::new());
+    let c = cluster(store.clone(), &["a", "b", "c"]);
+    let ann = Identity::new("ann", "Ann");
+    let bob = Identity::new("bob", "Bob");
+    let info = c.hubs[0]
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap();
+    let (on_a, _) = join(&c.hubs[0], &info.id, ann.clone()).await;
+
+    // Reads and writes on b and c are answered by a, the owner.
+    let read = c.hubs[1]
+        .session_for(&info.id, &ann, None)
+        .await
+        .expect("a read on b");
+    assert!(matches!(read, SessionRead::Full(ref v) if v.participants.len() == 1));
+    let update = SessionUpdate {
+        title: Some("Pairing".into()),
+        ..Default::default()
+    };
+    let updated = c.hubs[2]
+        .update_session(&info.id, &ann, update)
+        .await
+        .expect("an update on c");
+    assert_eq!(updated.title, "Pairing");
+    assert_eq!(
+        c.hubs[1].session(&info.id).await.unwrap().info.title,
+        "Pairing"
+    );
+    // Refusals come back with the owner's code.
+    let refused = c.hubs[1]
+        .update_session(&info.id, &bob, SessionUpdate::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        collab_core::ErrorCode::Forbidden,
+        "{refused}"
+    );
+
+    // Bob joins over REST on b; the owner holds his connection.
+    let joined = c.hubs[1]
+        .join(&info.id, bob.clone(), Some("Bobby".into()), None)
+        .await
+        .expect("a REST join on b");
+    assert_eq!(joined.participant.name, "Bobby");
+    assert_eq!(
+        c.hubs[0]
+            .session(&info.id)
+            .await
+            .unwrap()
+            .participants
+            .len(),
+        2
+    );
+
+    // A long-poll on c waits on the owner and wakes with Ann's message.
+    let page = c.hubs[2]
+        .read(&info.id, &bob, ReadRequest::default())
+        .await
+        .unwrap();
+    let since = page.last_seq;
+    let poll = {
+        let hub = c.hubs[2].clone();
+        let (id, bob) = (info.id.clone(), bob.clone());
+        tokio::spawn(async move {
+            let request = ReadRequest {
+                since,
+                rev: None,
+                wait: Duration::from_secs(20),
+            };
+            hub.read(&id, &bob, request).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    on_a.send_text(json!({"type": "chat_send", "text": "news", "rid": 1}).to_string())
+        .await
+        .unwrap();
+    let page = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the long-poll woke")
+        .unwrap()
+        .unwrap();
+    assert!(page
+        .events
+        .iter()
+        .any(|e| serde_json::to_string(e).unwrap().contains("news")));
+
+    // Leave on c, end on b.
+    c.hubs[2]
+        .leave(&info.id, &bob.user_id, "bob")
+        .await
+        .expect("a leave on c");
+    let ended = c.hubs[1].end_session(&info.id, &ann).await.unwrap();
+    assert_eq!(ended.status, collab_core::session::SessionStatus::Ended);
+    assert_eq!(c.net.lease(&info.id).unwrap().owner.0, "a", "nothing moved");
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_hands_sessions_over_at_once() {
+    let store = Arc::new(MemoryStore::new());
+    let c = cluster(store.clone(), &["a", "b"]);
+    let ann = Identity::new("ann", "Ann");
+    let info = c.hubs[0]
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap();
+    let (mut on_a, _) = join(&c.hubs[0], &info.id, ann.clone()).await;
+    let (mut on_b, _) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
+    on_b.send_text(
+        json!({"type": "text_op", "file": "main", "rev": 0, "op": ["kept"], "oid": "b1"})
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    until(&mut on_b, "text_ack").await;
+
+    c.hubs[0].shutdown().await;
+    for conn in [&mut on_a, &mut on_b] {
+        let goodbye = until(conn, "goodbye").await;
+        assert_eq!(goodbye["reason"], "server_shutdown");
+    }
+    // No lease to wait for: Ann comes back on b at once (the clock has not
+    // moved), and b serves the session from the store, at a new epoch.
+    let (_, welcome) = join(&c.hubs[1], &info.id, ann).await;
+    let lease = c.net.lease(&info.id).unwrap();
+    assert_eq!((lease.owner.0.as_str(), lease.epoch), ("b", 2));
+    assert_eq!(welcome["document"]["files"]["main"], "kept", "{welcome}");
+    // The process that left serves nothing any more.
+    assert!(c.hubs[0]
+        .connect(&info.id, Identity::new("carol", "Carol"))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn forwarded_connections_close_when_their_owner_dies() {
+    let store = Arc::new(MemoryStore::new());
+    let c = cluster(store.clone(), &["a", "b"]);
+    let ann = Identity::new("ann", "Ann");
+    let info = c.hubs[0]
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap();
+    let (_on_a, _) = join(&c.hubs[0], &info.id, ann).await;
+    let (mut on_b, _) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
+
+    // a goes silent. Bob sends nothing, yet once a's lease lapses b
+    // notices, takes the lease, and tells him to reconnect.
+    c.net.cut_off(&collab_server::NodeId("a".into()));
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            c.clock.advance(Duration::from_secs(1));
+            match tokio::time::timeout(Duration::from_millis(20), on_b.recv()).await {
+                Ok(Some(Outbound::Close(reason))) => return reason,
+                Ok(None) => panic!("closed without a reason"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("Bob's forwarded connection closes");
+    assert_eq!(closed, CloseReason::ServerShutdown);
+    assert_eq!(c.net.lease(&info.id).unwrap().owner.0, "b");
+    let (_, welcome) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
+    assert_eq!(names(&welcome), ["Ann", "Bob"]);
+}

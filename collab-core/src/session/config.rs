@@ -65,7 +65,7 @@ impl Default for SessionConfig {
 }
 
 /// What [`Session::read`] returns to a polling client.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReadPage {
     /// Events after the reader's `since`, in order.
     pub events: Vec<Event>,
@@ -76,7 +76,7 @@ pub struct ReadPage {
     /// The document's revision now: the next `rev`.
     pub rev: Revision,
     /// Document changes after the reader's `rev`, as WebSocket clients get them.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<ServerFrame>,
     /// The session's status (a reader stops once it is `ended`).
     pub status: SessionStatus,

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::chat::{find_mentions, Chat, ChatLimits, ChatMessage, ChatPage, CodeAnchor, NewMessage};
 use crate::document::{

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -35,6 +36,7 @@ mod limits;
 mod nodes;
 mod polling;
 mod registry;
+mod remote;
 mod task;
 mod views;
 
@@ -154,6 +156,8 @@ struct Inner {
     backplane: Option<Arc<dyn Backplane>>,
     /// Connections forwarded to and from other processes.
     nodes: nodes::Nodes,
+    /// Set by [`Hub::shutdown`]: no session loads here any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Live sessions and their tasks. Cheap to clone; clones share the sessions.
@@ -235,7 +239,11 @@ impl Hub {
             Some(store),
             Some(Arc::clone(&backplane)),
         );
-        tokio::spawn(Hub::serve_inbox(Arc::downgrade(&hub.inner), backplane));
+        tokio::spawn(Hub::serve_inbox(
+            Arc::downgrade(&hub.inner),
+            Arc::clone(&backplane),
+        ));
+        tokio::spawn(Hub::watch_owners(Arc::downgrade(&hub.inner), backplane));
         Self::serving(hub)
     }
 
@@ -283,6 +291,7 @@ impl Hub {
                 rates: Mutex::new(RateLimiter::default()),
                 backplane,
                 nodes: nodes::Nodes::default(),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -427,6 +436,10 @@ impl Hub {
     ) -> Result<SessionRead, HubError> {
         self.authorize(who, SessionRequest::Read(id)).await?;
         let user = who.user_id.clone();
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let request = remote::Request::ViewFor { user, peer };
+            return self.ask_owner(owner, id, request, Duration::ZERO).await;
+        }
         Ok(self
             .ask(id, |reply| Command::ViewFor { user, peer, reply })
             .await??)
@@ -438,6 +451,11 @@ impl Hub {
     /// # Errors
     /// [`HubError::SessionNotFound`].
     pub async fn session(&self, id: &SessionId) -> Result<SessionView, HubError> {
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            return self
+                .ask_owner(owner, id, remote::Request::View, Duration::ZERO)
+                .await;
+        }
         let (reply, rx) = oneshot::channel();
         self.command(id, Command::View { reply }).await?;
         rx.await.map_err(|_| HubError::ShuttingDown)
@@ -448,6 +466,20 @@ impl Hub {
     /// # Errors
     /// [`HubError::SessionNotFound`], or [`HubError::Session`] when refused.
     pub async fn update_session(
+        &self,
+        id: &SessionId,
+        user: &Identity,
+        update: SessionUpdate,
+    ) -> Result<SessionInfo, HubError> {
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let identity = user.clone();
+            let request = remote::Request::Update { identity, update };
+            return self.ask_owner(owner, id, request, Duration::ZERO).await;
+        }
+        self.update_local(id, user, update).await
+    }
+
+    async fn update_local(
         &self,
         id: &SessionId,
         user: &Identity,
@@ -475,6 +507,16 @@ impl Hub {
         id: &SessionId,
         user: &Identity,
     ) -> Result<SessionInfo, HubError> {
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let request = remote::Request::End {
+                identity: user.clone(),
+            };
+            return self.ask_owner(owner, id, request, Duration::ZERO).await;
+        }
+        self.end_local(id, user).await
+    }
+
+    async fn end_local(&self, id: &SessionId, user: &Identity) -> Result<SessionInfo, HubError> {
         let (reply, rx) = oneshot::channel();
         self.command(
             id,
@@ -554,6 +596,9 @@ impl Hub {
         identity: Identity,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Connection, HubError> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(HubError::ShuttingDown);
+        }
         let mut identity = identity;
         identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
         let slot = AddressSlot::take(&self.inner, peer)?;
@@ -634,7 +679,15 @@ impl Hub {
 
     /// Closes every connection with [`CloseReason::ServerShutdown`] and stops
     /// every session task. Clients get a `goodbye` frame and close code 1001.
+    ///
+    /// With a backplane this is a hand-over: each session's last changes
+    /// are stored and its lease given back before its clients are told to
+    /// go, so that whichever process they reconnect to serves it at once;
+    /// connections this process forwarded elsewhere are closed the same
+    /// way, and no session loads here any more.
     pub async fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.close_forwarded(CloseReason::ServerShutdown);
         let sessions: Vec<mpsc::Sender<Command>> =
             self.sessions().drain().map(|(_, h)| h.tx).collect();
         self.inner

@@ -11,6 +11,7 @@
 
 use super::*;
 use crate::backplane::{Backplane, Envelope, Inbound, Letter, NodeId, Refusal};
+use collab_core::protocol::ServerFrame;
 
 /// How long a process waits for the owner to accept a forwarded connection.
 const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -20,11 +21,36 @@ const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10)
 pub(super) struct Nodes {
     /// Connections of this process forwarded to an owner elsewhere: where
     /// the owner's frames for them go.
-    pub(super) forwarded: Mutex<HashMap<ConnectionId, mpsc::Sender<Outbound>>>,
+    pub(super) forwarded: Mutex<HashMap<ConnectionId, Forwarded>>,
     /// Forwarded connections waiting for the owner's answer.
     pub(super) pending: Mutex<HashMap<ConnectionId, oneshot::Sender<Result<(), Refusal>>>>,
     /// Connections of other processes that this one serves as owner.
     pub(super) hosted: Mutex<HashMap<(NodeId, ConnectionId), Hosted>>,
+    /// Requests sent to owners elsewhere, waiting for their answers.
+    pub(super) calls: Mutex<HashMap<u64, RemoteAnswer>>,
+    /// The number of the next request sent to an owner.
+    pub(super) next_call: AtomicU64,
+}
+
+/// Where an owner's answer to a request goes.
+pub(super) type RemoteAnswer = oneshot::Sender<Result<Vec<u8>, Refusal>>;
+
+/// A connection of this process whose session another process owns.
+pub(super) struct Forwarded {
+    session: SessionId,
+    owner: NodeId,
+    /// The client's queue.
+    queue: mpsc::Sender<Outbound>,
+}
+
+impl Forwarded {
+    /// Tells the client to go (it reconnects, to wherever the session is
+    /// served then), as a session would.
+    fn close(&self, reason: CloseReason) {
+        let goodbye = ServerFrame::Goodbye { reason }.to_json();
+        let _ = self.queue.try_send(Outbound::Text(goodbye.into()));
+        let _ = self.queue.try_send(Outbound::Close(reason));
+    }
 }
 
 /// A connection served here for a client on another process.
@@ -54,7 +80,14 @@ impl Hub {
         let span = connection_span(id, conn, &identity, peer);
         let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
         let (answer_tx, answer) = oneshot::channel();
-        lock(&self.inner.nodes.forwarded).insert(conn, out_tx);
+        lock(&self.inner.nodes.forwarded).insert(
+            conn,
+            Forwarded {
+                session: id.clone(),
+                owner: owner.clone(),
+                queue: out_tx,
+            },
+        );
         lock(&self.inner.nodes.pending).insert(conn, answer_tx);
         let letter = Letter {
             from: backplane.node().clone(),
@@ -112,6 +145,56 @@ impl Hub {
             slot,
             span,
         ))
+    }
+
+    /// Closes every connection this process forwards to an owner elsewhere.
+    pub(super) fn close_forwarded(&self, reason: CloseReason) {
+        for (_, forwarded) in lock(&self.inner.nodes.forwarded).drain() {
+            forwarded.close(reason);
+        }
+    }
+
+    /// Watches the owners of the sessions this process forwards to, every
+    /// third of a lease: when a session's lease has passed to another
+    /// process (its owner died, stalled, or handed it over), the
+    /// connections forwarded to the former owner are closed, and their
+    /// clients reconnect to the session's new home. The check is a claim:
+    /// if nobody holds the lease any more, this process takes it, since its
+    /// clients are about to come back.
+    pub(super) async fn watch_owners(weak: std::sync::Weak<Inner>, backplane: Arc<dyn Backplane>) {
+        loop {
+            let (clock, every) = match weak.upgrade() {
+                Some(inner) => (Arc::clone(&inner.clock), inner.config.lease_ttl / 3),
+                None => return,
+            };
+            clock.sleep_until(clock.now().plus(every)).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let hub = Hub { inner };
+            let watched: std::collections::HashSet<(SessionId, NodeId)> =
+                lock(&hub.inner.nodes.forwarded)
+                    .values()
+                    .map(|f| (f.session.clone(), f.owner.clone()))
+                    .collect();
+            for (session, owner) in watched {
+                let Ok(lease) = hub.claim(&backplane, &session).await else {
+                    // The backplane is down: the connections fail on their
+                    // own when a letter cannot go.
+                    continue;
+                };
+                if lease.owner == owner {
+                    continue;
+                }
+                tracing::info!(session = %session, former = %owner, owner = %lease.owner, "session moved; closing its forwarded connections");
+                let mut forwarded = lock(&hub.inner.nodes.forwarded);
+                forwarded.retain(|_, f| {
+                    let moved = f.session == session && f.owner == owner;
+                    if moved {
+                        f.close(CloseReason::ServerShutdown);
+                    }
+                    !moved
+                });
+            }
+        }
     }
 
     /// Runs this process's inbox until the backplane is gone.
@@ -172,7 +255,7 @@ impl Hub {
             }
             Envelope::Outbound(out) => {
                 let closes = matches!(out, Outbound::Close(_));
-                let queue = lock(&nodes.forwarded).get(&conn).cloned();
+                let queue = lock(&nodes.forwarded).get(&conn).map(|f| f.queue.clone());
                 if let Some(queue) = queue {
                     // As for a local connection: a client that does not
                     // read loses its connection, nobody waits for it.
@@ -187,6 +270,10 @@ impl Hub {
                     hosted.relay.abort();
                 }
             }
+            Envelope::Request { call, body } => {
+                self.answer_request(backplane, from, session, call, body);
+            }
+            Envelope::Reply { call, answer } => self.take_reply(call, answer),
         }
     }
 

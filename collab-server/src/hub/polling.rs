@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+use super::remote::Request;
 use super::{Command, ConnectionSender, Hub, HubError, Outbound};
 use crate::auth::Identity;
 use collab_core::document::Revision;
@@ -178,6 +179,24 @@ impl Hub {
         name: Option<String>,
         peer: Option<std::net::IpAddr>,
     ) -> Result<ParticipantState, HubError> {
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let request = Request::Join {
+                identity,
+                name,
+                peer,
+            };
+            return self.ask_owner(owner, id, request, Duration::ZERO).await;
+        }
+        self.join_local(id, identity, name, peer).await
+    }
+
+    pub(super) async fn join_local(
+        &self,
+        id: &SessionId,
+        identity: Identity,
+        name: Option<String>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<ParticipantState, HubError> {
         let user = identity.user_id.clone();
         let connection = self.connect_from(id, identity, peer).await?;
         let conn = connection.id();
@@ -221,6 +240,22 @@ impl Hub {
     /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`] if they
     /// are not a current member; [`SessionError::NotYourself`].
     pub async fn leave(&self, id: &SessionId, user: &UserId, target: &str) -> Result<(), HubError> {
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let request = Request::Leave {
+                user: user.clone(),
+                target: target.to_owned(),
+            };
+            return self.ask_owner(owner, id, request, Duration::ZERO).await;
+        }
+        self.leave_local(id, user, target).await
+    }
+
+    pub(super) async fn leave_local(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        target: &str,
+    ) -> Result<(), HubError> {
         let (user, target) = (user.clone(), target.to_owned());
         self.ask(id, |reply| Command::Leave {
             user,
@@ -247,14 +282,34 @@ impl Hub {
     ) -> Result<ReadPage, HubError> {
         self.authorize(identity, crate::auth::SessionRequest::Read(id))
             .await?;
+        let user = identity.user_id.clone();
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let wait = request.wait.min(MAX_READ_WAIT);
+            let forwarded = Request::Read {
+                user,
+                since: request.since,
+                rev: request.rev,
+                wait_ms: wait.as_millis() as u64,
+            };
+            return self.ask_owner(owner, id, forwarded, wait).await;
+        }
+        self.read_local(id, &user, request).await
+    }
+
+    pub(super) async fn read_local(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        request: ReadRequest,
+    ) -> Result<ReadPage, HubError> {
         let deadline = tokio::time::Instant::now() + request.wait.min(MAX_READ_WAIT);
         let mut position = self.handle(id).await?.position;
-        self.touch_poll(id, &identity.user_id).await;
+        self.touch_poll(id, user).await;
         loop {
             // Marked seen before reading, so a change between the read and the
             // wait below still wakes it.
             position.borrow_and_update();
-            let user = identity.user_id.clone();
+            let user = user.clone();
             let page = self
                 .ask(id, |reply| Command::Read {
                     user,

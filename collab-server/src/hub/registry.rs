@@ -11,6 +11,9 @@ impl Hub {
         creator: &Identity,
         new: NewSession,
     ) -> Result<SessionInfo, HubError> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(HubError::ShuttingDown);
+        }
         let id = random_session_id()?;
         let now = self.inner.clock.now();
         let mut session = Session::new(
@@ -115,6 +118,9 @@ impl Hub {
         let _loading = LoadingGuard::lock(&self.inner, id).await;
         if let Some(handle) = self.sessions().get(id).cloned() {
             return Ok(handle);
+        }
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(HubError::ShuttingDown);
         }
         // Several processes: only the owner loads, after fencing the store
         // so that a former owner can no longer write.

@@ -170,11 +170,16 @@ impl Task {
                     // this step is acknowledged, and clients reconnect to
                     // wherever the session is served.
                     tracing::error!(session = %self.session.id(), error = %e, "cannot store session; closing it");
-                    while self.session.poll_transmit().is_some() {}
-                    self.deferred.clear();
-                    let now = self.hub.clock.now();
-                    self.session.close_all(CloseReason::ServerShutdown, now);
-                    self.stop = true;
+                    self.give_up(matches!(e, StoreError::Fenced { .. }));
+                    return false;
+                }
+                Err(e) if self.lease_lapsed() => {
+                    // Cut off from the shared store and the backplane for as
+                    // long as the lease lasts: another process may own the
+                    // session now. Nothing unstored is acknowledged; clients
+                    // reconnect to wherever it is served.
+                    tracing::error!(session = %self.session.id(), error = %e, "store unreachable past the lease; closing the session");
+                    self.give_up(true);
                     return false;
                 }
                 Err(e) => {
@@ -184,6 +189,39 @@ impl Task {
                     delay = (delay * 2).min(std::time::Duration::from_secs(5));
                 }
             }
+        }
+    }
+
+    /// Drops what the step would have sent and acknowledged, closes every
+    /// connection and stops; `lost`: the lease is not ours to give back.
+    fn give_up(&mut self, lost: bool) {
+        while self.session.poll_transmit().is_some() {}
+        self.deferred.clear();
+        let now = self.hub.clock.now();
+        self.session.close_all(CloseReason::ServerShutdown, now);
+        self.stop = true;
+        if lost {
+            self.lease = None;
+        }
+    }
+
+    /// Whether this process's lease has run out by its own clock.
+    fn lease_lapsed(&self) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|lease| self.hub.clock.now() >= lease.expires)
+    }
+
+    /// Gives the lease back, so that the next process asked serves the
+    /// session at once. Called once everything is stored and before the
+    /// clients are told to go, so that they find the session free when they
+    /// come back.
+    async fn release_lease(&mut self) {
+        let (Some(lease), Some(backplane)) = (self.lease.take(), &self.hub.backplane) else {
+            return;
+        };
+        if let Err(e) = backplane.release(&lease).await {
+            tracing::warn!(error = %e, "cannot release the session's lease; it will lapse");
         }
     }
 
@@ -210,6 +248,7 @@ impl Task {
             Ok(renewed) => self.lease = Some(renewed),
             Err(e) if now >= lease.expires || matches!(e, BackplaneError::Lost { .. }) => {
                 tracing::warn!(error = %e, "lost the session's lease; closing its connections");
+                self.lease = None;
                 self.session.close_all(CloseReason::ServerShutdown, now);
                 self.stop = true;
             }
@@ -227,6 +266,9 @@ impl Task {
     /// Stores, then sends, then answers: the order the durability contract needs.
     async fn finish_step(&mut self, position: &watch::Sender<(Seq, Revision)>) {
         self.persist().await;
+        if self.stop {
+            self.release_lease().await;
+        }
         deliver(&mut self.session, &mut self.peers, &self.hub, &self.me);
         for reply in self.deferred.drain(..) {
             reply();
@@ -273,6 +315,9 @@ impl Task {
         }
         self.finish_step(position).await;
         if self.session.connection_count() == 0 || self.stop {
+            // Still under the load lock: this process cannot load the
+            // session again before its lease is given back.
+            self.release_lease().await;
             return true;
         }
         if let Some(tx) = mine {

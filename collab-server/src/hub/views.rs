@@ -3,7 +3,7 @@
 use super::*;
 
 /// A session's state as the REST API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionView {
     /// The session.
     #[serde(flatten)]
@@ -18,7 +18,7 @@ pub struct SessionView {
 
 /// A REST read of a session: all of it for its members (and its creator),
 /// its public summary for anyone else the [`Access`] policy lets read.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum SessionRead {
     /// Code, revision and participants: for members.
