@@ -341,3 +341,112 @@ async fn acknowledged_writes_survive_redis_being_killed() {
     assert!(again.is_some(), "the store reconnected");
     assert_eq!(fresh.load(&id).await.unwrap().unwrap().events.len(), 201);
 }
+
+/// A hub whose store and backplane reach Redis at `url`, with a short lease.
+async fn hub_with_lease(url: &str, name: &str, lease: Duration) -> Hub {
+    let store = Arc::new(RedisStore::connect(url, "t").await.expect("store"));
+    let backplane = RedisBackplane::connect(url, "t", NodeId(name.into()))
+        .await
+        .expect("backplane");
+    let mut config = HubConfig::default();
+    config.lease_ttl = lease;
+    Hub::with_backplane(
+        Arc::new(TokenAuthenticator::new()),
+        Arc::new(SystemClock),
+        config,
+        store,
+        Arc::new(backplane),
+    )
+}
+
+/// Reads `conn` until it closes; panics on an acknowledgement, which a
+/// process cut off from the store must never send.
+async fn closes_without_acks(conn: &mut Connection, within: Duration) {
+    tokio::time::timeout(within, async {
+        loop {
+            match conn.recv().await {
+                Some(Outbound::Text(t)) => {
+                    let f: Value = serde_json::from_str(&t).unwrap();
+                    assert_ne!(f["type"], "text_ack", "acknowledged while cut off: {f}");
+                }
+                Some(Outbound::Close(_)) | None => return,
+                Some(Outbound::Binary(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the connection closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_gives_its_sessions_up_to_one_owner() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let proxy = collab_store_tests::proxy::Proxy::start(server.port());
+    let lease = Duration::from_millis(1_500);
+    // a reaches Redis only through the proxy the test cuts.
+    let a = hub_with_lease(&proxy.url(), "a", lease).await;
+    let b = hub_with_lease(&url, "b", lease).await;
+    let c = hub_with_lease(&url, "c", lease).await;
+
+    let ann = Identity::new("ann", "Ann");
+    let info = a.create_session(&ann, NewSession::default()).await.unwrap();
+    let id = info.id.clone();
+    let mut on_a = Typist::join(&a, &id, "ann").await;
+    let mut on_b = Typist::join(&b, &id, "bob").await;
+    for n in 0..5 {
+        on_a.insert(n).await;
+        on_b.insert(n).await;
+    }
+
+    // The split: a loses Redis. Ann's edit cannot be stored, so it is never
+    // acknowledged; once a's lease ends by its own clock it closes Ann's
+    // connection, and b, seeing the lease gone, closes Bob's forwarded one.
+    proxy.cut();
+    let token = "[ann-cut]";
+    let cut_edit = json!({"type": "text_op", "file": "main", "rev": on_a.rev, "op": [token, on_a.len], "oid": "cut"}).to_string();
+    on_a.conn.send_text(cut_edit.clone()).await.unwrap();
+    closes_without_acks(&mut on_a.conn, Duration::from_secs(20)).await;
+    closes_without_acks(&mut on_b.conn, Duration::from_secs(20)).await;
+
+    // Everyone comes back through b and c: one new owner, at a new epoch.
+    let mut on_b = Typist::join(&b, &id, "bob").await;
+    let mut on_c = Typist::join(&c, &id, "ann").await;
+    let held = server.get(&format!("t:{{{id}}}:lease")).expect("a lease");
+    let (epoch, owner) = held.split_once(' ').unwrap();
+    assert!(owner == "b" || owner == "c", "{held}");
+    assert!(epoch.parse::<u64>().unwrap() >= 2, "{held}");
+    on_b.insert(5).await;
+    // Ann resends her unacknowledged edit with its id: it lands once.
+    on_c.conn.send_text(cut_edit).await.unwrap();
+    loop {
+        let f = on_c.read().await;
+        if f["type"] == "text_ack" && f["oid"] == "cut" {
+            break;
+        }
+    }
+
+    // The split heals: a serves nothing of the session, its lease is gone
+    // for good, and a client on a is forwarded to the one owner.
+    proxy.heal();
+    tokio::time::sleep(lease).await;
+    assert_eq!(a.stats().sessions, 0, "a stopped serving the session");
+    let mut again_on_a = Typist::join(&a, &id, "ann").await;
+    again_on_a.insert(6).await;
+    assert_eq!(
+        server.get(&format!("t:{{{id}}}:lease")),
+        Some(held.clone()),
+        "still the one owner"
+    );
+    let view = b.session(&id).await.unwrap();
+    for (who, n) in [("ann", 0), ("bob", 4), ("bob", 5), ("ann", 6)] {
+        let mark = format!("[{who}{n}]");
+        assert_eq!(
+            view.code.matches(&mark).count(),
+            1,
+            "{mark} in {:?}",
+            view.code
+        );
+    }
+    assert_eq!(view.code.matches(token).count(), 1);
+}

@@ -78,6 +78,27 @@ impl RedisServer {
         }
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The string value of `key` (a key without spaces), read over a plain
+    /// connection: what a test checks, such as who holds a lease.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        conn.write_all(format!("GET {key}\r\n").as_bytes()).ok()?;
+        let mut reader = std::io::BufReader::new(conn);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut value = vec![0u8; len + 2];
+        reader.read_exact(&mut value).ok()?;
+        value.truncate(len);
+        String::from_utf8(value).ok()
+    }
+
     /// Whether it answers PING (it does only once its append-only file is
     /// loaded).
     fn answers_ping(&self) -> bool {

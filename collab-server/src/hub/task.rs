@@ -31,6 +31,8 @@ pub(super) struct Task {
     pub(super) last_command: Timestamp,
     /// With a backplane: this process's ownership of the session.
     pub(super) lease: Option<Lease>,
+    /// After a renewal failed for a reason that may pass: when to try again.
+    pub(super) renew_retry: Option<Timestamp>,
 }
 
 impl Task {
@@ -228,6 +230,10 @@ impl Task {
     /// When the lease must be renewed: at half its time.
     pub(super) fn renew_at(&self) -> Option<Timestamp> {
         let lease = self.lease.as_ref()?;
+        if let Some(retry) = self.renew_retry {
+            // Never later than the lease's end, when it must be given up.
+            return Some(retry.min(lease.expires));
+        }
         let ttl = self.hub.config.lease_ttl;
         Some(Timestamp(
             lease.expires.0.saturating_sub(duration_ms(ttl) / 2),
@@ -245,7 +251,10 @@ impl Task {
             return;
         }
         match backplane.renew(lease, now, self.hub.config.lease_ttl).await {
-            Ok(renewed) => self.lease = Some(renewed),
+            Ok(renewed) => {
+                self.lease = Some(renewed);
+                self.renew_retry = None;
+            }
             Err(e) if now >= lease.expires || matches!(e, BackplaneError::Lost { .. }) => {
                 tracing::warn!(error = %e, "lost the session's lease; closing its connections");
                 self.lease = None;
@@ -254,11 +263,9 @@ impl Task {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew the session's lease yet");
-                // Try again soon, before it lapses.
-                if let Some(lease) = self.lease.as_mut() {
-                    let left = lease.expires.since(now);
-                    lease.expires = now.plus(left.mul_f32(0.9));
-                }
+                // Try again soon, and give it up when it ends by this
+                // process's clock.
+                self.renew_retry = Some(now.plus(self.hub.config.lease_ttl / 10));
             }
         }
     }
@@ -393,6 +400,7 @@ pub(super) async fn run_session(
         stop: false,
         last_command: hub_now,
         lease,
+        renew_retry: None,
     };
     loop {
         let deadline = [

@@ -62,7 +62,8 @@ usage: interview-room [--axum | --warp] [--allow-host-commands]
 
 environment: COLLAB_ADDR (default 127.0.0.1:8080), COLLAB_DB (default interview-room.db),
              COLLAB_REDIS_URL (redis://host:port: join the processes sharing that Redis
-             instead of keeping sessions in COLLAB_DB)";
+             instead of keeping sessions in COLLAB_DB), COLLAB_LEASE_MS (with Redis: how
+             long a process that died keeps its sessions, default 15000)";
 
 /// Which web framework serves the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,8 @@ struct Config {
     db: String,
     /// With `COLLAB_REDIS_URL`: one of several processes sharing Redis.
     redis: Option<String>,
+    /// `COLLAB_LEASE_MS`: how long a dead process keeps its sessions.
+    lease_ttl: Option<std::time::Duration>,
     host_commands: bool,
 }
 
@@ -115,11 +118,23 @@ impl Config {
         let redis = std::env::var("COLLAB_REDIS_URL")
             .ok()
             .filter(|url| !url.is_empty());
+        let lease_ttl = match std::env::var("COLLAB_LEASE_MS") {
+            Err(_) => None,
+            Ok(ms) => match ms.trim().parse::<u64>() {
+                Ok(ms) if ms >= 300 => Some(std::time::Duration::from_millis(ms)),
+                _ => {
+                    return Err(format!(
+                        "COLLAB_LEASE_MS={ms}: a number of milliseconds, 300 or more"
+                    ))
+                }
+            },
+        };
         Ok(Self {
             adapter,
             addr,
             db,
             redis,
+            lease_ttl,
             host_commands,
         })
     }
@@ -153,6 +168,25 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGTERM"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
@@ -205,10 +239,14 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
             let node = NodeId(format!("{}-{tag}", config.addr));
             let backplane = RedisBackplane::connect(url, REDIS_PREFIX, node).await?;
+            let mut hub_config = HubConfig::default();
+            if let Some(ttl) = config.lease_ttl {
+                hub_config.lease_ttl = ttl;
+            }
             Hub::with_backplane(
                 Arc::new(GuestAuthenticator::new(key)),
                 Arc::new(TokioClock::new()),
-                HubConfig::default(),
+                hub_config,
                 Arc::new(store),
                 Arc::new(backplane),
             )
@@ -245,12 +283,13 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         host_commands = runner.host_commands(),
         "interview room started"
     );
-    // Ctrl-C: stop accepting, and let the hub close every session's
-    // connections and save what is pending.
+    // Ctrl-C or SIGTERM (what service managers and orchestrators send):
+    // stop accepting, and let the hub save what is pending and close every
+    // session's connections; with Redis, it hands its sessions over first.
     let shutdown = {
         let hub = hub.clone();
         async move {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             tracing::info!("shutting down: closing sessions and saving what is pending");
             hub.shutdown().await;
         }
