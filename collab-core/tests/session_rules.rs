@@ -1203,6 +1203,48 @@ fn a_rest_participant_joins_reads_and_leaves() {
 }
 
 #[test]
+fn a_reader_paging_by_last_seq_and_rev_misses_nothing() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    let poll = h.open(user(1)).unwrap();
+    h.session.join_connection(poll, None, h.now).unwrap();
+    h.pump();
+    let (start_seq, start_rev) = h.session.position();
+    for n in 0..7u64 {
+        h.send(
+            host_conn,
+            json!({"type": "chat_send", "text": format!("m{n}")}),
+        );
+        h.send(
+            host_conn,
+            json!({"type": "text_op", "file": "main", "rev": start_rev + n, "op": ["x"]}),
+        );
+    }
+    let (mut since, mut rev) = (start_seq, start_rev);
+    let (mut texts, mut ops) = (Vec::new(), 0);
+    loop {
+        let page = h
+            .session
+            .read(&user(1).user_id, since, Some(rev), 3)
+            .unwrap();
+        for e in &page.events {
+            if let Some(text) = serde_json::to_value(&e.kind).unwrap()["message"]["text"].as_str() {
+                texts.push(text.to_owned());
+            }
+        }
+        ops += page.ops.len();
+        (since, rev) = (page.last_seq, page.rev);
+        if !page.has_more {
+            break;
+        }
+    }
+    let sent: Vec<String> = (0..7).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, sent, "every message once, in order");
+    assert_eq!(ops, 7, "every change once");
+    assert_eq!((since, rev), h.session.position());
+}
+
+#[test]
 fn strangers_and_kicked_users_cannot_read() {
     let mut h = Harness::new();
     let host_conn = h.join(host());

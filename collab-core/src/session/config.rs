@@ -71,9 +71,11 @@ pub struct ReadPage {
     pub events: Vec<Event>,
     /// More events or document changes follow: read again at once.
     pub has_more: bool,
-    /// The newest event's sequence number: the next `since`.
+    /// The next `since`: the newest event's sequence number, or the last
+    /// one on this page when `has_more` says more follow.
     pub last_seq: Seq,
-    /// The document's revision now: the next `rev`.
+    /// The next `rev`: the document's revision now, or the last change's on
+    /// this page when more changes follow.
     pub rev: Revision,
     /// Document changes after the reader's `rev`, as WebSocket clients get them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

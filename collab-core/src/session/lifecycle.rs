@@ -29,18 +29,26 @@ impl Session {
         }
         let limit = limit.min(self.config.max_events_page);
         let page = self.log.since(since, limit);
-        let (ops, ops_more) = match rev {
+        let (ops, ops_more, next_rev) = match rev {
             Some(rev) => {
                 let (versions, more) = self.document.versions(rev, limit);
-                (versions.iter().cloned().map(version_frame).collect(), more)
+                let next = versions.last().map_or(rev, |v| v.rev);
+                let frames = versions.iter().cloned().map(version_frame).collect();
+                (frames, more, if more { next } else { self.document.rev() })
             }
-            None => (Vec::new(), false),
+            None => (Vec::new(), false, self.document.rev()),
+        };
+        // A page cut short continues after what it holds, not after the
+        // newest event: a reader that reads `since = last_seq` misses nothing.
+        let last_seq = match page.events.last() {
+            Some(last) if page.has_more => last.seq,
+            _ => self.log.last_seq(),
         };
         Ok(ReadPage {
             events: page.events,
             has_more: page.has_more || ops_more,
-            last_seq: self.log.last_seq(),
-            rev: self.document.rev(),
+            last_seq,
+            rev: next_rev,
             ops,
             status: self.status,
         })
