@@ -134,6 +134,25 @@ impl Client {
         }
     }
 
+    /// Opens a WebSocket to a session, for a client that expects failures
+    /// (a server killed under it): never panics, says what went wrong.
+    pub async fn try_ws(&self, session: &str, token: &str) -> Result<Ws, String> {
+        let url = format!(
+            "{}/ws/session/{session}?token={token}",
+            self.base.replacen("http", "ws", 1)
+        );
+        match tokio::time::timeout(
+            PATIENCE,
+            tokio_tungstenite::connect_async_with_config(url, None, true),
+        )
+        .await
+        {
+            Ok(Ok((socket, _))) => Ok(Ws { socket }),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+
     /// Opens a WebSocket with extra request headers; `Err` carries the HTTP
     /// status of a refused upgrade. Returns the subprotocol the server chose.
     pub async fn ws_with(
@@ -277,6 +296,11 @@ impl Ws {
             .send(Message::Binary(bytes.into()))
             .await
             .is_ok()
+    }
+
+    /// Sends any text; `false` if the connection is gone.
+    pub async fn try_send_raw(&mut self, text: String) -> bool {
+        self.socket.send(Message::Text(text.into())).await.is_ok()
     }
 
     /// Sends any text.

@@ -209,6 +209,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
+    // Bound first: with Redis, the process is named by the address it got.
+    let listener = listen(config.addr)?;
     let hub = match &config.redis {
         None => {
             let store = SqliteStore::open(&config.db)?;
@@ -237,7 +239,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             let mut tag = [0u8; 4];
             getrandom::fill(&mut tag).map_err(std::io::Error::other)?;
             let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-            let node = NodeId(format!("{}-{tag}", config.addr));
+            let node = NodeId(format!("{}-{tag}", listener.local_addr()?));
             let backplane = RedisBackplane::connect(url, REDIS_PREFIX, node).await?;
             let mut hub_config = HubConfig::default();
             if let Some(ttl) = config.lease_ttl {
@@ -261,7 +263,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let listener = listen(config.addr)?;
     let kept_in = config.redis.clone().unwrap_or_else(|| config.db.clone());
     println!(
         "interview room listening on http://{} (sessions kept in {kept_in})",

@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use collab_conformance::{Client, Next};
@@ -29,10 +30,23 @@ impl Server {
         Self::start_with("COLLAB_REDIS_URL", url)
     }
 
+    /// One of the processes sharing the Redis at `url`, whose sessions
+    /// pass to another `lease_ms` after it dies.
+    fn start_on_redis_with_lease(url: &str, lease_ms: u64) -> Self {
+        Self::start_with_env(&[
+            ("COLLAB_REDIS_URL", url),
+            ("COLLAB_LEASE_MS", &lease_ms.to_string()),
+        ])
+    }
+
     fn start_with(store: &str, at: &str) -> Self {
+        Self::start_with_env(&[(store, at)])
+    }
+
+    fn start_with_env(env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_interview-room"))
             .env("COLLAB_ADDR", "127.0.0.1:0")
-            .env(store, at)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -291,4 +305,300 @@ async fn a_session_survives_its_owner_being_killed_on_redis() {
         format!("{code}{last}"),
         "nothing lost, nothing twice"
     );
+}
+
+/// A small deterministic generator, seeded per run (the seed is printed).
+struct Dice(u64);
+
+impl Dice {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).expect("random");
+        let seed = u64::from_le_bytes(seed) | 1;
+        eprintln!("dice seed {seed}");
+        Self(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// What one writer had acknowledged, and what it sent without an answer.
+#[derive(Default)]
+struct Tally {
+    edits: Vec<String>,
+    messages: Vec<String>,
+    unanswered: Vec<String>,
+    reconnects: u64,
+}
+
+/// A thin client that, until told to stop, inserts a token at the start of
+/// the file and then posts a chat message, each with an id for resending.
+/// When its connection breaks it reconnects to any live process and
+/// resends what was not acknowledged, with the same id.
+async fn writer(
+    name: String,
+    id: String,
+    token: String,
+    urls: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acked: Arc<std::sync::atomic::AtomicU64>,
+) -> Tally {
+    use std::sync::atomic::Ordering;
+    let mut tally = Tally::default();
+    let mut n = 0u64;
+    // The frame waiting for its acknowledgement, and what it carries.
+    let mut pending: Option<(Value, String, bool)> = None;
+    let mut attempt = 0usize;
+    'connection: while !stop.load(Ordering::SeqCst) {
+        attempt += 1;
+        let url = {
+            let urls = urls.lock().unwrap();
+            urls[attempt % urls.len()].clone()
+        };
+        let Ok(mut ws) = Client::new(url).try_ws(&id, &token).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        if !ws.try_send(json!({"type": "join", "name": name})).await {
+            continue;
+        }
+        let (mut rev, mut len) = loop {
+            match ws.next_within(Duration::from_secs(5)).await {
+                Some(Next::Frame(f)) if f["type"] == "welcome" => {
+                    let doc = &f["document"];
+                    break (
+                        doc["rev"].as_u64().expect("rev"),
+                        doc["files"]["main"].as_str().expect("text").len(),
+                    );
+                }
+                Some(Next::Frame(_)) | Some(Next::Binary(_)) => {}
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'connection;
+                }
+            }
+        };
+        tally.reconnects += 1;
+        loop {
+            let (frame, what, is_edit) = match pending.take() {
+                // Resent as it was: same id, same base revision.
+                Some(p) => p,
+                None if stop.load(Ordering::SeqCst) => break 'connection,
+                None if n % 2 == 0 => {
+                    let mark = format!("[{name}.{n}]");
+                    n += 1;
+                    let op = if len == 0 {
+                        json!([mark])
+                    } else {
+                        json!([mark, len])
+                    };
+                    let frame = json!({"type": "text_op", "file": "main", "rev": rev, "op": op, "oid": format!("{name}.{n}")});
+                    (frame, mark, true)
+                }
+                None => {
+                    let text = format!("{name} says {n}");
+                    n += 1;
+                    let frame = json!({"type": "chat_send", "text": text, "cid": format!("{name}.{n}"), "rid": n});
+                    (frame, text, false)
+                }
+            };
+            pending = Some((frame.clone(), what.clone(), is_edit));
+            // A person's pace, well inside the session's rate limit.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if !ws.try_send(frame.clone()).await {
+                continue 'connection;
+            }
+            let answered = loop {
+                match ws.next_within(Duration::from_secs(8)).await {
+                    Some(Next::Frame(f)) => match f["type"].as_str() {
+                        Some("text_op") => {
+                            rev = f["rev"].as_u64().expect("rev");
+                            len += f["op"]
+                                .as_array()
+                                .expect("op")
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .map(str::len)
+                                .sum::<usize>();
+                        }
+                        Some("text_ack") if is_edit && f["oid"] == frame["oid"] => {
+                            // A resend of what was applied before is answered
+                            // with its old revision: nothing moves then.
+                            let at = f["rev"].as_u64().expect("rev");
+                            if at > rev {
+                                rev = at;
+                                len += what.len();
+                            }
+                            break true;
+                        }
+                        Some("ack") if !is_edit && f["rid"] == frame["rid"] => break true,
+                        Some("error") if f["code"] == "rate_limited" => {
+                            // Too quick after a reconnect's burst: again, later.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            if !ws.try_send(frame.clone()).await {
+                                break false;
+                            }
+                        }
+                        Some("error") => panic!("{name}: refused {frame}: {f}"),
+                        _ => {}
+                    },
+                    Some(Next::Binary(_)) => {}
+                    Some(Next::Closed(..)) | None => break false,
+                }
+            };
+            if !answered {
+                continue 'connection;
+            }
+            pending = None;
+            if is_edit {
+                tally.edits.push(what);
+            } else {
+                tally.messages.push(what);
+            }
+            acked.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    if let Some((_, what, _)) = pending {
+        tally.unanswered.push(what);
+    }
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_owner_kills_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const LEASE_MS: u64 = 1_500;
+    const KILLS: usize = 20;
+    let redis = collab_store_tests::redis_server::RedisServer::start();
+    let mut servers: Vec<Server> = (0..3)
+        .map(|_| Server::start_on_redis_with_lease(&redis.url(), LEASE_MS))
+        .collect();
+    let urls = Arc::new(Mutex::new(
+        servers.iter().map(|s| s.url.clone()).collect::<Vec<_>>(),
+    ));
+    let first = Client::new(servers[0].url.clone());
+    let host = first.guest().await;
+    let id = first
+        .create(&host, json!({"title": "Kills", "code": ""}))
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    let mut member = String::new();
+    for name in ["ann", "bob", "cy"] {
+        let token = first.guest().await;
+        member.clone_from(&token);
+        writers.push(tokio::spawn(writer(
+            name.into(),
+            id.clone(),
+            token,
+            Arc::clone(&urls),
+            Arc::clone(&stop),
+            Arc::clone(&acked),
+        )));
+    }
+
+    let mut dice = Dice::new();
+    let lease_key = format!("interview-room:{{{id}}}:lease");
+    let mut kills = 0;
+    while kills < KILLS {
+        // A random moment, with the writers busy.
+        tokio::time::sleep(Duration::from_millis(100 + dice.below(1_200))).await;
+        let Some(lease) = redis.get(&lease_key) else {
+            continue;
+        };
+        let owner = lease.split_once(' ').expect("EPOCH OWNER").1;
+        let port = owner.rsplit_once('-').expect("ADDR-TAG").0;
+        let Some(at) = servers.iter().position(|s| s.url.ends_with(port)) else {
+            continue;
+        };
+        let before = acked.load(Ordering::SeqCst);
+        servers[at].kill();
+        kills += 1;
+        // A fresh process takes the dead one's place for the clients.
+        let fresh = Server::start_on_redis_with_lease(&redis.url(), LEASE_MS);
+        urls.lock().unwrap()[at] = fresh.url.clone();
+        servers[at] = fresh;
+        // The next kill only once the session is served again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while acked.load(Ordering::SeqCst) < before + 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kill {kills}: no progress after the owner died"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut tallies = Vec::new();
+    for w in writers {
+        tallies.push(w.await.expect("a writer"));
+    }
+
+    // What the session holds, read from a survivor.
+    let reader = Client::new(servers[1].url.clone());
+    let view = reader
+        .rest("GET", &format!("/api/v1/sessions/{id}"), Some(&host), None)
+        .await;
+    assert_eq!(view.status, 200, "{:?}", view.body);
+    let code = view.body["code"].as_str().expect("code").to_owned();
+    let mut posted: Vec<String> = Vec::new();
+    let mut since = 0;
+    loop {
+        let page = reader
+            .rest(
+                "GET",
+                &format!("/api/v1/sessions/{id}/events?since={since}"),
+                Some(&member),
+                None,
+            )
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        for event in page.body["events"].as_array().expect("events") {
+            if event["kind"] == "message_posted" {
+                posted.push(event["message"]["text"].as_str().expect("text").into());
+            }
+        }
+        since = page.body["last_seq"].as_u64().expect("last_seq");
+        if page.body["has_more"] != true {
+            break;
+        }
+    }
+    let (mut edits, mut messages, mut reconnects) = (0, 0, 0);
+    for tally in &tallies {
+        for mark in &tally.edits {
+            assert_eq!(
+                code.matches(mark.as_str()).count(),
+                1,
+                "{mark}: acknowledged, so there once"
+            );
+        }
+        for text in &tally.messages {
+            assert_eq!(
+                posted.iter().filter(|p| *p == text).count(),
+                1,
+                "{text}: acknowledged, so there once"
+            );
+        }
+        for what in &tally.unanswered {
+            assert!(
+                code.matches(what.as_str()).count() + posted.iter().filter(|p| *p == what).count()
+                    <= 1,
+                "{what}: never twice"
+            );
+        }
+        edits += tally.edits.len();
+        messages += tally.messages.len();
+        reconnects += tally.reconnects;
+    }
+    eprintln!(
+        "{kills} owner kills: {edits} acknowledged edits and {messages} messages, \
+         each there once; {reconnects} connections"
+    );
+    assert_eq!(kills, KILLS);
 }
