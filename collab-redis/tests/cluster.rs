@@ -49,6 +49,8 @@ struct Typist {
     len: usize,
     /// (seq, text) of every chat message seen, in order.
     messages: Vec<(u64, String)>,
+    /// Every other participant's cursor, as the last presence frame had it.
+    cursors: std::collections::HashMap<u64, (u64, u64)>,
 }
 
 impl Typist {
@@ -66,6 +68,7 @@ impl Typist {
             rev: 0,
             len: 0,
             messages: Vec::new(),
+            cursors: std::collections::HashMap::new(),
         };
         loop {
             let f = next_json(&mut me.conn).await;
@@ -89,6 +92,15 @@ impl Typist {
                     }
                 }
             }
+            Some("presence") => {
+                let cursor = &f["presence"]["cursors"][0];
+                if let (Some(anchor), Some(head)) =
+                    (cursor["anchor"].as_u64(), cursor["head"].as_u64())
+                {
+                    self.cursors
+                        .insert(f["participant"].as_u64().unwrap(), (anchor, head));
+                }
+            }
             Some("event") if f["event"]["kind"] == "message_posted" => {
                 let m = &f["event"]["message"];
                 self.messages.push((
@@ -110,6 +122,18 @@ impl Typist {
         loop {
             let f = self.read().await;
             if f["type"] == "ack" && f["rid"] == n {
+                return;
+            }
+            assert_ne!(f["type"], "error", "{f}");
+        }
+    }
+
+    async fn move_cursor(&mut self, anchor: u64, head: u64, rid: u64) {
+        let frame = json!({"type": "presence", "rid": rid, "cursor": {"file": "main", "anchor": anchor, "head": head}});
+        self.conn.send_text(frame.to_string()).await.unwrap();
+        loop {
+            let f = self.read().await;
+            if f["type"] == "ack" && f["rid"] == rid {
                 return;
             }
             assert_ne!(f["type"], "error", "{f}");
@@ -144,7 +168,7 @@ impl Typist {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_on_every_node_edit_and_chat_and_converge() {
+async fn clients_on_every_node_edit_chat_move_cursors_and_converge() {
     let server = RedisServer::start();
     let url = server.url();
     let mut hubs = Vec::new();
@@ -169,6 +193,7 @@ async fn clients_on_every_node_edit_and_chat_and_converge() {
                 for n in 1..=EACH {
                     t.chat(n).await;
                     t.insert(n).await;
+                    t.move_cursor(0, 0, 1000 + n).await;
                 }
                 t
             })
@@ -192,6 +217,20 @@ async fn clients_on_every_node_edit_and_chat_and_converge() {
     assert_eq!(texts.len(), total, "every message once");
     for t in &typists {
         assert_eq!(t.messages, order, "{} saw another order", t.name);
+    }
+    // Cursors moved on every node reach every other node.
+    for (i, t) in typists.iter_mut().enumerate() {
+        let i = i as u64;
+        t.move_cursor(i, i + 1, 5000).await;
+    }
+    for (i, t) in typists.iter_mut().enumerate() {
+        let others: std::collections::BTreeSet<(u64, u64)> = (0..names.len() as u64)
+            .filter(|j| *j != i as u64)
+            .map(|j| (j, j + 1))
+            .collect();
+        while !others.is_subset(&t.cursors.values().copied().collect()) {
+            t.read().await;
+        }
     }
     // Every node serves the same text, holding every insert once.
     let mut seen = Vec::new();
