@@ -67,6 +67,17 @@ impl Server {
         Self { child, url }
     }
 
+    /// SIGTERM: what a service manager sends a process it stops; waits
+    /// for it to exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.child.wait().expect("the server exits")
+    }
+
     /// SIGKILL: no shutdown, no flush, nothing but what was committed.
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -601,4 +612,54 @@ async fn twenty_owner_kills_lose_nothing() {
          each there once; {reconnects} connections"
     );
     assert_eq!(kills, KILLS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_leaves_hands_its_sessions_over() {
+    let redis = collab_store_tests::redis_server::RedisServer::start();
+    // The default lease: 15 s, which a hand-over must not wait for.
+    let mut leaving = Server::start_on_redis(&redis.url());
+    let staying = Server::start_on_redis(&redis.url());
+    let on_leaving = Client::new(leaving.url.clone());
+    let on_staying = Client::new(staying.url.clone());
+    let token = &on_leaving.guest().await;
+    let id = on_leaving
+        .create(token, json!({"title": "Hand-over", "code": ""}))
+        .await;
+    // One client on each process; the session is the leaving one's.
+    let (mut direct, _) = on_leaving.joined(&id, token, "Ann").await;
+    let other_token = &on_staying.guest().await;
+    let (mut forwarded, _) = on_staying.joined(&id, other_token, "Bob").await;
+    direct
+        .send(json!({"type": "text_op", "file": "main", "rev": 0, "op": ["kept;"], "oid": "a1"}))
+        .await;
+    direct.until("text_ack").await;
+
+    let started = std::time::Instant::now();
+    let status = leaving.terminate();
+    assert!(status.success(), "a clean exit: {status:?}");
+    // Both clients are told to go, as in any restart...
+    for ws in [&mut direct, &mut forwarded] {
+        let goodbye = ws.until("goodbye").await;
+        assert_eq!(goodbye["reason"], "server_shutdown");
+    }
+    // ...and come back through the process that stays, which serves the
+    // session at once: the lease was handed over, not left to lapse.
+    let (mut back, welcome) = on_staying.joined(&id, token, "Ann").await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "served again after {waited:?}, before the 15 s lease could lapse"
+    );
+    assert_eq!(welcome["document"]["files"]["main"], "kept;");
+    back.send(json!({"type": "text_op", "file": "main", "rev": 1, "op": [5, "more;"], "oid": "a2"}))
+        .await;
+    let ack = back.until("text_ack").await;
+    assert_eq!(ack["rev"], 2, "the same revisions go on");
+    let lease = redis
+        .get(&format!("interview-room:{{{id}}}:lease"))
+        .expect("a lease");
+    let port = staying.url.rsplit(':').next().unwrap().to_owned();
+    assert!(lease.contains(&format!(":{port}-")), "{lease}");
+    eprintln!("handed over: served again {waited:?} after SIGTERM");
 }
