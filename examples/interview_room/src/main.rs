@@ -63,7 +63,9 @@ usage: interview-room [--axum | --warp] [--allow-host-commands]
 environment: COLLAB_ADDR (default 127.0.0.1:8080), COLLAB_DB (default interview-room.db),
              COLLAB_REDIS_URL (redis://host:port: join the processes sharing that Redis
              instead of keeping sessions in COLLAB_DB), COLLAB_LEASE_MS (with Redis: how
-             long a process that died keeps its sessions, default 15000)";
+             long a process that died keeps its sessions, default 15000),
+             COLLAB_MAX_CONNECTIONS_PER_ADDRESS (open connections one client address may
+             hold, default 20)";
 
 /// Which web framework serves the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,9 @@ struct Config {
     redis: Option<String>,
     /// `COLLAB_LEASE_MS`: how long a dead process keeps its sessions.
     lease_ttl: Option<std::time::Duration>,
+    /// `COLLAB_MAX_CONNECTIONS_PER_ADDRESS`: open connections one client
+    /// address may hold.
+    per_address: Option<usize>,
     host_commands: bool,
 }
 
@@ -129,12 +134,24 @@ impl Config {
                 }
             },
         };
+        let per_address = match std::env::var("COLLAB_MAX_CONNECTIONS_PER_ADDRESS") {
+            Err(_) => None,
+            Ok(n) => match n.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(format!(
+                        "COLLAB_MAX_CONNECTIONS_PER_ADDRESS={n}: a whole number, 1 or more"
+                    ))
+                }
+            },
+        };
         Ok(Self {
             adapter,
             addr,
             db,
             redis,
             lease_ttl,
+            per_address,
             host_commands,
         })
     }
@@ -211,13 +228,17 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     }
     // Bound first: with Redis, the process is named by the address it got.
     let listener = listen(config.addr)?;
+    let mut hub_config = HubConfig::default();
+    if let Some(n) = config.per_address {
+        hub_config.max_connections_per_address = n;
+    }
     let hub = match &config.redis {
         None => {
             let store = SqliteStore::open(&config.db)?;
             Hub::with_store(
                 Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)),
                 Arc::new(TokioClock::new()),
-                HubConfig::default(),
+                hub_config,
                 Arc::new(store),
             )
         }
@@ -241,7 +262,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
             let node = NodeId(format!("{}-{tag}", listener.local_addr()?));
             let backplane = RedisBackplane::connect(url, REDIS_PREFIX, node).await?;
-            let mut hub_config = HubConfig::default();
             if let Some(ttl) = config.lease_ttl {
                 hub_config.lease_ttl = ttl;
             }
@@ -295,7 +315,12 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             hub.shutdown().await;
         }
     };
-    let limits = collab_axum::HttpLimits::default();
+    let mut limits = collab_axum::HttpLimits::default();
+    if let Some(n) = config.per_address {
+        // The sockets one address may open: its connections, plus room for
+        // its REST requests beside them.
+        limits.max_connections_per_address = limits.max_connections_per_address.max(n + n / 4);
+    }
     match config.adapter {
         Adapter::Axum => {
             with_axum::serve(listener, hub, runner, metrics, limits, shutdown).await?;

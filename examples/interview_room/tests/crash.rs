@@ -4,92 +4,15 @@
 //! or duplicates. And the same over Redis: two processes, the session's
 //! owner killed, its clients carry on through the other.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use collab_conformance::{Client, Next};
+use common::Server;
 use serde_json::{json, Value};
-
-/// The example server on a free port over the database at `db`; killed
-/// with SIGKILL on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(db: &Path) -> Self {
-        Self::start_with("COLLAB_DB", db.to_str().expect("a UTF-8 path"))
-    }
-
-    /// One of the processes sharing the Redis at `url`.
-    fn start_on_redis(url: &str) -> Self {
-        Self::start_with("COLLAB_REDIS_URL", url)
-    }
-
-    /// One of the processes sharing the Redis at `url`, whose sessions
-    /// pass to another `lease_ms` after it dies.
-    fn start_on_redis_with_lease(url: &str, lease_ms: u64) -> Self {
-        Self::start_with_env(&[
-            ("COLLAB_REDIS_URL", url),
-            ("COLLAB_LEASE_MS", &lease_ms.to_string()),
-        ])
-    }
-
-    fn start_with(store: &str, at: &str) -> Self {
-        Self::start_with_env(&[(store, at)])
-    }
-
-    fn start_with_env(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_interview-room"))
-            .env("COLLAB_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the example server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("the server prints its address")
-                .expect("readable");
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                break url.to_owned();
-            }
-        };
-        // Keep reading so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, url }
-    }
-
-    /// SIGTERM: what a service manager sends a process it stops; waits
-    /// for it to exit.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        self.child.wait().expect("the server exits")
-    }
-
-    /// SIGKILL: no shutdown, no flush, nothing but what was committed.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn temp_dir() -> PathBuf {
     let nanos = SystemTime::now()
@@ -652,8 +575,10 @@ async fn a_process_that_leaves_hands_its_sessions_over() {
         "served again after {waited:?}, before the 15 s lease could lapse"
     );
     assert_eq!(welcome["document"]["files"]["main"], "kept;");
-    back.send(json!({"type": "text_op", "file": "main", "rev": 1, "op": [5, "more;"], "oid": "a2"}))
-        .await;
+    back.send(
+        json!({"type": "text_op", "file": "main", "rev": 1, "op": [5, "more;"], "oid": "a2"}),
+    )
+    .await;
     let ack = back.until("text_ack").await;
     assert_eq!(ack["rev"], 2, "the same revisions go on");
     let lease = redis
