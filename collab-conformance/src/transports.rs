@@ -105,12 +105,24 @@ pub async fn rest_join_poll_and_leave(c: &Client) {
     let someone_else = c
         .rest(
             "DELETE",
-            &format!("{users}/host-token-14"),
+            &format!("{users}/1"),
             Some("poller-token-14"),
             None,
         )
         .await;
-    assert_eq!(someone_else.status, 403, "only yourself");
+    assert_eq!(someone_else.status, 403, "only yourself, or a host");
+    let nobody = c
+        .rest(
+            "DELETE",
+            &format!("{users}/no-such-user"),
+            Some("poller-token-14"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (nobody.status, nobody.body["error"]["code"].as_str()),
+        (404, Some("unknown_participant"))
+    );
     let left = c
         .rest(
             "DELETE",

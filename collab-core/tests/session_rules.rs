@@ -1203,6 +1203,41 @@ fn a_rest_participant_joins_reads_and_leaves() {
 }
 
 #[test]
+fn a_host_removing_someone_over_rest_kicks_them() {
+    let mut h = Harness::new();
+    let _host = h.join(host());
+    let guest = h.join(user(1));
+    let other = h.join(user(2));
+    assert!(
+        matches!(
+            h.session.leave_user(&host().user_id, "nobody", h.now),
+            Err(SessionError::UnknownParticipant)
+        ),
+        "an unknown participant"
+    );
+    assert!(
+        matches!(
+            h.session.leave_user(&user(2).user_id, "user-1", h.now),
+            Err(SessionError::NotYourself)
+        ),
+        "an editor removes only themselves"
+    );
+    h.session
+        .leave_user(&host().user_id, "user-1", h.now)
+        .expect("a host removes others");
+    h.pump();
+    assert_eq!(h.closed.get(&guest), Some(&CloseReason::Kicked));
+    assert_eq!(h.closed.get(&other), None);
+    assert!(
+        matches!(
+            h.session.leave_user(&user(1).user_id, "user-1", h.now),
+            Err(SessionError::Banned)
+        ),
+        "kicked, not left: they cannot come back"
+    );
+}
+
+#[test]
 fn a_reader_paging_by_last_seq_and_rev_misses_nothing() {
     let mut h = Harness::new();
     let host_conn = h.join(host());

@@ -208,14 +208,19 @@ impl Session {
             .ok_or(SessionError::NotJoined)
     }
 
-    /// Makes `user` leave, as their `leave` frame would: the event is recorded
-    /// and every connection of theirs closes with `left`. `target` names who
-    /// is to leave, by user id or participant id, and must be `user`
-    /// themselves: removing someone else is a host's `kick`.
+    /// Removes `target` (a user id or participant id, as in the REST path
+    /// `DELETE …/users/{target}`) as `user` asks: themselves, which is
+    /// leaving as their `leave` frame would (the event is recorded and every
+    /// connection of theirs closes with `left`), or someone else, which is a
+    /// host's `kick` (their connections close with `kicked` and they cannot
+    /// come back).
     ///
     /// # Errors
-    /// [`SessionError::NotParticipant`] if they are not a current member,
-    /// [`SessionError::NotYourself`] if `target` is someone else.
+    /// [`SessionError::Banned`] for a removed caller;
+    /// [`SessionError::UnknownParticipant`] when `target` names no current
+    /// member; [`SessionError::NotParticipant`] when the caller is not one;
+    /// [`SessionError::NotYourself`] when a caller who may not kick names
+    /// someone else.
     pub fn leave_user(
         &mut self,
         user: &UserId,
@@ -223,11 +228,35 @@ impl Session {
         now: Timestamp,
     ) -> Result<(), SessionError> {
         self.advance(now);
-        let me = self.current_member_of(user)?;
-        if target != user.to_string() && target != me.0.to_string() {
-            return Err(SessionError::NotYourself);
+        // The caller's standing first: a stranger learns nothing of who
+        // is a member.
+        let me = self.current_member_of(user);
+        match &me {
+            Err(SessionError::NotParticipant) if *user == self.created_by => {}
+            Err(e) => return Err(e.clone()),
+            Ok(_) => {}
         }
-        self.leave(me, now);
+        let target = self
+            .current_members()
+            .find(|m| {
+                m.participant.user_id.to_string() == target
+                    || m.participant.id.0.to_string() == target
+            })
+            .map(|m| m.participant.id)
+            .ok_or(SessionError::UnknownParticipant)?;
+        if me.as_ref() == Ok(&target) {
+            self.leave(target, now);
+        } else {
+            let by = match self.authorize(Actor::User(user), Action::Kick) {
+                Ok(Some(by)) => by,
+                // The creator acts as a host before joining, but a kick is
+                // recorded as one participant's act on another.
+                Ok(None) => return Err(SessionError::NotParticipant),
+                Err(SessionError::Forbidden { .. }) => return Err(SessionError::NotYourself),
+                Err(e) => return Err(e),
+            };
+            self.kick(by, target, false, now)?;
+        }
         self.after_input(now);
         Ok(())
     }
