@@ -117,18 +117,8 @@ impl Client {
 
     /// Opens a WebSocket to a session; `Err` carries the HTTP status of a refused upgrade.
     pub async fn ws(&self, session: &str, token: &str) -> Result<Ws, u16> {
-        let url = format!(
-            "{}/ws/session/{session}?token={token}",
-            self.base.replacen("http", "ws", 1)
-        );
-        match tokio::time::timeout(
-            PATIENCE,
-            tokio_tungstenite::connect_async_with_config(url, None, true),
-        )
-        .await
-        .expect("in time")
-        {
-            Ok((socket, _)) => Ok(Ws { socket }),
+        match self.upgrade(session, token).await.expect("in time") {
+            Ok(ws) => Ok(ws),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("websocket: {e}"),
         }
@@ -137,20 +127,27 @@ impl Client {
     /// Opens a WebSocket to a session, for a client that expects failures
     /// (a server killed under it): never panics, says what went wrong.
     pub async fn try_ws(&self, session: &str, token: &str) -> Result<Ws, String> {
+        match self.upgrade(session, token).await {
+            Ok(Ok(ws)) => Ok(ws),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer in time".into()),
+        }
+    }
+
+    /// The upgrade to a session's WebSocket, within [`PATIENCE`].
+    async fn upgrade(
+        &self,
+        session: &str,
+        token: &str,
+    ) -> Result<Result<Ws, tokio_tungstenite::tungstenite::Error>, tokio::time::error::Elapsed>
+    {
         let url = format!(
             "{}/ws/session/{session}?token={token}",
             self.base.replacen("http", "ws", 1)
         );
-        match tokio::time::timeout(
-            PATIENCE,
-            tokio_tungstenite::connect_async_with_config(url, None, true),
-        )
-        .await
-        {
-            Ok(Ok((socket, _))) => Ok(Ws { socket }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("no answer in time".into()),
-        }
+        let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let connected = tokio::time::timeout(PATIENCE, connecting).await?;
+        Ok(connected.map(|(socket, _)| Ws { socket }))
     }
 
     /// Opens a WebSocket with extra request headers; `Err` carries the HTTP

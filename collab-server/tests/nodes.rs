@@ -347,15 +347,20 @@ async fn rest_requests_work_from_any_process() {
     assert_eq!(c.net.lease(&info.id).unwrap().owner.0, "a", "nothing moved");
 }
 
-#[tokio::test]
-async fn a_graceful_shutdown_hands_sessions_over_at_once() {
-    let store = Arc::new(MemoryStore::new());
-    let c = cluster(store.clone(), &["a", "b"]);
+/// Hubs a and b, and a session Ann made on a.
+async fn two_with_annes_session() -> (Cluster, Identity, collab_core::SessionInfo) {
+    let c = cluster(Arc::new(MemoryStore::new()), &["a", "b"]);
     let ann = Identity::new("ann", "Ann");
     let info = c.hubs[0]
         .create_session(&ann, NewSession::default())
         .await
         .unwrap();
+    (c, ann, info)
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_hands_sessions_over_at_once() {
+    let (c, ann, info) = two_with_annes_session().await;
     let (mut on_a, _) = join(&c.hubs[0], &info.id, ann.clone()).await;
     let (mut on_b, _) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
     on_b.send_text(
@@ -386,13 +391,7 @@ async fn a_graceful_shutdown_hands_sessions_over_at_once() {
 
 #[tokio::test]
 async fn forwarded_connections_close_when_their_owner_dies() {
-    let store = Arc::new(MemoryStore::new());
-    let c = cluster(store.clone(), &["a", "b"]);
-    let ann = Identity::new("ann", "Ann");
-    let info = c.hubs[0]
-        .create_session(&ann, NewSession::default())
-        .await
-        .unwrap();
+    let (c, ann, info) = two_with_annes_session().await;
     let (_on_a, _) = join(&c.hubs[0], &info.id, ann).await;
     let (mut on_b, _) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
 
