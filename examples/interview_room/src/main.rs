@@ -227,8 +227,10 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     // Bound first: with Redis, the process is named by the address it got.
-    let listener = listen(config.addr)?;
+    let listener = listen(config.addr).map_err(|e| listen_error(config.addr, &e))?;
     let mut hub_config = HubConfig::default();
+    // The page opens a session from its query string.
+    hub_config.share_url = Some("/?session={id}".into());
     if let Some(n) = config.per_address {
         hub_config.max_connections_per_address = n;
     }
@@ -362,6 +364,24 @@ fn guest_key(db: &str) -> std::io::Result<[u8; 32]> {
 /// A listening socket with TCP_NODELAY set before `listen`: keystrokes are
 /// small frames, each sent at once. Accepted sockets inherit the option on
 /// Linux, which is all warp offers to hook into.
+/// Why the address cannot be listened on, in words that say what to do.
+fn listen_error(addr: SocketAddr, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "{addr} is already in use (another interview-room, or another server); \
+             stop it or set COLLAB_ADDR to another address, e.g. COLLAB_ADDR=127.0.0.1:8081"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("{addr} is not an address of this machine; set COLLAB_ADDR to one that is")
+        }
+        std::io::ErrorKind::PermissionDenied => format!(
+            "not allowed to listen on {addr} (ports below 1024 need privileges); \
+             set COLLAB_ADDR to another port"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?

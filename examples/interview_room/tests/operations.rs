@@ -197,3 +197,23 @@ async fn logs_and_metrics_over_axum() {
 async fn logs_and_metrics_over_warp() {
     logs_and_metrics("warp").await;
 }
+
+#[test]
+fn an_address_in_use_is_said_plainly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("bound").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_interview-room"))
+        .env("COLLAB_ADDR", &addr)
+        .env("COLLAB_DB", dir.path().join("x.db"))
+        .env_remove("COLLAB_REDIS_URL")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success(), "a failure exit code");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("{addr} is already in use")) && said.contains("COLLAB_ADDR"),
+        "{said}"
+    );
+    assert!(!said.contains("Os {"), "no raw error: {said}");
+}
