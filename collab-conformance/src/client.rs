@@ -99,6 +99,31 @@ impl Client {
         }
     }
 
+    /// Sends a request with the given headers and no body; returns the
+    /// status and the response's headers (names in lower case).
+    pub async fn headers_of(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<(String, String)>) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = tokio::time::timeout(PATIENCE, req.send())
+            .await
+            .expect("in time")
+            .expect("server reachable");
+        let found = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        (resp.status().as_u16(), found)
+    }
+
     /// A fresh guest token from the server (`POST /api/v1/guests`).
     pub async fn guest(&self) -> String {
         let r = self.rest("POST", "/api/v1/guests", None, None).await;

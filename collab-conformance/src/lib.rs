@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use collab_core::{AuthError, Identity};
-use collab_server::{Authenticator, GuestAuthenticator, Hub, HubConfig, TokioClock};
+use collab_server::{Authenticator, GuestAuthenticator, Hub, HubConfig, OriginPolicy, TokioClock};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -100,6 +100,9 @@ pub fn hub_for(scenario: &str) -> Hub {
         "session_creation_is_rate_limited" => {
             config.session_creation = collab_server::Rate::new(3, Duration::from_secs(3600));
         }
+        "cross_origin_calls_follow_the_origin_policy" => {
+            config.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
+        }
         "guests_are_issued_and_kicks_hold" => {
             auth = Arc::new(GuestAuthenticator::random().expect("random key"));
         }
@@ -131,7 +134,7 @@ pub fn limits_for(scenario: &str) -> collab_server::HttpLimits {
 macro_rules! conformance_tests {
     ($serve:expr) => {
         $crate::conformance_tests!(@each $serve;
-            rest_lifecycle, bad_token_and_unknown_session, join_and_chat,
+            rest_lifecycle, rest_create_answer_and_code_patches, bad_token_and_unknown_session, join_and_chat,
             bad_frames_keep_the_connection, roles_and_capacity,
             kick_and_end_close_with_codes, reconnect_and_catch_up,
             thin_client_and_replica_edit_together, cross_site_upgrades_are_refused,
@@ -144,7 +147,8 @@ macro_rules! conformance_tests {
             slow_and_idle_connections_are_closed, connections_are_capped_per_address,
             oversized_messages_are_refused_unread, polls_count_against_the_address,
             session_creation_is_rate_limited, chat_sends_are_idempotent,
-            trusted_proxies_name_the_client, a_megabyte_paste_reaches_everyone);
+            trusted_proxies_name_the_client, a_megabyte_paste_reaches_everyone,
+            cross_origin_calls_follow_the_origin_policy);
     };
     (@each $serve:expr; $($name:ident),*) => {
         $(

@@ -59,6 +59,97 @@ pub async fn rest_lifecycle(c: &Client) {
     assert_eq!(r.status, 200);
 }
 
+/// The create answer carries what a creator needs next, the creator is a
+/// member, and `PATCH` with `code` is an edit merged with what others typed.
+pub async fn rest_create_answer_and_code_patches(c: &Client) {
+    let made = c
+        .rest(
+            "POST",
+            "/api/v1/sessions",
+            Some("host-token-20"),
+            Some(json!({"title": "Patch", "code": "print(1)\n"})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let id = made.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(made.body["code"], "print(1)\n");
+    assert_eq!(made.body["rev"], 0);
+    let people = made.body["participants"].as_array().expect("participants");
+    assert_eq!(people.len(), 1, "the creator is a member");
+    assert_eq!(people[0]["role"], "host");
+    assert_eq!(people[0]["present"], true);
+
+    let session = format!("/api/v1/sessions/{id}");
+    let r = c
+        .rest(
+            "PATCH",
+            &session,
+            Some("host-token-20"),
+            Some(json!({"code": "print(2)\n"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (200, Some("print(2)\n")),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body["rev"], 1);
+
+    // Someone types a line at the top after revision 1; a PATCH made at
+    // revision 1 changes the call and keeps their line.
+    let (mut typist, _) = c.joined(&id, "typist-token-20", "Tia").await;
+    typist
+        .send(json!({"type": "text_op", "file": "main", "rev": 1, "op": ["# top\n", 9], "rid": 1}))
+        .await;
+    typist.until("text_ack").await;
+    let r = c
+        .rest(
+            "PATCH",
+            &session,
+            Some("host-token-20"),
+            Some(json!({"code": "print(3)\n", "rev": 1, "title": "Merged"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["code"], "# top\nprint(3)\n",
+        "rebased, not overwritten"
+    );
+    assert_eq!(
+        (r.body["rev"].as_u64(), r.body["title"].as_str()),
+        (Some(3), Some("Merged"))
+    );
+    let seen = typist.until("text_op").await;
+    assert_eq!(seen["rev"], 3, "the others get it as an edit");
+
+    for (body, status, code) in [
+        (json!({}), 400, "invalid_input"),
+        (json!({"code": "x", "rev": 99}), 400, "unknown_revision"),
+    ] {
+        let r = c
+            .rest("PATCH", &session, Some("host-token-20"), Some(body))
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{:?}",
+            r.body
+        );
+    }
+    let r = c
+        .rest(
+            "PATCH",
+            &session,
+            Some("stranger-token-20"),
+            Some(json!({"code": "mine"})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let unchanged = c.rest("GET", &session, Some("host-token-20"), None).await;
+    assert_eq!(unchanged.body["code"], "# top\nprint(3)\n");
+}
+
 /// Missing and bad credentials get 401; unknown sessions 404.
 pub async fn bad_token_and_unknown_session(c: &Client) {
     let r = c

@@ -511,3 +511,71 @@ pub async fn a_megabyte_paste_reaches_everyone(c: &Client) {
         "the server holds the same text"
     );
 }
+
+/// A front end on another origin may call the REST API when the hub's
+/// origin policy lets it open WebSockets: preflights answered, answers
+/// readable; any other origin gets no such headers.
+pub async fn cross_origin_calls_follow_the_origin_policy(c: &Client) {
+    let header = |found: &[(String, String)], name: &str| {
+        found
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let app = "https://app.example.com";
+    let (status, found) = c
+        .headers_of(
+            "OPTIONS",
+            "/api/v1/sessions",
+            &[
+                ("origin", app),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        header(&found, "access-control-allow-origin").as_deref(),
+        Some(app)
+    );
+    let methods = header(&found, "access-control-allow-methods").unwrap_or_default();
+    assert!(
+        methods.contains("PATCH") && methods.contains("DELETE"),
+        "{methods}"
+    );
+    let allowed = header(&found, "access-control-allow-headers").unwrap_or_default();
+    assert!(allowed.contains("authorization"), "{allowed}");
+
+    let (status, found) = c
+        .headers_of("GET", "/api/v1/health", &[("origin", app)])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&found, "access-control-allow-origin").as_deref(),
+        Some(app)
+    );
+    assert_eq!(header(&found, "vary").as_deref(), Some("Origin"));
+
+    let evil = "https://evil.example";
+    let (status, found) = c
+        .headers_of(
+            "OPTIONS",
+            "/api/v1/sessions",
+            &[("origin", evil), ("access-control-request-method", "POST")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(header(&found, "access-control-allow-origin"), None);
+    let (_, found) = c
+        .headers_of("GET", "/api/v1/health", &[("origin", evil)])
+        .await;
+    assert_eq!(
+        header(&found, "access-control-allow-origin"),
+        None,
+        "a page elsewhere cannot read the answer"
+    );
+}

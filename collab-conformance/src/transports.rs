@@ -160,7 +160,9 @@ pub async fn rest_join_poll_and_leave(c: &Client) {
 /// with an id that `Last-Event-ID` resumes from, and end with the session.
 pub async fn event_stream_follows_the_session(c: &Client) {
     let id = c.create("host-token-15", json!({})).await;
-    let (mut host, _) = c.joined(&id, "host-token-15", "Hana").await;
+    // The creator is a member from the start (the first event); joining
+    // under the same name adds none.
+    let (mut host, _) = c.joined(&id, "host-token-15", "Guest").await;
     let path = format!("/api/v1/sessions/{id}/events/stream?rev=0");
     let (status, stream) = c.sse(&path, "host-token-15", &[]).await;
     assert_eq!(status, 200);

@@ -264,6 +264,17 @@ where
         socket,
     };
     let method = &parts.method;
+    // Cross-origin calls (a front end served from another origin) are let
+    // through for the pages the hub's origin policy allows WebSockets from,
+    // and for no one else.
+    let origin = header_str(&parts.headers, header::ORIGIN).map(str::to_owned);
+    let cross_origin_ok = origin.is_some()
+        && hub
+            .check_origin(origin.as_deref(), header_str(&parts.headers, header::HOST))
+            .is_ok();
+    if method == Method::OPTIONS {
+        return Some(preflight(origin.as_deref().filter(|_| cross_origin_ok)));
+    }
     // The body is read before anything is decided: a request refused early
     // (a bad credential) still leaves the connection ready for the next.
     let body = if matches!(
@@ -299,7 +310,44 @@ where
         // Not the API's: the host application may have a route for it.
         _ => return None,
     };
-    Some(outcome.unwrap_or_else(|e| failure(&e)))
+    let mut response = outcome.unwrap_or_else(|e| failure(&e));
+    if let Some(origin) = origin.filter(|_| cross_origin_ok) {
+        allow_origin(response.headers_mut(), &origin);
+    }
+    Some(response)
+}
+
+/// The headers that let a page from `origin` read the answer.
+fn allow_origin(headers: &mut HeaderMap, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// The answer to a browser's preflight (`OPTIONS`) before a cross-origin
+/// call: what may be sent, for an allowed origin; a refusal otherwise.
+fn preflight(allowed: Option<&str>) -> ApiResponse {
+    let Some(origin) = allowed else {
+        return failure(&HubError::OriginNotAllowed.into());
+    };
+    let mut response = http::Response::new(ApiBody::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    allow_origin(headers, origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PATCH, DELETE"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, last-event-id"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
 }
 
 /// The checks before a WebSocket upgrade to `GET /ws/session/{id}`: the
@@ -393,7 +441,13 @@ impl Call<'_> {
         let who = self.identity().await?;
         let new: NewSession = decode_body(&body)?;
         let info = self.hub.create_session_from(&who, new, self.peer()).await?;
-        Ok(json(StatusCode::CREATED, &info))
+        // What a creator needs next: the code, its revision, who is in,
+        // and the link to hand out.
+        let created = Created {
+            share_url: self.hub.share_url(&info.id),
+            view: self.hub.session(&info.id).await?,
+        };
+        Ok(json(StatusCode::CREATED, &created))
     }
 
     async fn read(&self, id: &str) -> Result<ApiResponse, ApiError> {
@@ -407,12 +461,24 @@ impl Call<'_> {
 
     async fn update(&self, id: &str, body: Bytes) -> Result<ApiResponse, ApiError> {
         let who = self.identity().await?;
-        let update: SessionUpdate = decode_body(&body)?;
-        let info = self
-            .hub
-            .update_session(&session_id(id)?, &who, update)
-            .await?;
-        Ok(json(StatusCode::OK, &info))
+        let id = session_id(id)?;
+        let Patch { update, code, rev } = decode_body(&body)?;
+        let metadata = update != SessionUpdate::default();
+        if !metadata && code.is_none() {
+            return Err(HubError::Session(collab_core::SessionError::InvalidInput(
+                "nothing to change: give a title, language, status or code".into(),
+            ))
+            .into());
+        }
+        if metadata {
+            self.hub.update_session(&id, &who, update).await?;
+        }
+        if let Some(code) = code {
+            self.hub.replace_code(&id, &who, rev, code).await?;
+        }
+        // The session as it is now, code and revision included: what the
+        // edit became once merged with what others typed.
+        Ok(json(StatusCode::OK, &self.hub.session(&id).await?))
     }
 
     async fn end(&self, id: &str) -> Result<ApiResponse, ApiError> {
@@ -486,6 +552,25 @@ impl Call<'_> {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         Ok(response)
     }
+}
+
+/// The body of `PATCH /api/v1/sessions/{id}`: the session's settings, and
+/// the main file's new text made at revision `rev`.
+#[derive(serde::Deserialize)]
+struct Patch {
+    #[serde(flatten)]
+    update: SessionUpdate,
+    code: Option<String>,
+    rev: Option<collab_core::document::Revision>,
+}
+
+/// A session just created, as `POST /api/v1/sessions` answers it.
+#[derive(serde::Serialize)]
+struct Created {
+    #[serde(flatten)]
+    view: crate::hub::SessionView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    share_url: Option<String>,
 }
 
 /// `frames`, with a comment line whenever nothing was sent for

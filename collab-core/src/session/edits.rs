@@ -14,6 +14,68 @@ impl Session {
         self.document.text(DEFAULT_FILE).unwrap_or_default()
     }
 
+    /// Sets the main file's text to `code` as `user`'s edit (REST `PATCH`
+    /// with `code`): the difference from the text at revision `base` (the
+    /// current one when absent) is applied as a text operation made at
+    /// `base`, so it is rebased over whatever others typed since and never
+    /// overwrites it. Returns the revision after it (the same when nothing
+    /// changed).
+    ///
+    /// # Errors
+    /// [`SessionError::NotParticipant`] unless `user` is a current member
+    /// who may edit ([`SessionError::Forbidden`] otherwise); an unknown
+    /// `base`; [`SessionError::SessionEnded`]; a document over its size limit.
+    pub fn replace_code(
+        &mut self,
+        user: &UserId,
+        base: Option<Revision>,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Revision, SessionError> {
+        self.advance(now);
+        if self.is_ended() {
+            return Err(SessionError::SessionEnded);
+        }
+        let Some(me) = self.authorize(Actor::User(user), Action::EditDocument)? else {
+            return Err(SessionError::NotParticipant);
+        };
+        let current = self.document.rev();
+        let base = base.unwrap_or(current);
+        if base > current {
+            return Err(DocumentError::UnknownRevision { rev: base, current }.into());
+        }
+        let old = if base == current {
+            self.document.text(DEFAULT_FILE)
+        } else {
+            self.document.text_at(DEFAULT_FILE, base)?
+        }
+        .unwrap_or_default();
+        let op = replacement(&old, code);
+        if op.is_noop() {
+            return Ok(current);
+        }
+        let applied = self.document.apply_operation_with(
+            me,
+            base,
+            DEFAULT_FILE,
+            op,
+            None,
+            crate::protocol::Ties::default(),
+            now,
+        )?;
+        let Applied::New(version) = applied else {
+            return Ok(current);
+        };
+        let rev = version.rev;
+        if let Some(m) = self.members.get_mut(&me) {
+            m.presence.keystroke(now, &self.config.presence);
+        }
+        self.last_activity = now;
+        self.after_document_change(None, vec![version], now);
+        self.after_input(now);
+        Ok(rev)
+    }
+
     #[allow(clippy::too_many_arguments)] // one per field of the frame, plus who and when
     pub(super) fn text_op(
         &mut self,
@@ -189,5 +251,61 @@ impl Session {
         if !self.document.has_uncommitted() {
             self.timers.stop(Timer::Commit);
         }
+    }
+}
+
+/// The text operation that turns `old` into `new`: what they share at the
+/// start and at the end is kept, the middle replaced (positions in UTF-16
+/// code units, as the protocol counts).
+fn replacement(old: &str, new: &str) -> TextOperation {
+    let units = |s: &str| s.encode_utf16().count() as u32;
+    let prefix = old
+        .char_indices()
+        .zip(new.chars())
+        .take_while(|((_, a), b)| a == b)
+        .last()
+        .map_or(0, |((i, c), _)| i + c.len_utf8());
+    let (old_rest, new_rest) = (&old[prefix..], &new[prefix..]);
+    let suffix = old_rest
+        .chars()
+        .rev()
+        .zip(new_rest.chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(c, _)| c.len_utf8())
+        .sum::<usize>();
+    let old_mid = &old_rest[..old_rest.len() - suffix];
+    let new_mid = &new_rest[..new_rest.len() - suffix];
+    let mut op = TextOperation::new();
+    op.retain(units(&old[..prefix]))
+        .delete(units(old_mid))
+        .insert(new_mid)
+        .retain(units(&old_rest[old_rest.len() - suffix..]));
+    op
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replacement;
+
+    #[test]
+    fn a_replacement_keeps_what_is_shared_and_counts_utf16() {
+        for (old, new) in [
+            ("", "abc"),
+            ("abc", ""),
+            ("hello world", "hello brave world"),
+            ("aaa", "aa"),
+            ("x😀y", "x😀😀y"),
+            ("é😀", "😀"),
+            ("same", "same"),
+        ] {
+            let op = replacement(old, new);
+            assert_eq!(op.apply(old).unwrap(), new, "{old:?} -> {new:?}");
+        }
+        let op = replacement("hello world", "hello brave world");
+        assert_eq!(
+            serde_json::to_value(&op).unwrap()[1],
+            "brave ",
+            "only the new words are inserted"
+        );
     }
 }

@@ -153,11 +153,13 @@ impl Session {
         }
         if update.status == Some(SessionStatus::Ended) {
             return Err(SessionError::InvalidInput(
-                "end the session with end_session".into(),
+                "a session is ended by ending it, not by setting its status".into(),
             ));
         }
         if update.title.is_none() && update.language.is_none() && update.status.is_none() {
-            return Err(SessionError::InvalidInput("nothing to update".into()));
+            return Err(SessionError::InvalidInput(
+                "nothing to change: give a title, language or status".into(),
+            ));
         }
         if let Some(language) = &update.language {
             self.document.set_language(language)?;

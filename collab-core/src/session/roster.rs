@@ -261,6 +261,36 @@ impl Session {
         Ok(())
     }
 
+    /// Makes the session's creator its first member, a host, before they
+    /// connect anywhere: what a creator over REST expects (their own code
+    /// edits, leave and kicks work at once), offline until they connect.
+    /// Does nothing if they already are one.
+    pub fn admit_creator(&mut self, creator: &Identity, now: Timestamp) {
+        if creator.user_id != self.created_by || self.members.of_user(&creator.user_id).is_some() {
+            return;
+        }
+        let name = check_name(&creator.name, self.config.max_name_chars)
+            .unwrap_or_else(|_| "Host".to_owned());
+        let participant = Participant {
+            id: ParticipantId(0),
+            user_id: creator.user_id.clone(),
+            name,
+            colour: self.free_colour(),
+            role: Role::Host,
+            joined_at: now,
+        };
+        let id = self.members.add(participant, now);
+        let participant = self.members[&id].participant.clone();
+        self.persisted.record_dirty = true;
+        self.record(
+            now,
+            EventKind::ParticipantJoined {
+                participant,
+                rejoined: false,
+            },
+        );
+    }
+
     pub(super) fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {
         if self.members.is_banned(user) {
             return Err(SessionError::Banned);

@@ -62,6 +62,11 @@ pub struct HubConfig {
     /// client it forwards for instead. Headers from anyone else are ignored,
     /// so a client cannot pick its own address.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The link people open to join a session, with `{id}` where its id
+    /// goes (`https://app.example.com/room/{id}`, or a path such as
+    /// `/?session={id}` relative to the server), given back as `share_url`
+    /// when a session is created over REST. Default none.
+    pub share_url: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -83,6 +88,7 @@ impl Default for HubConfig {
             body_timeout: std::time::Duration::from_secs(10),
             lease_ttl: std::time::Duration::from_secs(15),
             trusted_proxies: Vec::new(),
+            share_url: None,
         }
     }
 }

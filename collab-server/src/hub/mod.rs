@@ -99,6 +99,12 @@ enum Command {
         user: Identity,
         reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
     },
+    ReplaceCode {
+        user: UserId,
+        rev: Option<Revision>,
+        code: String,
+        reply: oneshot::Sender<Result<Revision, SessionError>>,
+    },
     Join {
         conn: ConnectionId,
         name: Option<String>,
@@ -395,12 +401,19 @@ impl Hub {
         creator: &Identity,
         new: NewSession,
     ) -> Result<SessionInfo, HubError> {
-        self.start_new(creator, new).await
+        self.start_new(creator, new, false).await
+    }
+
+    /// The link to share for session `id` ([`HubConfig::share_url`]).
+    pub fn share_url(&self, id: &SessionId) -> Option<String> {
+        let template = self.inner.config.share_url.as_ref()?;
+        Some(template.replace("{id}", id.as_str()))
     }
 
     /// [`Hub::create_session`] for a client at `peer`: the [`Access`] policy
     /// must allow it, and at most [`HubConfig::session_creation`] per user
-    /// and per address.
+    /// and per address. The creator is the session's first member, a host,
+    /// offline until they connect.
     ///
     /// # Errors
     /// As [`Hub::create_session`], and [`HubError::Forbidden`],
@@ -417,7 +430,7 @@ impl Hub {
             keys.push(format!("create-ip:{ip}"));
         }
         self.admit(self.inner.config.session_creation, &keys)?;
-        self.start_new(creator, new).await
+        self.start_new(creator, new, true).await
     }
 
     /// The session as `who`, at `peer`, may read it over REST: all of it for
@@ -491,6 +504,50 @@ impl Hub {
             Command::Update {
                 user: user.clone(),
                 update,
+                reply,
+            },
+        )
+        .await?;
+        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+    }
+
+    /// Sets the main file's text to `code` as `user`'s edit, made at
+    /// revision `rev` (the current one when `None`): rebased over what
+    /// others typed since, never overwriting it. Returns the revision after
+    /// it. See [`Session::replace_code`].
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`], or [`HubError::Session`] when refused
+    /// (not a member who may edit, an unknown revision, too large).
+    pub async fn replace_code(
+        &self,
+        id: &SessionId,
+        user: &Identity,
+        rev: Option<Revision>,
+        code: String,
+    ) -> Result<Revision, HubError> {
+        let user = user.user_id.clone();
+        if let Some(owner) = self.owner_elsewhere(id).await? {
+            let request = remote::Request::Code { user, rev, code };
+            return self.ask_owner(owner, id, request, Duration::ZERO).await;
+        }
+        self.replace_code_local(id, user, rev, code).await
+    }
+
+    async fn replace_code_local(
+        &self,
+        id: &SessionId,
+        user: UserId,
+        rev: Option<Revision>,
+        code: String,
+    ) -> Result<Revision, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(
+            id,
+            Command::ReplaceCode {
+                user,
+                rev,
+                code,
                 reply,
             },
         )

@@ -6,10 +6,13 @@
 use super::*;
 
 impl Hub {
+    /// Makes and starts a session; `admit`: its creator is a member (a
+    /// host) from the start.
     pub(super) async fn start_new(
         &self,
         creator: &Identity,
         new: NewSession,
+        admit: bool,
     ) -> Result<SessionInfo, HubError> {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(HubError::ShuttingDown);
@@ -23,6 +26,9 @@ impl Hub {
             self.inner.config.session.clone(),
             now,
         )?;
+        if admit {
+            session.admit_creator(creator, now);
+        }
         let info = session.info();
         let lease = match &self.inner.backplane {
             Some(backplane) => Some(self.claim(backplane, &id).await?),

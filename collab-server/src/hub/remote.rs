@@ -34,6 +34,12 @@ pub(super) enum Request {
     },
     /// [`Hub::end_session`].
     End { identity: Identity },
+    /// [`Hub::replace_code`].
+    Code {
+        user: UserId,
+        rev: Option<Revision>,
+        code: String,
+    },
     /// [`Hub::join`]: the owner holds the REST participant's connection.
     Join {
         identity: Identity,
@@ -184,6 +190,9 @@ impl Hub {
                 encode(&self.update_local(id, &identity, update).await?)
             }
             Request::End { identity } => encode(&self.end_local(id, &identity).await?),
+            Request::Code { user, rev, code } => {
+                encode(&self.replace_code_local(id, user, rev, code).await?)
+            }
             Request::Join {
                 identity,
                 name,

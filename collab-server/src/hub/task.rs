@@ -100,6 +100,15 @@ impl Task {
                 let result = session.update(&user.user_id, update, now);
                 self.defer(reply, result);
             }
+            Command::ReplaceCode {
+                user,
+                rev,
+                code,
+                reply,
+            } => {
+                let result = session.replace_code(&user, rev, &code, now);
+                self.defer(reply, result);
+            }
             Command::End { user, reply } => {
                 let result = session.end(&user.user_id, now);
                 self.defer(reply, result);
