@@ -24,6 +24,9 @@ pub enum SessionError {
     /// The session has ended.
     #[error("session has ended")]
     SessionEnded,
+    /// The session is paused: only hosts change the code until it goes on.
+    #[error("the session is paused: only hosts can change the code until it goes on")]
+    Paused,
     /// The connection has not joined yet.
     #[error("join the session first")]
     NotJoined,
@@ -100,6 +103,7 @@ impl SessionError {
         match self {
             SessionError::SessionFull { .. } => ErrorCode::SessionFull,
             SessionError::SessionEnded => ErrorCode::SessionEnded,
+            SessionError::Paused => ErrorCode::Forbidden,
             SessionError::NotJoined => ErrorCode::NotJoined,
             SessionError::AlreadyJoined => ErrorCode::AlreadyJoined,
             SessionError::Forbidden { .. } | SessionError::NotParticipant => ErrorCode::Forbidden,

@@ -1351,3 +1351,60 @@ fn a_frame_refused_by_the_rate_limit_is_named_by_its_rid() {
     assert_eq!(refusals, vec![Some(41), None]);
     assert_eq!(h.session.code(), "", "the refused edit had no effect");
 }
+
+#[test]
+fn a_second_person_starts_the_session_and_pausing_stops_edits_but_the_hosts() {
+    let mut h = Harness::new();
+    let host_conn = h.join(host());
+    assert_eq!(
+        h.session.info().status,
+        SessionStatus::Waiting,
+        "alone: waiting"
+    );
+    let guest = h.join(user(1));
+    assert_eq!(
+        h.session.info().status,
+        SessionStatus::Active,
+        "two people in: under way"
+    );
+    h.send(
+        host_conn,
+        json!({"type": "update_session", "status": "paused", "rid": 1}),
+    );
+    h.pump();
+    let rev = h.session.position().1;
+    h.send(
+        guest,
+        json!({"type": "text_op", "file": "main", "rev": rev, "op": ["x"], "rid": 2}),
+    );
+    let refused = h
+        .json(guest)
+        .into_iter()
+        .find(|f| f["rid"] == 2)
+        .expect("an answer");
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("paused"),
+        "{refused}"
+    );
+    assert_eq!(h.session.position().1, rev, "nothing applied");
+    assert!(matches!(
+        h.session
+            .replace_code(&user(1).user_id, None, "mine", h.now),
+        Err(SessionError::Paused)
+    ));
+    h.send(
+        host_conn,
+        json!({"type": "text_op", "file": "main", "rev": rev, "op": ["h"], "rid": 3}),
+    );
+    assert_eq!(h.session.position().1, rev + 1, "a host still edits");
+    h.send(
+        host_conn,
+        json!({"type": "update_session", "status": "active", "rid": 4}),
+    );
+    h.send(
+        guest,
+        json!({"type": "text_op", "file": "main", "rev": rev + 1, "op": [1, "x"], "rid": 5}),
+    );
+    assert_eq!(h.session.position().1, rev + 2, "going on again");
+}

@@ -261,6 +261,27 @@ impl Session {
         Ok(())
     }
 
+    /// A waiting session is under way once a second person is in it: its
+    /// status moves to `active` by itself (recorded as an update by nobody).
+    /// A host may still set any status by hand.
+    fn start_when_two_are_in(&mut self, now: Timestamp) {
+        if self.status != SessionStatus::Waiting || self.online_count() < 2 {
+            return;
+        }
+        self.status = SessionStatus::Active;
+        self.updated_at = now;
+        self.persisted.record_dirty = true;
+        self.record(
+            now,
+            EventKind::SessionUpdated {
+                title: None,
+                language: None,
+                status: Some(SessionStatus::Active),
+                by: None,
+            },
+        );
+    }
+
     /// Makes the session's creator its first member, a host, before they
     /// connect anywhere: what a creator over REST expects (their own code
     /// edits, leave and kicks work at once), offline until they connect.
@@ -460,6 +481,7 @@ impl Session {
         member.connections.insert(conn);
         member.presence.touch(now);
         self.last_activity = now;
+        self.start_when_two_are_in(now);
 
         let welcome = ServerFrame::Welcome {
             rid,
@@ -662,11 +684,16 @@ impl Session {
             }
             None => return Err(SessionError::NotParticipant),
         };
-        if role.permits(action) {
-            Ok(by)
-        } else {
-            Err(SessionError::Forbidden { action, role })
+        if !role.permits(action) {
+            return Err(SessionError::Forbidden { action, role });
         }
+        if action == Action::EditDocument
+            && role != Role::Host
+            && self.status == SessionStatus::Paused
+        {
+            return Err(SessionError::Paused);
+        }
+        Ok(by)
     }
 
     pub(super) fn touch_member(&mut self, me: ParticipantId, now: Timestamp) {
