@@ -34,7 +34,7 @@ pub async fn serve(
         .fold(Router::new(), |router, file| {
             router.route(file.path, get(move || async move { static_file(file) }))
         })
-        .route(run::PATH, post(run_code))
+        .route(run::PATH, post(run_code).get(run_languages))
         .with_state((hub.clone(), runner))
         .route(
             page::METRICS_PATH,
@@ -61,6 +61,12 @@ fn static_file(file: &StaticFile) -> Response {
         file.body,
     )
         .into_response()
+}
+
+async fn run_languages(State((_, runner)): State<(Hub, Runner)>) -> Response {
+    let Answer { status, body } = runner.languages();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn run_code(

@@ -39,6 +39,19 @@ pub async fn serve(
                 .ok_or_else(warp::reject::not_found)
         })
         .boxed();
+    let languages_runner = runner.clone();
+    let languages = warp::path!("api" / "v1" / "run")
+        .and(warp::get())
+        .map(move || {
+            let Answer { status, body } = languages_runner.languages();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            warp::reply::with_status(
+                warp::reply::with_header(body, "content-type", "application/json"),
+                status,
+            )
+            .into_response()
+        })
+        .boxed();
     let run_hub = hub.clone();
     let run = warp::path!("api" / "v1" / "run")
         .and(warp::post())
@@ -70,6 +83,8 @@ pub async fn serve(
         .boxed();
     let app = collab_warp::routes(hub)
         .or(files)
+        .unify()
+        .or(languages)
         .unify()
         .or(run)
         .unify()

@@ -9,7 +9,7 @@
 // a token, or derive one from what others see.
 
 import { byTestId, h } from "./dom.js";
-import { LANGUAGES, languageLabel, starterCode } from "./languages.js";
+import { LANGUAGES, RUNNABLE, languageLabel, starterCode } from "./languages.js";
 import { Room } from "./room.js";
 
 const IDENTITY_KEY = "interview-room.identity";
@@ -69,7 +69,17 @@ function showLanding() {
   document.title = "Interview room";
   const select = byTestId("create-language");
   select.replaceChildren(...LANGUAGES.map(([value, label]) => h("option", { value }, label)));
-  select.value = "python";
+  // A new session starts in a language this server runs; the others say
+  // they do not, before anyone picks them.
+  select.value = "javascript";
+  RUNNABLE.then((runnable) => {
+    if (runnable.size === 0) return;
+    for (const option of select.options) {
+      const label = LANGUAGES.find(([v]) => v === option.value)?.[1] ?? option.value;
+      option.textContent = runnable.has(option.value) ? `${label} · runs here` : label;
+    }
+    if (!runnable.has(select.value)) select.value = LANGUAGES.find(([v]) => runnable.has(v))?.[0] ?? select.value;
+  });
   byTestId("create-name").value = identity.name || localStorage.getItem(LAST_NAME_KEY) || "";
 }
 

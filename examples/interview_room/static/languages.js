@@ -40,3 +40,14 @@ const STARTERS = {
 export function starterCode(language) {
   return STARTERS[language] ?? "";
 }
+
+/**
+ * The languages this server runs (`GET /api/v1/run`), asked once: the page
+ * offers Run only for them and says so for the others before anyone
+ * presses it. Resolves to an empty set when the server does not say.
+ * @type {Promise<Set<string>>}
+ */
+export const RUNNABLE = fetch("/api/v1/run")
+  .then((res) => (res.ok ? res.json() : { languages: [] }))
+  .then((body) => new Set(Array.isArray(body?.languages) ? body.languages : []))
+  .catch(() => new Set());

@@ -7,7 +7,7 @@ import { ChatView } from "./chat.js";
 import { byTestId, clock, h, lineOf, noReentry, safeColour, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { HistoryView } from "./history.js";
-import { LANGUAGES, languageLabel } from "./languages.js";
+import { LANGUAGES, RUNNABLE, languageLabel } from "./languages.js";
 import { PresenceView } from "./presence.js";
 import { RequestError, Socket } from "./socket.js";
 
@@ -94,6 +94,12 @@ export class Room {
     this.token = token;
     this.name = name;
     this.onNameRefused = onNameRefused;
+    /** The languages the server runs, once it said (null until then). */
+    this.runnable = null;
+    RUNNABLE.then((runnable) => {
+      this.runnable = runnable;
+      if (this.session) this._render();
+    });
 
     this.socket = null;
     this.joined = false;
@@ -154,6 +160,7 @@ export class Room {
       readOnly: $("read-only-badge"),
       language: $("language-select"),
       run: $("run-button"),
+      runNote: $("run-note"),
       typing: $("typing-indicator"),
       caret: $("caret-position"),
       myRole: $("my-role"),
@@ -325,12 +332,23 @@ export class Room {
     el.language.disabled = !isHost;
     el.language.title = isHost ? "Language of the session" : "Only a host can change the language";
     el.endButton.hidden = !isHost;
-    const canEdit = role !== "viewer";
+    // Paused: the code is read-only for everyone but hosts, as the server enforces.
+    const paused = s?.status === "paused" && role !== "host";
+    const canEdit = role !== "viewer" && !paused;
     this.editor.setReadOnly(!canEdit || !this.doc);
     el.readOnly.hidden = canEdit || !me;
+    el.readOnly.textContent = paused && role !== "viewer" ? "Paused" : "View only";
     el.newFile.hidden = !canEdit;
-    el.run.disabled = !canEdit || this.running;
-    el.run.title = canEdit ? "Run the code and share the output (Ctrl+Enter)" : "Viewers cannot run code";
+    const language = s?.language || "plaintext";
+    const runs = !this.runnable || this.runnable.size === 0 || this.runnable.has(language);
+    el.run.disabled = !canEdit || this.running || !runs;
+    el.run.title = !runs
+      ? `${languageLabel(language)} does not run on this server`
+      : canEdit
+        ? "Run the code and share the output (Ctrl+Enter)"
+        : "Viewers cannot run code";
+    el.runNote.hidden = runs;
+    el.runNote.textContent = runs ? "" : `${languageLabel(language)} does not run here`;
     el.myRole.textContent = me ? `You are ${role === "host" ? "a host" : `an ${role}`.replace("an viewer", "a viewer")}` : "";
     el.myRole.dataset.role = role;
     this._renderTabs();
@@ -424,6 +442,28 @@ export class Room {
   }
 
   /** A short message at the corner of the screen. */
+  /**
+   * Says who joined, gathering a burst of joins (a class arriving at once)
+   * into one notice instead of a pile of them over the editor.
+   */
+  _announceJoin(name) {
+    this.joinedBurst ??= [];
+    this.joinedBurst.push(name);
+    if (this.joinedBurstTimer) return;
+    this.joinedBurstTimer = setTimeout(() => {
+      const names = this.joinedBurst;
+      this.joinedBurst = [];
+      this.joinedBurstTimer = null;
+      const text =
+        names.length === 1
+          ? `${names[0]} joined`
+          : names.length <= 3
+            ? `${names.slice(0, -1).join(", ")} and ${names.at(-1)} joined`
+            : `${names.slice(0, 2).join(", ")} and ${names.length - 2} others joined`;
+      this.toast(text);
+    }, 600);
+  }
+
   toast(text, kind = "info") {
     const host = byTestId("toasts");
     const t = h("div", { class: `toast ${kind}`, testid: "toast", role: "status" }, text);
@@ -762,7 +802,7 @@ export class Room {
           ...e.participant,
           present: true,
         });
-        if (live && !old?.present) this.toast(`${e.participant.name} joined`);
+        if (live && !old?.present) this._announceJoin(e.participant.name);
         break;
       }
       case "participant_renamed":

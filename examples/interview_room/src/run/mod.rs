@@ -128,6 +128,20 @@ impl Runner {
         self.host_commands
     }
 
+    /// The languages this server runs, as `GET /api/v1/run` answers them:
+    /// the page offers Run only for these, and says so for the others
+    /// before anyone presses it.
+    pub fn languages(&self) -> Answer {
+        let mut languages = vec!["javascript"];
+        if self.host_commands {
+            languages.push("python");
+        }
+        Answer {
+            status: 200,
+            body: serde_json::json!({ "languages": languages }).to_string(),
+        }
+    }
+
     /// Answers one request: checks the credential (`authorization` is the
     /// header's value, `Bearer <token>`) with the hub's authenticator, reads
     /// up to [`MAX_BODY_BYTES`] of `body`, runs the program and returns its

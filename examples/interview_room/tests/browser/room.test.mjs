@@ -405,12 +405,14 @@ scenario("language_and_run", "9. language changes reach everyone, and Run shares
     await guest.page.unroute("**/api/v1/run");
 
     // Python would run on the server's machine, which is off by default: the
-    // real server says 501 and the page says so.
+    // page says so before anyone presses Run, and Run is off.
     await host.page.getByTestId("language-select").selectOption("python");
     await eventually(() => guest.page.getByTestId("language-select").inputValue(), (v) => v === "python", "the guest's language");
-    await guest.page.getByTestId("run-button").click();
-    await guest.page.getByTestId("run-disabled").waitFor();
-    assert.equal(await guest.page.getByTestId("run-disabled").textContent(), "running code is turned off on this server");
+    await guest.page.getByTestId("run-note").waitFor();
+    assert.equal(await guest.page.getByTestId("run-note").textContent(), "Python does not run here");
+    assert.equal(await guest.page.getByTestId("run-button").isDisabled(), true);
+    await host.page.getByTestId("language-select").selectOption("javascript");
+    await eventually(() => guest.page.getByTestId("run-button").isDisabled(), (v) => v === false, "Run back on for JavaScript");
   });
 });
 
@@ -546,5 +548,37 @@ scenario("unsaved_edits", "14. edits the server has not confirmed for a few seco
     for (const m of held.splice(0)) toServer.send(m);
     await host.page.locator('[data-testid="connection-status"][data-state="live"]').waitFor({ timeout: 10000 });
     await sameText(host.page, guest.page, (t) => t.includes("# held"), "the held edit arrives");
+  });
+});
+
+scenario("screens", "15. the room works on a phone (390 px), a tablet (800 px) and a laptop (1280 px)", async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await host.page.setViewportSize({ width: 1280, height: 800 });
+    await hostAndGuest(host, guest, "Screens");
+    await screenshot(host.page, "room_1280");
+    for (const [width, height] of [
+      [390, 844],
+      [800, 1000],
+    ]) {
+      await guest.page.setViewportSize({ width, height });
+      // Every action of the top bar is on screen, none wider than the page.
+      for (const id of ["copy-link", "history-button", "leave-session", "connection-status", "session-title"]) {
+        const box = await guest.page.getByTestId(id).boundingBox();
+        assert.ok(box, `${id} is shown at ${width} px`);
+        assert.ok(box.x >= 0 && box.x + box.width <= width + 0.5, `${id} fits in ${width} px: ${JSON.stringify(box)}`);
+      }
+      const scrollWidth = await guest.page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(scrollWidth <= width, `nothing scrolls sideways at ${width} px (${scrollWidth})`);
+      // The editor keeps room to work in.
+      const editor = await guest.page.locator("#editor-host").boundingBox();
+      assert.ok(editor.height >= 300, `the editor is ${editor.height} px tall at ${width} px`);
+      await screenshot(guest.page, `room_${width}`);
+    }
+    // The chat is still reachable on the phone: below the editor.
+    await guest.page.setViewportSize({ width: 390, height: 844 });
+    await guest.page.getByTestId("chat-input").scrollIntoViewIfNeeded();
+    await guest.page.getByTestId("chat-input").fill("from a phone");
+    await guest.page.getByTestId("chat-input").press("Enter");
+    await host.page.getByText("from a phone").waitFor();
   });
 });
