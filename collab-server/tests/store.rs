@@ -61,7 +61,9 @@ fn everything_saved_comes_back() {
         b,
         json!({"type": "chat_send", "text": "look", "anchor": {"file": "main", "line": 2}}),
     );
-    h.send(a, json!({"type": "react", "message": 4, "emoji": "👍"}));
+    // Events so far: three joins, the session going active when Bob came
+    // in (seq 3), then the messages: "hi" is 5, "look" 6.
+    h.send(a, json!({"type": "react", "message": 5, "emoji": "👍"}));
     h.send(
         a,
         json!({"type": "text_op", "file": "main", "rev": 1, "op": ["# top\n", 15], "oid": "a2"}),
@@ -106,10 +108,10 @@ fn everything_saved_comes_back() {
     assert_eq!(back.chat_page(None, 100), h.session.chat_page(None, 100));
     // The comment's anchor moved with the edit above it, and came back moved.
     assert_eq!(
-        back.message(Seq(5)).unwrap().anchor.as_ref().unwrap().line,
+        back.message(Seq(6)).unwrap().anchor.as_ref().unwrap().line,
         3
     );
-    assert_eq!(back.message(Seq(4)).unwrap().reactions.len(), 1);
+    assert_eq!(back.message(Seq(5)).unwrap().reactions.len(), 1);
     // Everyone comes back offline, with their roles; the kicked stay out.
     let people = back.participants(now);
     assert_eq!(people.len(), 3);
