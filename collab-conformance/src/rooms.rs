@@ -260,7 +260,33 @@ pub async fn kick_and_end_close_with_codes(c: &Client) {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(host.until_closed().await, (4002, "session_ended".into()));
-    assert_eq!(c.ws(&id, "host-token-6").await.err(), Some(410));
+    // Nobody new gets in; a member comes back to review it, read-only.
+    assert_eq!(c.ws(&id, "stranger-token-6").await.err(), Some(410));
+    let (mut review, welcome) = c.joined(&id, "host-token-6", "Renamed").await;
+    assert_eq!(welcome["session"]["status"], "ended");
+    assert_eq!(
+        welcome["participants"][0]["name"], "Hana",
+        "reviewing renames nobody"
+    );
+    review
+        .send(json!({"type": "chat_send", "text": "too late", "rid": 1}))
+        .await;
+    let refused = review.until("error").await;
+    assert_eq!(
+        (refused["code"].as_str(), refused["rid"].as_u64()),
+        (Some("session_ended"), Some(1))
+    );
+    review
+        .send(json!({"type": "events_since", "since": 0, "rid": 2}))
+        .await;
+    let page = review.until("events").await;
+    let kinds: Vec<&str> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.last(), Some(&"session_ended"), "{kinds:?}");
 }
 
 /// A client that reconnects with `since` gets exactly what it missed.

@@ -165,12 +165,14 @@ impl Session {
         now: Timestamp,
     ) -> Result<(), SessionError> {
         self.advance(now);
-        if self.is_ended() {
-            return Err(SessionError::SessionEnded);
-        }
         // An address ban keeps newcomers from there out; members already in
         // the session (the host on the same network, say) stay welcome.
         let newcomer = self.current_member_of(&identity.user_id).is_err();
+        // An ended session takes its members back to review it, read-only;
+        // nobody new.
+        if self.is_ended() && newcomer {
+            return Err(SessionError::SessionEnded);
+        }
         if self.members.is_banned(&identity.user_id)
             || (newcomer && address.is_some_and(|a| self.members.is_banned(&address_ban(a))))
         {

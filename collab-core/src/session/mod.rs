@@ -361,6 +361,10 @@ impl Session {
         frame: ClientFrame,
         now: Timestamp,
     ) -> Result<Reply, SessionError> {
+        // An ended session is only reviewed: reads, nothing that changes it.
+        if self.is_ended() && !reads_only(&frame) {
+            return Err(SessionError::SessionEnded);
+        }
         if let ClientFrame::Join {
             name,
             since,
@@ -592,6 +596,22 @@ impl Session {
 
 /// What a member must be allowed to do for a frame to be carried out;
 /// `None` for frames everyone may send (leaving, reading).
+/// Frames that change nothing in the session: what a member reviewing an
+/// ended session may send.
+fn reads_only(frame: &ClientFrame) -> bool {
+    matches!(
+        frame,
+        ClientFrame::Join { .. }
+            | ClientFrame::Heartbeat
+            | ClientFrame::Authenticate { .. }
+            | ClientFrame::ChatHistory { .. }
+            | ClientFrame::EventsSince { .. }
+            | ClientFrame::WhoIsViewing { .. }
+            | ClientFrame::History { .. }
+            | ClientFrame::TextAt { .. }
+    )
+}
+
 fn required_action(frame: &ClientFrame) -> Option<Action> {
     match frame {
         ClientFrame::Presence(_) => Some(Action::SetPresence),

@@ -370,6 +370,12 @@ impl Session {
             return Err(SessionError::UnsupportedProtocol(v));
         }
         let replica = mode == Some(ClientMode::Replica);
+        // Reviewing an ended session: a thin client that reads, records
+        // nothing (no rename, no start) and is never a replica.
+        let reviewing = self.is_ended();
+        if reviewing && replica {
+            return Err(SessionError::SessionEnded);
+        }
         let c = &self.connections[&conn];
         if c.participant.is_some() {
             return Err(SessionError::AlreadyJoined);
@@ -391,13 +397,14 @@ impl Session {
         // Without a name, a returning member keeps theirs; a new one gets the
         // authenticator's.
         let name = match (name, existing) {
+            (_, Some(id)) if reviewing => self.members[&id].participant.name.clone(),
             (Some(n), _) => check_name(&n, self.config.max_name_chars)?,
             (None, Some(id)) => self.members[&id].participant.name.clone(),
             (None, None) => check_name(&identity.name, self.config.max_name_chars)
                 .unwrap_or_else(|_| "Guest".to_owned()),
         };
         let already_online = existing.is_some_and(|p| self.members[&p].online());
-        if !already_online && self.online_count() >= self.config.capacity {
+        if !reviewing && !already_online && self.online_count() >= self.config.capacity {
             return Err(SessionError::SessionFull {
                 capacity: self.config.capacity,
             });

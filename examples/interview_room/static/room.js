@@ -160,6 +160,7 @@ export class Room {
       readOnly: $("read-only-badge"),
       language: $("language-select"),
       run: $("run-button"),
+      reviewBanner: $("review-banner"),
       runNote: $("run-note"),
       typing: $("typing-indicator"),
       caret: $("caret-position"),
@@ -263,7 +264,7 @@ export class Room {
       }
     });
     document.addEventListener("visibilitychange", () => {
-      if (!this.joined) return;
+      if (!this.joined || this.reviewing) return;
       const status = document.hidden ? "away" : "active";
       this.socket.send({ type: "presence", status });
       this._ownPresence({ status });
@@ -334,10 +335,13 @@ export class Room {
     el.endButton.hidden = !isHost;
     // Paused: the code is read-only for everyone but hosts, as the server enforces.
     const paused = s?.status === "paused" && role !== "host";
-    const canEdit = role !== "viewer" && !paused;
+    const canEdit = role !== "viewer" && !paused && !this.reviewing;
+    el.chatInput.disabled = Boolean(this.reviewing);
+    byTestId("chat-send").disabled = Boolean(this.reviewing);
+    el.chatInput.placeholder = this.reviewing ? "The session has ended: the chat is read-only." : "Message… (@name to mention, Enter to send)";
     this.editor.setReadOnly(!canEdit || !this.doc);
     el.readOnly.hidden = canEdit || !me;
-    el.readOnly.textContent = paused && role !== "viewer" ? "Paused" : "View only";
+    el.readOnly.textContent = this.reviewing ? "Ended" : paused && role !== "viewer" ? "Paused" : "View only";
     el.newFile.hidden = !canEdit;
     const language = s?.language || "plaintext";
     const runs = !this.runnable || this.runnable.size === 0 || this.runnable.has(language);
@@ -582,7 +586,9 @@ export class Room {
     box.dataset.reason = reason;
     byTestId("closed-title").textContent = text[0];
     byTestId("closed-text").textContent = text[1];
-    byTestId("closed-rejoin").hidden = reason !== "left";
+    // Those who left come back; when the session ended, its members review it.
+    byTestId("closed-rejoin").hidden = reason !== "left" && reason !== "session_ended";
+    byTestId("closed-rejoin").textContent = reason === "session_ended" ? "Review the session" : "Join again";
     box.hidden = false;
     this.history.close();
     this._setConnection();
@@ -598,7 +604,9 @@ export class Room {
 
   /** Leaves the session for good (the participant may come back later). */
   leave() {
-    if (this.joined) this.socket.send({ type: "leave" });
+    // Reviewing an ended session: nothing to leave, just go.
+    if (this.reviewing) location.href = "/";
+    else if (this.joined) this.socket.send({ type: "leave" });
     else this._finish("left");
   }
 
@@ -659,6 +667,9 @@ export class Room {
     clearInterval(this.countdown);
     this.me = w.you;
     this.session = w.session;
+    // An ended session is reviewed: read-only, nothing sent but reads.
+    this.reviewing = w.session.status === "ended";
+    this.el.reviewBanner.hidden = !this.reviewing;
     this.participants = new Map(w.participants.map((p) => [p.id, p]));
     const resumed = this.doc !== null && w.document.files === undefined;
     if (resumed) {
@@ -686,7 +697,7 @@ export class Room {
       this._loadChat(false);
       this._loadLastRun(w.last_seq);
     }
-    for (const frame of this.pendingChat.splice(0)) this.socket.send(frame);
+    if (!this.reviewing) for (const frame of this.pendingChat.splice(0)) this.socket.send(frame);
     // A new connection: the server has what this client last sent, or nothing.
     this.sentPresence = null;
     this._presenceNow();
@@ -1129,7 +1140,7 @@ export class Room {
    * does not echo presence, so the own entry of the presence bar is kept here.
    */
   _presenceNow() {
-    if (!this.joined) return;
+    if (!this.joined || this.reviewing) return;
     const sel = this.editor.selection();
     const cursor = { file: this.file, anchor: sel.anchor, head: sel.head };
     const viewport = { file: this.file, ...this.editor.visibleLines() };

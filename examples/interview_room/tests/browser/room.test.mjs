@@ -490,6 +490,20 @@ scenario("session_ended", "12. a host removes a participant and ends the session
     await guest.page.locator('[data-testid="closed-screen"][data-reason="session_ended"]').waitFor();
     await guest.page.locator('[data-testid="connection-status"][data-state="closed"]').waitFor();
     await screenshot(guest.page, "session_ended");
+
+    // The guest reviews it: the final code, read-only, the chat, no sending.
+    const finalText = await editorText(host.page);
+    await guest.page.getByTestId("closed-rejoin").filter({ hasText: "Review the session" }).click();
+    await guest.page.getByTestId("review-banner").waitFor();
+    await eventually(() => editorText(guest.page), (t) => t === finalText, "the final code");
+    assert.equal(await guest.page.getByTestId("editor").isEditable(), false, "read-only");
+    assert.equal(await guest.page.getByTestId("chat-input").isDisabled(), true);
+    assert.equal(await guest.page.getByTestId("run-button").isDisabled(), true);
+    // A reload comes back to the review, not to an empty room.
+    await guest.page.reload();
+    await guest.page.getByTestId("review-banner").waitFor();
+    await eventually(() => editorText(guest.page), (t) => t === finalText, "the final code after a reload");
+    await screenshot(guest.page, "session_review");
   });
 });
 
