@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import {
+  BASE_URL,
   caretToLineEnd,
   createSession,
   editorText,
@@ -594,5 +595,31 @@ scenario("screens", "15. the room works on a phone (390 px), a tablet (800 px) a
     await guest.page.getByTestId("chat-input").fill("from a phone");
     await guest.page.getByTestId("chat-input").press("Enter");
     await host.page.getByText("from a phone").waitFor();
+  });
+});
+
+scenario("join_storm", "16. a burst of people joining is one notice, not a pile over the editor", async () => {
+  await withUsers(["host"], async (host) => {
+    const url = await createSession(host, { name: "Hana", title: "Class" });
+    const id = new URL(url).searchParams.get("session");
+    // Five people join over REST at once, as a class arriving would.
+    const names = ["Ana", "Ben", "Cai", "Dov", "Eli"];
+    await Promise.all(
+      names.map(async (name) => {
+        const guest = await (await fetch(`${BASE_URL}/api/v1/guests`, { method: "POST" })).json();
+        const res = await fetch(`${BASE_URL}/api/v1/sessions/${id}/users`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${guest.token}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ name }),
+        });
+        assert.equal(res.status, 201);
+      }),
+    );
+    const notice = host.page.getByTestId("toast").filter({ hasText: "joined" });
+    await notice.first().waitFor();
+    await new Promise((r) => setTimeout(r, 1500));
+    const texts = await notice.allTextContents();
+    assert.equal(texts.length, 1, `one notice: ${JSON.stringify(texts)}`);
+    assert.match(texts[0], /and 3 others joined$/);
   });
 });
