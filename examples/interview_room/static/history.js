@@ -60,6 +60,9 @@ export class HistoryView {
     this.code = h("pre", { class: "history-code", testid: "history-code" });
     this.gutter = h("div", { class: "gutter" });
     this.status = h("p", { class: "history-status", testid: "history-status" });
+    // What was said and run up to the revision shown.
+    this.timeline = h("ol", { class: "history-timeline", testid: "history-timeline", "aria-label": "Chat and runs up to this revision" });
+    this.moments = [];
     this.root = h(
       "div",
       { class: "overlay", testid: "history-panel", hidden: true, onclick: (e) => e.target === this.root && this.close() },
@@ -77,7 +80,12 @@ export class HistoryView {
         h("div", { class: "history-controls" }, this.prev, this.play, this.next, this.slider),
         this.label,
         this.status,
-        h("div", { class: "history-scroll" }, h("div", { class: "editor-inner" }, this.gutter, this.code)),
+        h(
+          "div",
+          { class: "history-body" },
+          h("div", { class: "history-scroll" }, h("div", { class: "editor-inner" }, this.gutter, this.code)),
+          this.timeline,
+        ),
       ),
     );
     document.body.append(this.root);
@@ -116,6 +124,7 @@ export class HistoryView {
         after = page.versions[page.versions.length - 1].rev;
       }
       const start = await this.room.request({ type: "text_at", file, rev: 0 });
+      this.moments = await this._moments();
       if (this.file !== file) return;
       this.steps = [{ rev: 0, action: "start", at: this.room.createdAt() }];
       for (const v of versions) if (v.file === file) this.steps.push(v);
@@ -126,6 +135,51 @@ export class HistoryView {
     } catch (e) {
       this.status.textContent = `Could not load the history: ${e.message}`;
     }
+  }
+
+  /** Chat messages, comments and runs, in the order they happened. */
+  async _moments() {
+    const moments = [];
+    let since = 0;
+    for (;;) {
+      const page = await this.room.request({ type: "events_since", since });
+      for (const e of page.events) {
+        since = e.seq;
+        const m = e.message;
+        if ((e.kind === "message_posted" || e.kind === "comment_posted") && m) {
+          const where = m.anchor ? ` on ${m.anchor.file}:${m.anchor.line}` : "";
+          moments.push({ at: e.at, by: m.author, text: `${m.text}`, kind: m.anchor ? `comment${where}` : "chat" });
+        } else if (e.kind === "run_finished" && e.run) {
+          const exit = e.run.exit_code == null ? "stopped" : `exit ${e.run.exit_code}`;
+          moments.push({ at: e.at, by: e.run.by, text: (e.run.stdout || e.run.stderr || "(no output)").trim().split("\n")[0], kind: `run · ${exit}` });
+        }
+      }
+      if (!page.has_more || page.events.length === 0) break;
+    }
+    return moments;
+  }
+
+  /** Shows what was said and run up to `at`, the latest last. */
+  _showMoments(at) {
+    const upTo = at == null ? this.moments : this.moments.filter((m) => m.at <= at);
+    const shown = upTo.slice(-8);
+    this.timeline.replaceChildren(
+      ...(shown.length === 0
+        ? [h("li", { class: "muted" }, "Nothing said or run yet.")]
+        : shown.map((m) => {
+            const colour = m.by != null ? this.room.colourOf?.(m.by) : null;
+            const who = m.by != null ? this.room.nameOf(m.by) : "someone";
+            const name = h("span", { class: "who" }, who);
+            if (colour) name.style.color = colour;
+            return h(
+              "li",
+              { testid: "history-moment" },
+              name,
+              h("span", { class: "what" }, ` ${m.kind} · ${clockSeconds(m.at)}`),
+              h("div", { class: "said" }, m.text),
+            );
+          })),
+    );
   }
 
   /** The text after step `index` (null where the file did not exist). */
@@ -168,9 +222,16 @@ export class HistoryView {
     let range = null;
     if (step.action === "edit") range = changedRange(TextOperation.fromJSON(step.op));
     let mark = null;
+    this._showMoments(step.at);
     if (range) {
       const [from, to] = range;
       mark = h("span", { class: to > from ? "hist-change" : "hist-change deletion" }, text.slice(from, to));
+      // In the author's colour, as their cursor was.
+      const colour = step.author != null ? this.room.colourOf?.(step.author) : null;
+      if (colour) {
+        mark.style.setProperty("--author", colour);
+        mark.dataset.author = String(step.author);
+      }
       this.code.replaceChildren(text.slice(0, from), mark, text.slice(to), " ");
     } else this.code.replaceChildren(text, " ");
     const lines = text.split("\n").length;

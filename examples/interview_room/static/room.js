@@ -212,6 +212,7 @@ export class Room {
     this.history = new HistoryView({
       request: (frame) => this._request(frame),
       nameOf: (id) => this.participants.get(id)?.name ?? `#${id}`,
+      colourOf: (id) => this.participants.get(id)?.colour ?? null,
       files: () => this.files,
       currentFile: () => this.file,
       createdAt: () => this.session?.created_at,

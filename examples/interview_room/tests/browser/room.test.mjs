@@ -424,6 +424,9 @@ scenario("history_replay", "10. the history replays the code revision by revisio
     await caretToLineEnd(guest.page, 1);
     await guest.page.keyboard.type(" # v1", { delay: 30 });
     await waitSettled(guest.page);
+    await guest.page.getByTestId("chat-input").fill("v1 is in");
+    await guest.page.getByTestId("chat-input").press("Enter");
+    await host.page.getByText("v1 is in").waitFor();
     await caretToLineEnd(host.page, 3);
     await host.page.keyboard.type(" # v2", { delay: 30 });
     await waitSettled(host.page);
@@ -440,6 +443,20 @@ scenario("history_replay", "10. the history replays the code revision by revisio
     await host.page.getByTestId("history-play").click();
     await eventually(shown, (t) => t === now, "the replay to reach the current code");
     await host.page.getByTestId("history-rev").filter({ hasText: "by Hana" }).waitFor();
+    // Each change in its author's colour; the chat beside it, as of then.
+    const colours = await host.page.evaluate(() =>
+      Object.fromEntries([...window.interviewRoom.participants.values()].map((p) => [p.name, p.colour])),
+    );
+    const mark = host.page.locator(".hist-change");
+    assert.equal(
+      await mark.evaluate((m) => getComputedStyle(m).getPropertyValue("--author").trim()),
+      colours.Hana,
+      "the last change is Hana's, in her colour",
+    );
+    await host.page.getByTestId("history-moment").filter({ hasText: "v1 is in" }).waitFor();
+    await slider.fill("0");
+    await host.page.getByTestId("history-timeline").filter({ hasText: "Nothing said or run yet." }).waitFor();
+    await slider.fill(await slider.getAttribute("max"));
     await screenshot(host.page, "history_replay");
   });
 });
