@@ -31,8 +31,8 @@ const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The scenarios run against the warp app (keys from room.test.mjs).
-const WARP_SCENARIOS: &str =
-    "join_by_url,same_line_typing,chat_mention,offline_merge,language_and_run";
+const WARP_SCENARIOS: &str = "join_by_url,same_line_typing,chat_mention,offline_merge,\
+                              language_and_run,session_ended,screens,join_storm";
 
 /// Held by a browser run, so the two runs take turns.
 static ONE_BROWSER_AT_A_TIME: Mutex<()> = Mutex::new(());
