@@ -292,12 +292,23 @@ impl Session {
         }
         let name = check_name(&creator.name, self.config.max_name_chars)
             .unwrap_or_else(|_| "Host".to_owned());
+        self.add_member(&creator.user_id, name, Role::Host, now);
+    }
+
+    /// A new member, with a free colour, and the event that says so.
+    fn add_member(
+        &mut self,
+        user: &UserId,
+        name: String,
+        role: Role,
+        now: Timestamp,
+    ) -> ParticipantId {
         let participant = Participant {
             id: ParticipantId(0),
-            user_id: creator.user_id.clone(),
+            user_id: user.clone(),
             name,
             colour: self.free_colour(),
-            role: Role::Host,
+            role,
             joined_at: now,
         };
         let id = self.members.add(participant, now);
@@ -310,6 +321,7 @@ impl Session {
                 rejoined: false,
             },
         );
+        id
     }
 
     pub(super) fn current_member_of(&self, user: &UserId) -> Result<ParticipantId, SessionError> {
@@ -460,25 +472,7 @@ impl Session {
                 } else {
                     identity.role.unwrap_or(self.config.default_role)
                 };
-                let participant = Participant {
-                    id: ParticipantId(0),
-                    user_id: identity.user_id.clone(),
-                    name,
-                    colour: self.free_colour(),
-                    role,
-                    joined_at: now,
-                };
-                let id = self.members.add(participant, now);
-                let participant = self.members[&id].participant.clone();
-                self.persisted.record_dirty = true;
-                self.record(
-                    now,
-                    EventKind::ParticipantJoined {
-                        participant,
-                        rejoined: false,
-                    },
-                );
-                id
+                self.add_member(&identity.user_id, name, role, now)
             }
         };
         if let Some(c) = self.connections.get_mut(&conn) {
