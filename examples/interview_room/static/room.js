@@ -454,8 +454,12 @@ export class Room {
   _announceJoin(name) {
     this.joinedBurst ??= [];
     this.joinedBurst.push(name);
-    if (this.joinedBurstTimer) return;
+    // Said once the joins pause for 600 ms, or 2 s after the first at most.
+    this.joinedBurstStart ??= Date.now();
+    clearTimeout(this.joinedBurstTimer);
+    const wait = Math.max(0, Math.min(600, this.joinedBurstStart + 2000 - Date.now()));
     this.joinedBurstTimer = setTimeout(() => {
+      this.joinedBurstStart = null;
       const names = this.joinedBurst;
       this.joinedBurst = [];
       this.joinedBurstTimer = null;
@@ -466,7 +470,7 @@ export class Room {
             ? `${names.slice(0, -1).join(", ")} and ${names.at(-1)} joined`
             : `${names.slice(0, 2).join(", ")} and ${names.length - 2} others joined`;
       this.toast(text);
-    }, 600);
+    }, wait);
   }
 
   toast(text, kind = "info") {

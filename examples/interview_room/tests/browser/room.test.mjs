@@ -621,9 +621,11 @@ scenario("join_storm", "16. a burst of people joining is one notice, not a pile 
     const id = new URL(url).searchParams.get("session");
     // Five people join over REST at once, as a class arriving would.
     const names = ["Ana", "Ben", "Cai", "Dov", "Eli"];
+    const guests = [];
+    for (const _ of names) guests.push(await (await fetch(`${BASE_URL}/api/v1/guests`, { method: "POST" })).json());
     await Promise.all(
-      names.map(async (name) => {
-        const guest = await (await fetch(`${BASE_URL}/api/v1/guests`, { method: "POST" })).json();
+      names.map(async (name, i) => {
+        const guest = guests[i];
         const res = await fetch(`${BASE_URL}/api/v1/sessions/${id}/users`, {
           method: "POST",
           headers: { Authorization: `Bearer ${guest.token}`, "Content-Type": "application/json" },
