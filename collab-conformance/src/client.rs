@@ -52,10 +52,7 @@ impl Client {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let resp = tokio::time::timeout(PATIENCE, req.send())
-            .await
-            .expect("in time")
-            .expect("server reachable");
+        let resp = send(req).await;
         let status = resp.status().as_u16();
         (
             status,
@@ -87,10 +84,7 @@ impl Client {
                 .header("content-type", "application/json")
                 .body(b.to_string());
         }
-        let resp = tokio::time::timeout(PATIENCE, req.send())
-            .await
-            .expect("in time")
-            .expect("server reachable");
+        let resp = send(req).await;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         Reply {
@@ -112,10 +106,7 @@ impl Client {
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
-        let resp = tokio::time::timeout(PATIENCE, req.send())
-            .await
-            .expect("in time")
-            .expect("server reachable");
+        let resp = send(req).await;
         let found = resp
             .headers()
             .iter()
@@ -393,4 +384,13 @@ impl Ws {
             }
         }
     }
+}
+
+/// Sends `req`, failing the scenario if the server does not answer within
+/// [`PATIENCE`] or cannot be reached.
+async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    tokio::time::timeout(PATIENCE, req.send())
+        .await
+        .expect("in time")
+        .expect("server reachable")
 }
