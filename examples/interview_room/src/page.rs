@@ -22,6 +22,8 @@ const HTML: &str = "text/html; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 // Browsers refuse to run an ES module served with a non-JavaScript type.
 const JS: &str = "text/javascript; charset=utf-8";
+// The vendored packages' licenses.
+const TEXT: &str = "text/plain; charset=utf-8";
 
 const fn file(path: &'static str, content_type: &'static str, body: &'static str) -> StaticFile {
     StaticFile {
@@ -39,7 +41,6 @@ pub const FILES: &[StaticFile] = &[
     file("/room.js", JS, include_str!("../static/room.js")),
     file("/socket.js", JS, include_str!("../static/socket.js")),
     file("/editor.js", JS, include_str!("../static/editor.js")),
-    file("/highlight.js", JS, include_str!("../static/highlight.js")),
     file("/chat.js", JS, include_str!("../static/chat.js")),
     file("/presence.js", JS, include_str!("../static/presence.js")),
     file("/history.js", JS, include_str!("../static/history.js")),
@@ -48,9 +49,31 @@ pub const FILES: &[StaticFile] = &[
     file("/collab-ot.mjs", JS, collab_core::BROWSER_OT_MODULE),
 ];
 
+/// The editor: CodeMirror 6's ES modules and their licenses, unchanged from
+/// the npm packages `vendor/package-lock.json` pins (`vendor/revendor.mjs`
+/// copies them; a test checks they match). `index.html`'s import map points
+/// at them.
+pub const VENDORED: &[StaticFile] = include!(concat!(env!("OUT_DIR"), "/vendored.rs"));
+
+/// Every file of the page, the page's own and the vendored ones.
+pub fn all() -> impl Iterator<Item = &'static StaticFile> {
+    FILES.iter().chain(VENDORED)
+}
+
+/// The `Cache-Control` of `file`: the vendored files have their package's
+/// version in their path, so a browser may keep them for good; the page's
+/// own files change with the binary ([`CACHE_CONTROL`]).
+pub fn cache_control(file: &StaticFile) -> &'static str {
+    if file.path.starts_with("/vendor/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        CACHE_CONTROL
+    }
+}
+
 /// The file served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static StaticFile> {
-    FILES.iter().find(|f| f.path == path)
+    all().find(|f| f.path == path)
 }
 
 /// Where Prometheus reads the server's metrics.
@@ -61,25 +84,93 @@ pub const METRICS_TYPE: &str = "text/plain; version=0.0.4";
 
 #[cfg(test)]
 mod tests {
-    use super::{find, FILES};
+    use super::{all, find, FILES};
 
-    /// Every module the page imports (`... from "./x.js"`) is served, so a
-    /// new module cannot be forgotten here.
+    /// `index.html`'s import map: bare specifier (or prefix ending in `/`) to URL.
+    fn import_map() -> Vec<(String, String)> {
+        let html = FILES[0].body;
+        let start = html
+            .find("<script type=\"importmap\">")
+            .expect("index.html has an import map");
+        let json = &html[start..];
+        let json = &json[json.find('>').unwrap_or(0) + 1..json.find("</script>").unwrap_or(0)];
+        let map: serde_json::Value = serde_json::from_str(json).expect("the import map is JSON");
+        map["imports"]
+            .as_object()
+            .expect("the import map has imports")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    /// The URL a module at `from` reaches with `specifier`, as a browser
+    /// resolves it with `map`.
+    fn resolve(from: &str, specifier: &str, map: &[(String, String)]) -> Option<String> {
+        if specifier.starts_with('/') {
+            return Some(specifier.to_owned());
+        }
+        if let Some(rest) = specifier.strip_prefix("./") {
+            let dir = &from[..=from.rfind('/')?];
+            return Some(format!("{dir}{rest}"));
+        }
+        if let Some((_, url)) = map.iter().find(|(k, _)| k == specifier) {
+            return Some(url.clone());
+        }
+        map.iter()
+            .filter(|(k, _)| k.ends_with('/') && specifier.starts_with(k.as_str()))
+            .max_by_key(|(k, _)| k.len())
+            .map(|(k, url)| format!("{url}{}", &specifier[k.len()..]))
+    }
+
+    /// The specifiers a module imports: `from "x"`, `from 'x'` and `import("x")`.
+    fn specifiers(body: &str) -> Vec<&str> {
+        let mut found = Vec::new();
+        for marker in ["from \"", "from '", "import(\"", "import('"] {
+            let quote = if marker.ends_with('"') { '"' } else { '\'' };
+            for piece in body.split(marker).skip(1) {
+                if let Some(end) = piece.find(quote) {
+                    found.push(&piece[..end]);
+                }
+            }
+        }
+        found
+    }
+
+    /// Every module the page imports, its own and the vendored editor's,
+    /// resolves (through the import map for bare names) to a served file,
+    /// so a new module or a missing vendored package cannot go unnoticed.
     #[test]
     fn every_imported_module_is_served() {
+        let map = import_map();
         let mut imports = 0;
-        for file in FILES {
-            for piece in file.body.split(" from \"").skip(1) {
-                let target = piece.split('"').next().unwrap_or_default();
-                let target = target.trim_start_matches('.');
+        for file in all().filter(|f| f.content_type.starts_with("text/javascript")) {
+            for specifier in specifiers(file.body) {
+                // A word in a vendored file's documentation, not an import.
+                if specifier == "module" {
+                    continue;
+                }
+                let target = resolve(file.path, specifier, &map).unwrap_or_else(|| {
+                    panic!(
+                        "{} imports {specifier}, which the import map does not name",
+                        file.path
+                    )
+                });
                 assert!(
-                    find(target).is_some(),
-                    "{} imports {target}, which is not served",
+                    find(&target).is_some(),
+                    "{} imports {specifier} ({target}), which is not served",
                     file.path
                 );
                 imports += 1;
             }
         }
-        assert!(imports > 10, "found only {imports} imports");
+        assert!(imports > 100, "found only {imports} imports");
+        for (name, url) in &map {
+            if !url.ends_with('/') {
+                assert!(
+                    find(url).is_some(),
+                    "the import map sends {name} to {url}, which is not served"
+                );
+            }
+        }
     }
 }

@@ -29,8 +29,7 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = page::FILES
-        .iter()
+    let app = page::all()
         .fold(Router::new(), |router, file| {
             router.route(file.path, get(move || async move { static_file(file) }))
         })
@@ -56,7 +55,7 @@ fn static_file(file: &StaticFile) -> Response {
     (
         [
             (header::CONTENT_TYPE, file.content_type),
-            (header::CACHE_CONTROL, page::CACHE_CONTROL),
+            (header::CACHE_CONTROL, page::cache_control(file)),
         ],
         file.body,
     )

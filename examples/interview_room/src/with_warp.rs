@@ -33,7 +33,7 @@ pub async fn serve(
                 .map(|file| {
                     let reply =
                         warp::reply::with_header(file.body, "content-type", file.content_type);
-                    warp::reply::with_header(reply, "cache-control", page::CACHE_CONTROL)
+                    warp::reply::with_header(reply, "cache-control", page::cache_control(file))
                         .into_response()
                 })
                 .ok_or_else(warp::reject::not_found)

@@ -1,36 +1,276 @@
-// The code editor: a plain <textarea> for input (so typing, selection,
-// clipboard and accessibility are the browser's own), laid over a highlighted
-// copy of the text, with line numbers and other participants' cursors drawn
-// on a third layer. All three use the same font and metrics, so a character
-// sits at the same place in each.
+// The code editor: CodeMirror 6 (vendored, see vendor/revendor.mjs), with
+// other participants' carets, selections and names as decorations, comment
+// markers in the gutter, and the room's edits going in and out as
+// collab-ot operations over UTF-16 offsets (CodeMirror's positions are the
+// same units).
+//
+// Undo is CodeMirror's history: others' edits come in marked as not to be
+// added to it, so Ctrl+Z takes back only the participant's own changes, each
+// moved over whatever others typed since. Each file keeps its own editor
+// state, history included, while another file is shown.
 
-import { diffToOperation } from "/collab-ot.mjs";
-import { h, lineOf, lineStart, safeColour } from "./dom.js";
-import { highlight } from "./highlight.js";
+import { closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
+import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
+import {
+  bracketMatching,
+  foldGutter,
+  foldKeymap,
+  indentOnInput,
+  indentUnit,
+  StreamLanguage,
+} from "@codemirror/language";
+import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
+import {
+  Annotation,
+  Compartment,
+  EditorState,
+  Prec,
+  RangeSet,
+  StateEffect,
+  StateField,
+  Transaction,
+} from "@codemirror/state";
+import { oneDark } from "@codemirror/theme-one-dark";
+import {
+  Decoration,
+  drawSelection,
+  dropCursor,
+  EditorView,
+  gutter,
+  GutterMarker,
+  highlightActiveLine,
+  highlightActiveLineGutter,
+  highlightSpecialChars,
+  keymap,
+  lineNumbers,
+  rectangularSelection,
+  WidgetType,
+} from "@codemirror/view";
+import { TextOperation } from "/collab-ot.mjs";
+import { safeColour } from "./dom.js";
 
-const isLow = (c) => c >= 0xdc00 && c <= 0xdfff;
+/** Marks the transactions that carry others' edits (and file loads): not the participant's own. */
+const fromRoom = Annotation.define();
 
 /**
- * The operation that turns `oldText` into `newText`, for an edit that left
- * the caret at `caret`. A plain common-prefix/suffix diff cannot tell where a
- * character went in a run of equal ones ("))" + ")"), and a concurrent edit
- * would then merge at the wrong place; every edit in a textarea (typing,
- * deleting, pasting over a selection) ends at the caret, so the common
- * suffix is not allowed to reach before it.
+ * The language support for each language the room offers, loaded when a
+ * session first uses it (the grammars are most of the editor's weight).
+ * The languages without a Lezer grammar use CodeMirror's legacy modes.
  */
-export function diffAtCaret(oldText, newText, caret) {
-  const bound = Math.max(0, Math.min(oldText.length, newText.length - caret));
-  let suffix = 0;
-  while (
-    suffix < bound &&
-    oldText.charCodeAt(oldText.length - 1 - suffix) === newText.charCodeAt(newText.length - 1 - suffix)
-  ) {
-    suffix++;
-  }
-  // Never cut between the halves of a surrogate pair.
-  if (suffix > 0 && isLow(oldText.charCodeAt(oldText.length - suffix))) suffix--;
-  return diffToOperation(oldText.slice(0, oldText.length - suffix), newText.slice(0, newText.length - suffix));
+const LANGUAGE_SUPPORT = {
+  javascript: async () => (await import("@codemirror/lang-javascript")).javascript(),
+  typescript: async () => (await import("@codemirror/lang-javascript")).javascript({ typescript: true }),
+  python: async () => (await import("@codemirror/lang-python")).python(),
+  java: async () => (await import("@codemirror/lang-java")).java(),
+  cpp: async () => (await import("@codemirror/lang-cpp")).cpp(),
+  c: async () => (await import("@codemirror/lang-cpp")).cpp(),
+  rust: async () => (await import("@codemirror/lang-rust")).rust(),
+  go: async () => (await import("@codemirror/lang-go")).go(),
+  php: async () => (await import("@codemirror/lang-php")).php({ plain: true }),
+  sql: async () => (await import("@codemirror/lang-sql")).sql(),
+  csharp: async () => StreamLanguage.define((await import("@codemirror/legacy-modes/mode/clike.js")).csharp),
+  kotlin: async () => StreamLanguage.define((await import("@codemirror/legacy-modes/mode/clike.js")).kotlin),
+  swift: async () => StreamLanguage.define((await import("@codemirror/legacy-modes/mode/swift.js")).swift),
+  ruby: async () => StreamLanguage.define((await import("@codemirror/legacy-modes/mode/ruby.js")).ruby),
+  bash: async () => StreamLanguage.define((await import("@codemirror/legacy-modes/mode/shell.js")).shell),
+};
+
+/** The indentation each language's starter code and community use. */
+function indentFor(language) {
+  if (language === "go") return "\t";
+  if (["javascript", "typescript", "ruby", "sql"].includes(language)) return "  ";
+  return "    ";
 }
+
+/**
+ * The collab-ot operation for a CodeMirror change set over a document of
+ * `length` UTF-16 units.
+ * @param {import("@codemirror/state").ChangeSet} changes
+ * @param {number} length
+ */
+export function changesToOperation(changes, length) {
+  const op = new TextOperation();
+  let pos = 0;
+  changes.iterChanges((fromA, toA, _fromB, _toB, inserted) => {
+    if (fromA > pos) op.retain(fromA - pos);
+    if (inserted.length > 0) op.insert(inserted.toString());
+    if (toA > fromA) op.delete(toA - fromA);
+    pos = toA;
+  });
+  if (length > pos) op.retain(length - pos);
+  return op;
+}
+
+/** The CodeMirror change specs of a collab-ot operation (positions in the document before it). */
+export function operationToChanges(op) {
+  const changes = [];
+  let pos = 0;
+  for (const c of op.ops) {
+    if (typeof c === "string") changes.push({ from: pos, insert: c });
+    else if (c > 0) pos += c;
+    else {
+      changes.push({ from: pos, to: pos - c });
+      pos -= c;
+    }
+  }
+  return changes;
+}
+
+// ---- other participants' carets, selections and names ----
+
+const setRemote = StateEffect.define();
+
+class CaretWidget extends WidgetType {
+  constructor(cursor) {
+    super();
+    this.cursor = cursor;
+  }
+  eq(other) {
+    const [a, b] = [this.cursor, other.cursor];
+    return a.id === b.id && a.colour === b.colour && a.typing === b.typing && a.still === b.still;
+  }
+  toDOM() {
+    const c = this.cursor;
+    const el = document.createElement("span");
+    el.className = `rcaret${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
+    el.dataset.testid = "remote-cursor";
+    el.dataset.participantId = String(c.id);
+    el.style.setProperty("--c", safeColour(c.colour));
+    el.title = c.name;
+    return el;
+  }
+  ignoreEvent() {
+    return true;
+  }
+}
+
+/**
+ * A participant's name, after the end of the line their caret is on: in the
+ * flow of the text, so it never covers a character (a label floating over
+ * the caret hides the code around it).
+ */
+class LabelWidget extends WidgetType {
+  constructor(cursor) {
+    super();
+    this.cursor = cursor;
+  }
+  eq(other) {
+    const [a, b] = [this.cursor, other.cursor];
+    return a.id === b.id && a.name === b.name && a.colour === b.colour && a.typing === b.typing && a.still === b.still;
+  }
+  toDOM() {
+    const c = this.cursor;
+    const el = document.createElement("span");
+    el.className = `rlabel${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
+    el.dataset.testid = "remote-cursor-label";
+    el.dataset.participantId = String(c.id);
+    el.style.setProperty("--c", safeColour(c.colour));
+    el.textContent = c.name;
+    return el;
+  }
+  ignoreEvent() {
+    return true;
+  }
+}
+
+function remoteDecorations(cursors, doc) {
+  const ranges = [];
+  const clamp = (i) => Math.max(0, Math.min(doc.length, i));
+  const labelled = new Set();
+  for (const c of cursors) {
+    const anchor = clamp(c.anchor);
+    const head = clamp(c.head);
+    const [from, to] = anchor < head ? [anchor, head] : [head, anchor];
+    if (from < to) {
+      ranges.push(
+        Decoration.mark({
+          class: "rsel",
+          attributes: { "data-participant-id": String(c.id), style: `--c: ${safeColour(c.colour)}` },
+        }).range(from, to),
+      );
+    }
+    ranges.push(Decoration.widget({ widget: new CaretWidget(c), side: head === to ? 1 : -1 }).range(head));
+    if (!labelled.has(c.id)) {
+      labelled.add(c.id);
+      ranges.push(Decoration.widget({ widget: new LabelWidget(c), side: 1000 }).range(doc.lineAt(head).to));
+    }
+  }
+  return Decoration.set(ranges, true);
+}
+
+const remoteCursors = StateField.define({
+  create: () => Decoration.none,
+  update(decorations, tr) {
+    let next = decorations.map(tr.changes);
+    for (const e of tr.effects) if (e.is(setRemote)) next = remoteDecorations(e.value, tr.state.doc);
+    return next;
+  },
+  provide: (field) => EditorView.decorations.from(field),
+});
+
+// ---- comment markers and the line that was jumped to ----
+
+const setCommentLines = StateEffect.define();
+
+class CommentMarker extends GutterMarker {
+  constructor(count) {
+    super();
+    this.count = count;
+  }
+  eq(other) {
+    return other.count === this.count;
+  }
+  toDOM() {
+    const el = document.createElement("span");
+    el.className = "comment-dot";
+    el.dataset.testid = "comment-marker";
+    el.title = `${this.count} comment${this.count > 1 ? "s" : ""} on this line`;
+    return el;
+  }
+}
+
+const commentMarkers = StateField.define({
+  create: () => RangeSet.empty,
+  update(markers, tr) {
+    let next = markers.map(tr.changes);
+    for (const e of tr.effects) {
+      if (!e.is(setCommentLines)) continue;
+      const doc = tr.state.doc;
+      const ranges = [...e.value]
+        .filter(([line]) => line >= 1 && line <= doc.lines)
+        .map(([line, count]) => new CommentMarker(count).range(doc.line(line).from));
+      next = RangeSet.of(ranges, true);
+    }
+    return next;
+  },
+});
+
+const flashLine = StateEffect.define();
+const flashMark = Decoration.line({ class: "cm-flash" });
+
+const flashed = StateField.define({
+  create: () => Decoration.none,
+  update(decorations, tr) {
+    let next = decorations.map(tr.changes);
+    for (const e of tr.effects) {
+      if (e.is(flashLine)) next = e.value === null ? Decoration.none : Decoration.set([flashMark.range(e.value)]);
+    }
+    return next;
+  },
+  provide: (field) => EditorView.decorations.from(field),
+});
+
+/** The editor's look beside the page's dark theme (one-dark does the syntax colours). */
+const roomTheme = EditorView.theme(
+  {
+    "&": { height: "100%", backgroundColor: "var(--bg-sunken)", fontSize: "var(--code-size)" },
+    ".cm-scroller": { fontFamily: "var(--mono)", lineHeight: "var(--line)" },
+    ".cm-content": { paddingBottom: "40vh" },
+    ".cm-gutters": { backgroundColor: "var(--bg-sunken)", borderRight: "none" },
+    ".cm-lineNumbers .cm-gutterElement": { cursor: "pointer", padding: "0 8px 0 14px" },
+  },
+  { dark: true },
+);
 
 export class CodeEditor {
   /**
@@ -40,306 +280,251 @@ export class CodeEditor {
    */
   constructor(container, handlers) {
     this.handlers = handlers;
-    this.text = "";
     this.language = "";
     this.readOnly = false;
-    this.remote = [];
-    this.commentLines = new Map();
-    this.lineCount = 0;
-    this.activeLine = 0;
-
-    this.gutter = h("div", { class: "gutter", testid: "line-numbers", "aria-hidden": "true" });
-    this.hl = h("pre", { class: "layer hl", "aria-hidden": "true" });
-    this.marks = h("pre", { class: "layer marks", testid: "remote-cursors", "aria-hidden": "true" });
-    this.flash = h("div", { class: "line-flash", hidden: true });
-    this.ta = h("textarea", {
-      class: "input",
-      testid: "editor",
-      spellcheck: "false",
-      wrap: "off",
-      autocapitalize: "off",
-      autocomplete: "off",
-      "aria-label": "Code",
-    });
-    this.box = h("div", { class: "code-box" }, this.flash, this.hl, this.ta, this.marks);
-    this.scroller = h(
-      "div",
-      { class: "editor-scroll", testid: "editor-scroll" },
-      h("div", { class: "editor-inner" }, this.gutter, this.box),
-    );
-    container.append(this.scroller);
-
-    this.ta.addEventListener("input", () => this._onInput());
-    this.ta.addEventListener("keydown", (e) => this._onKeyDown(e));
-    // The textarea is as large as its text, so it never needs to scroll
-    // itself; the browser may still nudge it while the layers catch up.
-    this.ta.addEventListener("scroll", () => {
-      this.ta.scrollTop = 0;
-      this.ta.scrollLeft = 0;
-    });
-    document.addEventListener("selectionchange", () => {
-      if (document.activeElement === this.ta) this._selectionChanged();
-    });
-    this.ta.addEventListener("focus", () => this._selectionChanged());
-    this.scroller.addEventListener("scroll", () => this._viewportChanged(), { passive: true });
-    this.gutter.addEventListener("click", (e) => {
-      const row = e.target.closest("[data-line]");
-      if (row) this.handlers.onGutterClick?.(Number(row.dataset.line));
-    });
-    new ResizeObserver(() => this._viewportChanged()).observe(this.scroller);
-    this._render();
+    this.file = null;
+    /** The editor state of each file not on screen, kept with its history. */
+    this.states = new Map();
+    this.languageConf = new Compartment();
+    this.readOnlyConf = new Compartment();
+    this.languageSupport = [];
+    this.flashTimer = 0;
+    this.view = new EditorView({ state: this._newState(""), parent: container });
+    this.view.scrollDOM.dataset.testid = "editor-scroll";
+    this.view.scrollDOM.addEventListener("scroll", () => this._viewportChanged(), { passive: true });
+    new ResizeObserver(() => this._viewportChanged()).observe(this.view.scrollDOM);
   }
 
-  /** Line height in pixels, as the stylesheet sets it. */
-  get lineHeight() {
-    return parseFloat(getComputedStyle(this.ta).lineHeight) || 20;
+  _extensions() {
+    return [
+      lineNumbers({
+        domEventHandlers: {
+          click: (view, line) => {
+            this.handlers.onGutterClick?.(view.state.doc.lineAt(line.from).number);
+            return true;
+          },
+        },
+      }),
+      gutter({
+        class: "cm-comment-gutter",
+        markers: (view) => view.state.field(commentMarkers),
+        domEventHandlers: {
+          click: (view, line) => {
+            this.handlers.onGutterClick?.(view.state.doc.lineAt(line.from).number);
+            return true;
+          },
+        },
+      }),
+      foldGutter(),
+      highlightActiveLineGutter(),
+      highlightSpecialChars(),
+      history(),
+      drawSelection(),
+      dropCursor(),
+      EditorState.allowMultipleSelections.of(true),
+      // Only "\n" ends a line, so a stray "\r" is a character like any other
+      // and offsets are the document's own.
+      EditorState.lineSeparator.of("\n"),
+      indentOnInput(),
+      bracketMatching(),
+      closeBrackets(),
+      rectangularSelection(),
+      highlightActiveLine(),
+      highlightSelectionMatches(),
+      search({ top: true }),
+      Prec.highest(
+        keymap.of([
+          {
+            key: "Mod-Enter",
+            run: () => {
+              this.handlers.onRun?.();
+              return true;
+            },
+          },
+        ]),
+      ),
+      keymap.of([
+        ...closeBracketsKeymap,
+        ...defaultKeymap,
+        ...searchKeymap,
+        ...historyKeymap,
+        ...foldKeymap,
+        indentWithTab,
+      ]),
+      oneDark,
+      Prec.highest(roomTheme),
+      remoteCursors,
+      commentMarkers,
+      flashed,
+      this.languageConf.of([indentUnit.of(indentFor(this.language)), this.languageSupport]),
+      this.readOnlyConf.of(this._readOnlyExtension()),
+      EditorView.contentAttributes.of({ "data-testid": "editor", "aria-label": "Code", spellcheck: "false" }),
+      EditorView.updateListener.of((update) => this._updated(update)),
+    ];
   }
 
-  /** Replaces the whole text (another file, a fresh document); the caret goes to `caret` or the start. */
-  setText(text, caret = 0) {
-    this.text = text;
-    this.ta.value = text;
-    const at = Math.min(caret, this.ta.value.length);
-    this.ta.setSelectionRange(at, at);
-    this._render();
+  _readOnlyExtension() {
+    return [EditorState.readOnly.of(this.readOnly), EditorView.editable.of(!this.readOnly)];
+  }
+
+  _newState(text) {
+    return EditorState.create({ doc: text, extensions: this._extensions() });
+  }
+
+  _updated(update) {
+    for (const tr of update.transactions) {
+      if (!tr.docChanged || tr.annotation(fromRoom)) continue;
+      this.handlers.onEdit(changesToOperation(tr.changes, tr.startState.doc.length), tr.newDoc.toString());
+    }
+    if (update.selectionSet || update.focusChanged || update.docChanged) {
+      if (update.view.hasFocus || update.selectionSet) this.handlers.onSelection?.(this.selection());
+    }
+    if (update.viewportChanged || update.geometryChanged) this._viewportChanged();
+  }
+
+  /** The text on screen. */
+  get text() {
+    return this.view.state.doc.toString();
+  }
+
+  /** The same as `text`: the editor keeps the document's characters as they are. */
+  get shownText() {
+    return this.text;
   }
 
   /**
-   * Shows a remote edit: `text` is the text after `op`, and `moveIndex`
-   * moves a position over `op` (DocumentClient.transformCursor), so that the
-   * local caret and selection stay on the same characters.
+   * Shows `file` with `text`: its kept state (history included) when the
+   * text is still what it held, a fresh one otherwise; `caret` places the
+   * caret in a fresh one.
    */
-  applyRemote(text, moveIndex) {
-    const { selectionStart, selectionEnd, selectionDirection } = this.ta;
-    // Setting the value would scroll to the caret; the reader keeps their place.
-    const { scrollTop, scrollLeft } = this.scroller;
-    this.text = text;
-    this.ta.value = text;
-    this.ta.setSelectionRange(moveIndex(selectionStart), moveIndex(selectionEnd), selectionDirection);
-    this.scroller.scrollTop = scrollTop;
-    this.scroller.scrollLeft = scrollLeft;
-    this._render();
+  showFile(file, text, caret = 0) {
+    if (this.file !== null && this.file !== file) this.states.set(this.file, this.view.state);
+    const kept = this.states.get(file);
+    this.states.delete(file);
+    this.file = file;
+    if (kept && kept.doc.toString() === text) {
+      this.view.setState(kept);
+      // The kept state has the settings of the time it was put away.
+      this.view.dispatch({
+        effects: [
+          this.languageConf.reconfigure([indentUnit.of(indentFor(this.language)), this.languageSupport]),
+          this.readOnlyConf.reconfigure(this._readOnlyExtension()),
+        ],
+      });
+    } else {
+      const state = this._newState(text);
+      const at = Math.min(caret, text.length);
+      this.view.setState(state.update({ selection: { anchor: at } }).state);
+    }
+    this._viewportChanged();
   }
 
-  /** Shows a local change made outside the textarea (undo, redo): caret at `caret`. */
-  replaceText(text, caret) {
-    this.text = text;
-    this.ta.value = text;
-    this.ta.setSelectionRange(caret, caret);
-    this._render();
-    this._selectionChanged();
+  /** Forgets every kept state (a new document arrived) and shows `text` as `file`. */
+  reset(file, text) {
+    this.states.clear();
+    this.file = null;
+    this.showFile(file, text);
   }
 
-  /** What the textarea holds (it may differ from `text` after the browser normalized line ends). */
-  get shownText() {
-    return this.ta.value;
+  /** Shows others' edit `op` to `file` (on screen or kept), outside the local history. */
+  applyRemote(file, op) {
+    const annotations = [fromRoom.of(true), Transaction.addToHistory.of(false), Transaction.remote.of(true)];
+    if (file === this.file) {
+      this.view.dispatch({ changes: operationToChanges(op), annotations });
+      return;
+    }
+    const kept = this.states.get(file);
+    if (kept) this.states.set(file, kept.update({ changes: operationToChanges(op), annotations }).state);
+  }
+
+  /** Forgets the kept state of a file that is gone. */
+  forgetFile(file) {
+    this.states.delete(file);
   }
 
   /** Whether the local participant may type. */
   setReadOnly(readOnly) {
+    if (readOnly === this.readOnly) return;
     this.readOnly = readOnly;
-    this.ta.readOnly = readOnly;
-    this.box.classList.toggle("read-only", readOnly);
+    this.view.dispatch({ effects: this.readOnlyConf.reconfigure(this._readOnlyExtension()) });
   }
 
+  /** Highlights and indents as `language`; the grammar loads in the background. */
   setLanguage(language) {
     if (language === this.language) return;
     this.language = language;
-    this._render();
+    this.languageSupport = [];
+    this._configureLanguage();
+    const load = LANGUAGE_SUPPORT[language];
+    if (!load) return;
+    load()
+      .then((support) => {
+        if (this.language !== language) return;
+        this.languageSupport = support;
+        this._configureLanguage();
+      })
+      .catch((e) => console.warn(`no highlighting for ${language}`, e));
   }
 
-  /** Other participants' selections in this file: `[{id, name, colour, anchor, head, typing}]`. */
+  _configureLanguage() {
+    this.view.dispatch({
+      effects: this.languageConf.reconfigure([indentUnit.of(indentFor(this.language)), this.languageSupport]),
+    });
+  }
+
+  /** Other participants' selections in this file: `[{id, name, colour, anchor, head, typing, still}]`. */
   setRemoteCursors(cursors) {
-    this.remote = cursors;
-    this._renderMarks();
+    this.view.dispatch({ effects: setRemote.of(cursors) });
   }
 
   /** Lines that have code comments: line -> number of comments. */
   setCommentLines(lines) {
-    this.commentLines = lines;
-    this._renderGutter(true);
+    this.view.dispatch({ effects: setCommentLines.of(lines) });
   }
 
-  /** The local selection, as UTF-16 offsets. */
+  /** The local selection (the main one), as UTF-16 offsets. */
   selection() {
-    const { selectionStart, selectionEnd, selectionDirection } = this.ta;
-    return selectionDirection === "backward"
-      ? { anchor: selectionEnd, head: selectionStart }
-      : { anchor: selectionStart, head: selectionEnd };
+    const { anchor, head } = this.view.state.selection.main;
+    return { anchor, head };
   }
 
   /** The caret's line and column, 1-based. */
   caretPosition() {
-    const head = this.selection().head;
-    const line = lineOf(this.text, head);
-    return { line, column: head - lineStart(this.text, line) + 1 };
+    const head = this.view.state.selection.main.head;
+    const line = this.view.state.doc.lineAt(head);
+    return { line: line.number, column: head - line.from + 1 };
   }
 
   /** The lines on screen, 1-based and inclusive. */
   visibleLines() {
-    const lh = this.lineHeight;
-    const first = Math.floor(this.scroller.scrollTop / lh) + 1;
-    const last = Math.max(first, Math.ceil((this.scroller.scrollTop + this.scroller.clientHeight) / lh));
-    return { first_line: first, last_line: Math.min(Math.max(last, first), Math.max(this.lineCount, first)) };
+    const { view } = this;
+    const doc = view.state.doc;
+    // Heights from the document's top, which is above the scroller's when scrolled.
+    const top = view.scrollDOM.getBoundingClientRect().top - view.documentTop;
+    const first = doc.lineAt(view.lineBlockAtHeight(Math.max(0, top)).from).number;
+    const bottom = top + view.scrollDOM.clientHeight;
+    const last = doc.lineAt(view.lineBlockAtHeight(Math.max(0, bottom)).from).number;
+    return { first_line: first, last_line: Math.max(first, last) };
   }
 
   /** Puts the caret at the start of `line`, scrolls it into view and flashes it. */
   jumpToLine(line) {
-    const at = lineStart(this.text, line);
-    this.ta.focus({ preventScroll: true });
-    this.ta.setSelectionRange(at, at);
-    const lh = this.lineHeight;
-    const top = (lineOf(this.text, at) - 1) * lh;
-    const view = this.scroller;
-    if (top < view.scrollTop || top + lh > view.scrollTop + view.clientHeight) {
-      view.scrollTop = Math.max(0, top - view.clientHeight / 3);
-    }
-    this.flash.hidden = false;
-    this.flash.style.top = `calc(var(--pad-y) + ${top}px)`;
-    this.flash.classList.remove("on");
-    void this.flash.offsetWidth; // Restarts the animation.
-    this.flash.classList.add("on");
-    this._selectionChanged();
+    const doc = this.view.state.doc;
+    const at = doc.line(Math.max(1, Math.min(doc.lines, line))).from;
+    this.view.dispatch({
+      selection: { anchor: at },
+      effects: [EditorView.scrollIntoView(at, { y: "center" }), flashLine.of(at)],
+    });
+    this.view.focus();
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => this.view.dispatch({ effects: flashLine.of(null) }), 1600);
   }
 
   focus() {
-    this.ta.focus();
-  }
-
-  _onInput() {
-    const value = this.ta.value;
-    if (value === this.text) return;
-    const op = diffAtCaret(this.text, value, this.ta.selectionEnd);
-    this.text = value;
-    this._render();
-    this.handlers.onEdit(op, value);
-    this._selectionChanged();
-  }
-
-  _onKeyDown(e) {
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
-      e.preventDefault();
-      this.handlers.onRun?.();
-      return;
-    }
-    if (this.readOnly || e.isComposing) return;
-    // The browser's own undo history is lost whenever a remote edit sets the
-    // value, so undo and redo are the room's (they follow remote edits).
-    const key = e.key.toLowerCase();
-    if ((e.ctrlKey || e.metaKey) && !e.altKey && (key === "z" || key === "y")) {
-      e.preventDefault();
-      if (key === "z" && !e.shiftKey) this.handlers.onUndo?.();
-      else this.handlers.onRedo?.();
-      return;
-    }
-    if (e.key === "Tab" && !e.ctrlKey && !e.altKey && !e.metaKey && !e.shiftKey) {
-      e.preventDefault();
-      // insertText keeps the browser's undo history, unlike setting value.
-      document.execCommand("insertText", false, "    ");
-    } else if (e.key === "Enter" && !e.shiftKey && !e.altKey) {
-      const head = this.ta.selectionStart;
-      const start = this.text.lastIndexOf("\n", head - 1) + 1;
-      const indent = /^[ \t]*/.exec(this.text.slice(start, head))[0];
-      const opens = /[:{[(]\s*$/.test(this.text.slice(start, head));
-      if (indent || opens) {
-        e.preventDefault();
-        document.execCommand("insertText", false, "\n" + indent + (opens ? "    " : ""));
-      }
-    }
-  }
-
-  _selectionChanged() {
-    this._renderGutter(false);
-    this.handlers.onSelection?.(this.selection());
+    this.view.focus();
   }
 
   _viewportChanged() {
     this.handlers.onViewport?.(this.visibleLines());
-  }
-
-  _render() {
-    // A trailing space gives a final empty line its height in a <pre>.
-    this.hl.replaceChildren(...highlight(this.text, this.language), " ");
-    this._renderGutter(false);
-    this._renderMarks();
-  }
-
-  _renderGutter(force) {
-    let count = 1;
-    for (let i = this.text.indexOf("\n"); i !== -1; i = this.text.indexOf("\n", i + 1)) count++;
-    const active = document.activeElement === this.ta ? this.caretPosition().line : 0;
-    if (force || count !== this.lineCount) {
-      this.lineCount = count;
-      const rows = [];
-      for (let line = 1; line <= count; line++) {
-        const comments = this.commentLines.get(line) || 0;
-        rows.push(
-          h(
-            "div",
-            {
-              class: comments ? "ln has-comment" : "ln",
-              dataset: { line: String(line) },
-              title: comments ? `${comments} comment${comments > 1 ? "s" : ""} on this line` : "Comment on this line",
-            },
-            String(line),
-          ),
-        );
-      }
-      this.gutter.replaceChildren(...rows);
-      this.activeLine = 0;
-    }
-    if (active !== this.activeLine) {
-      this.gutter.children[this.activeLine - 1]?.classList.remove("active");
-      this.gutter.children[active - 1]?.classList.add("active");
-      this.activeLine = active;
-    }
-  }
-
-  /**
-   * Draws remote selections and carets as spans over a transparent copy of
-   * the text: the browser lays them out exactly where the characters are,
-   * tabs and wide characters included.
-   */
-  _renderMarks() {
-    const text = this.text;
-    const len = text.length;
-    const marks = this.remote.map((r) => {
-      const anchor = Math.max(0, Math.min(len, r.anchor));
-      const head = Math.max(0, Math.min(len, r.head));
-      return { ...r, head, from: Math.min(anchor, head), to: Math.max(anchor, head) };
-    });
-    const points = new Set([0, len]);
-    for (const m of marks) points.add(m.from).add(m.to).add(m.head);
-    const sorted = [...points].sort((a, b) => a - b);
-    const nodes = [];
-    for (let i = 0; i < sorted.length; i++) {
-      const pos = sorted[i];
-      for (const m of marks) if (m.head === pos) nodes.push(this._caret(m, lineOf(text, pos) === 1));
-      const next = sorted[i + 1];
-      if (next === undefined) break;
-      const piece = text.slice(pos, next);
-      const over = marks.filter((m) => m.from <= pos && m.to >= next && m.from !== m.to);
-      if (over.length > 0) {
-        const m = over[over.length - 1];
-        nodes.push(
-          h("span", { class: "rsel", dataset: { participantId: String(m.id) }, style: { "--c": safeColour(m.colour) } }, piece),
-        );
-      } else nodes.push(piece);
-    }
-    nodes.push(" ");
-    this.marks.replaceChildren(...nodes.map((n) => (typeof n === "string" ? document.createTextNode(n) : n)));
-  }
-
-  _caret(m, firstLine) {
-    return h(
-      "span",
-      {
-        class: `rcaret${firstLine ? " first-line" : ""}${m.typing ? " typing" : ""}${m.still ? " still" : ""}`,
-        testid: "remote-cursor",
-        dataset: { participantId: String(m.id) },
-        style: { "--c": safeColour(m.colour) },
-      },
-      h("span", { class: "rlabel", testid: "remote-cursor-label" }, m.name),
-    );
   }
 }

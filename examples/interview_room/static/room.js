@@ -2,7 +2,7 @@
 // shared document, presence, chat, roles, runs and history, and the views
 // that draw them.
 
-import { DocumentClient, TextOperation, diffToOperation } from "/collab-ot.mjs";
+import { DocumentClient } from "/collab-ot.mjs";
 import { ChatView } from "./chat.js";
 import { byTestId, clock, h, lineOf, noReentry, safeColour, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
@@ -31,53 +31,6 @@ const OFFLINE_PRESENCE = { status: "offline", cursors: [], typing: false, last_a
 
 /** Whether a goodbye reason or close means the client must not reconnect. */
 const isFinal = (reason) => reason === "left" || reason === "kicked" || reason === "session_ended";
-
-// Edits typed within this long of each other are undone together.
-const UNDO_GROUP_MS = 1000;
-const UNDO_DEPTH = 200;
-
-/** The operation that undoes `op`, which was applied to `before`. */
-function invert(op, before) {
-  const inverse = new TextOperation();
-  let pos = 0;
-  for (const c of op.ops) {
-    if (typeof c === "string") inverse.delete(c.length);
-    else if (c > 0) {
-      inverse.retain(c);
-      pos += c;
-    } else {
-      inverse.insert(before.slice(pos, pos - c));
-      pos -= c;
-    }
-  }
-  return TextOperation.compose(new TextOperation(), inverse);
-}
-
-/** Where the caret goes after `op`: the end of what it changed. */
-function changeEnd(op) {
-  let pos = 0;
-  let end = 0;
-  for (const c of op.ops) {
-    if (typeof c === "string") end = pos += c.length;
-    else if (c > 0) pos += c;
-    else end = pos;
-  }
-  return end;
-}
-
-/**
- * Moves an undo stack over a concurrent remote edit (as ot.js does): each
- * entry, newest first, is transformed, and the edit with it.
- */
-function transformStack(stack, op) {
-  const out = [];
-  for (let i = stack.length - 1; i >= 0; i--) {
-    const [entry, rest] = TextOperation.transform(stack[i], op);
-    if (!entry.isNoop()) out.push(entry);
-    op = rest;
-  }
-  return out.reverse();
-}
 
 function truncateUtf8(text, maxBytes) {
   const bytes = new TextEncoder().encode(text);
@@ -129,8 +82,6 @@ export class Room {
     // When each participant's cursor last moved (from their presence frames).
     this.cursorMoved = new Map();
     this.stillTimer = null;
-    // Per file: inverses of local edits to undo, and of undos to redo.
-    this.undoStacks = new Map();
 
     // Redraws replace children, and removing a focused child fires blur
     // handlers that may ask for a redraw again: never inside the first.
@@ -188,8 +139,6 @@ export class Room {
       },
       onViewport: () => this._sendPresence(),
       onGutterClick: (line) => this._startComment(line),
-      onUndo: () => this._undo(false),
-      onRedo: () => this._undo(true),
       onRun: () => this.run(),
     });
     this.presence = new PresenceView(el.people, {
@@ -681,7 +630,6 @@ export class Room {
       // The text_catchup that follows brings the edits made meanwhile.
       this.awaitingCatchup = true;
     } else {
-      this.undoStacks.clear();
       this.doc = new DocumentClient(w.document, (frame) => this._sendTextOp(frame));
       this.doc.me = w.you;
       // Refused for good: reconnect, and the catch-up rebases what is pending.
@@ -689,8 +637,7 @@ export class Room {
       this.doc.onRemoteOp = (file, op) => this._remoteEdit(file, op);
       this.files = Object.keys(w.document.files || {}).sort();
       if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
-      this.editor.setText(this.doc.text(this.file));
-      this._reconcileShownText();
+      this.editor.reset(this.file, this.doc.text(this.file));
       this.awaitingCatchup = false;
     }
     if (this.joinSince != null) {
@@ -930,7 +877,7 @@ export class Room {
   }
 
   _fileChanged(op) {
-    this.undoStacks.delete(op.file);
+    if (op.action === "remove") this.editor.forgetFile(op.file);
     if (op.action === "create" && !this.files.includes(op.file)) this.files = [...this.files, op.file].sort();
     if (op.action === "remove") {
       this.files = this.files.filter((f) => f !== op.file);
@@ -946,49 +893,22 @@ export class Room {
 
   _remoteEdit(file, op) {
     this._moveMarks(file, op);
-    const stacks = this.undoStacks.get(file);
-    if (stacks) {
-      stacks.undo = transformStack(stacks.undo, op);
-      stacks.redo = transformStack(stacks.redo, op);
-      stacks.last = 0; // A remote edit ends the group being typed.
-    }
-    if (file === this.file) {
-      this.editor.applyRemote(this.doc.text(file), (i) => this.doc.transformCursor(file, i, op));
-      this._reconcileShownText();
-    }
+    // The editor keeps the local history out of it, so undo stays one's own.
+    this.editor.applyRemote(file, op);
     this._render("cursors", "comments");
   }
 
-  _localEdit(op, kind = "edit") {
+  _localEdit(op) {
     if (!this.doc) return;
-    const before = this.doc.text(this.file);
     try {
       this.doc.applyLocal(this.file, op);
     } catch (e) {
       console.error("local edit out of step", e);
       return this.resync();
     }
-    this._recordUndo(op, before, kind);
     this._moveMarks(this.file, op);
     this._setConnection();
     this._render("cursors", "comments");
-  }
-
-  /**
-   * A textarea turns CR LF and lone CR into LF. If the document has them, the
-   * text on screen differs from the document's; an editor makes that
-   * difference an ordinary edit, so both agree again.
-   */
-  _reconcileShownText() {
-    const shown = this.editor.shownText;
-    const text = this.doc.text(this.file);
-    if (shown === text) return;
-    const role = this.participants.get(this.me)?.role;
-    if (role && role !== "viewer") {
-      const op = diffToOperation(text, shown);
-      this.editor.text = shown;
-      this._localEdit(op);
-    }
   }
 
   /**
@@ -1020,55 +940,11 @@ export class Room {
     }
   }
 
-  _stacks(file) {
-    if (!this.undoStacks.has(file)) this.undoStacks.set(file, { undo: [], redo: [], last: 0 });
-    return this.undoStacks.get(file);
-  }
-
-  /** Keeps the inverse of a local change: typing on the undo stack (grouped), an undo on the redo stack. */
-  _recordUndo(op, before, kind) {
-    if (op.isNoop()) return;
-    const stacks = this._stacks(this.file);
-    const inverse = invert(op, before);
-    if (kind === "undo") {
-      stacks.redo.push(inverse);
-      return;
-    }
-    if (kind === "edit") stacks.redo = [];
-    const now = Date.now();
-    const top = stacks.undo[stacks.undo.length - 1];
-    if (kind === "edit" && top && now - stacks.last < UNDO_GROUP_MS) {
-      try {
-        stacks.undo[stacks.undo.length - 1] = TextOperation.compose(inverse, top);
-        stacks.last = now;
-        return;
-      } catch {
-        // A surrogate pair in the way: keep the steps apart.
-      }
-    }
-    stacks.undo.push(inverse);
-    if (stacks.undo.length > UNDO_DEPTH) stacks.undo.shift();
-    stacks.last = kind === "edit" ? now : 0;
-  }
-
-  /** Undoes (or redoes) the participant's own last change, wherever others have edited since. */
-  _undo(redo) {
-    const role = this.participants.get(this.me)?.role;
-    if (!this.doc || role === "viewer") return;
-    const stacks = this._stacks(this.file);
-    const op = (redo ? stacks.redo : stacks.undo).pop();
-    if (!op) return;
-    const text = op.apply(this.doc.text(this.file));
-    this.editor.replaceText(text, changeEnd(op));
-    this._localEdit(op, redo ? "redo" : "undo");
-  }
-
   /** Shows another file of the document. */
   openFile(file) {
     if (!this.doc || !this.files.includes(file)) return;
     this.file = file;
-    this.editor.setText(this.doc.text(file));
-    this._reconcileShownText();
+    this.editor.showFile(file, this.doc.text(file));
     this._presenceNow();
     this._render();
   }

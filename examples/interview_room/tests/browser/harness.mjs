@@ -85,8 +85,8 @@ export async function waitLive(page) {
 /** The presence item of the participant called `name`. */
 export const presenceOf = (page, name) => page.locator(`[data-testid="presence-item"][data-name="${name}"]`);
 
-/** The text in the code editor. */
-export const editorText = (page) => page.getByTestId("editor").inputValue();
+/** The text in the code editor (CodeMirror's document: all of it, not only the lines drawn). */
+export const editorText = (page) => page.evaluate(() => window.interviewRoom?.editor?.text ?? "");
 
 /** The local participant's id and name, as the page knows them. */
 export const whoAmI = (page) =>
@@ -129,15 +129,15 @@ export async function sameText(a, b, accept = () => true, what = "both editors t
 export async function caretToLineEnd(page, line) {
   await page.getByTestId("editor").focus();
   await page.evaluate((line) => {
-    const ta = document.querySelector('[data-testid="editor"]');
-    const lines = ta.value.split("\n");
-    let at = 0;
-    for (let i = 0; i < line - 1; i++) at += lines[i].length + 1;
-    at += lines[line - 1].length;
-    ta.setSelectionRange(at, at);
-    ta.dispatchEvent(new Event("select"));
+    const view = window.interviewRoom.editor.view;
+    view.dispatch({ selection: { anchor: view.state.doc.line(line).to } });
+    view.focus();
   }, line);
 }
+
+/** The line number `line` in the editor's gutter (a click there starts a comment on it). */
+export const lineNumber = (page, line) =>
+  page.locator('[data-testid="editor-host"] .cm-lineNumbers .cm-gutterElement', { hasText: new RegExp(`^${line}$`) });
 
 /** Saves `target/screenshots/<prefix><name>.png` (relative to the workspace root). */
 export async function screenshot(page, name) {
