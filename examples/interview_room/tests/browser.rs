@@ -3,10 +3,8 @@
 //! Starts the example server on a free port, then runs the scenarios of
 //! `tests/browser/room.test.mjs` (node's test runner, with playwright-core
 //! driving the system's headless Chromium in one browser context per person)
-//! against it: all of them against the axum app, and the ones that exercise
-//! the adapter most (joining, concurrent typing, chat, reconnecting, running
-//! code) against the warp app, which shows the two interchangeable. The two
-//! runs take turns: two browsers at once on a small machine make timing
+//! against it: all of them against the axum app and all of them against the
+//! warp app, which shows the two interchangeable. The two runs take turns: two browsers at once on a small machine make timing
 //! flaky. Screenshots land in `target/screenshots/axum-<scenario>.png` and
 //! `warp-<scenario>.png` at the workspace root.
 //!
@@ -30,9 +28,6 @@ use serde_json::Value;
 const SUITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long the server may take to print its address.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// The scenarios run against the warp app (keys from room.test.mjs).
-const WARP_SCENARIOS: &str = "join_by_url,same_line_typing,chat_mention,offline_merge,\
-                              language_and_run,session_ended,screens,join_storm";
 
 /// Held by a browser run, so the two runs take turns.
 static ONE_BROWSER_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -264,5 +259,5 @@ fn browser_scenarios_over_axum() {
 
 #[test]
 fn browser_scenarios_over_warp() {
-    browser_scenarios("warp", Some(WARP_SCENARIOS));
+    browser_scenarios("warp", None);
 }

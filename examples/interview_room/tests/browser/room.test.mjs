@@ -5,7 +5,7 @@
 //
 // SCENARIOS (comma-separated keys, e.g. "join_by_url,offline_merge") runs
 // only those scenarios; unset, all run. tests/browser.rs runs everything
-// against the axum app and a subset against the warp app.
+// against the axum app and against the warp app.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
