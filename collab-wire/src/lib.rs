@@ -43,3 +43,17 @@ pub mod time;
 /// and the error codes it acts on are checked against this crate's by the
 /// `browser_module` test.
 pub const BROWSER_OT_MODULE: &str = include_str!("../js/collab-ot.mjs");
+
+/// The browser client library: a dependency-free ES module (`CollabClient`)
+/// that connects with a token, reconnects with back-off and resumes, joins,
+/// and keeps the session's participants, presence, document (through
+/// `collab-ot.mjs`, which it imports as `./collab-ot.mjs`), chat and events.
+/// Serve it beside [`BROWSER_OT_MODULE`], for example at `/collab-client.mjs`.
+pub const BROWSER_CLIENT_MODULE: &str = include_str!("../js/collab-client.mjs");
+
+/// The CodeMirror 6 binding of the client library: sends an editor's changes,
+/// shows others' edits outside the undo history, draws others' cursors. It
+/// imports `@codemirror/state` and `@codemirror/view` by name (an import map
+/// resolves them) and `./collab-ot.mjs`. Serve it beside the others, for
+/// example at `/collab-codemirror.mjs`.
+pub const BROWSER_CODEMIRROR_MODULE: &str = include_str!("../js/collab-codemirror.mjs");

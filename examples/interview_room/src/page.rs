@@ -39,7 +39,6 @@ pub const FILES: &[StaticFile] = &[
     file("/app.css", CSS, include_str!("../static/app.css")),
     file("/app.js", JS, include_str!("../static/app.js")),
     file("/room.js", JS, include_str!("../static/room.js")),
-    file("/socket.js", JS, include_str!("../static/socket.js")),
     file("/editor.js", JS, include_str!("../static/editor.js")),
     file("/chat.js", JS, include_str!("../static/chat.js")),
     file("/presence.js", JS, include_str!("../static/presence.js")),
@@ -47,6 +46,12 @@ pub const FILES: &[StaticFile] = &[
     file("/languages.js", JS, include_str!("../static/languages.js")),
     file("/dom.js", JS, include_str!("../static/dom.js")),
     file("/collab-ot.mjs", JS, collab_core::BROWSER_OT_MODULE),
+    file("/collab-client.mjs", JS, collab_core::BROWSER_CLIENT_MODULE),
+    file(
+        "/collab-codemirror.mjs",
+        JS,
+        collab_core::BROWSER_CODEMIRROR_MODULE,
+    ),
 ];
 
 /// The editor: CodeMirror 6's ES modules and their licenses, unchanged from

@@ -190,7 +190,7 @@ function enterRoom(sessionId) {
       location.reload();
     },
   });
-  if (localStorage.getItem(`interview-room.kicked.${sessionId}`)) room._finish("kicked");
+  if (localStorage.getItem(`interview-room.kicked.${sessionId}`)) room.stop("kicked");
   else room.connect();
   // For tests and debugging: the room's state, read-only by convention.
   window.interviewRoom = room;

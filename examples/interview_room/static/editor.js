@@ -1,13 +1,10 @@
-// The code editor: CodeMirror 6 (vendored, see vendor/revendor.mjs), with
-// other participants' carets, selections and names as decorations, comment
-// markers in the gutter, and the room's edits going in and out as
-// collab-ot operations over UTF-16 offsets (CodeMirror's positions are the
-// same units).
-//
-// Undo is CodeMirror's history: others' edits come in marked as not to be
-// added to it, so Ctrl+Z takes back only the participant's own changes, each
-// moved over whatever others typed since. Each file keeps its own editor
-// state, history included, while another file is shown.
+// The code editor: CodeMirror 6 (vendored, see vendor/revendor.mjs) bound
+// to the session by collab-codemirror.mjs, which sends the participant's
+// changes, brings in others' edits outside the undo history (so Ctrl+Z takes
+// back only one's own changes, moved over what others typed since) and
+// draws others' carets, selections and names. Here: the room's setup, the
+// languages, comment markers in the gutter, and one editor state per file,
+// history included, kept while another file is shown.
 
 import { closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
 import { defaultKeymap, history, historyKeymap, indentWithTab } from "@codemirror/commands";
@@ -20,16 +17,7 @@ import {
   StreamLanguage,
 } from "@codemirror/language";
 import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
-import {
-  Annotation,
-  Compartment,
-  EditorState,
-  Prec,
-  RangeSet,
-  StateEffect,
-  StateField,
-  Transaction,
-} from "@codemirror/state";
+import { Compartment, EditorState, Prec, RangeSet, StateEffect, StateField } from "@codemirror/state";
 import { oneDark } from "@codemirror/theme-one-dark";
 import {
   Decoration,
@@ -44,13 +32,8 @@ import {
   keymap,
   lineNumbers,
   rectangularSelection,
-  WidgetType,
 } from "@codemirror/view";
-import { TextOperation } from "/collab-ot.mjs";
-import { safeColour } from "./dom.js";
-
-/** Marks the transactions that carry others' edits (and file loads): not the participant's own. */
-const fromRoom = Annotation.define();
+import { collab, remoteEdit, setRemoteCursors } from "/collab-codemirror.mjs";
 
 /**
  * The language support for each language the room offers, loaded when a
@@ -81,132 +64,6 @@ function indentFor(language) {
   if (["javascript", "typescript", "ruby", "sql"].includes(language)) return "  ";
   return "    ";
 }
-
-/**
- * The collab-ot operation for a CodeMirror change set over a document of
- * `length` UTF-16 units.
- * @param {import("@codemirror/state").ChangeSet} changes
- * @param {number} length
- */
-export function changesToOperation(changes, length) {
-  const op = new TextOperation();
-  let pos = 0;
-  changes.iterChanges((fromA, toA, _fromB, _toB, inserted) => {
-    if (fromA > pos) op.retain(fromA - pos);
-    if (inserted.length > 0) op.insert(inserted.toString());
-    if (toA > fromA) op.delete(toA - fromA);
-    pos = toA;
-  });
-  if (length > pos) op.retain(length - pos);
-  return op;
-}
-
-/** The CodeMirror change specs of a collab-ot operation (positions in the document before it). */
-export function operationToChanges(op) {
-  const changes = [];
-  let pos = 0;
-  for (const c of op.ops) {
-    if (typeof c === "string") changes.push({ from: pos, insert: c });
-    else if (c > 0) pos += c;
-    else {
-      changes.push({ from: pos, to: pos - c });
-      pos -= c;
-    }
-  }
-  return changes;
-}
-
-// ---- other participants' carets, selections and names ----
-
-const setRemote = StateEffect.define();
-
-class CaretWidget extends WidgetType {
-  constructor(cursor) {
-    super();
-    this.cursor = cursor;
-  }
-  eq(other) {
-    const [a, b] = [this.cursor, other.cursor];
-    return a.id === b.id && a.colour === b.colour && a.typing === b.typing && a.still === b.still;
-  }
-  toDOM() {
-    const c = this.cursor;
-    const el = document.createElement("span");
-    el.className = `rcaret${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
-    el.dataset.testid = "remote-cursor";
-    el.dataset.participantId = String(c.id);
-    el.style.setProperty("--c", safeColour(c.colour));
-    el.title = c.name;
-    return el;
-  }
-  ignoreEvent() {
-    return true;
-  }
-}
-
-/**
- * A participant's name, after the end of the line their caret is on: in the
- * flow of the text, so it never covers a character (a label floating over
- * the caret hides the code around it).
- */
-class LabelWidget extends WidgetType {
-  constructor(cursor) {
-    super();
-    this.cursor = cursor;
-  }
-  eq(other) {
-    const [a, b] = [this.cursor, other.cursor];
-    return a.id === b.id && a.name === b.name && a.colour === b.colour && a.typing === b.typing && a.still === b.still;
-  }
-  toDOM() {
-    const c = this.cursor;
-    const el = document.createElement("span");
-    el.className = `rlabel${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
-    el.dataset.testid = "remote-cursor-label";
-    el.dataset.participantId = String(c.id);
-    el.style.setProperty("--c", safeColour(c.colour));
-    el.textContent = c.name;
-    return el;
-  }
-  ignoreEvent() {
-    return true;
-  }
-}
-
-function remoteDecorations(cursors, doc) {
-  const ranges = [];
-  const clamp = (i) => Math.max(0, Math.min(doc.length, i));
-  const labelled = new Set();
-  for (const c of cursors) {
-    const anchor = clamp(c.anchor);
-    const head = clamp(c.head);
-    const [from, to] = anchor < head ? [anchor, head] : [head, anchor];
-    if (from < to) {
-      ranges.push(
-        Decoration.mark({
-          class: "rsel",
-          attributes: { "data-participant-id": String(c.id), style: `--c: ${safeColour(c.colour)}` },
-        }).range(from, to),
-      );
-    }
-    ranges.push(Decoration.widget({ widget: new CaretWidget(c), side: head === to ? 1 : -1 }).range(head));
-    if (!labelled.has(c.id)) {
-      labelled.add(c.id);
-      ranges.push(Decoration.widget({ widget: new LabelWidget(c), side: 1000 }).range(doc.lineAt(head).to));
-    }
-  }
-  return Decoration.set(ranges, true);
-}
-
-const remoteCursors = StateField.define({
-  create: () => Decoration.none,
-  update(decorations, tr) {
-    let next = decorations.map(tr.changes);
-    for (const e of tr.effects) if (e.is(setRemote)) next = remoteDecorations(e.value, tr.state.doc);
-    return next;
-  },
-  provide: (field) => EditorView.decorations.from(field),
-});
 
 // ---- comment markers and the line that was jumped to ----
 
@@ -275,10 +132,12 @@ const roomTheme = EditorView.theme(
 export class CodeEditor {
   /**
    * @param {HTMLElement} container where the editor goes.
-   * @param {object} handlers `onEdit(op, text)` for a local edit, `onSelection({anchor, head})`,
+   * @param {import("/collab-client.mjs").CollabClient} client the session's client.
+   * @param {object} handlers `onEdit(op)` after a local edit (the client has it), `onSelection({anchor, head})`,
    *   `onViewport({first_line, last_line})`, `onGutterClick(line)`, `onRun()`.
    */
-  constructor(container, handlers) {
+  constructor(container, client, handlers) {
+    this.client = client;
     this.handlers = handlers;
     this.language = "";
     this.readOnly = false;
@@ -322,8 +181,8 @@ export class CodeEditor {
       drawSelection(),
       dropCursor(),
       EditorState.allowMultipleSelections.of(true),
-      // Only "\n" ends a line, so a stray "\r" is a character like any other
-      // and offsets are the document's own.
+      // Only "\n" ends a line (collab() says so too), so a stray "\r" is a
+      // character like any other and offsets are the document's own.
       EditorState.lineSeparator.of("\n"),
       indentOnInput(),
       bracketMatching(),
@@ -353,7 +212,6 @@ export class CodeEditor {
       ]),
       oneDark,
       Prec.highest(roomTheme),
-      remoteCursors,
       commentMarkers,
       flashed,
       this.languageConf.of([indentUnit.of(indentFor(this.language)), this.languageSupport]),
@@ -367,15 +225,18 @@ export class CodeEditor {
     return [EditorState.readOnly.of(this.readOnly), EditorView.editable.of(!this.readOnly)];
   }
 
-  _newState(text) {
-    return EditorState.create({ doc: text, extensions: this._extensions() });
+  /** A state for `file` (null: none yet, nothing bound), bound to the session. */
+  _newState(text, file = null) {
+    const binding =
+      file === null
+        ? []
+        : // The room draws others' cursors itself (their names fade when
+          // still) and sends its presence throttled, with the visible lines.
+          collab(this.client, { file, cursors: false, presence: false, onLocalEdit: (op) => this.handlers.onEdit(op) });
+    return EditorState.create({ doc: text, extensions: [this._extensions(), binding] });
   }
 
   _updated(update) {
-    for (const tr of update.transactions) {
-      if (!tr.docChanged || tr.annotation(fromRoom)) continue;
-      this.handlers.onEdit(changesToOperation(tr.changes, tr.startState.doc.length), tr.newDoc.toString());
-    }
     if (update.selectionSet || update.focusChanged || update.docChanged) {
       if (update.view.hasFocus || update.selectionSet) this.handlers.onSelection?.(this.selection());
     }
@@ -412,7 +273,7 @@ export class CodeEditor {
         ],
       });
     } else {
-      const state = this._newState(text);
+      const state = this._newState(text, file);
       const at = Math.min(caret, text.length);
       this.view.setState(state.update({ selection: { anchor: at } }).state);
     }
@@ -426,15 +287,13 @@ export class CodeEditor {
     this.showFile(file, text);
   }
 
-  /** Shows others' edit `op` to `file` (on screen or kept), outside the local history. */
-  applyRemote(file, op) {
-    const annotations = [fromRoom.of(true), Transaction.addToHistory.of(false), Transaction.remote.of(true)];
-    if (file === this.file) {
-      this.view.dispatch({ changes: operationToChanges(op), annotations });
-      return;
-    }
-    const kept = this.states.get(file);
-    if (kept) this.states.set(file, kept.update({ changes: operationToChanges(op), annotations }).state);
+  /**
+   * Takes others' edit `op` to a file that is not on screen into its kept
+   * state (the binding shows those to the file on screen).
+   */
+  applyRemoteToKept(file, op) {
+    const kept = file === this.file ? null : this.states.get(file);
+    if (kept) this.states.set(file, kept.update(remoteEdit(op)).state);
   }
 
   /** Forgets the kept state of a file that is gone. */
@@ -474,7 +333,7 @@ export class CodeEditor {
 
   /** Other participants' selections in this file: `[{id, name, colour, anchor, head, typing, still}]`. */
   setRemoteCursors(cursors) {
-    this.view.dispatch({ effects: setRemote.of(cursors) });
+    this.view.dispatch({ effects: setRemoteCursors.of(cursors) });
   }
 
   /** Lines that have code comments: line -> number of comments. */

@@ -1,36 +1,24 @@
-// One interview room: the connection to the session (with reconnects), the
-// shared document, presence, chat, roles, runs and history, and the views
-// that draw them.
+// One interview room: the views of a session (the editor, presence, chat,
+// runs, history) drawn from the state of the client library
+// (collab-client.mjs), which holds the connection, reconnects and speaks
+// the protocol.
 
-import { DocumentClient } from "/collab-ot.mjs";
+import { CollabClient } from "/collab-client.mjs";
 import { ChatView } from "./chat.js";
 import { byTestId, clock, h, lineOf, noReentry, safeColour, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { HistoryView } from "./history.js";
 import { LANGUAGES, RUNNABLE, languageLabel } from "./languages.js";
 import { PresenceView } from "./presence.js";
-import { RequestError, Socket } from "./socket.js";
 
-// Reconnect delays grow from RETRY_BASE to RETRY_MAX (PROTOCOL.md suggests
-// 0.5 s doubling to 30 s), each drawn at random from its upper half so that a
-// room full of clients cut off together does not come back in one wave.
-const RETRY_BASE = 500;
-const RETRY_MAX = 30000;
-// Close codes after which the server will not take the participant back.
 /** After this long without an acknowledgement of local edits, the indicator says so. */
 const UNSAVED_AFTER_MS = 3000;
 
-const FINAL_CLOSE = { 4000: "left", 4001: "kicked", 4002: "session_ended" };
 // Run output is shared in one text frame of at most 64 KiB.
 const MAX_OUTPUT_BYTES = 24000;
 
 // How long a remote cursor's name tag stays bright after it moved.
 const CURSOR_LABEL_MS = 4000;
-
-const OFFLINE_PRESENCE = { status: "offline", cursors: [], typing: false, last_active: 0 };
-
-/** Whether a goodbye reason or close means the client must not reconnect. */
-const isFinal = (reason) => reason === "left" || reason === "kicked" || reason === "session_ended";
 
 function truncateUtf8(text, maxBytes) {
   const bytes = new TextEncoder().encode(text);
@@ -54,28 +42,20 @@ export class Room {
       if (this.session) this._render();
     });
 
-    this.socket = null;
-    this.joined = false;
-    this.everJoined = false;
-    this.attempt = 0;
-    this.retryTimer = null;
-    this.retryAt = 0;
-    this.finished = null;
-
-    this.me = null;
-    this.session = null;
-    this.participants = new Map();
-    this.messages = new Map();
-    this.hasOlderChat = false;
-    this.lastSeq = 0;
-    this.catchUp = null;
-    this.doc = null;
-    this.files = [];
+    // The connection, the session's state and the protocol are the client
+    // library's (collab-client.mjs); the room draws them.
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const id = encodeURIComponent(sessionId);
+    this.client = new CollabClient({
+      // The token travels as a subprotocol rather than in the URL, where it
+      // would end up in access logs (PROTOCOL.md, Authentication).
+      url: `${scheme}://${location.host}/ws/session/${id}`,
+      token,
+      name,
+      sessionUrl: `/api/v1/sessions/${id}`,
+    });
+    /** The file on screen. */
     this.file = "main";
-    this.awaitingCatchup = false;
-    this.textOpRids = new Map();
-    this.fileSync = null;
-    this.pendingChat = [];
     this.composer = { mode: null };
     this.renderQueued = false;
     this.dirty = new Set();
@@ -88,11 +68,45 @@ export class Room {
     this._renderNow = noReentry(this._renderNow);
     this._renderTabs = noReentry(this._renderTabs);
     this._buildViews();
+    this._listen();
     // Says so when edits wait for the server's acknowledgement too long.
     this.unsavedTimer = setInterval(() => {
       if (this.doc && this.doc.hasPending) this._setConnection();
       else if (this.el.conn.dataset.state === "unsaved") this._setConnection();
     }, 1000);
+  }
+
+  // The session's state, as the client keeps it.
+  get me() {
+    return this.client.me;
+  }
+  get session() {
+    return this.client.session;
+  }
+  get participants() {
+    return this.client.participants;
+  }
+  get messages() {
+    return this.client.messages;
+  }
+  get hasOlderChat() {
+    return this.client.hasOlderChat;
+  }
+  get doc() {
+    return this.client.doc;
+  }
+  get files() {
+    return this.client.files;
+  }
+  get joined() {
+    return this.client.joined;
+  }
+  get finished() {
+    return this.client.finished;
+  }
+  /** An ended session, opened to review it. */
+  get reviewing() {
+    return this.client.reviewing;
   }
 
   // ---- views -------------------------------------------------------------------
@@ -131,8 +145,8 @@ export class Room {
     el.share.value = location.href;
     el.language.replaceChildren(...LANGUAGES.map(([value, label]) => h("option", { value }, label)));
 
-    this.editor = new CodeEditor(document.getElementById("editor-host"), {
-      onEdit: (op) => this._localEdit(op),
+    this.editor = new CodeEditor(document.getElementById("editor-host"), this.client, {
+      onEdit: () => this._render("cursors", "comments"),
       onSelection: () => {
         this._showCaret();
         this._sendPresence();
@@ -201,24 +215,8 @@ export class Room {
     el.chatInput.addEventListener("input", () => this._suggestMentions());
     byTestId("closed-rejoin").addEventListener("click", () => this._rejoin());
 
-    window.addEventListener("offline", () => {
-      // The browser knows the network is gone: stop waiting for a socket that
-      // cannot deliver, keep editing locally, and come back on "online".
-      if (this.socket) this.socket.abandon("offline");
-      else this._setConnection();
-    });
-    window.addEventListener("online", () => {
-      if (!this.finished && !this.socket) {
-        this.attempt = 0;
-        this.connect();
-      }
-    });
-    document.addEventListener("visibilitychange", () => {
-      if (!this.joined || this.reviewing) return;
-      const status = document.hidden ? "away" : "active";
-      this.socket.send({ type: "presence", status });
-      this._ownPresence({ status });
-    });
+    // Going offline and back is the client's to notice.
+    document.addEventListener("visibilitychange", () => this.client.setStatus(document.hidden ? "away" : "active"));
     this._sendPresence = throttle(() => this._presenceNow(), 150);
   }
 
@@ -376,17 +374,18 @@ export class Room {
     const c = this.el.conn;
     let state;
     let label;
-    if (this.finished) [state, label] = ["closed", "Disconnected"];
-    else if (this.joined && this.doc && this.doc.unacknowledgedFor() > UNSAVED_AFTER_MS) {
+    const client = this.client;
+    state = client.state;
+    if (state === "closed") label = "Disconnected";
+    else if (state === "live" && this.doc && this.doc.unacknowledgedFor() > UNSAVED_AFTER_MS) {
       // Connected, but the server has not confirmed recent edits for a while.
       [state, label] = ["unsaved", `Saving… ${Math.floor(this.doc.unacknowledgedFor() / 1000)}s`];
-    } else if (this.joined) [state, label] = ["live", "Live"];
-    else if (!navigator.onLine) [state, label] = ["offline", "Offline"];
-    else if (!this.everJoined) [state, label] = ["connecting", "Connecting…"];
+    } else if (state === "live") label = "Live";
+    else if (state === "offline") label = "Offline";
+    else if (state === "connecting") label = "Connecting…";
     else {
-      state = "reconnecting";
-      const seconds = Math.ceil((this.retryAt - Date.now()) / 1000);
-      label = this.retryTimer !== null && seconds > 0 ? `Reconnecting in ${seconds}s…` : "Reconnecting…";
+      const seconds = Math.ceil((client.retryAt - Date.now()) / 1000);
+      label = client.retrying && seconds > 0 ? `Reconnecting in ${seconds}s…` : "Reconnecting…";
     }
     c.dataset.state = state;
     c.querySelector(".label").textContent = label;
@@ -430,105 +429,98 @@ export class Room {
     setTimeout(() => t.remove(), 5000);
   }
 
-  // ---- connection ----------------------------------------------------------------
+  // ---- the session, through the client library -----------------------------------
 
-  /** Opens a connection to the session (again). */
+  /** Opens the connection to the session (the client reconnects by itself). */
   connect() {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    if (this.finished || this.socket) return;
-    if (!navigator.onLine) return this._setConnection();
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/ws/session/${encodeURIComponent(this.sessionId)}`;
-    // The token travels as a subprotocol rather than in the URL, where it
-    // would end up in access logs (PROTOCOL.md, Authentication).
-    const socket = new Socket(url, ["collab.v1", `bearer.${this.token}`], {
-      onOpen: () => this._sendJoin(socket),
-      onFrame: (frame) => {
-        if (this.socket === socket) this._onFrame(frame);
-      },
-      onClose: (info) => this._onClose(socket, info),
-    });
-    this.socket = socket;
-    this.welcomed = false;
-    this._setConnection();
+    this.client.connect();
   }
 
-  _sendJoin(socket) {
-    const join = { type: "join", name: this.name, protocol: 1, mode: "thin" };
-    // A client that kept its document asks only for what it missed; the
-    // server then rebases the edits it made meanwhile (PROTOCOL.md,
-    // Reconnecting a thin client).
-    if (this.doc) join.rev = this.doc.rev;
-    if (this.everJoined) join.since = this.lastSeq;
-    this.joinRid = socket.sendWithRid(join);
-    this.joinSince = join.since;
-  }
-
-  _onClose(socket, info) {
-    if (socket !== this.socket) return;
-    this.socket = null;
-    this.joined = false;
-    this.textOpRids.clear();
-    this.fileSync = null;
-    const reason = this.goodbye || FINAL_CLOSE[info.code];
-    this.goodbye = null;
-    if (isFinal(reason)) return this._finish(reason);
-    if (this.finished) return;
-    if (!navigator.onLine) return this._setConnection();
-    const neverWelcomed = !this.welcomed;
-    this._scheduleReconnect();
-    // A refused upgrade looks like any network error to a page; ask the HTTP
-    // API whether the session is still there before trying again and again.
-    if (neverWelcomed) this._probeSession();
-  }
-
-  _scheduleReconnect() {
-    const ceiling = Math.min(RETRY_MAX, RETRY_BASE * 2 ** this.attempt);
-    const delay = ceiling / 2 + (Math.random() * ceiling) / 2;
-    this.attempt = Math.min(this.attempt + 1, 16);
-    this.retryAt = Date.now() + delay;
-    this.retryTimer = setTimeout(() => this.connect(), delay);
-    this._setConnection();
-    clearInterval(this.countdown);
-    this.countdown = setInterval(() => {
-      if (this.retryTimer === null) clearInterval(this.countdown);
+  _listen() {
+    const client = this.client;
+    client.on("state", () => {
       this._setConnection();
-    }, 1000);
-  }
-
-  async _probeSession() {
-    try {
-      const res = await fetch(`/api/v1/sessions/${encodeURIComponent(this.sessionId)}`, {
-        headers: { Authorization: `Bearer ${this.token}` },
-      });
-      if (res.status === 404) return this._finish("not_found");
-      if (res.status === 410) return this._finish("session_ended");
-      // Removed by a host (this identity, or newcomers from this address):
-      // no amount of reconnecting gets back in.
-      if (res.status === 403) return this._finish("kicked");
-      if (res.ok) {
-        const info = await res.json();
-        if (info.status === "ended") this._finish("session_ended");
+      // "Reconnecting in Ns" counts down while a reconnect waits.
+      if (client.retrying && !this.countdown) {
+        this.countdown = setInterval(() => {
+          if (!client.retrying) {
+            clearInterval(this.countdown);
+            this.countdown = null;
+          }
+          this._setConnection();
+        }, 1000);
       }
-    } catch {
-      // Still offline: the reconnect loop goes on.
-    }
+    });
+    client.on("welcome", ({ resumed }) => this._welcomed(resumed));
+    client.on("event", (e, { live, wasPresent }) => this._onEvent(e, live, wasPresent));
+    client.on("presence", (id) => {
+      const p = this.participants.get(id);
+      const key = JSON.stringify(p?.presence?.cursors || []);
+      if (id !== this.me && this.cursorMoved.get(id)?.key !== key) this.cursorMoved.set(id, { key, at: Date.now() });
+      this._render("presence");
+    });
+    client.on("remote-edit", (file, op) => {
+      // The editor's binding shows it in the file on screen (outside the
+      // local history, so undo stays one's own); kept files take it here.
+      this.editor.applyRemoteToKept(file, op);
+      this._render("cursors", "comments");
+    });
+    client.on("file", (op) => this._fileChanged(op));
+    client.on("chat", () => this._render("chat"));
+    client.on("problem", ({ code, message }) => {
+      if (code === "name_refused") this.nameRefusal = message;
+      else this.toast(message, "error");
+    });
+    client.on("closed", (reason) => this._closed(reason));
   }
 
-  /** Stops for good and says why. */
-  _finish(reason) {
-    this.finished = reason;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    if (this.socket) {
-      const s = this.socket;
-      this.socket = null;
-      s.abandon(reason);
+  _welcomed(resumed) {
+    this.el.reviewBanner.hidden = !this.reviewing;
+    if (!resumed) {
+      if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
+      this.editor.reset(this.file, this.doc.text(this.file));
+      this._loadLastRun(this.client.lastSeq);
     }
-    this.joined = false;
-    // Without a connection nobody's presence is known any more.
-    for (const p of this.participants.values()) p.presence = { ...(p.presence || OFFLINE_PRESENCE), status: "offline", typing: false };
+    this._presenceNow();
+    this._render();
+  }
+
+  /** What the page says and shows of an event (the client has taken it in). */
+  _onEvent(e, live, wasPresent) {
+    const p = e.participant != null && typeof e.participant !== "object" ? this.participants.get(e.participant) : null;
+    switch (e.kind) {
+      case "participant_joined":
+        if (live && !wasPresent) this._announceJoin(e.participant.name);
+        break;
+      case "participant_kicked":
+        if (live && p && e.participant !== this.me) this.toast(`${p.name} was removed from the session`);
+        break;
+      case "role_changed":
+        if (live && e.participant === this.me) {
+          this.toast(e.role === "viewer" ? "You are now a viewer: the code is read-only for you." : `You are now ${e.role === "host" ? "a host" : "an editor"}.`);
+        }
+        break;
+      case "message_posted":
+      case "comment_posted":
+        if (live && e.message.author !== this.me && (e.message.mentions || []).includes(this.me)) {
+          this.toast(`${this.participants.get(e.message.author)?.name ?? "Someone"} mentioned you`, "mention");
+        }
+        break;
+      case "run_finished":
+        this._showRun(e.run);
+        break;
+      default:
+        break;
+    }
+    this._render();
+  }
+
+  /** The client stopped for good: say why. */
+  _closed(reason) {
+    if (reason === "name_refused") {
+      this.el.closed.hidden = true;
+      return this.onNameRefused(this.nameRefusal ?? "That name cannot be used.");
+    }
     if (reason === "kicked") localStorage.setItem(`interview-room.kicked.${this.sessionId}`, "1");
     const text = {
       left: ["You left the session", "Your edits and messages stay in the session. You can come back with the same link."],
@@ -549,19 +541,21 @@ export class Room {
     this._render();
   }
 
+  /** Stops for good with `reason` (the page knows this participant was removed, say). */
+  stop(reason) {
+    this.client.close(reason);
+  }
+
   _rejoin() {
     this.el.closed.hidden = true;
-    this.finished = null;
-    this.attempt = 0;
-    this.connect();
+    this.client.rejoin();
   }
 
   /** Leaves the session for good (the participant may come back later). */
   leave() {
     // Reviewing an ended session: nothing to leave, just go.
     if (this.reviewing) location.href = "/";
-    else if (this.joined) this.socket.send({ type: "leave" });
-    else this._finish("left");
+    else this.client.leave();
   }
 
   _endClicked() {
@@ -577,260 +571,12 @@ export class Room {
     }
     b.dataset.confirm = "";
     b.textContent = "End session";
-    if (!this.joined) return this.toast("You are offline.", "error");
-    this.socket.send({ type: "end_session" });
-  }
-
-  // ---- frames ------------------------------------------------------------------
-
-  _onFrame(f) {
-    switch (f.type) {
-      case "welcome":
-        return this._onWelcome(f);
-      case "error":
-        return this._onError(f);
-      case "event":
-        if (this.catchUp) this.catchUp.deferred.push(f.event);
-        else this._applyEvent(f.event, true);
-        return this._render();
-      case "events":
-        // Without rid: the catch-up after a join with `since`.
-        if (f.rid == null) return this._onCatchupEvents(f);
-        return;
-      case "presence":
-        return this._onPresence(f);
-      case "text_ack":
-      case "text_op":
-      case "file_op":
-      case "text_catchup":
-        return this._onDocFrame(f);
-      case "goodbye":
-        this.goodbye = f.reason;
-        if (isFinal(f.reason)) this._finish(f.reason);
-        return;
-      default:
-        return;
-    }
-  }
-
-  _onWelcome(w) {
-    this.welcomed = true;
-    this.joined = true;
-    this.everJoined = true;
-    this.attempt = 0;
-    clearInterval(this.countdown);
-    this.me = w.you;
-    this.session = w.session;
-    // An ended session is reviewed: read-only, nothing sent but reads.
-    this.reviewing = w.session.status === "ended";
-    this.el.reviewBanner.hidden = !this.reviewing;
-    this.participants = new Map(w.participants.map((p) => [p.id, p]));
-    const resumed = this.doc !== null && w.document.files === undefined;
-    if (resumed) {
-      // The text_catchup that follows brings the edits made meanwhile.
-      this.awaitingCatchup = true;
-    } else {
-      this.doc = new DocumentClient(w.document, (frame) => this._sendTextOp(frame));
-      this.doc.me = w.you;
-      // Refused for good: reconnect, and the catch-up rebases what is pending.
-      this.doc.onResync = (code) => this._editsStuck(code);
-      this.doc.onRemoteOp = (file, op) => this._remoteEdit(file, op);
-      this.files = Object.keys(w.document.files || {}).sort();
-      if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
-      this.editor.reset(this.file, this.doc.text(this.file));
-      this.awaitingCatchup = false;
-    }
-    if (this.joinSince != null) {
-      // Events up to last_seq come in an `events` frame next; live ones after them.
-      this.catchUp = { upTo: w.last_seq, deferred: [] };
-    } else this.lastSeq = w.last_seq;
-    if (!resumed) {
-      this.messages = new Map();
-      this._loadChat(false);
-      this._loadLastRun(w.last_seq);
-    }
-    if (!this.reviewing) for (const frame of this.pendingChat.splice(0)) this.socket.send(frame);
-    // A new connection: the server has what this client last sent, or nothing.
-    this.sentPresence = null;
-    this._presenceNow();
-    this._setConnection();
-    this._render();
-  }
-
-  _onError(f) {
-    if (f.rid != null && f.rid === this.joinRid) return this._onJoinError(f);
-    if (f.rid != null && this.textOpRids.has(f.rid)) {
-      const oid = this.textOpRids.get(f.rid);
-      this.textOpRids.delete(f.rid);
-      return this._onEditRefused(f, oid);
-    }
-    // A frame refused unread (too large) has no rid: the client splits its
-    // edit smaller if it was the one in flight.
-    if (f.rid == null && this.doc) this.doc.receive(f);
-  }
-
-  _onJoinError(f) {
-    const socket = this.socket;
-    if (f.code === "unknown_revision") {
-      // The server does not know our revision: start again from its files.
-      this.doc = null;
-      this.toast("The document was reloaded from the server.", "error");
-      return this._sendJoin(socket);
-    }
-    if (f.code === "invalid_input") {
-      this._finish("name_refused");
-      this.el.closed.hidden = true;
-      return this.onNameRefused(f.message);
-    }
-    if (f.code === "session_full") this.toast("The session is full; trying again shortly.", "error");
-    else this.toast(`Could not join: ${f.message}`, "error");
-    socket.abandon(f.code);
-  }
-
-  _onEditRefused(f, oid) {
-    // Retried (same oid), split smaller, or dropped (a file that is gone) by
-    // the document client itself; only what it cannot recover reloads.
-    const outcome = this.doc ? this.doc.refused(oid, f.code) : "ignored";
-    if (outcome !== "resync" && outcome !== "ignored") return this._setConnection();
-    if (outcome === "resync") return;
-    if (f.code === "unknown_file") return;
-    const why = f.code === "forbidden" ? "You can no longer edit the code." : `An edit was refused (${f.message}).`;
-    this.toast(`${why} The document was reloaded.`, "error");
-    this.resync();
-  }
-
-  /**
-   * The server keeps refusing the edit in flight: reconnect, join with our
-   * revision, and let the catch-up rebase what is pending; only if that
-   * fails again, load the document afresh.
-   */
-  _editsStuck(code) {
-    this.stuckResyncs = (this.stuckResyncs ?? 0) + 1;
-    if (this.stuckResyncs > 2) {
-      this.stuckResyncs = 0;
-      this.toast(`Edits were refused (${code}); the document was reloaded.`, "error");
-      return this.resync();
-    }
-    if (this.socket) this.socket.abandon("resync");
-  }
-
-  /**
-   * Loads the document again from the server (dropping local edits that the
-   * server refused), by joining afresh without `rev`.
-   */
-  resync() {
-    this.doc = null;
-    if (this.socket) this.socket.abandon("resync");
-    this.attempt = 0;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    this.connect();
-  }
-
-  _onCatchupEvents(f) {
-    if (!this.catchUp) return;
-    for (const e of f.events) this._applyEvent(e, false);
-    if (f.has_more && f.events.length > 0) {
-      this._request({ type: "events_since", since: f.events.at(-1).seq })
-        .then((page) => this._onCatchupEvents({ ...page, rid: undefined }))
-        .catch(() => {}); // The connection dropped; the next join catches up.
-      return;
-    }
-    const { upTo, deferred } = this.catchUp;
-    this.catchUp = null;
-    this.lastSeq = Math.max(this.lastSeq, upTo);
-    for (const e of deferred) this._applyEvent(e, true);
-    this._render();
-  }
-
-  _onPresence(f) {
-    const p = this.participants.get(f.participant);
-    if (!p) return;
-    const key = JSON.stringify(f.presence.cursors || []);
-    if (this.cursorMoved.get(p.id)?.key !== key) this.cursorMoved.set(p.id, { key, at: Date.now() });
-    p.presence = f.presence;
-    this._render("presence");
-  }
-
-  _applyEvent(e, live) {
-    if (e.seq <= this.lastSeq) return;
-    this.lastSeq = e.seq;
-    const p = e.participant != null && typeof e.participant !== "object" ? this.participants.get(e.participant) : null;
-    switch (e.kind) {
-      case "participant_joined": {
-        const old = this.participants.get(e.participant.id);
-        this.participants.set(e.participant.id, {
-          presence: { ...OFFLINE_PRESENCE, cursors: [] },
-          ...old,
-          ...e.participant,
-          present: true,
-        });
-        if (live && !old?.present) this._announceJoin(e.participant.name);
-        break;
-      }
-      case "participant_renamed":
-        if (p) p.name = e.name;
-        break;
-      case "participant_left":
-        if (p) p.present = false;
-        break;
-      case "participant_kicked":
-        if (p) p.present = false;
-        if (live && p && e.participant !== this.me) this.toast(`${p.name} was removed from the session`);
-        break;
-      case "role_changed":
-        if (p) p.role = e.role;
-        if (live && e.participant === this.me) {
-          this.toast(e.role === "viewer" ? "You are now a viewer: the code is read-only for you." : `You are now ${e.role === "host" ? "a host" : "an editor"}.`);
-        }
-        break;
-      case "session_updated":
-        if (this.session) {
-          for (const key of ["title", "language", "status"]) if (e[key] !== undefined) this.session[key] = e[key];
-        }
-        break;
-      case "message_posted":
-      case "comment_posted":
-        this.messages.set(e.message.id, e.message);
-        if (live && e.message.author !== this.me && (e.message.mentions || []).includes(this.me)) {
-          this.toast(`${this.participants.get(e.message.author)?.name ?? "Someone"} mentioned you`, "mention");
-        }
-        break;
-      case "message_edited": {
-        const m = this.messages.get(e.message);
-        if (m) Object.assign(m, { text: e.text, mentions: e.mentions, edited_at: e.at });
-        break;
-      }
-      case "message_deleted": {
-        const m = this.messages.get(e.message);
-        if (m) Object.assign(m, { deleted: true, text: "", mentions: [], reactions: {} });
-        break;
-      }
-      case "reaction_toggled": {
-        const m = this.messages.get(e.message);
-        if (!m) break;
-        const who = new Set(m.reactions?.[e.emoji] || []);
-        if (e.added) who.add(e.participant);
-        else who.delete(e.participant);
-        m.reactions = { ...m.reactions, [e.emoji]: [...who].sort((a, b) => a - b) };
-        if (who.size === 0) delete m.reactions[e.emoji];
-        break;
-      }
-      case "run_finished":
-        this._showRun(e.run);
-        break;
-      case "session_ended":
-        if (this.session) this.session.status = "ended";
-        break;
-      default:
-        break;
-    }
+    this.client.endSession().catch(() => this.toast("You are offline.", "error"));
   }
 
   /** A request on the current connection; rejects with `offline` when there is none. */
   _request(frame, timeoutMs) {
-    if (!this.joined) return Promise.reject(new RequestError("offline", "You are offline."));
-    return this.socket.request(frame, timeoutMs);
+    return this.client.request(frame, timeoutMs);
   }
 
   /** Sends a change and reports a refusal as a toast (then runs `onError`). */
@@ -846,98 +592,15 @@ export class Room {
 
   // ---- the document --------------------------------------------------------------
 
-  _sendTextOp(frame) {
-    // Offline (or before the catch-up), the op stays in flight in the
-    // DocumentClient, which sends it again after the reconnect.
-    if (!this.joined || this.awaitingCatchup) return;
-    const rid = this.socket.sendWithRid(frame);
-    this.textOpRids.set(rid, frame.oid);
-  }
-
-  _onDocFrame(f) {
-    if (!this.doc) return;
-    if (f.type === "text_ack") {
-      if (f.rid != null) this.textOpRids.delete(f.rid);
-      if (this.fileSync && f.oid === this.fileSync.oid) return this._fileSynced(f);
-    }
-    const fileOps = f.type === "file_op" ? [f] : f.type === "text_catchup" ? (f.ops || []).filter((o) => o.type === "file_op") : [];
-    try {
-      this.doc.receive(f);
-    } catch (e) {
-      console.error("could not apply a change", e);
-      this.toast("The document went out of step and was reloaded.", "error");
-      return this.resync();
-    }
-    for (const op of fileOps) this._fileChanged(op);
-    if (f.type === "text_catchup") {
-      this.awaitingCatchup = false;
-      this.doc.reconnected();
-    }
-    if (fileOps.length > 0) this._render();
-  }
-
   _fileChanged(op) {
-    if (op.action === "remove") this.editor.forgetFile(op.file);
-    if (op.action === "create" && !this.files.includes(op.file)) this.files = [...this.files, op.file].sort();
     if (op.action === "remove") {
-      this.files = this.files.filter((f) => f !== op.file);
-      for (const p of this.participants.values()) {
-        if (p.presence?.cursors) p.presence.cursors = p.presence.cursors.filter((c) => c.file !== op.file);
-      }
+      this.editor.forgetFile(op.file);
       if (op.file === this.file && this.files.length > 0) {
         this.toast(`${op.file} was removed`);
         this.openFile(this.files.includes("main") ? "main" : this.files[0]);
       }
     }
-  }
-
-  _remoteEdit(file, op) {
-    this._moveMarks(file, op);
-    // The editor keeps the local history out of it, so undo stays one's own.
-    this.editor.applyRemote(file, op);
-    this._render("cursors", "comments");
-  }
-
-  _localEdit(op) {
-    if (!this.doc) return;
-    try {
-      this.doc.applyLocal(this.file, op);
-    } catch (e) {
-      console.error("local edit out of step", e);
-      return this.resync();
-    }
-    this._moveMarks(this.file, op);
-    this._setConnection();
-    this._render("cursors", "comments");
-  }
-
-  /**
-   * Moves other participants' cursors and the comment anchors with an edit,
-   * as the server does (an insert at a position moves it after the insert),
-   * since the server does not broadcast these moves.
-   */
-  _moveMarks(file, op) {
-    const move = (i) => op.transformIndex(i, true);
-    // The caret others have for this client moves by the same rule.
-    const sent = this.sentPresence?.cursor;
-    if (sent && sent.file === file) {
-      sent.anchor = move(sent.anchor);
-      sent.head = move(sent.head);
-    }
-    for (const p of this.participants.values()) {
-      if (p.id === this.me || !p.presence?.cursors) continue;
-      for (const c of p.presence.cursors) {
-        if (c.file !== file) continue;
-        c.anchor = move(c.anchor);
-        c.head = move(c.head);
-      }
-    }
-    const text = this.doc.text(file);
-    for (const m of this.messages.values()) {
-      if (!m.anchor || m.anchor.file !== file || m.anchor.offset == null) continue;
-      m.anchor.offset = move(m.anchor.offset);
-      m.anchor.line = lineOf(text, m.anchor.offset);
-    }
+    this._render();
   }
 
   /** Shows another file of the document. */
@@ -987,77 +650,30 @@ export class Room {
   }
 
   async _createFile(path) {
-    if (this.files.includes(path)) return this.openFile(path);
     try {
-      await this._request({ type: "file_create", file: path, text: "" });
+      await this.client.createFile(path);
     } catch (e) {
       return this.toast(e.message, "error");
     }
-    // The creator is not told the revision its file became. An empty edit is
-    // answered with the current revision, at or after the creation, and by
-    // then every other change before it has arrived (frames keep their order).
-    const known = this.files.find((f) => f !== path) ?? this.file;
-    const oid = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
-    this.fileSync = { oid, path };
-    this.socket.send({ type: "text_op", rev: this.doc.rev, file: known, op: [], oid });
-  }
-
-  _fileSynced(ack) {
-    const { path } = this.fileSync;
-    this.fileSync = null;
-    // Told as the file_op everyone else got, so the DocumentClient knows the file.
-    this.doc.receive({ type: "file_op", rev: Math.max(ack.rev, this.doc.rev), file: path, action: "create", text: "" });
-    this._fileChanged({ action: "create", file: path });
     this.openFile(path);
     this.editor.focus();
   }
 
   // ---- presence ----------------------------------------------------------------
 
-  /**
-   * Sends this participant's caret and viewport, unless everyone already has
-   * them: the server and the other clients move a caret with each edit by the
-   * same rule, so a caret one's own typing moved needs no frame. The server
-   * does not echo presence, so the own entry of the presence bar is kept here.
-   */
+  /** Tells the others where this participant's caret and view are (the client sends only changes). */
   _presenceNow() {
-    if (!this.joined || this.reviewing) return;
+    if (!this.doc) return;
     const sel = this.editor.selection();
     const cursor = { file: this.file, anchor: sel.anchor, head: sel.head };
     const viewport = { file: this.file, ...this.editor.visibleLines() };
-    const key = JSON.stringify([cursor, viewport]);
-    const seen = this.sentPresence;
-    if (seen && JSON.stringify([seen.cursor, seen.viewport]) === key) return;
-    this.sentPresence = { cursor: { ...cursor }, viewport };
-    this.socket.send({ type: "presence", cursor, viewport });
-    this._ownPresence({ cursors: [cursor], viewport });
-  }
-
-  /** Shows a change of one's own presence, which the server does not echo. */
-  _ownPresence(change) {
-    const me = this.participants.get(this.me);
-    if (!me) return;
-    me.presence = { ...(me.presence || OFFLINE_PRESENCE), status: "active", ...change };
-    this._render("presence");
+    this.client.setPresence({ cursor, viewport });
   }
 
   // ---- chat --------------------------------------------------------------------
 
-  async _loadChat(older) {
-    const frame = { type: "chat_history", limit: 200 };
-    if (older) {
-      const oldest = Math.min(...this.messages.keys());
-      if (Number.isFinite(oldest)) frame.before = oldest;
-    }
-    try {
-      const page = await this._request(frame);
-      // The page shows each message as of now; events before it are older.
-      for (const m of page.messages) this.messages.set(m.id, m);
-      this.hasOlderChat = page.has_more;
-      this._render("chat");
-    } catch {
-      // Offline: the next join loads it again.
-    }
+  _loadChat(older) {
+    this.client.loadChat(older);
   }
 
   async _loadLastRun(lastSeq) {
@@ -1107,27 +723,22 @@ export class Room {
     const text = input.value.trim();
     if (!text) return;
     const c = this.composer;
-    let frame;
-    if (c.mode === "edit") frame = { type: "chat_edit", message: c.message, text };
-    else {
-      frame = { type: "chat_send", text };
-      if (c.mode === "reply") frame.reply_to = c.message;
-      if (c.mode === "comment") frame.anchor = { file: c.anchor.file, line: c.anchor.line };
-    }
     input.value = "";
     this._setComposer({ mode: null });
     this._hideSuggestions();
-    if (!this.joined) {
-      if (frame.type !== "chat_send") {
-        input.value = text;
-        return this.toast("You are offline; try again when the connection is back.", "error");
-      }
-      this.pendingChat.push(frame);
-      return this.toast("You are offline: the message will be sent when the connection is back.");
-    }
-    this._act(frame, null, () => {
+    const restore = () => {
       if (!input.value) input.value = text;
-    });
+    };
+    if (c.mode === "edit") return this._act({ type: "chat_edit", message: c.message, text }, null, restore);
+    this.client
+      .sendMessage(text, { replyTo: c.mode === "reply" ? c.message : undefined, anchor: c.mode === "comment" ? c.anchor : undefined })
+      .then((outcome) => {
+        if (outcome === "queued") this.toast("You are offline: the message will be sent when the connection is back.");
+      })
+      .catch((e) => {
+        this.toast(e.message, "error");
+        restore();
+      });
   }
 
   _composerKey(e) {

@@ -315,7 +315,7 @@ scenario("offline_merge", "7. edits made offline merge when the connection retur
       window.seenStates = [];
       const status = document.querySelector('[data-testid="connection-status"]');
       new MutationObserver(() => window.seenStates.push(status.dataset.state)).observe(status, { attributes: true });
-      window.interviewRoom.socket.ws.close();
+      window.interviewRoom.client.connection.ws.close();
     });
     await caretToLineEnd(guest.page, 6);
     await guest.page.keyboard.type(" # after a drop", { delay: 20 });
