@@ -117,7 +117,10 @@ export class Connection {
       if (frame === null || typeof frame !== "object") return;
       this._dispatch(frame);
     };
-    ws.onerror = () => {}; // A close event always follows.
+    // Browsers follow an error with a close event; some WebSocket
+    // implementations (Node's, for a refused handshake) do not. The first
+    // of the two ends the connection.
+    ws.onerror = () => this._finish({ code: 1006, reason: "connection failed" });
     ws.onclose = (ev) => this._finish({ code: ev.code, reason: ev.reason });
   }
 
@@ -249,7 +252,7 @@ export class Connection {
  * - `file` `(fileOp)`: a file was created or removed.
  * - `chat` `()`: chat messages were loaded.
  * - `closed` `(reason)`: the client stopped for good (`left`, `kicked`,
- *   `session_ended`, `not_found`, `name_refused`).
+ *   `session_ended`, `not_found`, `unauthorized`, `name_refused`).
  * - `problem` `({code, message})`: something the user should hear of
  *   (a refused join or edit, the document reloaded).
  * @typedef {"state" | "welcome" | "event" | "presence" | "remote-edit" | "file" | "chat" | "closed" | "problem"} ClientEventType
@@ -479,6 +482,7 @@ export class CollabClient {
     if (!this.sessionUrl || typeof fetch !== "function") return;
     try {
       const res = await fetch(this.sessionUrl, { headers: { Authorization: `Bearer ${this.token}` } });
+      if (res.status === 401) return this._finish("unauthorized");
       if (res.status === 404) return this._finish("not_found");
       if (res.status === 410) return this._finish("session_ended");
       // Removed by a host (this identity, or newcomers from this address):

@@ -527,6 +527,7 @@ export class Room {
       kicked: ["You were removed from this session", "A host removed you; you cannot join it again."],
       session_ended: ["This interview has ended", "A host ended the session. Nobody can join it any more."],
       not_found: ["Session not found", "This link does not lead to a live session. It may have expired."],
+      unauthorized: ["Not admitted", "The server did not accept this browser's credentials. Open the link again to get new ones."],
     }[reason] || ["Disconnected", String(reason)];
     const box = this.el.closed;
     box.dataset.reason = reason;
