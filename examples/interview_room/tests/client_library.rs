@@ -1,7 +1,10 @@
 //! The browser client library (`collab-wire/js/collab-client.mjs`) and its
-//! CodeMirror binding, under Node.js against the real example server:
-//! runs `tests/client/*.test.mjs` with `COLLAB_URL` set to a server started
-//! on a free port over a fresh SQLite database.
+//! CodeMirror binding (`collab-codemirror.mjs`), under Node.js: runs
+//! `tests/client/*.test.mjs` with `COLLAB_URL` set to a real example server
+//! started on a free port over a fresh SQLite database. Bare imports
+//! (`@codemirror/state`) resolve through the page's own import map to the
+//! vendored files (`tests/client/import-map.mjs`), so the binding is tested
+//! with the CodeMirror the page serves.
 //!
 //! Needs Node.js 20+ (its WebSocket, behind `--experimental-websocket` on
 //! 20); fails, naming what is missing, rather than skipping.
@@ -26,7 +29,13 @@ fn client_library_against_a_real_server() {
     files.sort();
     assert!(!files.is_empty(), "no tests in tests/client");
     let out = Command::new("node")
-        .args(["--experimental-websocket", "--test", "--test-reporter=spec"])
+        .args([
+            "--experimental-websocket",
+            "--import",
+            "./tests/client/import-map.mjs",
+            "--test",
+            "--test-reporter=spec",
+        ])
         .args(&files)
         .current_dir(example)
         .env("COLLAB_URL", &server.url)
