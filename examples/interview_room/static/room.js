@@ -5,26 +5,20 @@
 
 import { CollabClient } from "/collab-client.mjs";
 import { ChatView } from "./chat.js";
-import { byTestId, clock, h, lineOf, noReentry, safeColour, throttle } from "./dom.js";
+import { Composer } from "./composer.js";
+import { byTestId, h, lineOf, noReentry, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { HistoryView } from "./history.js";
 import { LANGUAGES, RUNNABLE, languageLabel } from "./languages.js";
+import { Notices } from "./notices.js";
 import { PresenceView } from "./presence.js";
+import { RunPanel } from "./run.js";
 
 /** After this long without an acknowledgement of local edits, the indicator says so. */
 const UNSAVED_AFTER_MS = 3000;
 
-// Run output is shared in one text frame of at most 64 KiB.
-const MAX_OUTPUT_BYTES = 24000;
-
 // How long a remote cursor's name tag stays bright after it moved.
 const CURSOR_LABEL_MS = 4000;
-
-function truncateUtf8(text, maxBytes) {
-  const bytes = new TextEncoder().encode(text);
-  if (bytes.length <= maxBytes) return text;
-  return new TextDecoder().decode(bytes.slice(0, maxBytes)).replace(/\uFFFD$/, "") + "\n… (output truncated)";
-}
 
 export class Room {
   /**
@@ -56,7 +50,6 @@ export class Room {
     });
     /** The file on screen. */
     this.file = "main";
-    this.composer = { mode: null };
     this.renderQueued = false;
     this.dirty = new Set();
     // When each participant's cursor last moved (from their presence frames).
@@ -145,6 +138,9 @@ export class Room {
     el.share.value = location.href;
     el.language.replaceChildren(...LANGUAGES.map(([value, label]) => h("option", { value }, label)));
 
+    this.notices = new Notices();
+    this.composer = new Composer(this, el);
+    this.runPanel = new RunPanel(this, el);
     this.editor = new CodeEditor(document.getElementById("editor-host"), this.client, {
       onEdit: () => this._render("cursors", "comments"),
       onSelection: () => {
@@ -152,8 +148,8 @@ export class Room {
         this._sendPresence();
       },
       onViewport: () => this._sendPresence(),
-      onGutterClick: (line) => this._startComment(line),
-      onRun: () => this.run(),
+      onGutterClick: (line) => this.composer.startComment(line),
+      onRun: () => this.runPanel.run(),
     });
     this.presence = new PresenceView(el.people, {
       setRole: (id, role) => this._act({ type: "set_role", participant: id, role }, () => this._render()),
@@ -162,9 +158,9 @@ export class Room {
       kick: (id) => this._act({ type: "kick", participant: id, ban_address: true }),
     });
     this.chat = new ChatView(el.chat, {
-      reply: (m) => this._setComposer({ mode: "reply", message: m.id }),
+      reply: (m) => this.composer.set({ mode: "reply", message: m.id }),
       edit: (m) => {
-        this._setComposer({ mode: "edit", message: m.id });
+        this.composer.set({ mode: "edit", message: m.id });
         el.chatInput.value = m.text;
       },
       remove: (m) => this._act({ type: "chat_delete", message: m.id }),
@@ -203,16 +199,16 @@ export class Room {
       const language = el.language.value;
       this._act({ type: "update_session", language }, null, () => this._render());
     });
-    el.run.addEventListener("click", () => this.run());
+    el.run.addEventListener("click", () => this.runPanel.run());
     el.newFile.addEventListener("click", () => this._newFileClicked());
-    byTestId("comment-line-button").addEventListener("click", () => this._startComment(this.editor.caretPosition().line));
-    byTestId("composer-cancel").addEventListener("click", () => this._setComposer({ mode: null }));
+    byTestId("comment-line-button").addEventListener("click", () => this.composer.startComment(this.editor.caretPosition().line));
+    byTestId("composer-cancel").addEventListener("click", () => this.composer.set({ mode: null }));
     el.chatForm.addEventListener("submit", (e) => {
       e.preventDefault();
-      this._sendChat();
+      this.composer.send();
     });
-    el.chatInput.addEventListener("keydown", (e) => this._composerKey(e));
-    el.chatInput.addEventListener("input", () => this._suggestMentions());
+    el.chatInput.addEventListener("keydown", (e) => this.composer.key(e));
+    el.chatInput.addEventListener("input", () => this.composer.suggestMentions());
     byTestId("closed-rejoin").addEventListener("click", () => this._rejoin());
 
     // Going offline and back is the client's to notice.
@@ -249,7 +245,7 @@ export class Room {
     if (needs("chat")) {
       const isHost = this.participants.get(this.me)?.role === "host";
       this.chat.render({ messages: this.messages, participants: this.participants, me: this.me, isHost, hasOlder: this.hasOlderChat });
-      this._renderComposerContext();
+      this.composer.renderContext();
     }
     if (needs("cursors") || needs("presence")) this._renderRemoteCursors();
     if (needs("comments") || needs("chat")) this._renderCommentLines();
@@ -293,7 +289,7 @@ export class Room {
     el.newFile.hidden = !canEdit;
     const language = s?.language || "plaintext";
     const runs = !this.runnable || this.runnable.size === 0 || this.runnable.has(language);
-    el.run.disabled = !canEdit || this.running || !runs;
+    el.run.disabled = !canEdit || this.runPanel.running || !runs;
     el.run.title = !runs
       ? `${languageLabel(language)} does not run on this server`
       : canEdit
@@ -395,38 +391,8 @@ export class Room {
   }
 
   /** A short message at the corner of the screen. */
-  /**
-   * Says who joined, gathering a burst of joins (a class arriving at once)
-   * into one notice instead of a pile of them over the editor.
-   */
-  _announceJoin(name) {
-    this.joinedBurst ??= [];
-    this.joinedBurst.push(name);
-    // Said once the joins pause for 600 ms, or 2 s after the first at most.
-    this.joinedBurstStart ??= Date.now();
-    clearTimeout(this.joinedBurstTimer);
-    const wait = Math.max(0, Math.min(600, this.joinedBurstStart + 2000 - Date.now()));
-    this.joinedBurstTimer = setTimeout(() => {
-      this.joinedBurstStart = null;
-      const names = this.joinedBurst;
-      this.joinedBurst = [];
-      this.joinedBurstTimer = null;
-      const text =
-        names.length === 1
-          ? `${names[0]} joined`
-          : names.length <= 3
-            ? `${names.slice(0, -1).join(", ")} and ${names.at(-1)} joined`
-            : `${names.slice(0, 2).join(", ")} and ${names.length - 2} others joined`;
-      this.toast(text);
-    }, wait);
-  }
-
   toast(text, kind = "info") {
-    const host = byTestId("toasts");
-    const t = h("div", { class: `toast ${kind}`, testid: "toast", role: "status" }, text);
-    host.append(t);
-    setTimeout(() => t.classList.add("gone"), 4500);
-    setTimeout(() => t.remove(), 5000);
+    this.notices.show(text, kind);
   }
 
   // ---- the session, through the client library -----------------------------------
@@ -479,7 +445,7 @@ export class Room {
     if (!resumed) {
       if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
       this.editor.reset(this.file, this.doc.text(this.file));
-      this._loadLastRun(this.client.lastSeq);
+      this.runPanel.loadLast(this.client.lastSeq);
     }
     this._presenceNow();
     this._render();
@@ -490,7 +456,7 @@ export class Room {
     const p = e.participant != null && typeof e.participant !== "object" ? this.participants.get(e.participant) : null;
     switch (e.kind) {
       case "participant_joined":
-        if (live && !wasPresent) this._announceJoin(e.participant.name);
+        if (live && !wasPresent) this.notices.joined(e.participant.name);
         break;
       case "participant_kicked":
         if (live && p && e.participant !== this.me) this.toast(`${p.name} was removed from the session`);
@@ -507,7 +473,7 @@ export class Room {
         }
         break;
       case "run_finished":
-        this._showRun(e.run);
+        this.runPanel.show(e.run);
         break;
       default:
         break;
@@ -677,207 +643,6 @@ export class Room {
     this.client.loadChat(older);
   }
 
-  async _loadLastRun(lastSeq) {
-    try {
-      const page = await this._request({ type: "events_since", since: Math.max(0, lastSeq - 500) });
-      const run = page.events.filter((e) => e.kind === "run_finished").at(-1);
-      if (run && !this.lastRun) this._showRun(run.run);
-    } catch {
-      // Not important enough to retry.
-    }
-  }
 
-  _setComposer(composer) {
-    this.composer = composer;
-    this._renderComposerContext();
-    if (composer.mode === null && this.el.chatInput.dataset.editing) this.el.chatInput.value = "";
-    this.el.chatInput.dataset.editing = composer.mode === "edit" ? "1" : "";
-    if (composer.mode) this.el.chatInput.focus();
-  }
-
-  _renderComposerContext() {
-    const c = this.composer;
-    const box = this.el.context;
-    if (!c.mode) {
-      box.hidden = true;
-      return;
-    }
-    const m = c.message != null ? this.messages.get(c.message) : null;
-    const author = m ? this.participants.get(m.author)?.name ?? "someone" : "";
-    const text =
-      c.mode === "comment"
-        ? `Comment on ${c.anchor.file}:${c.anchor.line}`
-        : c.mode === "reply"
-          ? `Replying to ${author}${m && !m.deleted ? `: ${m.text.slice(0, 60)}` : ""}`
-          : "Editing your message";
-    box.querySelector(".ctx-text").textContent = text;
-    box.dataset.mode = c.mode;
-    box.hidden = false;
-  }
-
-  _startComment(line) {
-    this._setComposer({ mode: "comment", anchor: { file: this.file, line } });
-  }
-
-  _sendChat() {
-    const input = this.el.chatInput;
-    const text = input.value.trim();
-    if (!text) return;
-    const c = this.composer;
-    input.value = "";
-    this._setComposer({ mode: null });
-    this._hideSuggestions();
-    const restore = () => {
-      if (!input.value) input.value = text;
-    };
-    if (c.mode === "edit") return this._act({ type: "chat_edit", message: c.message, text }, null, restore);
-    this.client
-      .sendMessage(text, { replyTo: c.mode === "reply" ? c.message : undefined, anchor: c.mode === "comment" ? c.anchor : undefined })
-      .then((outcome) => {
-        if (outcome === "queued") this.toast("You are offline: the message will be sent when the connection is back.");
-      })
-      .catch((e) => {
-        this.toast(e.message, "error");
-        restore();
-      });
-  }
-
-  _composerKey(e) {
-    const list = this.el.suggestions;
-    if (!list.hidden && (e.key === "Tab" || (e.key === "Enter" && !e.shiftKey))) {
-      const first = list.querySelector("button");
-      if (first) {
-        e.preventDefault();
-        first.click();
-        return;
-      }
-    }
-    if (e.key === "Escape") {
-      this._hideSuggestions();
-      this._setComposer({ mode: null });
-    } else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
-      e.preventDefault();
-      this._sendChat();
-    }
-  }
-
-  /** Offers participants' names while an @word is being typed. */
-  _suggestMentions() {
-    const input = this.el.chatInput;
-    const before = input.value.slice(0, input.selectionStart);
-    const match = /(^|[^\p{L}\p{N}])@([\p{L}\p{N} ._-]{0,30})$/u.exec(before);
-    if (!match) return this._hideSuggestions();
-    const typed = match[2].toLowerCase();
-    const names = [...this.participants.values()]
-      .filter((p) => p.present && p.id !== this.me && p.name.toLowerCase().startsWith(typed))
-      .slice(0, 6);
-    // A name typed out in full needs no offer (and Enter should send).
-    const complete = names.length === 1 && names[0].name.toLowerCase() === typed;
-    if (names.length === 0 || complete) return this._hideSuggestions();
-    const start = before.length - match[2].length;
-    this.el.suggestions.replaceChildren(
-      ...names.map((p) =>
-        h(
-          "button",
-          {
-            type: "button",
-            class: "suggestion",
-            testid: "mention-suggestion",
-            onmousedown: (e) => e.preventDefault(),
-            onclick: () => {
-              input.value = `${input.value.slice(0, start)}${p.name} ${input.value.slice(input.selectionStart)}`;
-              const at = start + p.name.length + 1;
-              input.setSelectionRange(at, at);
-              input.focus();
-              this._hideSuggestions();
-            },
-          },
-          h("span", { class: "dot", style: { "--c": safeColour(p.colour) } }),
-          p.name,
-        ),
-      ),
-    );
-    this.el.suggestions.hidden = false;
-  }
-
-  _hideSuggestions() {
-    this.el.suggestions.hidden = true;
-  }
-
-  // ---- running code ------------------------------------------------------------
-
-  /** Runs the current file on the server and shares the output with everyone. */
-  async run() {
-    const role = this.participants.get(this.me)?.role;
-    if (this.running || !this.doc || role === "viewer") return;
-    this.running = true;
-    this._render();
-    this.el.runMeta.textContent = "Running…";
-    const language = this.session?.language || "plaintext";
-    try {
-      let res;
-      try {
-        res = await fetch("/api/v1/run", {
-          method: "POST",
-          headers: { "Content-Type": "application/json", Authorization: `Bearer ${this.token}` },
-          body: JSON.stringify({ session: this.sessionId, language, code: this.doc.text(this.file) }),
-        });
-      } catch {
-        return this._runProblem("Could not reach the server to run the code.");
-      }
-      if (res.status === 404 || res.status === 501) {
-        this.el.runOutput.replaceChildren(
-          h("p", { class: "run-disabled", testid: "run-disabled" }, "running code is turned off on this server"),
-        );
-        this.el.runMeta.textContent = "";
-        return;
-      }
-      const body = await res.json().catch(() => null);
-      if (!res.ok || !body || typeof body !== "object" || body.error) {
-        const message = body?.error?.message ?? (typeof body?.error === "string" ? body.error : `HTTP ${res.status}`);
-        return this._runProblem(`The run failed: ${message}`);
-      }
-      const frame = {
-        type: "run_output",
-        stdout: truncateUtf8(String(body.stdout ?? ""), MAX_OUTPUT_BYTES),
-        stderr: truncateUtf8(String(body.stderr ?? ""), MAX_OUTPUT_BYTES),
-      };
-      if (Number.isInteger(body.exit_code)) frame.exit_code = body.exit_code;
-      try {
-        // Everyone, this page included, shows it from the run_finished event.
-        await this._request(frame);
-      } catch (e) {
-        this._showRun({ ...frame, by: this.me, at: Date.now() });
-        this.toast(`The output could not be shared: ${e.message}`, "error");
-      }
-    } finally {
-      this.running = false;
-      if (this.el.runMeta.textContent === "Running…") this.el.runMeta.textContent = "";
-      this._render();
-    }
-  }
-
-  _runProblem(text) {
-    this.el.runOutput.replaceChildren(h("p", { class: "run-error", testid: "run-error" }, text));
-    this.el.runMeta.textContent = "";
-  }
-
-  _showRun(run) {
-    this.lastRun = run;
-    const who = this.participants.get(run.by)?.name ?? "someone";
-    const exit = run.exit_code === undefined ? "stopped" : `exit code ${run.exit_code}`;
-    this.el.runMeta.textContent = `Run by ${who} at ${clock(run.at)} · ${exit}`;
-    // A run without an exit code was stopped (a time or memory limit).
-    const outcome = run.exit_code === 0 ? "ok" : run.exit_code == null ? "stopped" : "failed";
-    this.el.runOutput.replaceChildren(
-      h(
-        "div",
-        { class: `run-result ${outcome}`, testid: "run-result", dataset: { exitCode: String(run.exit_code ?? "") } },
-        run.stdout && h("pre", { class: "stdout", testid: "run-stdout" }, run.stdout),
-        run.stderr && h("pre", { class: "stderr", testid: "run-stderr" }, run.stderr),
-        !run.stdout && !run.stderr && h("p", { class: "muted" }, "(no output)"),
-      ),
-    );
-  }
 }
 
