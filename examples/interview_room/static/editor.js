@@ -14,6 +14,7 @@ import {
   foldKeymap,
   indentOnInput,
   indentUnit,
+  language as languageFacet,
   StreamLanguage,
 } from "@codemirror/language";
 import { highlightSelectionMatches, search, searchKeymap } from "@codemirror/search";
@@ -323,6 +324,11 @@ export class CodeEditor {
         this._configureLanguage();
       })
       .catch((e) => console.warn(`no highlighting for ${language}`, e));
+  }
+
+  /** The name of the grammar highlighting the code, or null (none, or still loading). */
+  languageName() {
+    return this.view.state.facet(languageFacet)?.name ?? null;
   }
 
   _configureLanguage() {

@@ -504,6 +504,54 @@ scenario("files", "11. a new file reaches everyone, with who is viewing it", asy
   });
 });
 
+scenario("editor", "17. the editor: every offered language highlighted, indentation by language, search", async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await createSession(host, { name: "Hana", title: "Editor", language: "javascript" });
+    await joinByUrl(guest, host.page.url(), "Omar");
+    // Indentation follows the language (two spaces in JavaScript), and a
+    // closing brace goes back out.
+    await caretToLineEnd(guest.page, 1);
+    await guest.page.keyboard.press("Enter");
+    await guest.page.keyboard.type("if (nums) {", { delay: 20 });
+    await guest.page.keyboard.press("Enter");
+    await guest.page.keyboard.type("x;", { delay: 20 });
+    await guest.page.keyboard.press("Enter");
+    await guest.page.keyboard.type("}", { delay: 20 });
+    const lines = (await sameText(host.page, guest.page, (t) => t.includes("x;"), "the typed block")).split("\n");
+    const at = lines.findIndex((l) => l.trim() === "if (nums) {");
+    // "{" brought its "}", which Enter put on a line of its own; the "}"
+    // typed on the indented line after "x;" went back out to the block's
+    // indentation.
+    assert.deepEqual(lines.slice(at, at + 4), ["  if (nums) {", "    x;", "  }", "  }"], lines.join("\n"));
+
+    // Every language the room offers is highlighted by its grammar.
+    const offered = await host.page.getByTestId("language-select").locator("option").evaluateAll((os) => os.map((o) => o.value));
+    assert.ok(offered.length >= 15, `${offered.length} languages`);
+    for (const language of offered.filter((l) => l !== "plaintext")) {
+      await host.page.getByTestId("language-select").selectOption(language);
+      const name = await eventually(
+        () => guest.page.evaluate(() => window.interviewRoom.editor.languageName()),
+        (n) => n !== null && n !== "",
+        `a grammar for ${language}`,
+      );
+      assert.ok(name, language);
+      const styled = await eventually(
+        () => guest.page.locator(".cm-line span[class]").count(),
+        (n) => n > 0,
+        `highlighted code in ${language}`,
+      );
+      assert.ok(styled > 0);
+      if (language === "python") await screenshot(guest.page, "editor_python");
+    }
+
+    // Search: Ctrl+F opens CodeMirror's search panel.
+    await guest.page.getByTestId("editor").focus();
+    await guest.page.keyboard.press("Control+f");
+    await guest.page.locator(".cm-search input[name=search]").waitFor();
+    await screenshot(guest.page, "editor_search");
+  });
+});
+
 scenario("session_ended", "12. a host removes a participant and ends the session", async () => {
   await withUsers(["host", "guest", "third", "fourth"], async (host, guest, third, fourth) => {
     const url = await hostAndGuest(host, guest, "Kick and end");
