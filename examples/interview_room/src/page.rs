@@ -44,6 +44,7 @@ pub const FILES: &[StaticFile] = &[
     file("/composer.js", JS, include_str!("../static/composer.js")),
     file("/run.js", JS, include_str!("../static/run.js")),
     file("/notices.js", JS, include_str!("../static/notices.js")),
+    file("/header.js", JS, include_str!("../static/header.js")),
     file("/presence.js", JS, include_str!("../static/presence.js")),
     file("/history.js", JS, include_str!("../static/history.js")),
     file("/languages.js", JS, include_str!("../static/languages.js")),

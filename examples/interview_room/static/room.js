@@ -8,14 +8,12 @@ import { ChatView } from "./chat.js";
 import { Composer } from "./composer.js";
 import { byTestId, h, lineOf, noReentry, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
+import { renderConnection, renderHeader } from "./header.js";
 import { HistoryView } from "./history.js";
-import { LANGUAGES, RUNNABLE, languageLabel } from "./languages.js";
+import { LANGUAGES, RUNNABLE } from "./languages.js";
 import { Notices } from "./notices.js";
 import { PresenceView } from "./presence.js";
 import { RunPanel } from "./run.js";
-
-/** After this long without an acknowledgement of local edits, the indicator says so. */
-const UNSAVED_AFTER_MS = 3000;
 
 // How long a remote cursor's name tag stays bright after it moved.
 const CURSOR_LABEL_MS = 4000;
@@ -253,53 +251,7 @@ export class Room {
   }
 
   _renderHeader() {
-    const el = this.el;
-    const s = this.session;
-    const me = this.participants.get(this.me);
-    const role = me?.role ?? "viewer";
-    const isHost = role === "host";
-    if (s) {
-      el.title.textContent = s.title || "Untitled interview";
-      document.title = `${s.title || "Interview"} · Interview room`;
-      el.status.textContent = s.status;
-      el.status.dataset.status = s.status;
-      const pickStatus = isHost && s.status !== "ended";
-      el.status.hidden = pickStatus;
-      el.statusSelect.hidden = !pickStatus;
-      if (pickStatus && document.activeElement !== el.statusSelect) el.statusSelect.value = s.status;
-      const language = s.language || "plaintext";
-      if (![...el.language.options].some((o) => o.value === language)) {
-        el.language.append(h("option", { value: language }, languageLabel(language)));
-      }
-      if (document.activeElement !== el.language) el.language.value = language;
-      this.editor.setLanguage(language);
-    }
-    el.language.disabled = !isHost;
-    el.language.title = isHost ? "Language of the session" : "Only a host can change the language";
-    el.endButton.hidden = !isHost;
-    // Paused: the code is read-only for everyone but hosts, as the server enforces.
-    const paused = s?.status === "paused" && role !== "host";
-    const canEdit = role !== "viewer" && !paused && !this.reviewing;
-    el.chatInput.disabled = Boolean(this.reviewing);
-    byTestId("chat-send").disabled = Boolean(this.reviewing);
-    el.chatInput.placeholder = this.reviewing ? "The session has ended: the chat is read-only." : "Message… (@name to mention, Enter to send)";
-    this.editor.setReadOnly(!canEdit || !this.doc);
-    el.readOnly.hidden = canEdit || !me;
-    el.readOnly.textContent = this.reviewing ? "Ended" : paused && role !== "viewer" ? "Paused" : "View only";
-    el.newFile.hidden = !canEdit;
-    const language = s?.language || "plaintext";
-    const runs = !this.runnable || this.runnable.size === 0 || this.runnable.has(language);
-    el.run.disabled = !canEdit || this.runPanel.running || !runs;
-    el.run.title = !runs
-      ? `${languageLabel(language)} does not run on this server`
-      : canEdit
-        ? "Run the code and share the output (Ctrl+Enter)"
-        : "Viewers cannot run code";
-    el.runNote.hidden = runs;
-    el.runNote.textContent = runs ? "" : `${languageLabel(language)} does not run here`;
-    el.myRole.textContent = me ? `You are ${role === "host" ? "a host" : `an ${role}`.replace("an viewer", "a viewer")}` : "";
-    el.myRole.dataset.role = role;
-    this._renderTabs();
+    renderHeader(this);
   }
 
   _renderTabs() {
@@ -367,27 +319,7 @@ export class Room {
   }
 
   _setConnection() {
-    const c = this.el.conn;
-    let state;
-    let label;
-    const client = this.client;
-    state = client.state;
-    if (state === "closed") label = "Disconnected";
-    else if (state === "live" && this.doc && this.doc.unacknowledgedFor() > UNSAVED_AFTER_MS) {
-      // Connected, but the server has not confirmed recent edits for a while.
-      [state, label] = ["unsaved", `Saving… ${Math.floor(this.doc.unacknowledgedFor() / 1000)}s`];
-    } else if (state === "live") label = "Live";
-    else if (state === "offline") label = "Offline";
-    else if (state === "connecting") label = "Connecting…";
-    else {
-      const seconds = Math.ceil((client.retryAt - Date.now()) / 1000);
-      label = client.retrying && seconds > 0 ? `Reconnecting in ${seconds}s…` : "Reconnecting…";
-    }
-    c.dataset.state = state;
-    c.querySelector(".label").textContent = label;
-    const pending = this.doc && this.doc.hasPending && !this.joined;
-    c.title = pending ? "Your edits are kept and will be merged when the connection returns." : "";
-    c.classList.toggle("has-pending", Boolean(pending));
+    renderConnection(this);
   }
 
   /** A short message at the corner of the screen. */
