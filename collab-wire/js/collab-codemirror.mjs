@@ -96,23 +96,39 @@ export const setRemoteCursors = StateEffect.define();
 /** Only characters valid in a CSS colour, so a colour cannot inject style. */
 const safeColour = (colour) => (/^#[0-9a-fA-F]{3,8}$|^[a-z]{3,20}$/.test(String(colour)) ? colour : "#888");
 
-class CaretWidget extends WidgetType {
-  constructor(cursor) {
+/** A mark of a participant's cursor: a span with their colour and id. */
+class CursorWidget extends WidgetType {
+  /**
+   * @param {RemoteCursor} cursor
+   * @param {string} kind the class (`rcaret` or `rlabel`)
+   * @param {string} testid
+   */
+  constructor(cursor, kind, testid) {
     super();
     this.cursor = cursor;
+    this.kind = kind;
+    this.testid = testid;
   }
   eq(other) {
     const [a, b] = [this.cursor, other.cursor];
-    return a.id === b.id && a.colour === b.colour && a.typing === b.typing && a.still === b.still;
+    return (
+      this.kind === other.kind &&
+      a.id === b.id &&
+      a.name === b.name &&
+      a.colour === b.colour &&
+      a.typing === b.typing &&
+      a.still === b.still
+    );
   }
   toDOM() {
     const c = this.cursor;
     const el = document.createElement("span");
-    el.className = `rcaret${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
-    el.dataset.testid = "remote-cursor";
+    el.className = `${this.kind}${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
+    el.dataset.testid = this.testid;
     el.dataset.participantId = String(c.id);
     el.style.setProperty("--c", safeColour(c.colour));
-    el.title = c.name;
+    if (this.kind === "rlabel") el.textContent = c.name;
+    else el.title = c.name;
     return el;
   }
   ignoreEvent() {
@@ -120,34 +136,15 @@ class CaretWidget extends WidgetType {
   }
 }
 
+/** The caret: zero width with a coloured border, so it moves no character. */
+const caret = (cursor) => new CursorWidget(cursor, "rcaret", "remote-cursor");
+
 /**
- * A participant's name, after the end of the line their caret is on: in the
- * flow of the text, so it never covers a character (a label floating over
- * the caret hides the code around it).
+ * The participant's name, after the end of the line their caret is on: in
+ * the flow of the text, so it never covers a character (a label floating
+ * over the caret hides the code around it).
  */
-class LabelWidget extends WidgetType {
-  constructor(cursor) {
-    super();
-    this.cursor = cursor;
-  }
-  eq(other) {
-    const [a, b] = [this.cursor, other.cursor];
-    return a.id === b.id && a.name === b.name && a.colour === b.colour && a.typing === b.typing && a.still === b.still;
-  }
-  toDOM() {
-    const c = this.cursor;
-    const el = document.createElement("span");
-    el.className = `rlabel${c.typing ? " typing" : ""}${c.still ? " still" : ""}`;
-    el.dataset.testid = "remote-cursor-label";
-    el.dataset.participantId = String(c.id);
-    el.style.setProperty("--c", safeColour(c.colour));
-    el.textContent = c.name;
-    return el;
-  }
-  ignoreEvent() {
-    return true;
-  }
-}
+const label = (cursor) => new CursorWidget(cursor, "rlabel", "remote-cursor-label");
 
 /**
  * The decorations of `cursors` in `doc`: a mark over each selection
@@ -172,10 +169,10 @@ export function remoteCursorDecorations(cursors, doc) {
         }).range(from, to),
       );
     }
-    ranges.push(Decoration.widget({ widget: new CaretWidget(c), side: head === to ? 1 : -1 }).range(head));
+    ranges.push(Decoration.widget({ widget: caret(c), side: head === to ? 1 : -1 }).range(head));
     if (!labelled.has(c.id)) {
       labelled.add(c.id);
-      ranges.push(Decoration.widget({ widget: new LabelWidget(c), side: 1000 }).range(doc.lineAt(head).to));
+      ranges.push(Decoration.widget({ widget: label(c), side: 1000 }).range(doc.lineAt(head).to));
     }
   }
   return Decoration.set(ranges, true);

@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn client_library_against_a_real_server() {
@@ -28,28 +27,17 @@ fn client_library_against_a_real_server() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no tests in tests/client");
-    let out = Command::new("node")
-        .args([
-            "--experimental-websocket",
-            "--import",
-            "./tests/client/import-map.mjs",
-            "--test",
-            "--test-reporter=spec",
-        ])
-        .args(&files)
-        .current_dir(example)
-        .env("COLLAB_URL", &server.url)
-        .output()
-        .unwrap_or_else(|e| panic!("`node` could not be run ({e}): Node.js 20+ is required"));
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let mut args = vec![
+        "--experimental-websocket",
+        "--import",
+        "./tests/client/import-map.mjs",
+        "--test",
+        "--test-reporter=spec",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    common::node_tests(
+        "the client library's tests",
+        &args,
+        &[("COLLAB_URL", &server.url)],
     );
-    println!("{output}");
-    assert!(
-        out.status.success(),
-        "the client library's tests failed:\n{output}"
-    );
-    assert!(output.contains("fail 0"), "the node tests ran:\n{output}");
 }

@@ -120,22 +120,22 @@ test("remote cursors are drawn where they are and move with edits", () => {
   const ranges = () => {
     const out = [];
     state.field(remoteCursorsField).between(0, state.doc.length, (from, to, deco) => {
-      out.push([from, to, deco.spec.class ?? deco.spec.widget?.constructor.name]);
+      out.push([from, to, deco.spec.class ?? deco.spec.widget?.kind]);
     });
     return out;
   };
   // The selection (4..7), the caret at 7, the name after the end of line 2.
   assert.deepEqual(ranges(), [
     [4, 7, "rsel"],
-    [7, 7, "CaretWidget"],
-    [7, 7, "LabelWidget"],
+    [7, 7, "rcaret"],
+    [7, 7, "rlabel"],
   ]);
   // Someone types at the start: everything moves by two.
   state = state.update(remoteEdit(new TextOperation().insert("> ").retain(state.doc.length))).state;
   assert.deepEqual(ranges(), [
     [6, 9, "rsel"],
-    [9, 9, "CaretWidget"],
-    [9, 9, "LabelWidget"],
+    [9, 9, "rcaret"],
+    [9, 9, "rlabel"],
   ]);
   // Positions past the end (stale presence) are clamped, not thrown on.
   state = state.update({ effects: setRemoteCursors.of([{ id: 3, name: "Lin", colour: "red", anchor: 999, head: 999 }]) }).state;

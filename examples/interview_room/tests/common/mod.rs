@@ -92,3 +92,34 @@ impl Drop for Server {
         self.kill();
     }
 }
+
+/// Runs `node` with `args` in the example's directory (and `env`), prints
+/// what it said, and fails the test, with that output, unless it succeeded
+/// and its test summary counts some passed tests and no failed one. `what`
+/// names the suite in the message.
+pub fn node_tests(what: &str, args: &[&str], env: &[(&str, &str)]) {
+    let out = Command::new("node")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("`node` could not be run ({e}): Node.js 20+ is required"));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{output}");
+    assert!(out.status.success(), "{what} failed:\n{output}");
+    let count = |word: &str| {
+        output
+            .lines()
+            .find_map(|l| l.trim_start_matches(['ℹ', '#', ' ']).strip_prefix(word))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+    };
+    assert_eq!(count("fail "), Some(0), "{what}: failures\n{output}");
+    assert!(
+        count("pass ").unwrap_or(0) > 0,
+        "{what}: nothing ran\n{output}"
+    );
+}
