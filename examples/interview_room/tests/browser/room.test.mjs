@@ -552,6 +552,66 @@ scenario("editor", "17. the editor: every offered language highlighted, indentat
   });
 });
 
+scenario("binding", "18. an app's own CodeMirror bound with collab(): edits both ways, cursors, undo", async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await createSession(host, { name: "Hana", title: "Binding", language: "javascript" });
+    // The guest's page is used as a blank app: its own client (a fresh
+    // guest token) and an editor with nothing but the binding.
+    const url = host.page.url();
+    await guest.page.goto(url);
+    await guest.page.evaluate(async () => {
+      const { EditorView } = await import("@codemirror/view");
+      const { history, historyKeymap } = await import("@codemirror/commands");
+      const { keymap } = await import("@codemirror/view");
+      const { CollabClient } = await import("/collab-client.mjs");
+      const { collab } = await import("/collab-codemirror.mjs");
+      const id = new URL(location.href).searchParams.get("session");
+      const { token } = await (await fetch("/api/v1/guests", { method: "POST" })).json();
+      const client = new CollabClient({ url: `ws://${location.host}/ws/session/${id}`, token, name: "App", sessionUrl: `/api/v1/sessions/${id}` });
+      client.connect();
+      await client.ready();
+      document.body.replaceChildren();
+      const parent = document.createElement("div");
+      parent.id = "app-editor";
+      document.body.append(parent);
+      window.app = {
+        client,
+        view: new EditorView({
+          doc: client.doc.text("main"),
+          extensions: [history(), keymap.of(historyKeymap), collab(client, { file: "main" })],
+          parent,
+        }),
+      };
+    });
+    const appText = () => guest.page.evaluate(() => window.app.view.state.doc.toString());
+    await presenceOf(host.page, "App").waitFor();
+
+    // The host types: the app's editor shows it.
+    await caretToLineEnd(host.page, 1);
+    await host.page.keyboard.type(" /* host */", { delay: 20 });
+    await eventually(appText, (t) => t.split("\n")[0].endsWith(" /* host */"), "the host's typing in the app's editor");
+    // The host's caret is drawn in the app's editor, with the name.
+    await guest.page.locator('#app-editor [data-testid="remote-cursor-label"]', { hasText: "Hana" }).waitFor();
+
+    // The app types at the start: the host sees it, and the app's caret.
+    await guest.page.evaluate(() => {
+      const view = window.app.view;
+      view.focus();
+      view.dispatch({ selection: { anchor: 0 } });
+    });
+    await guest.page.keyboard.type("// app\n", { delay: 20 });
+    await eventually(() => editorText(host.page), (t) => t.startsWith("// app\n"), "the app's typing on the host's screen");
+    await host.page.locator('[data-testid="remote-cursor-label"]', { hasText: "App" }).waitFor();
+
+    // Undo in the app takes back its own typing only.
+    await guest.page.keyboard.press("Control+z");
+    const text = await eventually(() => editorText(host.page), (t) => !t.startsWith("// app"), "the app's undo on the host's screen");
+    assert.ok(text.split("\n")[0].endsWith(" /* host */"), text);
+    assert.equal(await appText(), text);
+    await screenshot(guest.page, "binding");
+  });
+});
+
 scenario("session_ended", "12. a host removes a participant and ends the session", async () => {
   await withUsers(["host", "guest", "third", "fourth"], async (host, guest, third, fourth) => {
     const url = await hostAndGuest(host, guest, "Kick and end");
