@@ -11,6 +11,8 @@ pub struct StaticFile {
     pub content_type: &'static str,
     /// Its content.
     pub body: &'static str,
+    /// Its content gzipped, for clients that accept it (the vendored files).
+    pub gzip: Option<&'static [u8]>,
 }
 
 /// The `Cache-Control` of every file. The files change with the binary;
@@ -30,7 +32,48 @@ const fn file(path: &'static str, content_type: &'static str, body: &'static str
         path,
         content_type,
         body,
+        gzip: None,
     }
+}
+
+const fn vendored(
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+    gzip: &'static [u8],
+) -> StaticFile {
+    StaticFile {
+        path,
+        content_type,
+        body,
+        gzip: Some(gzip),
+    }
+}
+
+/// What to send for `file` to a client whose `Accept-Encoding` is
+/// `accept_encoding`: the body, and `Some("gzip")` when it is the gzip copy.
+pub fn encoded(
+    file: &StaticFile,
+    accept_encoding: Option<&str>,
+) -> (&'static [u8], Option<&'static str>) {
+    match file.gzip {
+        Some(gzip) if accept_encoding.is_some_and(accepts_gzip) => (gzip, Some("gzip")),
+        _ => (file.body.as_bytes(), None),
+    }
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip (not with `q=0`).
+fn accepts_gzip(header: &str) -> bool {
+    header.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
 }
 
 /// Every file of the page: `/` and the modules, styles and OT client it loads.
@@ -93,7 +136,47 @@ pub const METRICS_TYPE: &str = "text/plain; version=0.0.4";
 
 #[cfg(test)]
 mod tests {
-    use super::{all, find, FILES};
+    use std::io::Read;
+
+    use super::{accepts_gzip, all, encoded, find, FILES, VENDORED};
+
+    #[test]
+    fn gzip_copies_are_the_files_compressed() {
+        for file in VENDORED {
+            let (bytes, encoding) = encoded(file, Some("gzip, deflate, br"));
+            assert_eq!(encoding, Some("gzip"), "{}", file.path);
+            let mut plain = String::new();
+            flate2::read::GzDecoder::new(bytes)
+                .read_to_string(&mut plain)
+                .expect("a gzip stream");
+            assert_eq!(plain, file.body, "{}", file.path);
+            assert!(
+                bytes.len() < file.body.len() || file.body.len() < 200,
+                "{}",
+                file.path
+            );
+        }
+        // Without Accept-Encoding, or for the page's own files: the text.
+        let view = VENDORED
+            .iter()
+            .find(|f| f.path.contains("@codemirror/view@"))
+            .expect("view is vendored");
+        assert_eq!(encoded(view, None), (view.body.as_bytes(), None));
+        assert_eq!(
+            encoded(&FILES[0], Some("gzip")),
+            (FILES[0].body.as_bytes(), None)
+        );
+    }
+
+    #[test]
+    fn accept_encoding_is_read_as_browsers_send_it() {
+        assert!(accepts_gzip("gzip, deflate, br, zstd"));
+        assert!(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("br, deflate"));
+        assert!(!accepts_gzip("identity"));
+    }
 
     /// `index.html`'s import map: bare specifier (or prefix ending in `/`) to URL.
     fn import_map() -> Vec<(String, String)> {

@@ -31,7 +31,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = page::all()
         .fold(Router::new(), |router, file| {
-            router.route(file.path, get(move || async move { static_file(file) }))
+            router.route(
+                file.path,
+                get(move |headers: HeaderMap| async move { static_file(file, &headers) }),
+            )
         })
         .route(run::PATH, post(run_code).get(run_languages))
         .with_state((hub.clone(), runner))
@@ -51,15 +54,33 @@ pub async fn serve(
     Ok(())
 }
 
-fn static_file(file: &StaticFile) -> Response {
-    (
+fn static_file(file: &StaticFile, headers: &HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let (body, encoding) = page::encoded(file, accept);
+    let mut response = (
         [
             (header::CONTENT_TYPE, file.content_type),
             (header::CACHE_CONTROL, page::cache_control(file)),
         ],
-        file.body,
+        body,
     )
-        .into_response()
+        .into_response();
+    if file.gzip.is_some() {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::VARY,
+            header::HeaderValue::from_static("accept-encoding"),
+        );
+        if let Some(encoding) = encoding {
+            headers.insert(
+                header::CONTENT_ENCODING,
+                header::HeaderValue::from_static(encoding),
+            );
+        }
+    }
+    response
 }
 
 async fn run_languages(State((_, runner)): State<(Hub, Runner)>) -> Response {

@@ -7,7 +7,7 @@ use collab_server::Hub;
 use collab_warp::HttpLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Reply;
 use warp::Filter;
@@ -28,13 +28,25 @@ pub async fn serve(
 ) {
     let files = warp::get()
         .and(warp::path::full())
-        .and_then(|path: FullPath| async move {
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and_then(|path: FullPath, accept: Option<String>| async move {
             page::find(path.as_str())
                 .map(|file| {
-                    let reply =
-                        warp::reply::with_header(file.body, "content-type", file.content_type);
-                    warp::reply::with_header(reply, "cache-control", page::cache_control(file))
-                        .into_response()
+                    let (body, encoding) = page::encoded(file, accept.as_deref());
+                    let mut response = warp::reply::with_header(
+                        warp::reply::with_header(body, "content-type", file.content_type),
+                        "cache-control",
+                        page::cache_control(file),
+                    )
+                    .into_response();
+                    if file.gzip.is_some() {
+                        let headers = response.headers_mut();
+                        headers.insert("vary", HeaderValue::from_static("accept-encoding"));
+                        if let Some(encoding) = encoding {
+                            headers.insert("content-encoding", HeaderValue::from_static(encoding));
+                        }
+                    }
+                    response
                 })
                 .ok_or_else(warp::reject::not_found)
         })
