@@ -320,20 +320,29 @@ export class CollabClient {
     this.goodbye = null;
     this.stuckResyncs = 0;
 
-    if (typeof globalThis.addEventListener === "function") {
-      // The browser knows the network is gone: stop waiting for a socket
-      // that cannot deliver, keep editing locally, come back on "online".
-      globalThis.addEventListener("offline", () => {
-        if (this.connection) this.connection.abandon("offline");
-        else this._emit("state");
-      });
-      globalThis.addEventListener("online", () => {
-        if (!this.finished && !this.connection) {
-          this.attempt = 0;
-          this.connect();
-        }
-      });
-    }
+    // The browser knows when the network is gone: stop waiting for a socket
+    // that cannot deliver, keep editing locally, come back on "online".
+    this.watchingNetwork = false;
+    this.onOffline = () => {
+      if (this.connection) this.connection.abandon("offline");
+      else this._emit("state");
+    };
+    this.onOnline = () => {
+      if (!this.finished && !this.connection) {
+        this.attempt = 0;
+        this.connect();
+      }
+    };
+    this._watchNetwork(true);
+  }
+
+  /** Listens to the browser's online and offline events while the client runs. */
+  _watchNetwork(on) {
+    if (typeof globalThis.addEventListener !== "function" || on === this.watchingNetwork) return;
+    this.watchingNetwork = on;
+    const method = on ? "addEventListener" : "removeEventListener";
+    globalThis[method]("offline", this.onOffline);
+    globalThis[method]("online", this.onOnline);
   }
 
   // ---- listening -----------------------------------------------------------------
@@ -420,6 +429,7 @@ export class CollabClient {
   /** Comes back after `left` or, for a member, to review an ended session. */
   rejoin() {
     this.finished = null;
+    this._watchNetwork(true);
     this.attempt = 0;
     this.connect();
   }
@@ -498,6 +508,7 @@ export class CollabClient {
   _finish(reason) {
     if (this.finished === reason && !this.connection) return;
     this.finished = reason;
+    this._watchNetwork(false);
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (this.connection) {
@@ -1006,11 +1017,27 @@ export class CollabClient {
     return this.request({ type: "update_session", ...fields });
   }
 
-  /** A host ends the session for everyone. */
+  /**
+   * A host ends the session for everyone; resolves once it has ended (this
+   * client then reports `closed` with `session_ended`), rejects with the
+   * server's refusal (`forbidden` for a non-host).
+   */
   endSession() {
     if (!this.joined) return Promise.reject(new RequestError("offline", "You are offline."));
-    this.connection.send({ type: "end_session" });
-    return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const stop = this.on("closed", (reason) => {
+        stop();
+        if (reason === "session_ended") resolve();
+        else reject(new RequestError(reason, `the client stopped: ${reason}`));
+      });
+      // Ending is answered by the session_ended event and a goodbye, not an
+      // ack: the request only ever settles with a refusal (or the close).
+      this.connection.request({ type: "end_session" }).catch((e) => {
+        if (e.code === "offline") return;
+        stop();
+        reject(e);
+      });
+    });
   }
 
   /**

@@ -470,7 +470,7 @@ export class Room {
     }
     b.dataset.confirm = "";
     b.textContent = "End session";
-    this.client.endSession().catch(() => this.toast("You are offline.", "error"));
+    this.client.endSession().catch((e) => this.toast(e.message, "error"));
   }
 
   /** A request on the current connection; rejects with `offline` when there is none. */

@@ -217,8 +217,12 @@ test("stopped for good: kicked, session ended, wrong token, unknown session", as
   const third = client(id, await guest(), "Third");
   third.connect();
   await third.ready();
+  // Only a host ends a session: a typed refusal, and it goes on.
+  await assert.rejects(third.endSession(), (e) => e.code === "forbidden");
+  assert.equal(third.state, "live");
   const ended = reported(third, "closed");
   await host.endSession();
+  assert.equal(host.finished, "session_ended");
   assert.deepEqual(await ended, ["session_ended"]);
   host.close();
 
