@@ -76,9 +76,8 @@ function isWellFormed(s) {
 }
 
 function otError(kind, message, fields) {
-  const e = new RangeError(message);
-  e.kind = kind; // "out_of_range" | "splits_surrogate_pair", as in the vectors
-  return Object.assign(e, fields);
+  // kind: "out_of_range" | "splits_surrogate_pair", as in the vectors.
+  return Object.assign(new RangeError(message), { kind }, fields);
 }
 
 /**
