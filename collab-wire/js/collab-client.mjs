@@ -790,7 +790,9 @@ export class CollabClient {
       this.awaitingCatchup = false;
       this.doc.reconnected();
     }
-    this._emit("state");
+    // Only an acknowledgement or a catch-up changes what is pending (what
+    // "saving" shows); others' edits, the bulk of frames, do not.
+    if (f.type === "text_ack" || f.type === "text_catchup") this._emit("state");
   }
 
   _fileChanged(op) {

@@ -182,9 +182,6 @@ export class CodeEditor {
       drawSelection(),
       dropCursor(),
       EditorState.allowMultipleSelections.of(true),
-      // Only "\n" ends a line (collab() says so too), so a stray "\r" is a
-      // character like any other and offsets are the document's own.
-      EditorState.lineSeparator.of("\n"),
       indentOnInput(),
       bracketMatching(),
       closeBrackets(),
@@ -226,7 +223,11 @@ export class CodeEditor {
     return [EditorState.readOnly.of(this.readOnly), EditorView.editable.of(!this.readOnly)];
   }
 
-  /** A state for `file` (null: none yet, nothing bound), bound to the session. */
+  /**
+   * A state for `file` (null: none yet, nothing bound), bound to the session;
+   * the binding also makes "\n" the only line end, so a stray "\r" is a
+   * character and offsets are the document's own.
+   */
   _newState(text, file = null) {
     const binding =
       file === null

@@ -4,6 +4,7 @@
 // the protocol.
 
 import { CollabClient } from "/collab-client.mjs";
+import { remoteCursorsFor } from "/collab-codemirror.mjs";
 import { ChatView } from "./chat.js";
 import { Composer } from "./composer.js";
 import { byTestId, h, lineOf, noReentry, throttle } from "./dom.js";
@@ -274,19 +275,14 @@ export class Room {
   }
 
   _renderRemoteCursors() {
-    const cursors = [];
     const now = Date.now();
     let nextChange = Infinity;
-    for (const p of this.participants.values()) {
-      if (p.id === this.me || !p.present || !p.presence || p.presence.status === "offline") continue;
-      const movedAt = this.cursorMoved.get(p.id)?.at ?? 0;
-      const still = !p.presence.typing && now - movedAt > CURSOR_LABEL_MS;
+    const cursors = remoteCursorsFor(this.client, this.file).map((c) => {
+      const movedAt = this.cursorMoved.get(c.id)?.at ?? 0;
+      const still = !c.typing && now - movedAt > CURSOR_LABEL_MS;
       if (!still) nextChange = Math.min(nextChange, movedAt + CURSOR_LABEL_MS - now);
-      for (const c of p.presence.cursors || []) {
-        if (c.file !== this.file) continue;
-        cursors.push({ id: p.id, name: p.name, colour: p.colour, anchor: c.anchor, head: c.head, typing: p.presence.typing, still });
-      }
-    }
+      return { ...c, still };
+    });
     this.editor.setRemoteCursors(cursors);
     clearTimeout(this.stillTimer);
     if (Number.isFinite(nextChange)) this.stillTimer = setTimeout(() => this._render("cursors"), Math.max(50, nextChange + 50));
