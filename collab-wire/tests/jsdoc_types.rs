@@ -15,26 +15,21 @@ fn js_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/js"))
 }
 
-fn pinned_typescript() -> String {
-    let manifest = std::fs::read_to_string(js_dir().join("package.json")).expect("js/package.json");
-    let manifest: serde_json::Value =
-        serde_json::from_str(&manifest).expect("package.json is JSON");
-    manifest["devDependencies"]["typescript"]
-        .as_str()
-        .expect("package.json pins typescript")
-        .to_owned()
-}
-
-fn installed_typescript() -> Option<String> {
-    let manifest =
-        std::fs::read_to_string(js_dir().join("node_modules/typescript/package.json")).ok()?;
-    let manifest: serde_json::Value = serde_json::from_str(&manifest).ok()?;
-    manifest["version"].as_str().map(str::to_owned)
+/// The string at `pointer` in the JSON file `path` (under `js/`), if any.
+fn json_string(path: &str, pointer: &str) -> Option<String> {
+    let text = std::fs::read_to_string(js_dir().join(path)).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.pointer(pointer)?.as_str().map(str::to_owned)
 }
 
 #[test]
 fn browser_modules_type_check() {
-    if installed_typescript() != Some(pinned_typescript()) {
+    let pinned = json_string("package.json", "/devDependencies/typescript");
+    assert!(
+        pinned.is_some(),
+        "collab-wire/js/package.json pins typescript"
+    );
+    if json_string("node_modules/typescript/package.json", "/version") != pinned {
         let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
         let out = Command::new(npm)
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])

@@ -62,6 +62,27 @@ pub fn encoded(
     }
 }
 
+/// The body and headers (lower-case names) that answer a request for `file`
+/// from a client whose `Accept-Encoding` is `accept_encoding`; both
+/// adapters send exactly these.
+pub fn response(
+    file: &StaticFile,
+    accept_encoding: Option<&str>,
+) -> (&'static [u8], Vec<(&'static str, &'static str)>) {
+    let (body, encoding) = encoded(file, accept_encoding);
+    let mut headers = vec![
+        ("content-type", file.content_type),
+        ("cache-control", cache_control(file)),
+    ];
+    if file.gzip.is_some() {
+        headers.push(("vary", "accept-encoding"));
+    }
+    if let Some(encoding) = encoding {
+        headers.push(("content-encoding", encoding));
+    }
+    (body, headers)
+}
+
 /// Whether an `Accept-Encoding` value accepts gzip (not with `q=0`).
 fn accepts_gzip(header: &str) -> bool {
     header.split(',').any(|item| {

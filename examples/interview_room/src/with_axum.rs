@@ -58,27 +58,13 @@ fn static_file(file: &StaticFile, headers: &HeaderMap) -> Response {
     let accept = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let (body, encoding) = page::encoded(file, accept);
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, file.content_type),
-            (header::CACHE_CONTROL, page::cache_control(file)),
-        ],
-        body,
-    )
-        .into_response();
-    if file.gzip.is_some() {
-        let headers = response.headers_mut();
-        headers.insert(
-            header::VARY,
-            header::HeaderValue::from_static("accept-encoding"),
+    let (body, headers) = page::response(file, accept);
+    let mut response = body.into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(
+            header::HeaderName::from_static(name),
+            header::HeaderValue::from_static(value),
         );
-        if let Some(encoding) = encoding {
-            headers.insert(
-                header::CONTENT_ENCODING,
-                header::HeaderValue::from_static(encoding),
-            );
-        }
     }
     response
 }

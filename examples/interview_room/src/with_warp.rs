@@ -7,7 +7,8 @@ use collab_server::Hub;
 use collab_warp::HttpLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::header::{HeaderName, HeaderValue};
+use warp::http::StatusCode;
 use warp::path::FullPath;
 use warp::reply::Reply;
 use warp::Filter;
@@ -32,19 +33,13 @@ pub async fn serve(
         .and_then(|path: FullPath, accept: Option<String>| async move {
             page::find(path.as_str())
                 .map(|file| {
-                    let (body, encoding) = page::encoded(file, accept.as_deref());
-                    let mut response = warp::reply::with_header(
-                        warp::reply::with_header(body, "content-type", file.content_type),
-                        "cache-control",
-                        page::cache_control(file),
-                    )
-                    .into_response();
-                    if file.gzip.is_some() {
-                        let headers = response.headers_mut();
-                        headers.insert("vary", HeaderValue::from_static("accept-encoding"));
-                        if let Some(encoding) = encoding {
-                            headers.insert("content-encoding", HeaderValue::from_static(encoding));
-                        }
+                    let (body, headers) = page::response(file, accept.as_deref());
+                    let mut response = body.into_response();
+                    for (name, value) in headers {
+                        response.headers_mut().insert(
+                            HeaderName::from_static(name),
+                            HeaderValue::from_static(value),
+                        );
                     }
                     response
                 })

@@ -100,6 +100,14 @@ export function importMapBlock(importMap) {
   return `${START}\n  <script type="importmap">\n  ${json}\n  </script>\n  ${END}`;
 }
 
+/** The import map (`{imports}`) index.html's block holds. */
+export function importMapOf(html) {
+  const block = currentImportMapBlock(html);
+  if (block === null) throw new Error("index.html has no import map block");
+  const json = block.slice(block.indexOf(">", block.indexOf("<script")) + 1, block.indexOf("</script>"));
+  return JSON.parse(json);
+}
+
 /** The import map block currently in index.html, or null. */
 export function currentImportMapBlock(html) {
   const start = html.indexOf(START);

@@ -6,10 +6,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
+import { importMapOf } from "../../vendor/revendor.mjs";
+
 const STATIC = new URL("../../static/", import.meta.url);
-const html = readFileSync(fileURLToPath(new URL("index.html", STATIC)), "utf8");
-const json = html.slice(html.indexOf('<script type="importmap">') + '<script type="importmap">'.length);
-const { imports } = JSON.parse(json.slice(0, json.indexOf("</script>")));
+const { imports } = importMapOf(readFileSync(fileURLToPath(new URL("index.html", STATIC)), "utf8"));
 
 function mapped(specifier) {
   if (imports[specifier]) return imports[specifier];
