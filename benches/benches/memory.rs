@@ -82,8 +82,8 @@ macro_rules! automerge_alone {
     };
 }
 
-automerge_alone!(automerge_alone, automerge);
-automerge_alone!(automerge_latest_alone, automerge_latest);
+automerge_alone!(automerge_06_alone, automerge_06);
+automerge_alone!(automerge_12_alone, automerge);
 
 fn document() -> usize {
     let before = live();
@@ -224,8 +224,8 @@ macro_rules! automerge_holding {
     };
 }
 
-automerge_holding!(automerge_holding, automerge);
-automerge_holding!(automerge_latest_holding, automerge_latest);
+automerge_holding!(automerge_06_holding, automerge_06);
+automerge_holding!(automerge_12_holding, automerge);
 
 fn main() {
     let per_session = sessions_of_10_kb(100);
@@ -237,26 +237,26 @@ fn main() {
     println!("  a collab session holding it, 2 joined (mean of 100): {per_session}");
     println!(
         "  automerge 0.6 alone (mean of 100): {}",
-        automerge_holding(&text, 100)
+        automerge_06_holding(&text, 100)
     );
     println!(
         "  automerge 0.12 alone (mean of 100): {}",
-        automerge_latest_holding(&text, 100)
+        automerge_12_holding(&text, 100)
     );
     println!();
     let document = document();
     let session = session();
-    let alone = automerge_alone(1);
+    let alone = automerge_06_alone(1);
     let rows = [
         ("automerge 0.6, a commit per edit", alone),
-        ("automerge 0.6, a commit per 16 edits", automerge_alone(16)),
         (
-            "automerge 0.12, a commit per edit",
-            automerge_latest_alone(1),
+            "automerge 0.6, a commit per 16 edits",
+            automerge_06_alone(16),
         ),
+        ("automerge 0.12, a commit per edit", automerge_12_alone(1)),
         (
             "automerge 0.12, a commit per 16 edits",
-            automerge_latest_alone(16),
+            automerge_12_alone(16),
         ),
         ("Document (thin-client edits)", document),
         ("Session (10 joined, 2 typists)", session),

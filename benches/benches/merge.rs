@@ -44,11 +44,13 @@ fn single_writer(c: &mut Criterion, trace: &Trace) {
     });
 
     group.bench_function("raw automerge 0.6.1, commit per edit", |b| {
+        use automerge_06::transaction::Transactable as _;
         b.iter(|| {
-            let mut doc =
-                automerge::AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
+            let mut doc = automerge_06::AutoCommit::new_with_encoding(
+                automerge_06::TextEncoding::Utf16CodeUnit,
+            );
             let text = doc
-                .put_object(automerge::ROOT, "text", automerge::ObjType::Text)
+                .put_object(automerge_06::ROOT, "text", automerge_06::ObjType::Text)
                 .unwrap();
             for e in &trace.edits {
                 doc.splice_text(&text, e.pos as usize, e.del as isize, &e.ins)
@@ -60,17 +62,11 @@ fn single_writer(c: &mut Criterion, trace: &Trace) {
     });
 
     group.bench_function("raw automerge 0.12.0, commit per edit", |b| {
-        use automerge_latest::transaction::Transactable as _;
         b.iter(|| {
-            let mut doc = automerge_latest::AutoCommit::new_with_encoding(
-                automerge_latest::TextEncoding::Utf16CodeUnit,
-            );
+            let mut doc =
+                automerge::AutoCommit::new_with_encoding(automerge::TextEncoding::Utf16CodeUnit);
             let text = doc
-                .put_object(
-                    automerge_latest::ROOT,
-                    "text",
-                    automerge_latest::ObjType::Text,
-                )
+                .put_object(automerge::ROOT, "text", automerge::ObjType::Text)
                 .unwrap();
             for e in &trace.edits {
                 doc.splice_text(&text, e.pos as usize, e.del as isize, &e.ins)

@@ -215,7 +215,7 @@ impl ReplicaClient {
     /// The language, once synced.
     pub fn language(&self) -> Option<String> {
         match self.doc.get(ROOT, "language") {
-            Ok(Some((Value::Scalar(s), _))) => s.to_str().map(str::to_owned),
+            Ok(Some((Value::Scalar(s), _))) => s.as_str().map(str::to_owned),
             _ => None,
         }
     }

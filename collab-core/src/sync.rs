@@ -1,18 +1,13 @@
-//! Receiving automerge sync messages in time proportional to what they carry.
+//! Receiving automerge sync messages from the network.
 //!
-//! automerge 0.6's own `receive_sync_message` trims the sync state's record of
-//! sent changes by walking every ancestor of the peer's heads: the whole
-//! history, on every message, even when nothing was sent (measured: ~0.4 ms a
-//! message at 10k changes, growing with history). A server that receives one
-//! message per keystroke cannot afford that. The sync state and the message are
-//! plain data in automerge's API, so this module does the same bookkeeping
-//! with lookups that cost what the message carries: the changes it brings, and
-//! only when something was sent, the changes the peer still lacks.
+//! automerge decodes a `have` Bloom filter as it finds it and divides by its
+//! size when probing it, so a crafted message can crash or stall the server;
+//! [`decode`] refuses those before automerge sees them. Receiving is
+//! automerge's own (collab once kept its own copy of the bookkeeping, for
+//! automerge 0.6, whose receive walked the whole history on every message).
 
-use std::collections::HashSet;
-
-use automerge::sync::{Message, State};
-use automerge::{AutoCommit, AutomergeError, ChangeHash, Patch};
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{AutoCommit, AutomergeError, Patch, PatchLog};
 
 /// Decodes a sync message from a peer, refusing what automerge would decode
 /// but then panic or stall on: a `have` Bloom filter with entries but no bits
@@ -54,94 +49,24 @@ fn leb128_u64(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// Applies a sync message to `doc` and `state`, as automerge's
-/// `receive_sync_message` does. With `patches`, returns the patches its
-/// changes made (text positions in the document's encoding).
+/// Applies a sync message to `doc` and `state` with automerge's own
+/// bookkeeping (from 0.7 on it trims the record of sent changes through the
+/// change graph, not by walking the history). With `patches`, returns the
+/// patches its changes made (text positions in the document's encoding).
 pub(crate) fn receive(
     doc: &mut AutoCommit,
     state: &mut State,
     message: Message,
     patches: bool,
 ) -> Result<Vec<Patch>, AutomergeError> {
-    let Message {
-        heads,
-        need,
-        have,
-        changes,
-        supported_capabilities,
-        ..
-    } = message;
-    state.in_flight = false;
-    let before = doc.get_heads();
-    if let Some(caps) = supported_capabilities {
-        state.their_capabilities = Some(caps);
+    // Pending local edits become a change of their own before remote ones land.
+    doc.commit();
+    if !patches {
+        doc.sync().receive_sync_message(state, message)?;
+        return Ok(Vec::new());
     }
-    let mut made = Vec::new();
-    if !changes.is_empty() {
-        if patches {
-            doc.update_diff_cursor();
-        }
-        for chunk in changes.iter() {
-            doc.load_incremental(chunk)?;
-        }
-        if patches {
-            made = doc.diff_incremental();
-            doc.reset_diff_cursor();
-        }
-        let after = doc.get_heads();
-        state.shared_heads = advance_heads(&before, &after, &state.shared_heads);
-    }
-    let known: Vec<ChangeHash> = heads
-        .iter()
-        .filter(|h| doc.get_change_by_hash(h).is_some())
-        .copied()
-        .collect();
-    if !state.sent_hashes.is_empty() {
-        // Keep only what the peer has not acknowledged by its heads: the
-        // changes after its (known) heads.
-        let unseen: HashSet<ChangeHash> =
-            doc.get_changes(&known).iter().map(|c| c.hash()).collect();
-        state.sent_hashes.retain(|h| unseen.contains(h));
-    }
-    if changes.is_empty() && heads == before {
-        state.last_sent_heads.clone_from(&heads);
-    }
-    if known.len() == heads.len() {
-        state.shared_heads.clone_from(&heads);
-        if heads.is_empty() {
-            // The peer lost everything: start a full sync again.
-            state.last_sent_heads = Vec::new();
-            state.sent_hashes = Default::default();
-        }
-    } else {
-        let mut shared: Vec<ChangeHash> =
-            state.shared_heads.iter().chain(&known).copied().collect();
-        shared.sort();
-        shared.dedup();
-        state.shared_heads = shared;
-    }
-    state.their_have = Some(have);
-    state.their_heads = Some(heads);
-    state.their_need = Some(need);
-    Ok(made)
-}
-
-/// The heads both sides share after we applied changes: our new heads, and
-/// the old shared heads that are still heads.
-fn advance_heads(
-    before: &[ChangeHash],
-    after: &[ChangeHash],
-    shared: &[ChangeHash],
-) -> Vec<ChangeHash> {
-    let before: HashSet<&ChangeHash> = before.iter().collect();
-    let after_set: HashSet<&ChangeHash> = after.iter().collect();
-    let mut heads: Vec<ChangeHash> = after
-        .iter()
-        .filter(|h| !before.contains(h))
-        .chain(shared.iter().filter(|h| after_set.contains(h)))
-        .copied()
-        .collect();
-    heads.sort();
-    heads.dedup();
-    heads
+    let mut log = PatchLog::active();
+    doc.sync()
+        .receive_sync_message_log_patches(state, message, &mut log)?;
+    Ok(doc.make_patches(&mut log))
 }

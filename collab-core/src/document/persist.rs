@@ -101,7 +101,8 @@ impl Document {
             }
             Change::Create { text } => {
                 self.before_local_change(author);
-                self.put_file(&v.file, text)
+                self.put_file(&v.file, text);
+                Ok(())
             }
             Change::Remove => match self.remove_locally(author, &v.file) {
                 Err(DocumentError::UnknownFile(_)) => {
@@ -164,7 +165,13 @@ impl Document {
     /// save or a load). Costs the history: for loads and compactions only.
     pub(crate) fn change_hashes(&mut self) -> std::collections::HashSet<automerge::ChangeHash> {
         self.commit();
-        self.doc.get_changes(&[]).iter().map(|c| c.hash()).collect()
+        // The metadata, not the changes: automerge 0.7 and later keep changes
+        // encoded, and decoding every one would cost far more than the hashes.
+        self.doc
+            .get_changes_meta(&[])
+            .iter()
+            .map(|c| c.hash)
+            .collect()
     }
 
     /// Whether the next store write must carry the document's changes: see

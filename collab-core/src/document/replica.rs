@@ -119,17 +119,12 @@ impl Document {
                     } => {
                         // The patches that follow fill the new text object, so
                         // it starts empty here.
-                        if let Some(old) = self.files.get(&key) {
-                            self.by_obj.remove(&old.obj);
+                        if let Some(old) = self.objs.insert(key.clone(), obj.clone()) {
+                            self.by_obj.remove(&old);
                         }
-                        self.by_obj.insert(obj.clone(), key.clone());
-                        self.files.insert(
-                            key.clone(),
-                            FileState {
-                                obj,
-                                text: Rope::new(),
-                            },
-                        );
+                        self.by_obj.insert(obj, key.clone());
+                        self.files
+                            .insert(key.clone(), FileState { text: Rope::new() });
                         record(
                             self,
                             key,
@@ -140,8 +135,10 @@ impl Document {
                     }
                     PatchAction::DeleteMap { key } | PatchAction::PutMap { key, .. } => {
                         // Removed, or replaced by something that is not text.
-                        if let Some(old) = self.files.remove(&key) {
-                            self.by_obj.remove(&old.obj);
+                        if let Some(old) = self.objs.remove(&key) {
+                            self.by_obj.remove(&old);
+                        }
+                        if self.files.remove(&key).is_some() {
                             record(self, key, Change::Remove);
                         }
                     }
