@@ -65,7 +65,11 @@ environment: COLLAB_ADDR (default 127.0.0.1:8080), COLLAB_DB (default interview-
              instead of keeping sessions in COLLAB_DB), COLLAB_LEASE_MS (with Redis: how
              long a process that died keeps its sessions, default 15000),
              COLLAB_MAX_CONNECTIONS_PER_ADDRESS (open connections one client address may
-             hold, default 20)";
+             hold, default 20), COLLAB_TRUSTED_PROXIES (comma-separated addresses of
+             reverse proxies whose X-Forwarded-For is believed, default none),
+             COLLAB_UNLOAD_AFTER_SECS (how long a session nobody is connected to stays
+             in memory, default 300), COLLAB_FRAMES_PER_SECOND (frames one connection
+             may send a second, sustained, default 60; bursts of twice that)";
 
 /// Which web framework serves the app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +99,12 @@ struct Config {
     /// `COLLAB_MAX_CONNECTIONS_PER_ADDRESS`: open connections one client
     /// address may hold.
     per_address: Option<usize>,
+    /// `COLLAB_TRUSTED_PROXIES`: reverse proxies in front of the server.
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// `COLLAB_UNLOAD_AFTER_SECS`: how long an idle session stays in memory.
+    unload_after: Option<std::time::Duration>,
+    /// `COLLAB_FRAMES_PER_SECOND`: one connection's sustained frame rate.
+    frames_per_second: Option<u32>,
     host_commands: bool,
 }
 
@@ -145,6 +155,40 @@ impl Config {
                 }
             },
         };
+        let trusted_proxies = match std::env::var("COLLAB_TRUSTED_PROXIES") {
+            Err(_) => Vec::new(),
+            Ok(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| {
+                    a.parse()
+                        .map_err(|e| format!("COLLAB_TRUSTED_PROXIES: {a}: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let unload_after = match std::env::var("COLLAB_UNLOAD_AFTER_SECS") {
+            Err(_) => None,
+            Ok(secs) => match secs.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Some(std::time::Duration::from_secs(secs)),
+                _ => {
+                    return Err(format!(
+                        "COLLAB_UNLOAD_AFTER_SECS={secs}: a whole number of seconds, 1 or more"
+                    ))
+                }
+            },
+        };
+        let frames_per_second = match std::env::var("COLLAB_FRAMES_PER_SECOND") {
+            Err(_) => None,
+            Ok(n) => match n.trim().parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(format!(
+                        "COLLAB_FRAMES_PER_SECOND={n}: a whole number, 1 or more"
+                    ))
+                }
+            },
+        };
         Ok(Self {
             adapter,
             addr,
@@ -152,6 +196,9 @@ impl Config {
             redis,
             lease_ttl,
             per_address,
+            trusted_proxies,
+            unload_after,
+            frames_per_second,
             host_commands,
         })
     }
@@ -233,6 +280,14 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     hub_config.share_url = Some("/?session={id}".into());
     if let Some(n) = config.per_address {
         hub_config.max_connections_per_address = n;
+    }
+    hub_config.trusted_proxies.clone_from(&config.trusted_proxies);
+    if let Some(n) = config.frames_per_second {
+        hub_config.session.frames_per_second = n;
+        hub_config.session.frame_burst = n.saturating_mul(2);
+    }
+    if let Some(after) = config.unload_after {
+        hub_config.unload_after = after;
     }
     let hub = match &config.redis {
         None => {
@@ -323,6 +378,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         // its REST requests beside them.
         limits.max_connections_per_address = limits.max_connections_per_address.max(n + n / 4);
     }
+    limits.trusted_proxies.clone_from(&config.trusted_proxies);
     match config.adapter {
         Adapter::Axum => {
             with_axum::serve(listener, hub, runner, metrics, limits, shutdown).await?;

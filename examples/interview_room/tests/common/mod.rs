@@ -80,6 +80,11 @@ impl Server {
         self.child.wait().expect("the server exits")
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown, no flush, nothing but what was committed.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

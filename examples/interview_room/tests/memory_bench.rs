@@ -1,0 +1,339 @@
+//! The memory figures of BENCHMARKS.md's "Memory" section, measured from
+//! outside: the release example app with SQLite, driven over REST and
+//! WebSockets, its resident set read from `/proc/<pid>/status`.
+//!
+//! A benchmark, not a test: ignored by `cargo test`. Run it with
+//!
+//! ```text
+//! cargo test --release -p interview-room --test memory_bench -- --ignored --nocapture --test-threads 1
+//! ```
+//!
+//! `COLLAB_TRACE` names the editing trace (default
+//! `../shared/traces/automerge-paper.json.gz`, by Martin Kleppmann and
+//! Joseph Gentle, CC BY 4.0).
+
+mod common;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use collab_conformance::{Client, Next};
+use common::Server;
+use serde_json::{json, Value};
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "collab-memory-bench-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The server's resident set, in MB.
+fn rss_mb(server: &Server) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// About 10 KB of code, different per session.
+fn code(i: usize) -> String {
+    let mut code = String::new();
+    let mut line = 0;
+    while code.len() < 10_000 {
+        code.push_str(&format!(
+            "def step_{i}_{line}(state, value):\n    return state * {line} + value  # {i}\n"
+        ));
+        line += 1;
+    }
+    code
+}
+
+/// POST/DELETE with a client address named by a trusted proxy's header, so
+/// each simulated client has its own per-address limits.
+async fn rest(
+    http: &reqwest::Client,
+    base: &str,
+    from: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http
+        .request(method, format!("{base}{path}"))
+        .header("x-forwarded-for", from);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.expect("the server answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One session's life: created with 10 KB by one guest, joined by a
+/// second, left by both; it stays loaded until it has been idle for the
+/// unload time.
+async fn session_life(http: reqwest::Client, base: String, i: usize) {
+    let from = format!("198.18.{}.{}", i / 250, 1 + i % 250);
+    let guest = || async {
+        let (status, body) = rest(
+            &http,
+            &base,
+            &from,
+            reqwest::Method::POST,
+            "/api/v1/guests",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["token"].as_str().unwrap().to_owned(),
+            body["user_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (host, host_id) = guest().await;
+    let (other, other_id) = guest().await;
+    let (status, made) = rest(
+        &http,
+        &base,
+        &from,
+        reqwest::Method::POST,
+        "/api/v1/sessions",
+        Some(&host),
+        Some(json!({"title": format!("Session {i}"), "language": "python", "code": code(i)})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    let (status, body) = rest(
+        &http,
+        &base,
+        &from,
+        reqwest::Method::POST,
+        &format!("/api/v1/sessions/{id}/users"),
+        Some(&other),
+        Some(json!({"name": "Candidate"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (token, user) in [(&other, &other_id), (&host, &host_id)] {
+        let (status, body) = rest(
+            &http,
+            &base,
+            &from,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{id}/users/{user}"),
+            Some(token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn a_thousand_sessions() {
+    let dir = temp_dir();
+    let db = dir.join("bench.db");
+    let unload = 30u64;
+    let server = Server::start_with_more(
+        "COLLAB_DB",
+        db.to_str().unwrap(),
+        &[
+            ("COLLAB_TRUSTED_PROXIES", "127.0.0.1"),
+            ("COLLAB_UNLOAD_AFTER_SECS", &unload.to_string()),
+            ("RUST_LOG", "warn"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_mb(&server);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let sessions = 1_000usize;
+    let mut next = 0;
+    while next < sessions {
+        let batch: Vec<_> = (next..(next + 8).min(sessions))
+            .map(|i| tokio::spawn(session_life(http.clone(), server.url.clone(), i)))
+            .collect();
+        for task in batch {
+            task.await.unwrap();
+        }
+        next += 8;
+    }
+    let made_in = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded = rss_mb(&server);
+    let stats = Client::new(server.url.clone())
+        .rest("GET", "/api/v1/stats", None, None)
+        .await
+        .body;
+    println!(
+        "1,000 sessions (10 KB, 2 members, created, joined, left) in {made_in:.1?}: \
+         idle {idle:.1} MB, loaded {loaded:.1} MB ({:.1} KB a session); stats {stats}",
+        (loaded - idle) * 1024.0 / sessions as f64
+    );
+    tokio::time::sleep(Duration::from_secs(unload + 15)).await;
+    let unloaded = rss_mb(&server);
+    let stats = Client::new(server.url.clone())
+        .rest("GET", "/api/v1/stats", None, None)
+        .await
+        .body;
+    println!(
+        "after they unloaded: {unloaded:.1} MB ({:.2}x idle); stats {stats}",
+        unloaded / idle
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The trace's edits as `(position, deleted, inserted)`, positions in the
+/// text as it is before each (the trace is ASCII: code points are UTF-16
+/// units).
+fn trace_edits() -> Vec<(u64, u64, String)> {
+    let path = std::env::var("COLLAB_TRACE").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/traces/automerge-paper.json.gz"
+        )
+        .into()
+    });
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("the trace"))
+        .read_to_string(&mut json)
+        .unwrap();
+    let trace: Value = serde_json::from_str(&json).unwrap();
+    trace["txns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["patches"].as_array().unwrap().clone())
+        .map(|p| {
+            (
+                p[0].as_u64().unwrap(),
+                p[1].as_u64().unwrap(),
+                p[2].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A text operation for one trace edit on a text `len` long.
+fn operation(len: u64, (pos, del, ins): &(u64, u64, String)) -> Value {
+    let mut op = Vec::new();
+    if *pos > 0 {
+        op.push(json!(pos));
+    }
+    if *del > 0 {
+        op.push(json!(-(*del as i64)));
+    }
+    if !ins.is_empty() {
+        op.push(json!(ins));
+    }
+    let rest = len - pos - del;
+    if rest > 0 {
+        op.push(json!(rest));
+    }
+    json!(op)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn one_session_replays_a_trace() {
+    let edits: usize = std::env::var("COLLAB_TRACE_EDITS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(37_000);
+    let trace = trace_edits();
+    let trace = &trace[..edits.min(trace.len())];
+    let dir = temp_dir();
+    let db = dir.join("bench.db");
+    let server = Server::start_with_more(
+        "COLLAB_DB",
+        db.to_str().unwrap(),
+        &[("RUST_LOG", "warn"), ("COLLAB_FRAMES_PER_SECOND", "100000")],
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_mb(&server);
+    let c = Client::new(server.url.clone());
+    let tokens = [
+        c.guest().await,
+        c.guest().await,
+        c.guest().await,
+        c.guest().await,
+        c.guest().await,
+    ];
+    let id = c.create(&tokens[0], json!({"title": "Trace", "code": ""})).await;
+    let (mut typist, _) = c.joined(&id, &tokens[0], "Typist").await;
+    let mut listeners = Vec::new();
+    for t in &tokens[1..] {
+        let (ws, _) = c.joined(&id, t, "Listener").await;
+        listeners.push(ws);
+    }
+    // Listeners drain what they are sent, as browsers would.
+    let drains: Vec<_> = listeners
+        .into_iter()
+        .map(|mut ws| tokio::spawn(async move { while !matches!(ws.next().await, Next::Closed(..)) {} }))
+        .collect();
+    let started = Instant::now();
+    let (mut len, mut rev) = (0u64, 0u64);
+    for (i, edit) in trace.iter().enumerate() {
+        typist
+            .send(json!({"type": "text_op", "file": "main", "rev": rev,
+                         "op": operation(len, edit), "oid": format!("o{i}")}))
+            .await;
+        let ack = typist.until("text_ack").await;
+        rev = ack["rev"].as_u64().unwrap();
+        len = len + edit.2.len() as u64 - edit.1;
+    }
+    let took = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_mb(&server);
+    println!(
+        "{} trace edits to {len} characters in {took:.1?} ({:.0} edits/s), 4 listeners: \
+         idle {idle:.1} MB, after {after:.1} MB (+{:.1} MB)",
+        trace.len(),
+        trace.len() as f64 / took.as_secs_f64(),
+        after - idle
+    );
+    drop(typist);
+    drop(server);
+    for d in drains {
+        d.abort();
+    }
+    // The same session loaded after a restart.
+    let server = Server::start_with_more(
+        "COLLAB_DB",
+        db.to_str().unwrap(),
+        &[("RUST_LOG", "warn")],
+    );
+    let c = Client::new(server.url.clone());
+    let before = rss_mb(&server);
+    let started = Instant::now();
+    let read = c
+        .rest("GET", &format!("/api/v1/sessions/{id}"), Some(&tokens[0]), None)
+        .await;
+    let load = started.elapsed();
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["code"].as_str().unwrap().len() as u64, len);
+    println!(
+        "loaded after a restart in {load:.1?} (first read); RSS {before:.1} → {:.1} MB",
+        rss_mb(&server)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
