@@ -204,10 +204,19 @@ impl Config {
     }
 }
 
+/// jemalloc returns freed memory to the system (see `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     // The Run button's sandbox is this binary too, started as a child.
     if std::env::args().nth(1).as_deref() == Some(run::javascript::CHILD_ARG) {
         return run::javascript::child_main();
+    }
+    // Purging freed pages from a background thread, not only when some
+    // thread happens to allocate, is what lets an idle server shrink.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("jemalloc background purging is off: {e}");
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -281,7 +290,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = config.per_address {
         hub_config.max_connections_per_address = n;
     }
-    hub_config.trusted_proxies.clone_from(&config.trusted_proxies);
+    hub_config
+        .trusted_proxies
+        .clone_from(&config.trusted_proxies);
     if let Some(n) = config.frames_per_second {
         hub_config.session.frames_per_second = n;
         hub_config.session.frame_burst = n.saturating_mul(2);

@@ -278,7 +278,9 @@ async fn one_session_replays_a_trace() {
         c.guest().await,
         c.guest().await,
     ];
-    let id = c.create(&tokens[0], json!({"title": "Trace", "code": ""})).await;
+    let id = c
+        .create(&tokens[0], json!({"title": "Trace", "code": ""}))
+        .await;
     let (mut typist, _) = c.joined(&id, &tokens[0], "Typist").await;
     let mut listeners = Vec::new();
     for t in &tokens[1..] {
@@ -288,7 +290,9 @@ async fn one_session_replays_a_trace() {
     // Listeners drain what they are sent, as browsers would.
     let drains: Vec<_> = listeners
         .into_iter()
-        .map(|mut ws| tokio::spawn(async move { while !matches!(ws.next().await, Next::Closed(..)) {} }))
+        .map(|mut ws| {
+            tokio::spawn(async move { while !matches!(ws.next().await, Next::Closed(..)) {} })
+        })
         .collect();
     let started = Instant::now();
     let (mut len, mut rev) = (0u64, 0u64);
@@ -317,16 +321,18 @@ async fn one_session_replays_a_trace() {
         d.abort();
     }
     // The same session loaded after a restart.
-    let server = Server::start_with_more(
-        "COLLAB_DB",
-        db.to_str().unwrap(),
-        &[("RUST_LOG", "warn")],
-    );
+    let server =
+        Server::start_with_more("COLLAB_DB", db.to_str().unwrap(), &[("RUST_LOG", "warn")]);
     let c = Client::new(server.url.clone());
     let before = rss_mb(&server);
     let started = Instant::now();
     let read = c
-        .rest("GET", &format!("/api/v1/sessions/{id}"), Some(&tokens[0]), None)
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some(&tokens[0]),
+            None,
+        )
         .await;
     let load = started.elapsed();
     assert_eq!(read.status, 200);
