@@ -240,7 +240,7 @@ pub async fn slow_reader_is_dropped_and_catches_up(c: &Client) {
             "the writer never waits"
         );
         sent += 1;
-        if sent % 100 == 0 {
+        if sent.is_multiple_of(100) {
             let stats = c.rest("GET", "/api/v1/stats", None, None).await;
             if stats.body["slow_consumer_drops"] == 1 {
                 break;

@@ -387,7 +387,7 @@ impl World {
                 Some(*acc)
             }))
             .collect();
-        let delete = seed % 3 == 0 && !toks.is_empty();
+        let delete = seed.is_multiple_of(3) && !toks.is_empty();
         let mut op = TextOperation::new();
         let (pos, del, insert) = if delete {
             let first = (seed / 3) as usize % toks.len();

@@ -170,7 +170,7 @@ fn ten_clients_chat_and_move_for_a_virtual_hour() {
         for (i, c) in conns.iter().enumerate() {
             let i = i as u32;
             h.send(*c, json!({"type": "presence", "cursor": {"file": "main", "anchor": minute + i, "head": minute + i}}));
-            if (minute + i) % 4 == 0 {
+            if (minute + i).is_multiple_of(4) {
                 h.send(
                     *c,
                     json!({"type": "chat_send", "text": format!("minute {minute} from {i}")}),

@@ -532,9 +532,9 @@ fn the_close_code_table_matches_the_library() {
 /// A duration as the limits table writes it: `50 ms`, `1.5 s`, `45 s`, `5 min`.
 fn human(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms >= 120_000 && ms % 60_000 == 0 {
+    if ms >= 120_000 && ms.is_multiple_of(60_000) {
         format!("{} min", ms / 60_000)
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{} s", ms / 1_000)
     } else if ms > 1_000 {
         format!("{} s", d.as_secs_f64())

@@ -86,7 +86,7 @@ impl Document {
     pub(super) fn push(&mut self, version: Version) {
         self.history.push(version);
         let rev = self.rev();
-        if rev % CHECKPOINT_EVERY == 0 {
+        if rev.is_multiple_of(CHECKPOINT_EVERY) {
             self.checkpoints.push((rev, self.texts()));
         }
     }

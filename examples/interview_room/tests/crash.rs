@@ -323,7 +323,7 @@ async fn writer(
                 // Resent as it was: same id, same base revision.
                 Some(p) => p,
                 None if stop.load(Ordering::SeqCst) => break 'connection,
-                None if n % 2 == 0 => {
+                None if n.is_multiple_of(2) => {
                     let mark = format!("[{name}.{n}]");
                     n += 1;
                     let op = if len == 0 {
