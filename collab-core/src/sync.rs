@@ -6,7 +6,7 @@
 //! automerge's own (collab once kept its own copy of the bookkeeping, for
 //! automerge 0.6, whose receive walked the whole history on every message).
 
-use automerge::sync::{Message, State, SyncDoc};
+use automerge::sync::{ChunkList, Message, MessageFlags, State, SyncDoc};
 use automerge::{AutoCommit, AutomergeError, Patch, PatchLog};
 
 /// Decodes a sync message from a peer, refusing what automerge would decode
@@ -34,6 +34,38 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message, String> {
         }
     }
     Ok(message)
+}
+
+/// Decodes several sync messages from one peer, in order, into one: every
+/// message's changes, and the last one's heads, needs and haves (each
+/// message states the sender's whole sync state, so the last one supersedes
+/// the others). A reset asked for by any of them is kept. `None` for no
+/// messages.
+pub(crate) fn decode_all(messages: &[&[u8]]) -> Result<Option<Message>, String> {
+    let mut chunks = Vec::new();
+    let mut reset = false;
+    let mut last = None;
+    for bytes in messages {
+        let message = decode(bytes)?;
+        chunks.extend(message.changes.iter().map(<[u8]>::to_vec));
+        reset |= message
+            .flags
+            .is_some_and(|f| f.contains(MessageFlags::SYNC_RESET));
+        last = Some(message);
+    }
+    let Some(mut message) = last else {
+        return Ok(None);
+    };
+    if messages.len() > 1 {
+        message.changes = ChunkList::from(chunks);
+        if reset {
+            message
+                .flags
+                .get_or_insert_with(MessageFlags::new)
+                .set(MessageFlags::SYNC_RESET);
+        }
+    }
+    Ok(Some(message))
 }
 
 /// Reads one unsigned LEB128 number from the front of `input`.

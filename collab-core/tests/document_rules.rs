@@ -581,3 +581,39 @@ fn ties_go_by_author_only_for_clients_that_ask() {
         assert_eq!(h.session.code(), expected, "ties: {ties:?}");
     }
 }
+
+/// Sync messages that arrive together from one replica are applied as one
+/// (one automerge call for all their changes); a bad one among them is
+/// refused on its own and the others still land.
+#[test]
+fn a_replicas_messages_that_arrive_together_land_together() {
+    let mut h = with_code("hello");
+    let thin = h.join(host());
+    let conn = h.open(user(1)).unwrap();
+    h.send(conn, json!({"type": "join", "mode": "replica"}));
+    let mut replica = ReplicaClient::new();
+    sync_replica(&mut h, conn, &mut replica);
+    h.json(thin);
+    let mut burst = Vec::new();
+    for (i, word) in [" a", " b", " c"].iter().enumerate() {
+        replica.splice("main", 5 + 2 * i as u32, 0, word).unwrap();
+        burst.push(replica.poll_message().expect("a message with the change"));
+    }
+    burst.insert(1, b"not a sync message".to_vec());
+    let frames: Vec<&[u8]> = burst.iter().map(Vec::as_slice).collect();
+    h.session.handle_binaries(conn, &frames, h.now);
+    h.pump();
+    assert_eq!(h.errors(conn).len(), 1, "the bad message alone is refused");
+    assert_eq!(
+        h.session.document().text("main").as_deref(),
+        Some("hello a b c")
+    );
+    let ops = h
+        .json(thin)
+        .into_iter()
+        .filter(|f| f["type"] == "text_op")
+        .count();
+    assert!(ops >= 1, "the thin client hears of the replica's edits");
+    sync_replica(&mut h, conn, &mut replica);
+    assert_eq!(replica.text("main").as_deref(), Some("hello a b c"));
+}

@@ -62,8 +62,11 @@ use thin::apply_to_rope;
 /// Longest file path, in bytes.
 pub const MAX_PATH_BYTES: usize = crate::presence::MAX_FILE_PATH_BYTES;
 /// Local operations that wait for automerge at most: past this many, the
-/// next one first hands them over and commits them as one change.
-pub const COMMIT_EVERY: usize = 256;
+/// next one first hands them over and commits them as one change. They
+/// wait in the history, which holds them anyway, so waiting costs no
+/// memory; a hand-over costs an automerge commit, which grows with the
+/// document (milliseconds for a long one on automerge 0.12).
+pub const COMMIT_EVERY: usize = 4_096;
 /// A checkpoint of every file's text is kept every this many revisions, so
 /// that reading the text at an old revision replays at most this many operations.
 const CHECKPOINT_EVERY: u64 = 1_024;
@@ -149,27 +152,20 @@ struct FileState {
     text: Rope,
 }
 
-/// A local change that the ropes and the history have and automerge has not
-/// taken yet.
-#[derive(Debug, Clone)]
-enum Pending {
-    Edit { path: String, op: TextOperation },
-    Create { path: String, text: String },
-    Remove { path: String },
-}
-
 /// The shared document of one session.
 #[derive(Debug)]
 pub struct Document {
     doc: AutoCommit,
     files_obj: ObjId,
     files: BTreeMap<String, FileState>,
-    /// automerge's files: each path's text object. Behind `files` by what
-    /// `pending` holds.
+    /// automerge's files: each path's text object. Behind `files` by the
+    /// versions after `handed_over`.
     objs: BTreeMap<String, ObjId>,
     by_obj: HashMap<ObjId, String>,
-    /// Local changes automerge has not taken yet, oldest first.
-    pending: Vec<Pending>,
+    /// automerge has every version up to this revision; the later ones are
+    /// local changes it has not taken yet (a replica's changes are taken
+    /// only when there are none, so these are always the history's tail).
+    handed_over: Revision,
     language: String,
     history: Vec<Version>,
     /// Every file's text at revision 0 and at revisions that are multiples
@@ -244,8 +240,9 @@ impl Document {
                 return Err(DocumentError::TooManyFiles);
             }
             this.put_file(path, text);
+            this.create_in_automerge(path, text)?;
         }
-        this.commit();
+        this.doc.commit();
         this.checkpoints[0].1 = this.texts();
         this.snapshot = this.doc.save();
         this.snapshot_full_len = this.snapshot.len();
@@ -320,7 +317,7 @@ impl Document {
             files: BTreeMap::new(),
             objs: BTreeMap::new(),
             by_obj: HashMap::new(),
-            pending: Vec::new(),
+            handed_over: 0,
             language,
             history: Vec::new(),
             checkpoints: vec![(0, BTreeMap::new())],
@@ -419,13 +416,9 @@ impl Document {
 
     // ---- thin clients --------------------------------------------------------
 
-    /// Creates `path` with `text` in the ropes, and for automerge's next
-    /// batch (checks are the caller's).
+    /// Creates `path` with `text` in the ropes (checks are the caller's;
+    /// automerge takes it from the version that records it).
     fn put_file(&mut self, path: &str, text: &str) {
-        self.pending.push(Pending::Create {
-            path: path.to_owned(),
-            text: text.to_owned(),
-        });
         self.files.insert(
             path.to_owned(),
             FileState {

@@ -79,6 +79,9 @@ impl Document {
                 .collect(),
         )];
         this.history = history;
+        // automerge has what the stored bytes hold; the versions after them
+        // were replayed onto the ropes and are handed over like local ones.
+        this.handed_over = saved_rev;
         this.restored_at = Some((saved_rev, stored_texts));
         Ok((this, stored))
     }

@@ -18,12 +18,38 @@ impl Document {
         author: Option<ParticipantId>,
         now: Timestamp,
     ) -> Result<(Vec<Version>, Vec<SideEffect>), DocumentError> {
-        let message = crate::sync::decode(message).map_err(DocumentError::BadSyncMessage)?;
+        self.receive_sync_all(state, &[message], author, now)
+    }
+
+    /// Applies several sync messages from one replica, in the order they
+    /// came, as one: their changes go to automerge in one call, and the
+    /// last message says what the replica has and needs. automerge's cost
+    /// per call grows with the history (about 4 ms at 40k changes), so a
+    /// replica's burst costs one call instead of one per message.
+    ///
+    /// # Errors
+    /// As [`Document::receive_sync`]; one bad message refuses them all, and
+    /// nothing changes.
+    pub fn receive_sync_all(
+        &mut self,
+        state: &mut SyncState,
+        messages: &[&[u8]],
+        author: Option<ParticipantId>,
+        now: Timestamp,
+    ) -> Result<(Vec<Version>, Vec<SideEffect>), DocumentError> {
+        let Some(message) =
+            crate::sync::decode_all(messages).map_err(DocumentError::BadSyncMessage)?
+        else {
+            return Ok((Vec::new(), Vec::new()));
+        };
         self.commit();
         self.must_save |= !message.changes.is_empty();
         let patches =
             crate::sync::receive(&mut self.doc, &mut state.0, message, true).map_err(refused)?;
-        Ok(self.absorb(patches, author, now))
+        let absorbed = self.absorb(patches, author, now);
+        // The versions a replica's changes made are automerge's already.
+        self.handed_over = self.rev();
+        Ok(absorbed)
     }
 
     /// Whether the sync message carries changes (a viewer's may not).

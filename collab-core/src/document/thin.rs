@@ -234,7 +234,7 @@ impl Document {
     }
 
     /// Applies a checked operation to the file's text as a local change by
-    /// `author`, and queues it for automerge, without recording a version
+    /// `author`, without recording a version
     /// (the callers record one, or replay one already recorded).
     ///
     /// # Errors
@@ -252,15 +252,11 @@ impl Document {
         if let Some(f) = self.files.get_mut(path) {
             apply_to_rope(&mut f.text, op);
         }
-        self.pending.push(Pending::Edit {
-            path: path.to_owned(),
-            op: op.clone(),
-        });
         Ok(())
     }
 
-    /// Removes a file from the ropes as a local change by `author`, and
-    /// queues the removal for automerge, without recording a version.
+    /// Removes a file from the ropes as a local change by `author`, without
+    /// recording a version.
     ///
     /// # Errors
     /// [`DocumentError::UnknownFile`].
@@ -274,9 +270,6 @@ impl Document {
         }
         self.before_local_change(author);
         self.files.remove(path);
-        self.pending.push(Pending::Remove {
-            path: path.to_owned(),
-        });
         Ok(())
     }
 
@@ -286,7 +279,7 @@ impl Document {
     /// see them. The change's message names its authors,
     /// `participants:1,4` (the revisions say who made which edit).
     pub fn commit(&mut self) {
-        if self.uncommitted == 0 && self.pending.is_empty() {
+        if !self.has_uncommitted() {
             return;
         }
         self.hand_over_pending();
@@ -306,7 +299,7 @@ impl Document {
 
     /// Whether local changes wait to be committed.
     pub fn has_uncommitted(&self) -> bool {
-        self.uncommitted > 0 || !self.pending.is_empty()
+        self.uncommitted > 0 || self.handed_over < self.rev()
     }
 
     /// Counts a local change toward the next commit, committing first when
@@ -314,7 +307,7 @@ impl Document {
     /// commit: an automerge change costs memory and time of its own, and who
     /// made each edit is in the document's revisions.
     pub(super) fn before_local_change(&mut self, author: ParticipantId) {
-        if self.uncommitted + self.pending.len() >= COMMIT_EVERY {
+        if self.uncommitted as u64 + (self.rev() - self.handed_over) >= COMMIT_EVERY as u64 {
             self.commit();
         }
         if let Err(at) = self.uncommitted_authors.binary_search(&author) {
@@ -322,62 +315,80 @@ impl Document {
         }
     }
 
-    /// Gives automerge the pending local changes, in order, each file's run
-    /// of consecutive edits composed into one operation, so a batch costs
-    /// automerge about one splice per place edited. The operations were
-    /// checked against the ropes, so automerge cannot refuse them; if it
-    /// does anyway, its files are set to the ropes' texts instead, which is
-    /// where the pending changes lead.
+    /// Gives automerge the versions it has not taken, in order. Edits that
+    /// touch the place the previous ones changed (typing, deleting,
+    /// retyping) are merged into one [`Span`] first, so a batch costs
+    /// automerge about one splice per place edited, and each edit costs the
+    /// merge only what its own text costs. The operations were checked
+    /// against the ropes, so automerge cannot refuse them; if it does
+    /// anyway, its files are set to the ropes' texts instead, which is
+    /// where the versions lead.
     fn hand_over_pending(&mut self) {
-        if self.pending.is_empty() {
+        let (from, to) = (self.handed_over, self.rev());
+        if from >= to {
             return;
         }
-        let pending = std::mem::take(&mut self.pending);
-        if self.apply_pending(pending).is_err() {
+        self.handed_over = to;
+        if self.apply_versions(from, to).is_err() {
             self.match_ropes();
         }
     }
 
-    fn apply_pending(&mut self, pending: Vec<Pending>) -> Result<(), DocumentError> {
-        let mut run: Option<(String, TextOperation)> = None;
-        for change in pending {
-            if let Pending::Edit { path, op } = change {
-                match &mut run {
-                    Some((at, composed)) if *at == path => {
-                        *composed = TextOperation::compose(composed, &op)?;
+    fn apply_versions(&mut self, from: Revision, to: Revision) -> Result<(), DocumentError> {
+        // The span being built, and the index of a version of its file.
+        let mut span: Option<(usize, Span)> = None;
+        for i in from as usize..to as usize {
+            if let Change::Edit { op } = &self.history[i].change {
+                // One place edited (nearly always), or the whole operation.
+                let edit = single_site(op).ok_or_else(|| op.clone());
+                if let (Some((at, current)), Ok(site)) = (&mut span, &edit) {
+                    if self.history[*at].file == self.history[i].file && current.absorb(site) {
+                        continue;
                     }
-                    _ => {
-                        if let Some((at, composed)) = run.replace((path, op)) {
-                            self.splice_file(&at, &composed)?;
-                        }
-                    }
+                }
+                if let Some((at, done)) = span.take() {
+                    self.splice_file(at, &done.operation())?;
+                }
+                match edit {
+                    Ok(site) => span = Some((i, Span::from(site))),
+                    Err(op) => self.splice_file(i, &op)?,
                 }
                 continue;
             }
-            if let Some((at, composed)) = run.take() {
-                self.splice_file(&at, &composed)?;
+            if let Some((at, done)) = span.take() {
+                self.splice_file(at, &done.operation())?;
             }
-            match change {
-                Pending::Create { path, text } => self.create_in_automerge(&path, &text)?,
-                Pending::Remove { path } => self.remove_from_automerge(&path)?,
-                Pending::Edit { .. } => {}
+            let path = self.history[i].file.clone();
+            match &self.history[i].change {
+                Change::Create { text } => {
+                    let text = text.clone();
+                    self.create_in_automerge(&path, &text)?;
+                }
+                Change::Remove => self.remove_from_automerge(&path)?,
+                Change::Edit { .. } => {}
             }
         }
-        if let Some((at, composed)) = run {
-            self.splice_file(&at, &composed)?;
+        if let Some((at, done)) = span {
+            self.splice_file(at, &done.operation())?;
         }
         Ok(())
     }
 
-    fn splice_file(&mut self, path: &str, op: &TextOperation) -> Result<(), DocumentError> {
+    /// Splices an operation into the file of the version at `index`.
+    fn splice_file(&mut self, index: usize, op: &TextOperation) -> Result<(), DocumentError> {
+        let path = &self.history[index].file;
         let obj = self
             .objs
             .get(path)
-            .ok_or_else(|| DocumentError::UnknownFile(path.to_owned()))?;
+            .ok_or_else(|| DocumentError::UnknownFile(path.clone()))?;
         splice_automerge(&mut self.doc, obj, op)
     }
 
-    fn create_in_automerge(&mut self, path: &str, text: &str) -> Result<(), DocumentError> {
+    pub(super) fn create_in_automerge(
+        &mut self,
+        path: &str,
+        text: &str,
+    ) -> Result<(), DocumentError> {
         let obj = self
             .doc
             .put_object(&self.files_obj, path, ObjType::Text)
@@ -424,6 +435,131 @@ impl Document {
             let _ = self.create_in_automerge(&path, &text);
         }
     }
+}
+
+/// One place's edit: `deleted` units at `at` replaced by `inserted`
+/// (UTF-16 positions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Site {
+    at: u32,
+    deleted: u32,
+    inserted: String,
+}
+
+/// The one place an operation edits, if it edits one place only (a
+/// keystroke, a paste, a selection typed over).
+fn single_site(op: &TextOperation) -> Option<Site> {
+    use crate::ot::Component;
+    let mut site: Option<Site> = None;
+    let mut pos = 0u32;
+    let mut ended = false;
+    for c in op.components() {
+        match c {
+            Component::Retain(n) => {
+                if site.is_some() {
+                    ended = true;
+                }
+                pos += n;
+            }
+            _ if ended => return None,
+            Component::Insert(text) => {
+                site.get_or_insert_with(|| Site {
+                    at: pos,
+                    deleted: 0,
+                    inserted: String::new(),
+                })
+                .inserted
+                .push_str(text);
+            }
+            Component::Delete(n) => {
+                site.get_or_insert_with(|| Site {
+                    at: pos,
+                    deleted: 0,
+                    inserted: String::new(),
+                })
+                .deleted += n;
+            }
+        }
+    }
+    site
+}
+
+/// Consecutive edits merged into one: the text that was at `at` for
+/// `deleted` units (before the span's first edit) is now `inserted`.
+#[derive(Debug, Clone)]
+struct Span {
+    at: u32,
+    deleted: u32,
+    inserted: String,
+    /// `inserted`'s length in UTF-16 units.
+    len: u32,
+}
+
+/// Longest inserted text a span grows to, in UTF-16 units: merging costs
+/// what the span holds, so it stays small.
+const MAX_SPAN: u32 = 4_096;
+
+impl Span {
+    /// Folds the next edit into the span if it touches it (starts or ends
+    /// inside it or at its edges); `false` leaves the span as it was.
+    fn absorb(&mut self, edit: &Site) -> bool {
+        let (start, end) = (self.at, self.at + self.len);
+        let (p, q) = (edit.at, edit.at + edit.deleted);
+        if p > end || q < start || self.len > MAX_SPAN {
+            return false;
+        }
+        // What the edit deletes outside the span was original text.
+        let before = start.saturating_sub(p);
+        let after = q.saturating_sub(end);
+        let keep_left = utf16_to_byte(&self.inserted, p.max(start) - start);
+        let keep_right = utf16_to_byte(&self.inserted, q.min(end).max(start) - start);
+        let mut inserted = String::with_capacity(
+            keep_left + edit.inserted.len() + self.inserted.len() - keep_right,
+        );
+        inserted.push_str(&self.inserted[..keep_left]);
+        inserted.push_str(&edit.inserted);
+        inserted.push_str(&self.inserted[keep_right..]);
+        self.deleted += before + after;
+        self.at = start.min(p);
+        self.len = utf16_len(&inserted) as u32;
+        self.inserted = inserted;
+        true
+    }
+
+    /// The span as an operation on the text before its first edit (what
+    /// follows it is left out: splicing does not need it).
+    fn operation(&self) -> TextOperation {
+        let mut op = TextOperation::new();
+        op.retain(self.at)
+            .delete(self.deleted)
+            .insert(&self.inserted);
+        op
+    }
+}
+
+impl From<Site> for Span {
+    fn from(site: Site) -> Self {
+        let len = utf16_len(&site.inserted) as u32;
+        Span {
+            at: site.at,
+            deleted: site.deleted,
+            inserted: site.inserted,
+            len,
+        }
+    }
+}
+
+/// The byte offset of UTF-16 offset `units` in `s` (checked edits never
+/// split a surrogate pair).
+fn utf16_to_byte(s: &str, units: u32) -> usize {
+    let mut seen = 0u32;
+    for (i, c) in s.char_indices() {
+        if seen >= units {
+            return i;
+        }
+        seen += c.len_utf16() as u32;
+    }
+    s.len()
 }
 
 /// Applies a checked operation to a rope.
@@ -508,7 +644,8 @@ mod tests {
         let mut doc = Document::new("rust", [("main", "fn main() {}\n")]).unwrap();
         let now = Timestamp::from_millis(0);
         let names = ["main", "a", "b", "é/ü"];
-        for step in 0..3_000u32 {
+        let mut last_at = 0u32;
+        for step in 0..6_000u32 {
             let author = ParticipantId(1 + rng.below(3) as u32);
             let path = names[rng.below(names.len() as u64) as usize];
             match rng.below(20) {
@@ -523,7 +660,16 @@ mod tests {
                     let Some(len) = doc.len_utf16(path) else {
                         continue;
                     };
-                    let mut at = rng.below(u64::from(len) + 1) as u32;
+                    // Mostly near the last edit, as typing is, so edits
+                    // merge into spans; sometimes anywhere.
+                    let near = last_at
+                        .saturating_add(rng.below(7) as u32)
+                        .saturating_sub(3);
+                    let mut at = if rng.below(4) == 0 {
+                        rng.below(u64::from(len) + 1) as u32
+                    } else {
+                        near.min(len)
+                    };
                     while !doc.is_boundary(path, at) {
                         at -= 1;
                     }
@@ -541,9 +687,10 @@ mod tests {
                     op.retain(len - op.base_len());
                     doc.apply_operation(author, doc.rev(), path, op, None, now)
                         .unwrap();
+                    last_at = at;
                 }
             }
-            if step % 500 == 499 {
+            if step % 300 == 299 {
                 assert_eq!(automerge_files(&mut doc), doc.files(), "at step {step}");
             }
         }

@@ -71,7 +71,7 @@ impl Session {
             m.presence.keystroke(now, &self.config.presence);
         }
         self.last_activity = now;
-        self.after_document_change(None, vec![version], now);
+        self.after_document_change(None, vec![version]);
         self.after_input(now);
         Ok(rev)
     }
@@ -99,19 +99,45 @@ impl Session {
                     m.presence.keystroke(now, &self.config.presence);
                 }
                 self.last_activity = now;
-                self.after_document_change(Some(conn), vec![version], now);
+                self.after_document_change(Some(conn), vec![version]);
                 Ok(Reply::Frame(ServerFrame::TextAck { rid, rev, oid }))
             }
         }
     }
 
-    /// Applies a replica's sync message.
-    pub(super) fn receive_sync(
+    /// Applies sync messages that came together from one replica, as one
+    /// when they all may be (see [`Document::receive_sync_all`]); each
+    /// message that is refused gets its own error in `refused`, and the
+    /// others are still applied.
+    pub(super) fn receive_syncs(
         &mut self,
         conn: ConnectionId,
-        bytes: &[u8],
+        messages: &[&[u8]],
         now: Timestamp,
-    ) -> Result<(), SessionError> {
+        refused: &mut Vec<SessionError>,
+    ) {
+        let mut admitted = Vec::with_capacity(messages.len());
+        for bytes in messages {
+            match self.check_sync(conn, bytes) {
+                Ok(()) => admitted.push(*bytes),
+                Err(e) => refused.push(e),
+            }
+        }
+        if admitted.len() > 1 && self.apply_syncs(conn, &admitted, now).is_ok() {
+            return;
+        }
+        // One at a time: a single message, or a batch one of whose
+        // messages automerge refused (a batch changes nothing when refused).
+        for bytes in admitted {
+            if let Err(e) = self.apply_syncs(conn, &[bytes], now) {
+                refused.push(e);
+            }
+        }
+    }
+
+    /// Whether a replica's sync message may be applied: its size, the
+    /// connection, and the sender's right to edit when it carries changes.
+    fn check_sync(&self, conn: ConnectionId, bytes: &[u8]) -> Result<(), SessionError> {
         if bytes.len() > self.config.max_sync_bytes {
             return Err(ProtocolError::TooLarge {
                 len: bytes.len(),
@@ -132,6 +158,21 @@ impl Session {
         if !may_edit && Document::sync_message_has_changes(bytes)? {
             self.authorize(Actor::Member(me), Action::EditDocument)?;
         }
+        Ok(())
+    }
+
+    /// Applies admitted sync messages of one connection as one.
+    fn apply_syncs(
+        &mut self,
+        conn: ConnectionId,
+        messages: &[&[u8]],
+        now: Timestamp,
+    ) -> Result<(), SessionError> {
+        let me = self
+            .connections
+            .get(&conn)
+            .and_then(|c| c.participant)
+            .ok_or(SessionError::NotJoined)?;
         let Some(state) = self
             .connections
             .get_mut(&conn)
@@ -139,7 +180,9 @@ impl Session {
         else {
             return Err(SessionError::NotJoined);
         };
-        let (versions, effects) = self.document.receive_sync(state, bytes, Some(me), now)?;
+        let (versions, effects) = self
+            .document
+            .receive_sync_all(state, messages, Some(me), now)?;
         self.sync_pending = true;
         if !versions.is_empty() {
             if let Some(m) = self.members.get_mut(&me) {
@@ -167,7 +210,7 @@ impl Session {
                 }
             }
         }
-        self.after_document_change(Some(conn), versions, now);
+        self.after_document_change(Some(conn), versions);
         Ok(())
     }
 
@@ -176,13 +219,13 @@ impl Session {
         &mut self,
         origin: Option<ConnectionId>,
         versions: Vec<Version>,
-        now: Timestamp,
     ) {
         if versions.is_empty() {
             return;
         }
+        // No commit timer for edits: they reach automerge when something
+        // reads it (a replica's sync, the store) or every COMMIT_EVERY.
         self.sync_pending = true;
-        self.schedule_commit(now);
         let thin = self.connections_where(|id, c| {
             c.participant.is_some() && c.sync.is_none() && Some(id) != origin
         });

@@ -89,7 +89,8 @@ pub struct Session {
     persisted: Persisted,
 }
 
-/// How long local document changes may stay uncommitted.
+/// How long a direct write to the automerge document (the language, a run)
+/// may stay uncommitted.
 const COMMIT_DELAY: Duration = Duration::from_millis(500);
 
 /// What a handled request answers its sender, besides what it broadcasts.
@@ -200,23 +201,45 @@ impl Session {
     /// for document sync; until a connection has negotiated it, a binary frame
     /// is answered with a `malformed_frame` error and the connection goes on.
     pub fn handle_binary(&mut self, conn: ConnectionId, bytes: &[u8], now: Timestamp) {
-        if !self.connections.contains_key(&conn) {
+        self.handle_binaries(conn, &[bytes], now);
+    }
+
+    /// Handles binary frames that arrived together from one connection, in
+    /// order: each is rate limited and checked as
+    /// [`Session::handle_binary`] does, and the sync messages admitted are
+    /// applied to the document as one (one automerge call for all their
+    /// changes, whose cost grows with the history) and answered once.
+    pub fn handle_binaries(&mut self, conn: ConnectionId, frames: &[&[u8]], now: Timestamp) {
+        if !self.connections.contains_key(&conn) || frames.is_empty() {
             return;
         }
         self.advance(now);
-        // A replica answers every sync message it gets; an answer that
-        // carries no changes (an acknowledgement of what it received) costs
-        // a tenth of a frame, so a replica that only follows a busy session
-        // is never refused.
-        let follows = self.connections[&conn].sync.is_some()
-            && matches!(Document::sync_message_has_changes(bytes), Ok(false));
-        let cost = if follows { FRAME_COST / 10 } else { FRAME_COST };
-        if !self.admit(conn, now, cost, || None) {
+        let mut admitted = Vec::with_capacity(frames.len());
+        for bytes in frames {
+            if !self.connections.contains_key(&conn) {
+                // Closed for going on past the rate limit.
+                return;
+            }
+            // A replica answers every sync message it gets; an answer that
+            // carries no changes (an acknowledgement of what it received)
+            // costs a tenth of a frame, so a replica that only follows a
+            // busy session is never refused.
+            let follows = self.connections[&conn].sync.is_some()
+                && matches!(Document::sync_message_has_changes(bytes), Ok(false));
+            let cost = if follows { FRAME_COST / 10 } else { FRAME_COST };
+            if !self.admit(conn, now, cost, || None) {
+                continue;
+            }
+            self.tally.frame_in("sync");
+            admitted.push(*bytes);
+        }
+        if admitted.is_empty() {
             return;
         }
         self.touch_connection(conn, now);
-        self.tally.frame_in("sync");
-        if let Err(err) = self.receive_sync(conn, bytes, now) {
+        let mut refused = Vec::new();
+        self.receive_syncs(conn, &admitted, now, &mut refused);
+        for err in refused {
             self.send_error(conn, None, &err);
         }
         self.after_input(now);
@@ -506,12 +529,12 @@ impl Session {
             ClientFrame::FileCreate { file, text } => {
                 let version = self.document.create_file(me, &file, &text, now)?;
                 // The creator gets the `file_op` too: it carries the revision.
-                self.after_document_change(None, vec![version], now);
+                self.after_document_change(None, vec![version]);
                 Ok(Reply::Ack(None))
             }
             ClientFrame::FileRemove { file } => {
                 let version = self.document.remove_file(me, &file, now)?;
-                self.after_document_change(None, vec![version], now);
+                self.after_document_change(None, vec![version]);
                 Ok(Reply::Ack(None))
             }
             ClientFrame::RunOutput {

@@ -22,7 +22,8 @@ pub(super) enum Timer {
     CredentialExpiry = 2,
     /// The earliest the session, with nobody connected, can expire.
     SessionExpiry = 3,
-    /// Local document changes get committed.
+    /// Direct writes to the automerge document (the language, a run) get
+    /// committed; edits wait for whatever reads automerge next.
     Commit = 4,
 }
 

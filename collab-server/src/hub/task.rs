@@ -36,6 +36,32 @@ pub(super) struct Task {
 }
 
 impl Task {
+    /// Applies commands in order; a replica's sync messages that follow
+    /// each other go to the session together, so their changes cost one
+    /// automerge call.
+    pub(super) fn apply_all(&mut self, commands: Vec<Command>) {
+        let mut commands = commands.into_iter().peekable();
+        while let Some(command) = commands.next() {
+            let Command::Binary { conn, bytes } = command else {
+                self.apply(command);
+                continue;
+            };
+            let mut frames = vec![bytes];
+            while let Some(Command::Binary { conn: next, .. }) = commands.peek() {
+                if *next != conn {
+                    break;
+                }
+                if let Some(Command::Binary { bytes, .. }) = commands.next() {
+                    frames.push(bytes);
+                }
+            }
+            let now = self.hub.clock.now();
+            self.last_command = now;
+            let frames: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
+            self.session.handle_binaries(conn, &frames, now);
+        }
+    }
+
     pub(super) fn apply(&mut self, command: Command) {
         let now = self.hub.clock.now();
         self.last_command = now;
@@ -431,14 +457,16 @@ pub(super) async fn run_session(
             command = rx.recv() => {
                 let Some(command) = command else { break };
                 let step = std::time::Instant::now();
-                task.apply(command);
                 // Everything already waiting joins this step and its one write.
-                for _ in 0..MAX_BATCH {
+                let mut batch = Vec::with_capacity(8);
+                batch.push(command);
+                while batch.len() <= MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(command) => task.apply(command),
+                        Ok(command) => batch.push(command),
                         Err(_) => break,
                     }
                 }
+                task.apply_all(batch);
                 step
             }
             () = wake => {

@@ -343,3 +343,132 @@ async fn one_session_replays_a_trace() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends `op` against `rev` and waits for its ack; returns the new revision.
+async fn acked(ws: &mut collab_conformance::Ws, rev: u64, op: Value, oid: String) -> u64 {
+    ws.send(json!({"type": "text_op", "file": "main", "rev": rev, "op": op, "oid": oid}))
+        .await;
+    let ack = ws.until("text_ack").await;
+    ack["rev"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn typing_and_deleting_a_long_text() {
+    let chars: u64 = std::env::var("COLLAB_CHURN_CHARS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(600_000);
+    let per_op = 100u64;
+    let dir = temp_dir();
+    let db = dir.join("bench.db");
+    let env = [("RUST_LOG", "warn"), ("COLLAB_FRAMES_PER_SECOND", "100000")];
+    let server = Server::start_with_more("COLLAB_DB", db.to_str().unwrap(), &env);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_mb(&server);
+    let c = Client::new(server.url.clone());
+    let token = c.guest().await;
+    let id = c
+        .create(&token, json!({"title": "Churn", "code": ""}))
+        .await;
+    let (mut ws, _) = c.joined(&id, &token, "Typist").await;
+    let (mut rev, mut len, mut n) = (0u64, 0u64, 0u64);
+    let chunk: String = "abcdefghij".repeat(per_op as usize / 10);
+    for round in 1..=2 {
+        let started = Instant::now();
+        while len < chars {
+            let op = if len == 0 {
+                json!([chunk])
+            } else {
+                json!([len, chunk])
+            };
+            rev = acked(&mut ws, rev, op, format!("o{n}")).await;
+            len += per_op;
+            n += 1;
+        }
+        while len > 0 {
+            let op = if len == per_op {
+                json!([-(per_op as i64)])
+            } else {
+                json!([len - per_op, -(per_op as i64)])
+            };
+            rev = acked(&mut ws, rev, op, format!("o{n}")).await;
+            len -= per_op;
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "round {round}: typed {chars} characters and deleted them ({} operations of {per_op}) \
+             in {:.1?}: RSS {idle:.1} → {:.1} MB",
+            2 * chars / per_op,
+            started.elapsed(),
+            rss_mb(&server)
+        );
+    }
+    drop(ws);
+    drop(server);
+    let server = Server::start_with_more("COLLAB_DB", db.to_str().unwrap(), &env);
+    let c = Client::new(server.url.clone());
+    let before = rss_mb(&server);
+    let started = Instant::now();
+    let read = c
+        .rest("GET", &format!("/api/v1/sessions/{id}"), Some(&token), None)
+        .await;
+    let load = started.elapsed();
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["rev"].as_u64(), Some(rev));
+    println!(
+        "the {}-character churn session loaded after a restart in {load:.1?} (first read); \
+         RSS {before:.1} → {:.1} MB",
+        2 * chars,
+        rss_mb(&server)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn whole_file_replaces() {
+    let replaces = 210usize;
+    let dir = temp_dir();
+    let db = dir.join("bench.db");
+    let server =
+        Server::start_with_more("COLLAB_DB", db.to_str().unwrap(), &[("RUST_LOG", "warn")]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = rss_mb(&server);
+    let c = Client::new(server.url.clone());
+    let tokens = [c.guest().await, c.guest().await, c.guest().await];
+    let first = code(0)[..8_000].to_owned();
+    let id = c
+        .create(&tokens[0], json!({"title": "Replaces", "code": first}))
+        .await;
+    let mut editors = Vec::new();
+    for t in &tokens {
+        editors.push(c.joined(&id, t, "Editor").await.0);
+    }
+    let (mut rev, mut len) = (0u64, 8_000u64);
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    for i in 0..replaces {
+        // Each editor replaces the file every 30 ms; they take turns.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let text = code(i + 1)[..8_000].to_owned();
+        let op = json!([-(len as i64), text]);
+        let sent = Instant::now();
+        rev = acked(&mut editors[i % 3], rev, op, format!("r{i}")).await;
+        latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        len = 8_000;
+    }
+    let took = started.elapsed();
+    latencies.sort_by(f64::total_cmp);
+    let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "{replaces} replaces of an 8 KB file by 3 editors in {took:.1?}: ack p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms; RSS {idle:.1} → {:.1} MB",
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap(),
+        rss_mb(&server)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
