@@ -511,18 +511,23 @@ impl Span {
         // What the edit deletes outside the span was original text.
         let before = start.saturating_sub(p);
         let after = q.saturating_sub(end);
-        let keep_left = utf16_to_byte(&self.inserted, p.max(start) - start);
-        let keep_right = utf16_to_byte(&self.inserted, q.min(end).max(start) - start);
-        let mut inserted = String::with_capacity(
-            keep_left + edit.inserted.len() + self.inserted.len() - keep_right,
-        );
-        inserted.push_str(&self.inserted[..keep_left]);
-        inserted.push_str(&edit.inserted);
-        inserted.push_str(&self.inserted[keep_right..]);
+        let (from, to) = (p.max(start) - start, q.min(end).max(start) - start);
+        // ASCII (most code): UTF-16 offsets are byte offsets, no scan.
+        let ascii = self.len as usize == self.inserted.len();
+        let (from_byte, to_byte) = if ascii {
+            (from as usize, to as usize)
+        } else {
+            (
+                utf16_to_byte(&self.inserted, from),
+                utf16_to_byte(&self.inserted, to),
+            )
+        };
+        // In place: typing at the span's end moves nothing.
+        self.inserted
+            .replace_range(from_byte..to_byte, &edit.inserted);
+        self.len = self.len - (to - from) + utf16_len(&edit.inserted) as u32;
         self.deleted += before + after;
         self.at = start.min(p);
-        self.len = utf16_len(&inserted) as u32;
-        self.inserted = inserted;
         true
     }
 
