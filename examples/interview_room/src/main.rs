@@ -133,28 +133,10 @@ impl Config {
         let redis = std::env::var("COLLAB_REDIS_URL")
             .ok()
             .filter(|url| !url.is_empty());
-        let lease_ttl = match std::env::var("COLLAB_LEASE_MS") {
-            Err(_) => None,
-            Ok(ms) => match ms.trim().parse::<u64>() {
-                Ok(ms) if ms >= 300 => Some(std::time::Duration::from_millis(ms)),
-                _ => {
-                    return Err(format!(
-                        "COLLAB_LEASE_MS={ms}: a number of milliseconds, 300 or more"
-                    ))
-                }
-            },
-        };
-        let per_address = match std::env::var("COLLAB_MAX_CONNECTIONS_PER_ADDRESS") {
-            Err(_) => None,
-            Ok(n) => match n.trim().parse::<usize>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    return Err(format!(
-                        "COLLAB_MAX_CONNECTIONS_PER_ADDRESS={n}: a whole number, 1 or more"
-                    ))
-                }
-            },
-        };
+        let lease_ttl = number_at_least::<u64>("COLLAB_LEASE_MS", 300, "a number of milliseconds")?
+            .map(std::time::Duration::from_millis);
+        let per_address =
+            number_at_least::<usize>("COLLAB_MAX_CONNECTIONS_PER_ADDRESS", 1, "a whole number")?;
         let trusted_proxies = match std::env::var("COLLAB_TRUSTED_PROXIES") {
             Err(_) => Vec::new(),
             Ok(list) => list
@@ -167,28 +149,11 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let unload_after = match std::env::var("COLLAB_UNLOAD_AFTER_SECS") {
-            Err(_) => None,
-            Ok(secs) => match secs.trim().parse::<u64>() {
-                Ok(secs) if secs > 0 => Some(std::time::Duration::from_secs(secs)),
-                _ => {
-                    return Err(format!(
-                        "COLLAB_UNLOAD_AFTER_SECS={secs}: a whole number of seconds, 1 or more"
-                    ))
-                }
-            },
-        };
-        let frames_per_second = match std::env::var("COLLAB_FRAMES_PER_SECOND") {
-            Err(_) => None,
-            Ok(n) => match n.trim().parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    return Err(format!(
-                        "COLLAB_FRAMES_PER_SECOND={n}: a whole number, 1 or more"
-                    ))
-                }
-            },
-        };
+        let unload_after =
+            number_at_least::<u64>("COLLAB_UNLOAD_AFTER_SECS", 1, "a whole number of seconds")?
+                .map(std::time::Duration::from_secs);
+        let frames_per_second =
+            number_at_least::<u32>("COLLAB_FRAMES_PER_SECOND", 1, "a whole number")?;
         Ok(Self {
             adapter,
             addr,
@@ -201,6 +166,21 @@ impl Config {
             frames_per_second,
             host_commands,
         })
+    }
+}
+
+/// The number in environment variable `name`, if it is set: `what`,
+/// `least` or more.
+fn number_at_least<T>(name: &str, least: T, what: &str) -> Result<Option<T>, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Ok(value) = std::env::var(name) else {
+        return Ok(None);
+    };
+    match value.trim().parse::<T>() {
+        Ok(n) if n >= least => Ok(Some(n)),
+        _ => Err(format!("{name}={value}: {what}, {least} or more")),
     }
 }
 
