@@ -18,6 +18,8 @@ pub struct Client {
     pub(crate) base: String,
     http: reqwest::Client,
     pub(crate) hub: Option<Hub>,
+    /// The client address a trusted proxy names in `X-Forwarded-For`.
+    forwarded_for: Option<String>,
 }
 
 impl Client {
@@ -27,7 +29,17 @@ impl Client {
             base: base.into(),
             http: reqwest::Client::new(),
             hub: None,
+            forwarded_for: None,
         }
+    }
+
+    /// The same client, its REST requests sent as a trusted proxy sends a
+    /// client's: with `X-Forwarded-For: address`, so that a server which
+    /// trusts 127.0.0.1 applies its per-address limits to each simulated
+    /// client apart.
+    pub fn forwarded_for(mut self, address: impl Into<String>) -> Self {
+        self.forwarded_for = Some(address.into());
+        self
     }
 
     /// The same client, able to reach the server's hub (for shutdown).
@@ -76,6 +88,9 @@ impl Client {
     ) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(address) = &self.forwarded_for {
+            req = req.header("x-forwarded-for", address);
+        }
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }

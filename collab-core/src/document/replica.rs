@@ -28,8 +28,9 @@ impl Document {
     /// replica's burst costs one call instead of one per message.
     ///
     /// # Errors
-    /// As [`Document::receive_sync`]; one bad message refuses them all, and
-    /// nothing changes.
+    /// As [`Document::receive_sync`]; one bad message refuses them all and
+    /// none of their changes is applied (pending local edits are committed,
+    /// and the sync state may have noted what the messages said).
     pub fn receive_sync_all(
         &mut self,
         state: &mut SyncState,

@@ -60,93 +60,47 @@ fn code(i: usize) -> String {
     code
 }
 
-/// POST/DELETE with a client address named by a trusted proxy's header, so
-/// each simulated client has its own per-address limits.
-async fn rest(
-    http: &reqwest::Client,
-    base: &str,
-    from: &str,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http
-        .request(method, format!("{base}{path}"))
-        .header("x-forwarded-for", from);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.expect("the server answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 /// One session's life: created with 10 KB by one guest, joined by a
 /// second, left by both; it stays loaded until it has been idle for the
-/// unload time.
-async fn session_life(http: reqwest::Client, base: String, i: usize) {
-    let from = format!("198.18.{}.{}", i / 250, 1 + i % 250);
+/// unload time. Each session's clients have an address of their own
+/// (through a trusted proxy's header), as real users would.
+async fn session_life(base: String, i: usize) {
+    let c = Client::new(base).forwarded_for(format!("198.18.{}.{}", i / 250, 1 + i % 250));
     let guest = || async {
-        let (status, body) = rest(
-            &http,
-            &base,
-            &from,
-            reqwest::Method::POST,
-            "/api/v1/guests",
-            None,
-            None,
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        let r = c.rest("POST", "/api/v1/guests", None, None).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
         (
-            body["token"].as_str().unwrap().to_owned(),
-            body["user_id"].as_str().unwrap().to_owned(),
+            r.body["token"].as_str().unwrap().to_owned(),
+            r.body["user_id"].as_str().unwrap().to_owned(),
         )
     };
     let (host, host_id) = guest().await;
     let (other, other_id) = guest().await;
-    let (status, made) = rest(
-        &http,
-        &base,
-        &from,
-        reqwest::Method::POST,
-        "/api/v1/sessions",
-        Some(&host),
-        Some(json!({"title": format!("Session {i}"), "language": "python", "code": code(i)})),
-    )
-    .await;
-    assert_eq!(status, 201, "{made}");
-    let id = made["id"].as_str().unwrap().to_owned();
-    let (status, body) = rest(
-        &http,
-        &base,
-        &from,
-        reqwest::Method::POST,
-        &format!("/api/v1/sessions/{id}/users"),
-        Some(&other),
-        Some(json!({"name": "Candidate"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    for (token, user) in [(&other, &other_id), (&host, &host_id)] {
-        let (status, body) = rest(
-            &http,
-            &base,
-            &from,
-            reqwest::Method::DELETE,
-            &format!("/api/v1/sessions/{id}/users/{user}"),
-            Some(token),
-            None,
+    let id = c
+        .create(
+            &host,
+            json!({"title": format!("Session {i}"), "language": "python", "code": code(i)}),
         )
         .await;
-        assert_eq!(status, 204, "{body}");
+    let r = c
+        .rest(
+            "POST",
+            &format!("/api/v1/sessions/{id}/users"),
+            Some(&other),
+            Some(json!({"name": "Candidate"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for (token, user) in [(&other, &other_id), (&host, &host_id)] {
+        let r = c
+            .rest(
+                "DELETE",
+                &format!("/api/v1/sessions/{id}/users/{user}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
     }
 }
 
@@ -167,13 +121,12 @@ async fn a_thousand_sessions() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_mb(&server);
-    let http = reqwest::Client::new();
     let started = Instant::now();
     let sessions = 1_000usize;
     let mut next = 0;
     while next < sessions {
         let batch: Vec<_> = (next..(next + 8).min(sessions))
-            .map(|i| tokio::spawn(session_life(http.clone(), server.url.clone(), i)))
+            .map(|i| tokio::spawn(session_life(server.url.clone(), i)))
             .collect();
         for task in batch {
             task.await.unwrap();
