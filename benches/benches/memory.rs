@@ -145,6 +145,29 @@ fn session() -> usize {
     held
 }
 
+/// A session with 5 joined whose first member types the trace's first
+/// `edits` edits, one `text_op` frame each with an operation id, the store
+/// handed its changes after each (as the hub does): bytes held after.
+fn trace_session(trace: &collab_benches::Trace, edits: usize) -> usize {
+    let before = live();
+    let mut session = collab_benches::session(5);
+    let mut now = collab_benches::T0;
+    for (i, e) in trace.edits[..edits].iter().enumerate() {
+        let frame = collab_benches::text_op_frame(e, session.position().1).replacen(
+            '{',
+            &format!(r#"{{"oid":"o{i}","#),
+            1,
+        );
+        session.handle_text(ConnectionId(1), &frame, now);
+        collab_benches::drain(&mut session);
+        std::hint::black_box(session.take_changes());
+        now = now.plus(std::time::Duration::from_millis(10));
+    }
+    let held = live() - before;
+    drop(session);
+    held
+}
+
 fn insert(pos: u32, text: &str, len: u32) -> TextOperation {
     let mut op = TextOperation::new();
     op.retain(pos).insert(text).retain(len - pos);
@@ -242,6 +265,15 @@ fn main() {
     println!(
         "  automerge 0.12 alone (mean of 100): {}",
         automerge_12_holding(&text, 100)
+    );
+    println!();
+    let trace = collab_benches::Trace::load();
+    let edits = trace.edits.len().min(37_000);
+    println!(
+        "a session typing the first {edits} edits of {}, 5 joined, store writes after each: \
+         {} bytes live on the heap",
+        trace.source,
+        trace_session(&trace, edits)
     );
     println!();
     let document = document();

@@ -503,7 +503,7 @@ fn concurrent_thin_client_js_and_rust_replica_edits_converge() {
     assert_eq!(rust.text("main").as_deref(), Some(merged.as_str()));
     // The whole history replays to the same text.
     let (history, _) = server.versions(0, 1_000);
-    assert_eq!(replay(TEXT, "main", 1, history), merged);
+    assert_eq!(replay(TEXT, "main", 1, &history), merged);
 }
 
 #[test]

@@ -6,10 +6,15 @@ use super::*;
 impl Document {
     /// Up to `limit` versions after `after`, oldest first: the history to
     /// replay a session's edits step by step.
-    pub fn versions(&self, after: Revision, limit: usize) -> (&[Version], bool) {
-        let start = (after as usize).min(self.history.len());
+    pub fn versions(&self, after: Revision, limit: usize) -> (Vec<Version>, bool) {
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(self.history.len());
         let end = start.saturating_add(limit).min(self.history.len());
-        (&self.history[start..end], end < self.history.len())
+        (
+            self.history.range(start, end).collect(),
+            end < self.history.len(),
+        )
     }
 
     /// The text of `path` as it was at revision `rev` (`None` if the file did
@@ -31,7 +36,7 @@ impl Document {
         let i = self.checkpoints.partition_point(|(r, _)| *r <= rev) - 1;
         let (from, texts) = &self.checkpoints[i];
         let mut text = texts.get(path).cloned();
-        for v in &self.history[*from as usize..rev as usize] {
+        for v in self.history.range(*from as usize, rev as usize) {
             if v.file == path {
                 step_text(&mut text, &v.change);
             }
@@ -57,7 +62,7 @@ impl Document {
         let to = at.0;
         let mut texts = self.checkpoints[0].1.clone();
         let mut built = Vec::new();
-        for v in &self.history[..to as usize] {
+        for v in self.history.range(0, to as usize) {
             let mut text = texts.remove(&v.file);
             step_text(&mut text, &v.change);
             if let Some(text) = text {
@@ -83,7 +88,7 @@ impl Document {
         Ok(())
     }
 
-    pub(super) fn push(&mut self, version: Version) {
+    pub(super) fn push(&mut self, version: &Version) {
         self.history.push(version);
         let rev = self.rev();
         if rev.is_multiple_of(CHECKPOINT_EVERY) {

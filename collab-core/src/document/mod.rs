@@ -52,10 +52,13 @@ pub use collab_wire::document::{
 };
 
 mod history;
+mod log;
+use log::AppliedOids;
 mod persist;
 mod replica;
 mod thin;
 
+pub use log::{decode_versions, encode_versions, DecodeError};
 pub use replica::SyncState;
 use thin::apply_to_rope;
 
@@ -167,7 +170,8 @@ pub struct Document {
     /// only when there are none, so these are always the history's tail).
     handed_over: Revision,
     language: String,
-    history: Vec<Version>,
+    /// Every version, encoded: see [`log`].
+    history: log::VersionLog,
     /// Every file's text at revision 0 and at revisions that are multiples
     /// of CHECKPOINT_EVERY, except those before `restored_at`.
     checkpoints: Vec<(Revision, BTreeMap<String, Rope>)>,
@@ -176,8 +180,8 @@ pub struct Document {
     /// are built, and the history checked against these texts, on the first
     /// read that needs them.
     restored_at: Option<(Revision, BTreeMap<String, Rope>)>,
-    /// Thin-client operation ids already applied, per author.
-    oids: HashMap<(ParticipantId, String), Revision>,
+    /// Thin-client operation ids already applied: see [`AppliedOids`].
+    oids: AppliedOids,
     /// Writes made to automerge directly (the language, runs) that are not
     /// committed yet.
     uncommitted: usize,
@@ -319,10 +323,10 @@ impl Document {
             by_obj: HashMap::new(),
             handed_over: 0,
             language,
-            history: Vec::new(),
+            history: log::VersionLog::default(),
             checkpoints: vec![(0, BTreeMap::new())],
             restored_at: None,
-            oids: HashMap::new(),
+            oids: AppliedOids::default(),
             uncommitted: 0,
             uncommitted_authors: Vec::new(),
             runs: Vec::new(),

@@ -61,8 +61,8 @@ impl Document {
                     v.rev
                 )));
             }
-            if let (Some(author), Some(oid)) = (v.author, v.oid.as_ref()) {
-                this.oids.insert((author, oid.clone()), rev);
+            if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
+                this.oids.insert(author, oid, rev);
             }
         }
         // The stored document's texts, before the later versions move them:
@@ -78,7 +78,9 @@ impl Document {
                 .map(|(p, t)| (p.clone(), Rope::from_str(t)))
                 .collect(),
         )];
-        this.history = history;
+        for v in &history {
+            this.history.push(v);
+        }
         // automerge has what the stored bytes hold; the versions after them
         // were replayed onto the ropes and are handed over like local ones.
         this.handed_over = saved_rev;

@@ -117,7 +117,7 @@ impl Document {
                 at: now,
                 oid: None,
             };
-            this.push(version.clone());
+            this.push(&version);
             versions.push(version);
         };
         for patch in patches {

@@ -44,17 +44,17 @@ impl Document {
         now: Timestamp,
     ) -> Result<Applied, DocumentError> {
         if let Some(rev) = oid
-            .as_ref()
-            .and_then(|o| self.oids.get(&(author, o.clone())))
+            .as_deref()
+            .and_then(|o| self.oids.find(author, o, &self.history))
         {
-            return Ok(Applied::Duplicate(*rev));
+            return Ok(Applied::Duplicate(rev));
         }
         let current = self.rev();
         if base > current {
             return Err(DocumentError::UnknownRevision { rev: base, current });
         }
         let mut op = op;
-        for v in &self.history[base as usize..] {
+        for v in self.history.iter_from(base as usize) {
             if v.file != path {
                 continue;
             }
@@ -106,10 +106,10 @@ impl Document {
             at: now,
             oid: oid.clone(),
         };
-        if let Some(oid) = oid {
-            self.oids.insert((author, oid), version.rev);
+        if let Some(oid) = &oid {
+            self.oids.insert(author, oid, version.rev);
         }
-        self.push(version.clone());
+        self.push(&version);
         Ok(Applied::New(version))
     }
 
@@ -150,7 +150,7 @@ impl Document {
             at: now,
             oid: None,
         };
-        self.push(version.clone());
+        self.push(&version);
         Ok(version)
     }
 
@@ -173,7 +173,7 @@ impl Document {
             at: now,
             oid: None,
         };
-        self.push(version.clone());
+        self.push(&version);
         Ok(version)
     }
 
@@ -335,52 +335,48 @@ impl Document {
     }
 
     fn apply_versions(&mut self, from: Revision, to: Revision) -> Result<(), DocumentError> {
-        // The span being built, and the index of a version of its file.
-        let mut span: Option<(usize, Span)> = None;
-        for i in from as usize..to as usize {
-            if let Change::Edit { op } = &self.history[i].change {
+        // The span being built, and its file.
+        let mut span: Option<(String, Span)> = None;
+        let versions: Vec<Version> = self.history.range(from as usize, to as usize).collect();
+        for v in versions {
+            if let Change::Edit { op } = &v.change {
                 // One place edited (nearly always), or the whole operation.
                 let edit = single_site(op).ok_or_else(|| op.clone());
-                if let (Some((at, current)), Ok(site)) = (&mut span, &edit) {
-                    if self.history[*at].file == self.history[i].file && current.absorb(site) {
+                if let (Some((file, current)), Ok(site)) = (&mut span, &edit) {
+                    if *file == v.file && current.absorb(site) {
                         continue;
                     }
                 }
-                if let Some((at, done)) = span.take() {
-                    self.splice_file(at, &done.operation())?;
+                if let Some((file, done)) = span.take() {
+                    self.splice_file(&file, &done.operation())?;
                 }
                 match edit {
-                    Ok(site) => span = Some((i, Span::from(site))),
-                    Err(op) => self.splice_file(i, &op)?,
+                    Ok(site) => span = Some((v.file, Span::from(site))),
+                    Err(op) => self.splice_file(&v.file, &op)?,
                 }
                 continue;
             }
-            if let Some((at, done)) = span.take() {
-                self.splice_file(at, &done.operation())?;
+            if let Some((file, done)) = span.take() {
+                self.splice_file(&file, &done.operation())?;
             }
-            let path = self.history[i].file.clone();
-            match &self.history[i].change {
-                Change::Create { text } => {
-                    let text = text.clone();
-                    self.create_in_automerge(&path, &text)?;
-                }
-                Change::Remove => self.remove_from_automerge(&path)?,
+            match &v.change {
+                Change::Create { text } => self.create_in_automerge(&v.file, text)?,
+                Change::Remove => self.remove_from_automerge(&v.file)?,
                 Change::Edit { .. } => {}
             }
         }
-        if let Some((at, done)) = span {
-            self.splice_file(at, &done.operation())?;
+        if let Some((file, done)) = span {
+            self.splice_file(&file, &done.operation())?;
         }
         Ok(())
     }
 
-    /// Splices an operation into the file of the version at `index`.
-    fn splice_file(&mut self, index: usize, op: &TextOperation) -> Result<(), DocumentError> {
-        let path = &self.history[index].file;
+    /// Splices an operation into the file at `path`.
+    fn splice_file(&mut self, path: &str, op: &TextOperation) -> Result<(), DocumentError> {
         let obj = self
             .objs
             .get(path)
-            .ok_or_else(|| DocumentError::UnknownFile(path.clone()))?;
+            .ok_or_else(|| DocumentError::UnknownFile(path.to_owned()))?;
         splice_automerge(&mut self.doc, obj, op)
     }
 
