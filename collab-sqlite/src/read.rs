@@ -53,13 +53,7 @@ pub(crate) fn load(
         |message: &ChatMessage| message.id.0,
     )
     .map_err(|e| e.into_store_error("message", &damaged))?;
-    let versions: Vec<Version> = numbered_rows(
-        &tx,
-        "SELECT rev, body FROM versions WHERE session = ?1 ORDER BY rev",
-        key,
-        |version: &Version| version.rev,
-    )
-    .map_err(|e| e.into_store_error("version", &damaged))?;
+    let versions = version_runs(&tx, key, &damaged)?;
 
     let mut document = Vec::new();
     {
@@ -104,6 +98,64 @@ pub(crate) fn load(
         document,
         document_rev,
     }))
+}
+
+/// Every version of `session`, from its runs. Rows left in the `versions`
+/// table are those a migration could not read: the session is damaged.
+fn version_runs(
+    conn: &Connection,
+    session: &str,
+    damaged: &impl Fn(String) -> StoreError,
+) -> Result<Vec<Version>, StoreError> {
+    let unread: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM versions WHERE session = ?1)")
+        .map_err(backend)?
+        .query_row([session], |row| row.get(0))
+        .map_err(backend)?;
+    if unread {
+        return Err(damaged(
+            "versions stored as JSON rows that could not be read".to_owned(),
+        ));
+    }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT first_rev, last_rev, bytes FROM version_runs WHERE session = ?1 ORDER BY first_rev",
+        )
+        .map_err(backend)?;
+    let mut rows = stmt.query([session]).map_err(backend)?;
+    let mut versions = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let (first, last) = match (
+            row.get::<_, Value>(0).map_err(backend)?,
+            row.get::<_, Value>(1).map_err(backend)?,
+        ) {
+            (Value::Integer(first), Value::Integer(last)) => (first, last),
+            (first, _) => {
+                return Err(damaged(format!(
+                    "version run at {first:?}: its revisions are not numbers"
+                )))
+            }
+        };
+        let Value::Blob(bytes) = row.get::<_, Value>(2).map_err(backend)? else {
+            return Err(damaged(format!("version run {first}: not bytes")));
+        };
+        if first != versions.len() as i64 + 1 {
+            return Err(damaged(format!(
+                "version run {first} where {} belongs",
+                versions.len() + 1
+            )));
+        }
+        let run = collab_core::document::decode_versions(&bytes, first as u64)
+            .map_err(|e| damaged(format!("version run {first}: {e}")))?;
+        if run.len() as i64 != last - first + 1 {
+            return Err(damaged(format!(
+                "version run {first}..={last} holds {} versions",
+                run.len()
+            )));
+        }
+        versions.extend(run);
+    }
+    Ok(versions)
 }
 
 /// Why reading a table of numbered bodies failed.

@@ -12,7 +12,7 @@ use crate::backend;
 /// The schema this build writes. Kept in `PRAGMA user_version` so a later
 /// build can migrate a file written by this one, and this one can refuse a
 /// file written by a later one instead of misreading it.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another process's lock (a second server on
 /// the same file, a backup tool, a checkpoint) before failing with
@@ -69,6 +69,23 @@ CREATE TABLE IF NOT EXISTS doc_chunks (
 /// NULL (a session written by version 1) means every version.
 const SCHEMA_V2: &str = "
 ALTER TABLE sessions ADD COLUMN document_rev INTEGER;
+";
+
+/// Version 3: versions in runs. Each write appends its new versions as one
+/// blob in collab-core's compact encoding (`encode_versions`: some 20 bytes
+/// a keystroke where a JSON row took over 100), so a load reads a few blobs
+/// and decodes varints instead of parsing a row of JSON per edit. The rows
+/// of the `versions` table are moved into runs by [`migrate`]; the table
+/// stays, empty, for the rows of a session whose JSON could not be read
+/// (its load reports it damaged, as version 2 would have).
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS version_runs (
+    session TEXT NOT NULL,
+    first_rev INTEGER NOT NULL,
+    last_rev INTEGER NOT NULL,
+    bytes BLOB NOT NULL,
+    PRIMARY KEY (session, first_rev)
+);
 ";
 
 /// Opens the writer's connection to the file at `path`, creating the file and
@@ -130,6 +147,61 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Moves every session's JSON version rows into one run. A session whose
+/// rows do not parse, or are not numbered 1, 2, 3…, keeps them as they
+/// are, and its load says it is damaged.
+fn versions_into_runs(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let sessions: Vec<String> = tx
+        .prepare("SELECT DISTINCT session FROM versions")
+        .map_err(backend)?
+        .query_map([], |row| row.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for session in sessions {
+        let bodies: Vec<(i64, rusqlite::types::Value)> = tx
+            .prepare_cached("SELECT rev, body FROM versions WHERE session = ?1 ORDER BY rev")
+            .map_err(backend)?
+            .query_map([&session], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(backend)?
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let versions: Option<Vec<collab_core::Version>> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, (rev, body))| {
+                let rusqlite::types::Value::Text(body) = body else {
+                    return None;
+                };
+                let v: collab_core::Version = serde_json::from_str(body).ok()?;
+                (v.rev == i as u64 + 1 && *rev == i as i64 + 1).then_some(v)
+            })
+            .collect();
+        let Some(versions) = versions.filter(|v| !v.is_empty()) else {
+            tracing::warn!(
+                session,
+                "stored versions do not read back; left as they are"
+            );
+            continue;
+        };
+        tx.prepare_cached(
+            "INSERT INTO version_runs (session, first_rev, last_rev, bytes) VALUES (?1, 1, ?2, ?3)",
+        )
+        .map_err(backend)?
+        .execute(rusqlite::params![
+            session,
+            versions.len() as i64,
+            collab_core::document::encode_versions(&versions)
+        ])
+        .map_err(backend)?;
+        tx.prepare_cached("DELETE FROM versions WHERE session = ?1")
+            .map_err(backend)?
+            .execute([&session])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`], or refuses a newer one.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     // IMMEDIATE: two processes opening a new file at once must not both
@@ -158,6 +230,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         }
         if version < 2 {
             tx.execute_batch(SCHEMA_V2).map_err(backend)?;
+        }
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3).map_err(backend)?;
+            versions_into_runs(&tx)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;

@@ -273,17 +273,9 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
         ],
         &|reason| damaged(format!("events {reason}")),
     )?;
-    append_numbered(
-        conn,
-        id,
-        &changes.versions,
-        |version| version.rev,
-        [
-            "SELECT MAX(rev) FROM versions WHERE session = ?1",
-            "INSERT INTO versions (session, rev, body) VALUES (?1, ?2, ?3)",
-        ],
-        &|reason| damaged(format!("versions {reason}")),
-    )?;
+    append_versions(conn, id, &changes.versions, &|reason| {
+        damaged(format!("versions {reason}"))
+    })?;
 
     if !changes.messages.is_empty() {
         let mut upsert = conn
@@ -328,7 +320,7 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
     }
     if changes.document.is_some() {
         let last_rev: Option<i64> = conn
-            .prepare_cached("SELECT MAX(rev) FROM versions WHERE session = ?1")
+            .prepare_cached("SELECT MAX(last_rev) FROM version_runs WHERE session = ?1")
             .map_err(backend)?
             .query_row([id], |row| row.get(0))
             .map_err(backend)?;
@@ -347,7 +339,50 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Appends `items` (events or versions) after the stored ones, refusing
+/// Appends the versions not stored yet as one run, refusing them unless
+/// they carry the next revisions.
+fn append_versions(
+    conn: &Connection,
+    session: &str,
+    versions: &[collab_core::Version],
+    damaged: &dyn Fn(String) -> StoreError,
+) -> Result<(), StoreError> {
+    if versions.is_empty() {
+        return Ok(());
+    }
+    let max: Option<i64> = conn
+        .prepare_cached("SELECT MAX(last_rev) FROM version_runs WHERE session = ?1")
+        .map_err(backend)?
+        .query_row([session], |row| row.get(0))
+        .map_err(backend)?;
+    let stored = max.map_or(Ok(0), |max| {
+        u64::try_from(max).map_err(|_| damaged(format!("stored up to {max}, out of range")))
+    })?;
+    // Those stored already come from a write retried after a failure that
+    // came after its commit (an I/O error on the way back, say).
+    let new = &versions[versions.partition_point(|v| v.rev <= stored)..];
+    let Some(last) = new.last() else {
+        return Ok(());
+    };
+    if new.iter().zip(stored + 1..).any(|(v, rev)| v.rev != rev) {
+        // The reference's words, so that both stores refuse alike.
+        return Err(damaged("out of sequence".to_owned()));
+    }
+    conn.prepare_cached(
+        "INSERT INTO version_runs (session, first_rev, last_rev, bytes) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        session,
+        key(stored + 1).map_err(damaged)?,
+        key(last.rev).map_err(damaged)?,
+        collab_core::document::encode_versions(new)
+    ])
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Appends `items` (events) after the stored ones, refusing
 /// any that does not carry the next number. `sql` is the query for the
 /// stored maximum and the insert; `damaged` words a refusal.
 fn append_numbered<T: Serialize>(
@@ -402,6 +437,7 @@ fn delete(conn: &Connection, id: &SessionId) -> Result<(), StoreError> {
         "DELETE FROM events WHERE session = ?1",
         "DELETE FROM messages WHERE session = ?1",
         "DELETE FROM versions WHERE session = ?1",
+        "DELETE FROM version_runs WHERE session = ?1",
         "DELETE FROM doc_chunks WHERE session = ?1",
     ] {
         conn.prepare_cached(sql)

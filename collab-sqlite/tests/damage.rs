@@ -44,7 +44,10 @@ async fn a_damaged_row_damages_its_session_only() {
             "UPDATE messages SET body = replace(body, '\"id\":2', '\"id\":7') WHERE session = ?1",
         ),
         (4, "UPDATE doc_chunks SET bytes = 'text' WHERE session = ?1"),
-        (5, "UPDATE versions SET body = x'ff00' WHERE session = ?1"),
+        (
+            5,
+            "UPDATE version_runs SET bytes = x'ff00' WHERE session = ?1",
+        ),
     ];
     for (n, sql) in damage {
         let changed = conn.execute(sql, [session_id(n).as_str()]).unwrap();

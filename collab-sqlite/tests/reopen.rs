@@ -85,16 +85,16 @@ async fn a_file_from_a_newer_version_is_refused() {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.pragma_update(None, "user_version", 4).unwrap();
     }
     match SqliteStore::open(&path) {
         Err(StoreError::Backend(reason)) => {
-            assert!(reason.contains("schema version 3"), "{reason}")
+            assert!(reason.contains("schema version 4"), "{reason}")
         }
         other => panic!("opened a newer file: {other:?}"),
     }
@@ -139,4 +139,65 @@ async fn a_file_from_version_1_is_migrated() {
     changes.versions = vec![version(1, true, "x")];
     store.save(&changes).await.unwrap();
     assert_eq!(store.load(&fresh).await.unwrap().unwrap().document_rev, 0);
+}
+
+/// Schema version 2 kept a JSON row per version; version 3 moves them into
+/// one run per session, and leaves the rows of a session whose JSON does not
+/// read (that session loads as damaged, the others as before).
+#[tokio::test]
+async fn a_file_from_version_2_has_its_versions_moved_into_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let (good, bad) = (session_id(1), session_id(2));
+    let versions: Vec<_> = (1..=5)
+        .map(|rev| version(rev, rev % 2 == 0, "é\n"))
+        .collect();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for id in [&good, &bad] {
+            store.save(&first_write(id)).await.unwrap();
+        }
+    }
+    {
+        // What version 2 wrote: a JSON row per version.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for id in [&good, &bad] {
+            for v in &versions {
+                conn.execute(
+                    "INSERT INTO versions (session, rev, body) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![id.as_str(), v.rev as i64, serde_json::to_string(v).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        conn.execute(
+            "UPDATE versions SET body = 'garbage' WHERE session = ?1 AND rev = 3",
+            [bad.as_str()],
+        )
+        .unwrap();
+        conn.execute_batch("DROP TABLE version_runs").unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.load(&good).await.unwrap().unwrap().versions, versions);
+    assert!(matches!(
+        store.load(&bad).await,
+        Err(StoreError::Damaged { session, .. }) if session == bad
+    ));
+    // Writes go on after the moved runs.
+    let mut changes = SessionChanges::empty(good.clone());
+    changes.versions = vec![version(6, true, "x")];
+    store.save(&changes).await.unwrap();
+    let stored = store.load(&good).await.unwrap().unwrap();
+    assert_eq!(stored.versions.len(), 6);
+    assert_eq!(stored.versions[..5], versions[..]);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM versions WHERE session = ?1",
+            [good.as_str()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
 }
