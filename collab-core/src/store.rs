@@ -130,6 +130,11 @@ pub struct SessionRecord {
     /// The files as the session was created with them (revision 0), from
     /// which the stored versions replay to the current text.
     pub initial_files: BTreeMap<String, String>,
+    /// No replica ever shared the stored document's automerge history, so
+    /// the session may start it afresh from the texts (absent in records
+    /// written before it existed: they count as shared, which is safe).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub document_private: bool,
 }
 
 /// How the stored document changes in one write.

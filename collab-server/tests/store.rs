@@ -340,6 +340,108 @@ fn what_replicas_saw_or_made_is_stored_with_the_document() {
     assert_eq!(replica.text("main"), Some(text));
 }
 
+/// Text that does not compress: automerge's saves deflate their columns.
+fn noise(n: usize, seed: &mut u64) -> String {
+    (0..n)
+        .map(|_| {
+            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            char::from(b'a' + ((*seed >> 33) % 26) as u8)
+        })
+        .collect()
+}
+
+/// A document no replica ever shared keeps its text, not everything typed:
+/// the stored document is started afresh from the texts when it is
+/// compacted, while the versions keep the whole history. Once a replica
+/// joins, the document is shared and its automerge history is kept.
+#[test]
+fn a_private_document_is_stored_as_its_text_until_a_replica_shares_it() {
+    let mut h = fast_harness();
+    let a = h.join(host());
+    let mut stored: Option<StoredSession> = None;
+    let mut seed = 7;
+    let (mut rev, mut len) = (0u64, 0u64);
+    let mut typed = 0;
+    let mut write = |h: &mut Harness, stored: &mut Option<StoredSession>| {
+        let changes = h.session.take_changes();
+        *stored = Some(apply_changes(stored.take(), changes).unwrap());
+    };
+    for _ in 0..400 {
+        let text = noise(100, &mut seed);
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": rev, "op": op_at(len, &text)}),
+        );
+        (rev, len, typed) = (rev + 1, len + 100, typed + 100);
+        write(&mut h, &mut stored);
+    }
+    let full = h.session.code();
+    while len > 0 {
+        let op = if len == 100 {
+            json!([-100])
+        } else {
+            json!([len - 100, -100])
+        };
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": rev, "op": op}),
+        );
+        (rev, len) = (rev + 1, len - 100);
+        write(&mut h, &mut stored);
+    }
+    assert_eq!(h.session.code(), "");
+    let s = stored.clone().unwrap();
+    assert!(s.record.document_private);
+    assert!(
+        s.document.len() < typed / 2,
+        "{} bytes stored for {typed} characters typed and deleted",
+        s.document.len()
+    );
+
+    // Back from the store: the text, and the whole history.
+    let restored = Session::restore(s, SessionConfig::default(), h.now).unwrap();
+    assert_eq!(restored.code(), "");
+    assert_eq!(restored.position().1, rev);
+    h.session = restored;
+    assert_eq!(
+        h.session.document().text_at("main", 400).unwrap(),
+        Some(full)
+    );
+
+    // A replica joins: from now on the document is shared, and stays so.
+    let replica_conn = h.open(user(2)).unwrap();
+    h.send(replica_conn, json!({"type": "join", "mode": "replica"}));
+    let mut replica = ReplicaClient::new();
+    sync_replica(&mut h, replica_conn, &mut replica);
+    replica.splice("main", 0, 0, "r").unwrap();
+    sync_replica(&mut h, replica_conn, &mut replica);
+    write(&mut h, &mut stored);
+    assert!(!stored.as_ref().unwrap().record.document_private);
+    let a = h.join(host());
+    for i in 0..300u64 {
+        let rev = h.session.position().1;
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": rev, "op": op_at(1 + i, "t")}),
+        );
+        write(&mut h, &mut stored);
+    }
+    sync_replica(&mut h, replica_conn, &mut replica);
+    let text = h.session.code();
+    assert_eq!(replica.text("main"), Some(text.clone()));
+    // Restored, the shared session syncs with the same replica without
+    // applying anything twice: its automerge history was kept.
+    let restored = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
+    assert_eq!(restored.code(), text);
+    h.session = restored;
+    let again = h.open(user(2)).unwrap();
+    h.send(again, json!({"type": "join", "mode": "replica"}));
+    replica.reconnect();
+    sync_replica(&mut h, again, &mut replica);
+    assert_eq!(h.session.code(), text, "nothing applied twice");
+    assert_eq!(replica.text("main"), Some(text));
+}
+
 #[test]
 fn stored_parts_that_do_not_fit_are_refused() {
     let mut h = Harness::new();

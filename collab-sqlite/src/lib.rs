@@ -33,6 +33,7 @@
 //!     banned: Vec::new(),
 //!     next_participant: 1,
 //!     initial_files: BTreeMap::from([("main.rs".into(), "fn main() {}\n".into())]),
+//!     document_private: true,
 //! };
 //! let mut changes = SessionChanges::empty(id.clone());
 //! changes.record = Some(record.clone());

@@ -494,6 +494,7 @@ mod tests {
             banned: Vec::new(),
             next_participant: 1,
             initial_files: BTreeMap::new(),
+            document_private: false,
         });
         changes.document = Some(DocumentWrite::Append(vec![n]));
         changes

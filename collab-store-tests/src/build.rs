@@ -35,6 +35,7 @@ pub fn record(id: &SessionId, title: &str, status: SessionStatus, at: u64) -> Se
         banned: vec![UserId::new("mallory")],
         next_participant: 2,
         initial_files: BTreeMap::from([("main.rs".to_owned(), "fn main() {}\n".to_owned())]),
+        document_private: false,
     }
 }
 

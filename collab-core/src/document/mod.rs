@@ -199,6 +199,12 @@ pub struct Document {
     /// document's changes. Otherwise they may wait, since replaying the
     /// versions rebuilds them.
     must_save: bool,
+    /// No automerge change of this document has left the process or come
+    /// into it (no replica ever joined): its automerge history is nobody's
+    /// but ours, and may be started afresh from the texts, which is how a
+    /// long-edited document's op set comes back to the size of its text
+    /// (see [`Document::restart_private`]).
+    private: bool,
 }
 
 /// The first bytes of a saved automerge document, which tell a snapshot from
@@ -238,6 +244,7 @@ impl Document {
         doc.put_object(ROOT, "runs", ObjType::List)
             .map_err(refused)?;
         let mut this = Self::fresh(doc, files_obj, language.to_owned());
+        this.private = true;
         for (path, text) in files {
             check_path(path)?;
             if this.files.len() >= MAX_FILES {
@@ -335,6 +342,7 @@ impl Document {
             snapshot_heads: Vec::new(),
             snapshot_full_len: 0,
             must_save: false,
+            private: false,
         }
     }
 

@@ -32,17 +32,21 @@ impl Document {
         initial: &BTreeMap<String, String>,
         history: Vec<Version>,
     ) -> Result<Self, DocumentError> {
-        Self::restore_with_stored(saved, saved_rev, initial, history).map(|(doc, _)| doc)
+        Self::restore_with_stored(saved, saved_rev, initial, history, false).map(|(doc, _)| doc)
     }
 
-    /// [`Document::restore`], and what the store already holds of it.
+    /// [`Document::restore`], and what the store already holds of it;
+    /// `private` when no replica ever shared the stored document (see
+    /// [`Document::is_private`]).
     pub(crate) fn restore_with_stored(
         saved: &[u8],
         saved_rev: Revision,
         initial: &BTreeMap<String, String>,
         history: Vec<Version>,
+        private: bool,
     ) -> Result<(Self, StoredChanges), DocumentError> {
         let mut this = Self::load(saved)?;
+        this.private = private;
         let stored = StoredChanges {
             heads: this.doc.get_heads(),
             saved: this.change_hashes(),
@@ -183,6 +187,68 @@ impl Document {
     /// the field `must_save`.
     pub(crate) fn must_save(&self) -> bool {
         self.must_save
+    }
+
+    /// Whether no automerge change of this document has left the process
+    /// or come into it: no replica ever joined. A new document is private;
+    /// a loaded one is not, unless its store says so.
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+
+    /// automerge's heads, pending local changes committed first.
+    pub(crate) fn heads(&mut self) -> Vec<automerge::ChangeHash> {
+        self.commit();
+        self.doc.get_heads()
+    }
+
+    /// Starts automerge afresh from what the document holds now (the
+    /// language, every file's text, the runs) when it is private, and says
+    /// whether it did. automerge keeps every character ever inserted, and a
+    /// document typed and deleted for hours holds and loads all of it; one
+    /// whose automerge history nobody else has can drop it, since the
+    /// versions, not automerge, are its history. Costs the texts' size.
+    /// The caller must then replace the stored document with
+    /// [`Document::save`] in the same write.
+    pub(crate) fn restart_private(&mut self) -> Result<bool, DocumentError> {
+        if !self.private {
+            return Ok(false);
+        }
+        self.commit();
+        let mut doc = automerge_utf16();
+        doc.put(ROOT, "language", self.language.as_str())
+            .map_err(refused)?;
+        let files_obj = doc
+            .put_object(ROOT, "files", ObjType::Map)
+            .map_err(refused)?;
+        let runs = doc
+            .put_object(ROOT, "runs", ObjType::List)
+            .map_err(refused)?;
+        let mut objs = BTreeMap::new();
+        let mut by_obj = HashMap::new();
+        for (path, file) in &self.files {
+            let obj = doc
+                .put_object(&files_obj, path, ObjType::Text)
+                .map_err(refused)?;
+            for chunk in file.text.chunks() {
+                let at = doc.length(&obj);
+                doc.splice_text(&obj, at, 0, chunk).map_err(refused)?;
+            }
+            by_obj.insert(obj.clone(), path.clone());
+            objs.insert(path.clone(), obj);
+        }
+        for (i, run) in self.runs.iter().enumerate() {
+            thin::write_run(&mut doc, &runs, i, run)?;
+        }
+        doc.commit();
+        self.doc = doc;
+        self.files_obj = files_obj;
+        self.objs = objs;
+        self.by_obj = by_obj;
+        self.snapshot = self.doc.save();
+        self.snapshot_full_len = self.snapshot.len();
+        self.snapshot_heads = self.doc.get_heads();
+        Ok(true)
     }
 
     /// The document in automerge's compact binary format.

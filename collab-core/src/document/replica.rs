@@ -45,6 +45,7 @@ impl Document {
         };
         self.commit();
         self.must_save |= !message.changes.is_empty();
+        self.private = false;
         let patches =
             crate::sync::receive(&mut self.doc, &mut state.0, message, true).map_err(refused)?;
         let absorbed = self.absorb(patches, author, now);
@@ -67,6 +68,7 @@ impl Document {
         self.commit();
         let message = self.doc.sync().generate_sync_message(&mut state.0)?;
         self.must_save |= !message.changes.is_empty();
+        self.private = false;
         Some(message.encode())
     }
 
@@ -80,6 +82,7 @@ impl Document {
     pub fn replica_start(&mut self) -> (Vec<u8>, SyncState) {
         self.commit();
         self.must_save = true;
+        self.private = false;
         let heads = self.doc.get_heads();
         if heads != self.snapshot_heads {
             let after = self.doc.save_after(&self.snapshot_heads);

@@ -202,27 +202,7 @@ impl Document {
         self.must_save = true;
         let runs = self.runs_obj()?;
         let len = self.doc.length(&runs);
-        let entry = self
-            .doc
-            .insert_object(&runs, len, ObjType::Map)
-            .map_err(refused)?;
-        self.doc
-            .put(&entry, "by", i64::from(run.by.0))
-            .map_err(refused)?;
-        self.doc
-            .put(&entry, "at", run.at.as_millis() as i64)
-            .map_err(refused)?;
-        self.doc
-            .put(&entry, "stdout", run.stdout.as_str())
-            .map_err(refused)?;
-        self.doc
-            .put(&entry, "stderr", run.stderr.as_str())
-            .map_err(refused)?;
-        if let Some(code) = run.exit_code {
-            self.doc
-                .put(&entry, "exit_code", i64::from(code))
-                .map_err(refused)?;
-        }
+        write_run(&mut self.doc, &runs, len, &run)?;
         if len + 1 > MAX_RUNS {
             self.doc.delete(&runs, 0).map_err(refused)?;
         }
@@ -613,6 +593,31 @@ fn splice_automerge(
                 .splice_text(obj, pos, *n as isize, "")
                 .map_err(refused)?,
         }
+    }
+    Ok(())
+}
+
+/// Writes a run's output into automerge's list of runs at `index`.
+pub(super) fn write_run(
+    doc: &mut AutoCommit,
+    runs: &ObjId,
+    index: usize,
+    run: &RunOutput,
+) -> Result<(), DocumentError> {
+    let entry = doc
+        .insert_object(runs, index, ObjType::Map)
+        .map_err(refused)?;
+    doc.put(&entry, "by", i64::from(run.by.0))
+        .map_err(refused)?;
+    doc.put(&entry, "at", run.at.as_millis() as i64)
+        .map_err(refused)?;
+    doc.put(&entry, "stdout", run.stdout.as_str())
+        .map_err(refused)?;
+    doc.put(&entry, "stderr", run.stderr.as_str())
+        .map_err(refused)?;
+    if let Some(code) = run.exit_code {
+        doc.put(&entry, "exit_code", i64::from(code))
+            .map_err(refused)?;
     }
     Ok(())
 }

@@ -86,9 +86,14 @@ impl Session {
         config.capacity = record.capacity;
         config.expires_after = Duration::from_secs(record.expires_after_secs);
         let stored_len = document.len();
-        let (document, stored_document) =
-            Document::restore_with_stored(&document, document_rev, &record.initial_files, versions)
-                .map_err(|e| damaged(e.to_string()))?;
+        let (document, stored_document) = Document::restore_with_stored(
+            &document,
+            document_rev,
+            &record.initial_files,
+            versions,
+            record.document_private,
+        )
+        .map_err(|e| damaged(e.to_string()))?;
         let rev = document.rev();
         let log = crate::events::EventLog::restore(events).map_err(damaged)?;
         let chat = Chat::restore(messages);
@@ -215,6 +220,12 @@ impl Session {
                 || persisted.appended_bytes
                     > (2 * persisted.full_bytes).max(APPENDED_BYTES_BEFORE_COMPACTION);
             changes.document = if compact {
+                // A private document starts automerge afresh here, so what
+                // it holds and loads is its text, not everything typed.
+                if self.document.restart_private() == Ok(true) {
+                    persisted.heads = self.document.heads();
+                    persisted.saved = self.document.change_hashes();
+                }
                 let whole = self.document.save();
                 persisted.chunks = 0;
                 persisted.appended_bytes = 0;
@@ -242,7 +253,9 @@ impl Session {
         let activity_moved = self.last_activity != r.last_activity
             && (self.connections.is_empty()
                 || self.last_activity.since(r.last_activity) >= RECORD_ACTIVITY_STEP);
-        let write = self.persisted.record_dirty || activity_moved;
+        let write = self.persisted.record_dirty
+            || activity_moved
+            || r.document_private != self.document.is_private();
         debug_assert!(
             write || !self.record_changed(),
             "a record field changed without being marked dirty"
@@ -272,6 +285,7 @@ impl Session {
             || r.expires_after_secs != self.config.expires_after.as_secs()
             || r.next_participant != self.members.next_id()
             || r.banned.len() != self.members.banned().len()
+            || r.document_private != self.document.is_private()
             || members_differ
             || (self.last_activity != r.last_activity
                 && (self.connections.is_empty()
@@ -303,6 +317,7 @@ impl Session {
             banned: self.members.banned(),
             next_participant: self.members.next_id(),
             initial_files: self.initial_files.clone(),
+            document_private: self.document.is_private(),
         }
     }
 
