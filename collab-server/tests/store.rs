@@ -362,7 +362,7 @@ fn a_private_document_is_stored_as_its_text_until_a_replica_shares_it() {
     let mut seed = 7;
     let (mut rev, mut len) = (0u64, 0u64);
     let mut typed = 0;
-    let mut write = |h: &mut Harness, stored: &mut Option<StoredSession>| {
+    let write = |h: &mut Harness, stored: &mut Option<StoredSession>| {
         let changes = h.session.take_changes();
         *stored = Some(apply_changes(stored.take(), changes).unwrap());
     };
