@@ -205,6 +205,10 @@ pub struct Document {
     /// long-edited document's op set comes back to the size of its text
     /// (see [`Document::restart_private`]).
     private: bool,
+    /// UTF-16 units inserted into or deleted from automerge's texts since
+    /// it was started or loaded: a measure of what its op set holds beyond
+    /// the texts (see [`Document::wants_restart`]).
+    churn: u64,
 }
 
 /// The first bytes of a saved automerge document, which tell a snapshot from
@@ -343,6 +347,7 @@ impl Document {
             snapshot_full_len: 0,
             must_save: false,
             private: false,
+            churn: 0,
         }
     }
 

@@ -241,6 +241,7 @@ impl Document {
             thin::write_run(&mut doc, &runs, i, run)?;
         }
         doc.commit();
+        self.churn = 0;
         self.doc = doc;
         self.files_obj = files_obj;
         self.objs = objs;
@@ -249,6 +250,16 @@ impl Document {
         self.snapshot_full_len = self.snapshot.len();
         self.snapshot_heads = self.doc.get_heads();
         Ok(true)
+    }
+
+    /// Whether the document is private and automerge holds much more than
+    /// its texts: more units inserted and deleted since it was started
+    /// than twice the texts' length and 64 Ki. Starting it afresh then
+    /// ([`Document::restart_private`]) costs the texts' length, so over
+    /// time it costs a constant share of the edits, and automerge holds at
+    /// most about three times the text.
+    pub(crate) fn wants_restart(&self) -> bool {
+        self.private && self.churn > 2 * self.total_len() + 64 * 1024
     }
 
     /// The document in automerge's compact binary format.

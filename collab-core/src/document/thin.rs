@@ -357,7 +357,10 @@ impl Document {
             .objs
             .get(path)
             .ok_or_else(|| DocumentError::UnknownFile(path.to_owned()))?;
-        splice_automerge(&mut self.doc, obj, op)
+        self.churn = self
+            .churn
+            .saturating_add(splice_automerge(&mut self.doc, obj, op)?);
+        Ok(())
     }
 
     pub(super) fn create_in_automerge(
@@ -370,6 +373,7 @@ impl Document {
             .put_object(&self.files_obj, path, ObjType::Text)
             .map_err(refused)?;
         self.doc.splice_text(&obj, 0, 0, text).map_err(refused)?;
+        self.churn = self.churn.saturating_add(utf16_len(text));
         if let Some(old) = self.objs.insert(path.to_owned(), obj.clone()) {
             self.by_obj.remove(&old);
         }
@@ -565,13 +569,15 @@ pub(super) fn apply_to_rope(text: &mut Rope, op: &TextOperation) {
 }
 
 /// Applies a checked operation to an automerge text object (UTF-16 encoding).
+/// Returns the units inserted and deleted.
 fn splice_automerge(
     doc: &mut AutoCommit,
     obj: &ObjId,
     op: &TextOperation,
-) -> Result<(), DocumentError> {
+) -> Result<u64, DocumentError> {
     use crate::ot::Component;
     let mut pos = 0usize;
+    let mut churn = 0u64;
     let mut components = op.components().iter().peekable();
     while let Some(c) = components.next() {
         match c {
@@ -587,14 +593,18 @@ fn splice_automerge(
                     _ => 0,
                 };
                 doc.splice_text(obj, pos, del, s).map_err(refused)?;
-                pos += s.encode_utf16().count();
+                let len = s.encode_utf16().count();
+                pos += len;
+                churn += len as u64 + del.unsigned_abs() as u64;
             }
-            Component::Delete(n) => doc
-                .splice_text(obj, pos, *n as isize, "")
-                .map_err(refused)?,
+            Component::Delete(n) => {
+                doc.splice_text(obj, pos, *n as isize, "")
+                    .map_err(refused)?;
+                churn += u64::from(*n);
+            }
         }
     }
-    Ok(())
+    Ok(churn)
 }
 
 /// Writes a run's output into automerge's list of runs at `index`.

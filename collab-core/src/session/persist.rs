@@ -216,6 +216,7 @@ impl Session {
             persisted.chunks += 1;
             persisted.appended_bytes += bytes.len();
             let compact = first
+                || self.document.wants_restart()
                 || persisted.chunks >= CHUNKS_BEFORE_COMPACTION
                 || persisted.appended_bytes
                     > (2 * persisted.full_bytes).max(APPENDED_BYTES_BEFORE_COMPACTION);
