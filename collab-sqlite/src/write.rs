@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use collab_core::{
     DocumentWrite, SessionChanges, SessionId, SessionSummary, StoreError, StoredSession,
 };
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -339,8 +339,15 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Appends the versions not stored yet as one run, refusing them unless
-/// they carry the next revisions.
+/// A write's versions join the last run while it is smaller than this;
+/// past it they start a new one. Runs of a few KiB make a load read a few
+/// rows, not one per write (a session that writes one keystroke at a time
+/// would otherwise leave a row for each), and an append rewrites at most
+/// this much.
+const RUN_BYTES: usize = 8 * 1024;
+
+/// Appends the versions not stored yet, to the last run or as a new one,
+/// refusing them unless they carry the next revisions.
 fn append_versions(
     conn: &Connection,
     session: &str,
@@ -350,35 +357,58 @@ fn append_versions(
     if versions.is_empty() {
         return Ok(());
     }
-    let max: Option<i64> = conn
-        .prepare_cached("SELECT MAX(last_rev) FROM version_runs WHERE session = ?1")
+    let last: Option<(i64, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT first_rev, last_rev, length(bytes) FROM version_runs
+             WHERE session = ?1 ORDER BY first_rev DESC LIMIT 1",
+        )
         .map_err(backend)?
-        .query_row([session], |row| row.get(0))
+        .query_row([session], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()
         .map_err(backend)?;
-    let stored = max.map_or(Ok(0), |max| {
+    let stored = last.map_or(Ok(0), |(_, max, _)| {
         u64::try_from(max).map_err(|_| damaged(format!("stored up to {max}, out of range")))
     })?;
     // Those stored already come from a write retried after a failure that
     // came after its commit (an I/O error on the way back, say).
     let new = &versions[versions.partition_point(|v| v.rev <= stored)..];
-    let Some(last) = new.last() else {
+    let Some(newest) = new.last() else {
         return Ok(());
     };
     if new.iter().zip(stored + 1..).any(|(v, rev)| v.rev != rev) {
         // The reference's words, so that both stores refuse alike.
         return Err(damaged("out of sequence".to_owned()));
     }
-    conn.prepare_cached(
-        "INSERT INTO version_runs (session, first_rev, last_rev, bytes) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .map_err(backend)?
-    .execute(params![
-        session,
-        key(stored + 1).map_err(damaged)?,
-        key(last.rev).map_err(damaged)?,
-        collab_core::document::encode_versions(new)
-    ])
-    .map_err(backend)?;
+    // Encoded runs join by concatenation (see `encode_versions`).
+    let bytes = collab_core::document::encode_versions(new);
+    let newest = key(newest.rev).map_err(damaged)?;
+    match last {
+        Some((first, _, len)) if usize::try_from(len).is_ok_and(|len| len < RUN_BYTES) => {
+            // `||` joins the bytes as text (unchanged: the file is UTF-8);
+            // the cast keeps the result a blob, which `load` insists on.
+            conn.prepare_cached(
+                "UPDATE version_runs SET bytes = CAST(bytes || ?3 AS BLOB), last_rev = ?4
+                 WHERE session = ?1 AND first_rev = ?2",
+            )
+            .map_err(backend)?
+            .execute(params![session, first, bytes, newest])
+            .map_err(backend)?;
+        }
+        _ => {
+            conn.prepare_cached(
+                "INSERT INTO version_runs (session, first_rev, last_rev, bytes)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?
+            .execute(params![
+                session,
+                key(stored + 1).map_err(damaged)?,
+                newest,
+                bytes
+            ])
+            .map_err(backend)?;
+        }
+    }
     Ok(())
 }
 

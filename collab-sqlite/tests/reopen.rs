@@ -201,3 +201,30 @@ async fn a_file_from_version_2_has_its_versions_moved_into_runs() {
         .unwrap();
     assert_eq!(left, 0);
 }
+
+/// A session that writes one version at a time leaves a few runs, not a row
+/// a write, and reads back every version in order.
+#[tokio::test]
+async fn versions_written_one_at_a_time_share_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let id = session_id(1);
+    let store = SqliteStore::open(&path).unwrap();
+    store.save(&first_write(&id)).await.unwrap();
+    let versions: Vec<_> = (1..=2_000)
+        .map(|rev| version(rev, rev % 5 != 0, "let x = 1;\n"))
+        .collect();
+    for v in &versions {
+        let mut changes = SessionChanges::empty(id.clone());
+        changes.versions = vec![v.clone()];
+        store.save(&changes).await.unwrap();
+    }
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.load(&id).await.unwrap().unwrap().versions, versions);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let runs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM version_runs", [], |r| r.get(0))
+        .unwrap();
+    assert!((2..=20).contains(&runs), "{runs} runs");
+}

@@ -16,15 +16,17 @@
 //! |---|---|
 //! | file | `0`: the previous version's file; else its length + 1, then its bytes |
 //! | author | `0`: none; else the participant id + 1 |
-//! | at | the milliseconds since the previous version's, zigzag-encoded |
+//! | at | the milliseconds since the previous version's (since 0 when the file is named in full), zigzag-encoded |
 //! | oid | `0`: none; else its length + 1, then its bytes |
 //! | change | `0` edit, `1` create, `2` remove |
 //! | edit | the number of components, then each: `n << 2` retain, `n << 2 \| 1` delete, `len << 2 \| 2` insert and its bytes |
 //! | create | the text's length, then its bytes |
 //!
-//! The first version of a buffer, and of every [`STRIDE`]th version in the
-//! document's log, names its file in full and counts its time from 0, so
-//! that decoding can start there.
+//! A version that names its file in full needs nothing from the ones
+//! before it. The first version of a buffer, and every [`STRIDE`]th in the
+//! document's log, does, so that decoding can start there; and buffers of
+//! consecutive versions can be joined by concatenation (a store appends a
+//! write's versions to the last run it wrote).
 
 use super::*;
 use crate::ot::Component;
@@ -239,6 +241,7 @@ fn encode(out: &mut Vec<u8>, v: &Version, ctx: &mut Context) {
     } else {
         put_bytes(out, v.file.as_bytes(), 1);
         ctx.file.clone_from(&v.file);
+        ctx.at = 0;
     }
     put(out, v.author.map_or(0, |a| u64::from(a.0) + 1));
     let at = v.at.as_millis();
@@ -283,6 +286,7 @@ fn decode(
         n => {
             let file = get_str(bytes, pos, n - 1)?;
             ctx.file.clone_from(&file);
+            ctx.at = 0;
             file
         }
     };
@@ -462,6 +466,15 @@ mod tests {
         assert!(decode_versions(&[0], 1).is_err());
         assert!(decode_versions(&[0xff; 11], 1).is_err());
         assert!(decode_versions(&[3, 0xff, 0xfe, 0, 0, 0, 2], 1).is_err());
+    }
+
+    #[test]
+    fn encoded_runs_join_by_concatenation() {
+        let versions = sample(100);
+        let mut joined = encode_versions(&versions[..37]);
+        joined.extend(encode_versions(&versions[37..38]));
+        joined.extend(encode_versions(&versions[38..]));
+        assert_eq!(decode_versions(&joined, 1).unwrap(), versions);
     }
 
     #[test]
