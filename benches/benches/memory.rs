@@ -168,6 +168,47 @@ fn trace_session(trace: &collab_benches::Trace, edits: usize) -> usize {
     held
 }
 
+/// A session with one joined who types `chars` characters at the end, 100
+/// at a time, and deletes them from the end, 100 at a time, `rounds` times,
+/// the store handed its changes after each edit: bytes held after.
+fn churn_session(chars: u32, rounds: u32) -> usize {
+    let before = live();
+    let mut session = collab_benches::session(1);
+    let mut now = collab_benches::T0;
+    let chunk = "abcdefghij".repeat(10);
+    let mut send = |session: &mut collab_core::Session, op: serde_json::Value| {
+        let frame = serde_json::json!({
+            "type": "text_op", "file": "main", "rev": session.position().1, "op": op,
+        });
+        session.handle_text(ConnectionId(1), &frame.to_string(), now);
+        collab_benches::drain(session);
+        std::hint::black_box(session.take_changes());
+        now = now.plus(std::time::Duration::from_millis(10));
+    };
+    for _ in 0..rounds {
+        for len in (0..chars).step_by(100) {
+            let op = if len == 0 {
+                serde_json::json!([chunk])
+            } else {
+                serde_json::json!([len, chunk])
+            };
+            send(&mut session, op);
+        }
+        for len in (100..=chars).rev().step_by(100) {
+            let op = if len == 100 {
+                serde_json::json!([-100])
+            } else {
+                serde_json::json!([len - 100, -100])
+            };
+            send(&mut session, op);
+        }
+    }
+    assert_eq!(session.code(), "");
+    let held = live() - before;
+    drop(session);
+    held
+}
+
 fn insert(pos: u32, text: &str, len: u32) -> TextOperation {
     let mut op = TextOperation::new();
     op.retain(pos).insert(text).retain(len - pos);
@@ -274,6 +315,11 @@ fn main() {
          {} bytes live on the heap",
         trace.source,
         trace_session(&trace, edits)
+    );
+    println!(
+        "a session typing 600,000 characters and deleting them, twice, 100 a time, \
+         store writes after each: {} bytes live on the heap",
+        churn_session(600_000, 2)
     );
     println!();
     let document = document();

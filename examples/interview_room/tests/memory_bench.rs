@@ -35,6 +35,36 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
+/// The server's heap as jemalloc counts it, from `/metrics`: MB live and
+/// MB in the pages it holds (updated every second).
+async fn heap_mb(server: &Server) -> (f64, f64) {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+            / 1e6
+    };
+    (
+        gauge("interview_room_heap_allocated_bytes"),
+        gauge("interview_room_heap_resident_bytes"),
+    )
+}
+
+/// The server's RSS and heap, in words.
+async fn memory(server: &Server) -> String {
+    let (live, resident) = heap_mb(server).await;
+    format!(
+        "RSS {:.1} MB (heap: {live:.1} MB live, {resident:.1} MB resident)",
+        rss_mb(server)
+    )
+}
+
 /// The server's resident set, in MB.
 fn rss_mb(server: &Server) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
@@ -142,8 +172,9 @@ async fn a_thousand_sessions() {
         .body;
     println!(
         "1,000 sessions (10 KB, 2 members, created, joined, left) in {made_in:.1?}: \
-         idle {idle:.1} MB, loaded {loaded:.1} MB ({:.1} KB a session); stats {stats}",
-        (loaded - idle) * 1024.0 / sessions as f64
+         idle {idle:.1} MB, loaded {loaded:.1} MB ({:.1} KB a session); {}; stats {stats}",
+        (loaded - idle) * 1024.0 / sessions as f64,
+        memory(&server).await
     );
     tokio::time::sleep(Duration::from_secs(unload + 15)).await;
     let unloaded = rss_mb(&server);
@@ -152,8 +183,9 @@ async fn a_thousand_sessions() {
         .await
         .body;
     println!(
-        "after they unloaded: {unloaded:.1} MB ({:.2}x idle); stats {stats}",
-        unloaded / idle
+        "after they unloaded: {unloaded:.1} MB ({:.2}x idle); {}; stats {stats}",
+        unloaded / idle,
+        memory(&server).await
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -266,10 +298,11 @@ async fn one_session_replays_a_trace() {
     let after = rss_mb(&server);
     println!(
         "{} trace edits to {len} characters in {took:.1?} ({:.0} edits/s), 4 listeners: \
-         idle {idle:.1} MB, after {after:.1} MB (+{:.1} MB)",
+         idle {idle:.1} MB, after {after:.1} MB (+{:.1} MB); {}",
         trace.len(),
         trace.len() as f64 / took.as_secs_f64(),
-        after - idle
+        after - idle,
+        memory(&server).await
     );
     drop(typist);
     drop(server);
@@ -297,6 +330,8 @@ async fn one_session_replays_a_trace() {
         "loaded after a restart in {load:.1?} (first read); RSS {before:.1} → {:.1} MB",
         rss_mb(&server)
     );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("3 s later: {}", memory(&server).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -355,10 +390,11 @@ async fn typing_and_deleting_a_long_text() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!(
             "round {round}: typed {chars} characters and deleted them ({} operations of {per_op}) \
-             in {:.1?}: RSS {idle:.1} → {:.1} MB",
+             in {:.1?}: RSS {idle:.1} → {:.1} MB; {}",
             2 * chars / per_op,
             started.elapsed(),
-            rss_mb(&server)
+            rss_mb(&server),
+            memory(&server).await
         );
     }
     drop(ws);
@@ -379,6 +415,8 @@ async fn typing_and_deleting_a_long_text() {
         2 * chars,
         rss_mb(&server)
     );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("3 s later: {}", memory(&server).await);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
