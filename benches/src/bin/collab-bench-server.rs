@@ -18,6 +18,15 @@ use collab_core::{AuthError, Identity};
 use collab_server::{Authenticator, Hub, HubConfig, Rate, TokioClock};
 use collab_sqlite::{SqliteOptions, SqliteStore};
 
+// The example app's allocator and its settings: see that file (its heap
+// gauges are the example's /metrics, which this server does not serve).
+#[allow(dead_code)]
+#[path = "../../../examples/interview_room/src/allocator.rs"]
+mod allocator;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USAGE: &str =
     "usage: collab-bench-server [--sqlite FILE] [--commit-window-ms N] [--capacity N] PORT";
 
@@ -76,6 +85,9 @@ fn args() -> Result<Args, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let Err(e) = allocator::tune() {
+        eprintln!("jemalloc keeps its default settings: {e}");
+    }
     let args = args().unwrap_or_else(|problem| {
         eprintln!("{problem}\n{USAGE}");
         std::process::exit(2);

@@ -41,6 +41,7 @@ use collab_server::{GuestAuthenticator, Hub, HubConfig, NodeId, TokioClock};
 use collab_sqlite::SqliteStore;
 use tokio::net::{TcpListener, TcpSocket};
 
+mod allocator;
 mod page;
 mod run;
 mod with_axum;
@@ -184,7 +185,8 @@ where
     }
 }
 
-/// jemalloc returns freed memory to the system (see `Cargo.toml`).
+/// jemalloc returns freed memory to the system (see `Cargo.toml` and
+/// `allocator.rs`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -193,7 +195,7 @@ fn main() -> std::process::ExitCode {
     if std::env::args().nth(1).as_deref() == Some(run::javascript::CHILD_ARG) {
         return run::javascript::child_main();
     }
-    if let Err(e) = tune_allocator() {
+    if let Err(e) = allocator::tune() {
         eprintln!("jemalloc keeps its default settings: {e}");
     }
     tracing_subscriber::fmt()
@@ -218,47 +220,6 @@ fn main() -> std::process::ExitCode {
             eprintln!("interview-room: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-/// How jemalloc gives memory back. Freed pages go back to the system a
-/// second after they were last used (jemalloc's default is ten seconds,
-/// during which a server that just unloaded sessions or finished a big
-/// load holds several times the memory it uses), in the background thread,
-/// not whenever some thread happens to allocate. A page used again within
-/// the second costs nothing; one used later costs a page fault.
-fn tune_allocator() -> tikv_jemalloc_ctl::Result<()> {
-    use tikv_jemalloc_ctl::{Access as _, AsName as _};
-    const DECAY_MS: isize = 1_000;
-    // `arenas.*` for arenas made from now on, `arena.<i>.*` for those made
-    // already (few, this early; the others do not exist yet and refuse).
-    b"arenas.dirty_decay_ms\0".name().write(DECAY_MS)?;
-    b"arenas.muzzy_decay_ms\0".name().write(0isize)?;
-    for i in 0..tikv_jemalloc_ctl::arenas::narenas::read()? {
-        let _ = format!("arena.{i}.dirty_decay_ms\0")
-            .as_bytes()
-            .name()
-            .write(DECAY_MS);
-        let _ = format!("arena.{i}.muzzy_decay_ms\0")
-            .as_bytes()
-            .name()
-            .write(0isize);
-    }
-    tikv_jemalloc_ctl::background_thread::write(true)
-}
-
-/// jemalloc's counts as gauges: bytes live (`allocated`) and bytes in pages
-/// it holds from the system (`resident`).
-fn report_heap() {
-    use tikv_jemalloc_ctl::{epoch, stats};
-    if epoch::advance().is_err() {
-        return;
-    }
-    if let Ok(n) = stats::allocated::read() {
-        metrics::gauge!("interview_room_heap_allocated_bytes").set(n as f64);
-    }
-    if let Ok(n) = stats::resident::read() {
-        metrics::gauge!("interview_room_heap_resident_bytes").set(n as f64);
     }
 }
 
@@ -304,7 +265,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         // between RSS and live bytes is the allocator's, not the sessions'.
         tokio::spawn(async move {
             loop {
-                report_heap();
+                allocator::report_heap();
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });

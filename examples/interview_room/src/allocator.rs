@@ -1,0 +1,44 @@
+//! The allocator's settings, shared by the example and the benchmark server
+//! (`benches/src/bin/collab-bench-server.rs` includes this file), which both
+//! run on jemalloc.
+
+/// How jemalloc gives memory back. Freed pages go back to the system a
+/// second after they were last used (jemalloc's default is ten seconds,
+/// during which a server that just unloaded sessions or finished a big
+/// load holds several times the memory it uses), in the background thread,
+/// not whenever some thread happens to allocate. A page used again within
+/// the second costs nothing; one used later costs a page fault.
+pub fn tune() -> tikv_jemalloc_ctl::Result<()> {
+    use tikv_jemalloc_ctl::{Access as _, AsName as _};
+    const DECAY_MS: isize = 1_000;
+    // `arenas.*` for arenas made from now on, `arena.<i>.*` for those made
+    // already (few, this early; the others do not exist yet and refuse).
+    b"arenas.dirty_decay_ms\0".name().write(DECAY_MS)?;
+    b"arenas.muzzy_decay_ms\0".name().write(0isize)?;
+    for i in 0..tikv_jemalloc_ctl::arenas::narenas::read()? {
+        let _ = format!("arena.{i}.dirty_decay_ms\0")
+            .as_bytes()
+            .name()
+            .write(DECAY_MS);
+        let _ = format!("arena.{i}.muzzy_decay_ms\0")
+            .as_bytes()
+            .name()
+            .write(0isize);
+    }
+    tikv_jemalloc_ctl::background_thread::write(true)
+}
+
+/// jemalloc's counts as gauges: bytes live (`allocated`) and bytes in pages
+/// it holds from the system (`resident`).
+pub fn report_heap() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return;
+    }
+    if let Ok(n) = stats::allocated::read() {
+        metrics::gauge!("interview_room_heap_allocated_bytes").set(n as f64);
+    }
+    if let Ok(n) = stats::resident::read() {
+        metrics::gauge!("interview_room_heap_resident_bytes").set(n as f64);
+    }
+}
