@@ -33,7 +33,7 @@ impl Client {
         }
     }
 
-    /// The same client, its REST requests sent as a trusted proxy sends a
+    /// The same client, its REST requests and WebSocket upgrades sent as a trusted proxy sends a
     /// client's: with `X-Forwarded-For: address`, so that a server which
     /// trusts 127.0.0.1 applies its per-address limits to each simulated
     /// client apart.
@@ -172,11 +172,19 @@ impl Client {
         token: &str,
     ) -> Result<Result<Ws, tokio_tungstenite::tungstenite::Error>, tokio::time::error::Elapsed>
     {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let url = format!(
             "{}/ws/session/{session}?token={token}",
             self.base.replacen("http", "ws", 1)
         );
-        let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let mut request = url.into_client_request().expect("a valid URL");
+        if let Some(address) = &self.forwarded_for {
+            request.headers_mut().insert(
+                "x-forwarded-for",
+                address.parse().expect("an address is a header value"),
+            );
+        }
+        let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
         let connected = tokio::time::timeout(PATIENCE, connecting).await?;
         Ok(connected.map(|(socket, _)| Ws { socket }))
     }

@@ -18,9 +18,7 @@ use collab_core::{AuthError, Identity};
 use collab_server::{Authenticator, Hub, HubConfig, Rate, TokioClock};
 use collab_sqlite::{SqliteOptions, SqliteStore};
 
-// The example app's allocator and its settings: see that file (its heap
-// gauges are the example's /metrics, which this server does not serve).
-#[allow(dead_code)]
+// The example app's allocator and its settings: see that file.
 #[path = "../../../examples/interview_room/src/allocator.rs"]
 mod allocator;
 
@@ -126,6 +124,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "collab listening on ws://{addr}/ws/session/{{id}} (store: {store}, capacity {})",
         args.capacity
     );
+    // What the heap holds, beside the RSS peerbench reads from outside.
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Some((live, resident)) = allocator::heap() {
+                println!(
+                    "heap: {:.1} MB live, {:.1} MB resident",
+                    live as f64 / 1e6,
+                    resident as f64 / 1e6
+                );
+            }
+        }
+    });
     let app = axum::Router::new().merge(collab_axum::router(hub.clone()));
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;

@@ -28,17 +28,22 @@ pub fn tune() -> tikv_jemalloc_ctl::Result<()> {
     tikv_jemalloc_ctl::background_thread::write(true)
 }
 
-/// jemalloc's counts as gauges: bytes live (`allocated`) and bytes in pages
-/// it holds from the system (`resident`).
-pub fn report_heap() {
+/// jemalloc's counts: bytes live (`allocated`) and bytes in the pages it
+/// holds from the system (`resident`).
+pub fn heap() -> Option<(usize, usize)> {
     use tikv_jemalloc_ctl::{epoch, stats};
-    if epoch::advance().is_err() {
-        return;
-    }
-    if let Ok(n) = stats::allocated::read() {
-        metrics::gauge!("interview_room_heap_allocated_bytes").set(n as f64);
-    }
-    if let Ok(n) = stats::resident::read() {
-        metrics::gauge!("interview_room_heap_resident_bytes").set(n as f64);
+    epoch::advance().ok()?;
+    Some((
+        stats::allocated::read().ok()?,
+        stats::resident::read().ok()?,
+    ))
+}
+
+/// [`heap`] as gauges.
+#[allow(dead_code)] // the benchmark server has no /metrics
+pub fn report_heap() {
+    if let Some((allocated, resident)) = heap() {
+        metrics::gauge!("interview_room_heap_allocated_bytes").set(allocated as f64);
+        metrics::gauge!("interview_room_heap_resident_bytes").set(resident as f64);
     }
 }

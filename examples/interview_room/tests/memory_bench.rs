@@ -466,3 +466,67 @@ async fn whole_file_replaces() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a WebSocket connection costs: 70 sessions with 10 joined each (the
+/// example takes 768 connections at most), the heap and RSS before and
+/// after, and after each has sent a presence update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn seven_hundred_connections() {
+    let dir = temp_dir();
+    let db = dir.join("bench.db");
+    let server = Server::start_with_more(
+        "COLLAB_DB",
+        db.to_str().unwrap(),
+        &[
+            ("RUST_LOG", "warn"),
+            ("COLLAB_TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = heap_mb(&server).await;
+    let rss_before = rss_mb(&server);
+    let mut sockets = Vec::new();
+    for s in 0..70usize {
+        let c = Client::new(server.url.clone()).forwarded_for(format!("198.19.0.{}", 1 + s));
+        let host = c.guest().await;
+        let id = c
+            .create(&host, json!({"title": format!("S{s}"), "code": ""}))
+            .await;
+        for n in 0..10 {
+            // Everyone from an address of their own, as real users are.
+            let c = Client::new(server.url.clone()).forwarded_for(format!("198.19.{s}.{}", 1 + n));
+            let token = if n == 0 {
+                host.clone()
+            } else {
+                c.guest().await
+            };
+            let (ws, _) = c.joined(&id, &token, "Member").await;
+            sockets.push(ws);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let joined = heap_mb(&server).await;
+    let rss_joined = rss_mb(&server);
+    let per = |after: f64, before: f64| (after - before) * 1e6 / sockets.len() as f64 / 1024.0;
+    println!(
+        "700 connections joined to 70 sessions: heap {:.1} → {:.1} MB live \
+         ({:.1} KiB a connection), RSS {rss_before:.1} → {rss_joined:.1} MB ({:.1} KiB a connection)",
+        before.0,
+        joined.0,
+        per(joined.0, before.0),
+        per(rss_joined, rss_before) * 1.048576,
+    );
+    for ws in &mut sockets {
+        ws.send(json!({"type": "presence", "status": "active"}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (live, resident) = heap_mb(&server).await;
+    println!(
+        "after a presence update each: heap {live:.1} MB live, {resident:.1} MB resident, RSS {:.1} MB",
+        rss_mb(&server)
+    );
+    drop(sockets);
+    let _ = std::fs::remove_dir_all(&dir);
+}
