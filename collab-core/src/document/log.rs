@@ -83,6 +83,17 @@ impl VersionLog {
     /// The versions after revision `from` (the `from`th and on), oldest first.
     pub(super) fn iter_from(&self, from: usize) -> Versions<'_> {
         let from = from.min(self.len);
+        if from == self.len {
+            // Nothing after: the common case of an edit typed at the
+            // current revision, which must not pay for reaching the end.
+            return Versions {
+                bytes: &self.bytes,
+                pos: self.bytes.len(),
+                next_rev: self.len as Revision + 1,
+                end_rev: self.len as Revision,
+                ctx: Context::default(),
+            };
+        }
         let mark = from / STRIDE;
         let mut it = Versions {
             bytes: &self.bytes,
@@ -92,7 +103,7 @@ impl VersionLog {
             ctx: Context::default(),
         };
         for _ in mark * STRIDE..from {
-            it.next();
+            it.skip_one();
         }
         it
     }
@@ -170,6 +181,21 @@ pub(super) struct Versions<'a> {
     next_rev: Revision,
     end_rev: Revision,
     ctx: Context,
+}
+
+impl Versions<'_> {
+    /// Steps over the next version without building it: what reaching a
+    /// revision inside a stride costs, per version, a few varint reads.
+    fn skip_one(&mut self) {
+        if self.next_rev > self.end_rev {
+            return;
+        }
+        if (self.next_rev - 1).is_multiple_of(STRIDE as u64) {
+            self.ctx = Context::default();
+        }
+        skip(self.bytes, &mut self.pos, &mut self.ctx).expect("the log decodes what it encoded");
+        self.next_rev += 1;
+    }
 }
 
 impl Iterator for Versions<'_> {
@@ -346,6 +372,50 @@ fn decode(
         at: Timestamp::from_millis(at),
         oid,
     })
+}
+
+/// [`decode`] without building the version: the context still follows.
+fn skip(bytes: &[u8], pos: &mut usize, ctx: &mut Context) -> Result<(), DecodeError> {
+    let step = |pos: &mut usize, len: u64| {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|end| *end <= bytes.len())
+            .ok_or(damaged(*pos, "cut short"))?;
+        *pos = end;
+        Ok(())
+    };
+    match get(bytes, pos)? {
+        0 if ctx.file.is_empty() => return Err(damaged(*pos, "no file named yet")),
+        0 => {}
+        n => {
+            ctx.file = get_str(bytes, pos, n - 1)?;
+            ctx.at = 0;
+        }
+    }
+    get(bytes, pos)?;
+    ctx.at = ctx.at.wrapping_add(unzigzag(get(bytes, pos)?) as u64);
+    match get(bytes, pos)? {
+        0 => {}
+        n => step(pos, n - 1)?,
+    }
+    match get(bytes, pos)? {
+        0 => {
+            for _ in 0..get(bytes, pos)? {
+                let c = get(bytes, pos)?;
+                if c & 3 == 2 {
+                    step(pos, c >> 2)?;
+                }
+            }
+        }
+        1 => {
+            let n = get(bytes, pos)?;
+            step(pos, n)?;
+        }
+        2 => {}
+        _ => return Err(damaged(*pos, "unknown change")),
+    }
+    Ok(())
 }
 
 fn damaged(at: usize, what: &'static str) -> DecodeError {
