@@ -209,6 +209,10 @@ pub struct Document {
     /// it was started or loaded: a measure of what its op set holds beyond
     /// the texts (see [`Document::wants_restart`]).
     churn: u64,
+    /// automerge was started afresh outside a store's compaction (see
+    /// [`Document::commit`]): the next store write must replace the stored
+    /// document.
+    restarted: bool,
 }
 
 /// The first bytes of a saved automerge document, which tell a snapshot from
@@ -348,6 +352,7 @@ impl Document {
             must_save: false,
             private: false,
             churn: 0,
+            restarted: false,
         }
     }
 

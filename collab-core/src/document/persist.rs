@@ -215,6 +215,20 @@ impl Document {
             return Ok(false);
         }
         self.commit();
+        self.rebuild_from_texts()?;
+        Ok(true)
+    }
+
+    /// Whether automerge was started afresh since the last call, outside a
+    /// compaction: the store must then replace its document.
+    pub(crate) fn take_restarted(&mut self) -> bool {
+        std::mem::take(&mut self.restarted)
+    }
+
+    /// A new automerge document holding the language, the ropes' texts and
+    /// the runs, in place of the current one, which then holds every version
+    /// up to now.
+    pub(super) fn rebuild_from_texts(&mut self) -> Result<(), DocumentError> {
         let mut doc = automerge_utf16();
         doc.put(ROOT, "language", self.language.as_str())
             .map_err(refused)?;
@@ -249,7 +263,8 @@ impl Document {
         self.snapshot = self.doc.save();
         self.snapshot_full_len = self.snapshot.len();
         self.snapshot_heads = self.doc.get_heads();
-        Ok(true)
+        self.handed_over = self.rev();
+        Ok(())
     }
 
     /// Whether the document is private and automerge holds much more than

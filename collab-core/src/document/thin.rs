@@ -258,8 +258,23 @@ impl Document {
     /// Commits what local changes are pending, so that heads, saves and sync
     /// see them. The change's message names its authors,
     /// `participants:1,4` (the revisions say who made which edit).
+    ///
+    /// A private document (no replica ever shared it) whose pending edits
+    /// would cost automerge more than its text does is started afresh from
+    /// the texts instead (see [`Document::restart_private`]): a splice costs
+    /// automerge 0.12 time proportional to the document, so handing over a
+    /// long run of edits costs far more than building the text once.
     pub fn commit(&mut self) {
         if !self.has_uncommitted() {
+            return;
+        }
+        if self.private && self.restart_beats_hand_over() && self.rebuild_from_texts().is_ok() {
+            self.uncommitted = 0;
+            self.uncommitted_authors.clear();
+            // The store must replace its document, whose history this one
+            // does not continue.
+            self.restarted = true;
+            self.must_save = true;
             return;
         }
         self.hand_over_pending();
@@ -286,8 +301,14 @@ impl Document {
     /// [`COMMIT_EVERY`] changes wait. Changes of several authors share a
     /// commit: an automerge change costs memory and time of its own, and who
     /// made each edit is in the document's revisions.
+    ///
+    /// A private document does not hand its edits over by count: nothing
+    /// reads its automerge document until a store write or a replica does,
+    /// and the history holds the edits meanwhile.
     pub(super) fn before_local_change(&mut self, author: ParticipantId) {
-        if self.uncommitted as u64 + (self.rev() - self.handed_over) >= COMMIT_EVERY as u64 {
+        if !self.private
+            && self.uncommitted as u64 + (self.rev() - self.handed_over) >= COMMIT_EVERY as u64
+        {
             self.commit();
         }
         if let Err(at) = self.uncommitted_authors.binary_search(&author) {
@@ -314,10 +335,37 @@ impl Document {
         }
     }
 
+    /// Whether starting a private document's automerge afresh costs less
+    /// than handing over its pending edits: about one splice's worth of
+    /// work for every 64 units of text.
+    fn restart_beats_hand_over(&self) -> bool {
+        (self.rev() - self.handed_over).saturating_mul(64) >= self.total_len()
+    }
+
     fn apply_versions(&mut self, from: Revision, to: Revision) -> Result<(), DocumentError> {
         // The span being built, and its file.
         let mut span: Option<(String, Span)> = None;
-        let versions: Vec<Version> = self.history.range(from as usize, to as usize).collect();
+        // Decoded a thousand at a time: a long run of pending edits is not
+        // held decoded all at once.
+        let mut next = from as usize;
+        while next < to as usize {
+            let end = (next + 1024).min(to as usize);
+            let versions: Vec<Version> = self.history.range(next, end).collect();
+            next = end;
+            span = self.apply_batch(versions, span)?;
+        }
+        if let Some((file, done)) = span {
+            self.splice_file(&file, &done.operation())?;
+        }
+        Ok(())
+    }
+
+    /// Applies decoded versions, carrying the span being built in and out.
+    fn apply_batch(
+        &mut self,
+        versions: Vec<Version>,
+        mut span: Option<(String, Span)>,
+    ) -> Result<Option<(String, Span)>, DocumentError> {
         for v in versions {
             if let Change::Edit { op } = &v.change {
                 // One place edited (nearly always), or the whole operation.
@@ -345,10 +393,7 @@ impl Document {
                 Change::Edit { .. } => {}
             }
         }
-        if let Some((file, done)) = span {
-            self.splice_file(&file, &done.operation())?;
-        }
-        Ok(())
+        Ok(span)
     }
 
     /// Splices an operation into the file at `path`.
@@ -714,11 +759,14 @@ mod tests {
         assert!(!doc.has_uncommitted());
     }
 
-    /// A run of keystrokes becomes one automerge change per batch, not one
-    /// per keystroke.
+    /// A run of keystrokes into a shared document (here one loaded from
+    /// bytes, as a replica may hold them too) becomes one automerge change
+    /// per batch, not one per keystroke.
     #[test]
     fn keystrokes_reach_automerge_as_one_change_per_batch() {
-        let mut doc = Document::new("rust", [("main", "")]).unwrap();
+        let mut doc =
+            Document::load(&Document::new("rust", [("main", "")]).unwrap().save()).unwrap();
+        assert!(!doc.is_private());
         let before = doc.change_hashes().len();
         let now = Timestamp::from_millis(0);
         for i in 0..(2 * COMMIT_EVERY as u32) {
@@ -730,5 +778,42 @@ mod tests {
         doc.commit();
         assert_eq!(doc.change_hashes().len() - before, 2);
         assert_eq!(automerge_files(&mut doc)["main"].len(), 2 * COMMIT_EVERY);
+    }
+
+    /// A private document takes no edits by count, and when something
+    /// reads automerge after a long run of them, it is started afresh from
+    /// the texts: one change holding the text, and the store told to
+    /// replace its document. A short run on a long text is handed over.
+    #[test]
+    fn a_private_document_starts_automerge_afresh_after_a_long_run_of_edits() {
+        let mut doc = Document::new("rust", [("main", "")]).unwrap();
+        assert!(doc.is_private());
+        let now = Timestamp::from_millis(0);
+        let n = 2 * COMMIT_EVERY as u32;
+        for i in 0..n {
+            let mut op = TextOperation::new();
+            op.retain(i).insert("k");
+            doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
+                .unwrap();
+        }
+        assert_eq!(automerge_files(&mut doc)["main"].len(), n as usize);
+        assert!(doc.take_restarted());
+        assert_eq!(doc.change_hashes().len(), 1);
+        assert!(!doc.has_uncommitted());
+
+        // Two keystrokes on 8 Ki units: handed over, not restarted.
+        for i in 0..2 {
+            let mut op = TextOperation::new();
+            op.retain(i).insert("x").retain(n + i);
+            doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
+                .unwrap();
+        }
+        doc.commit();
+        assert!(!doc.take_restarted());
+        assert_eq!(doc.change_hashes().len(), 2);
+        assert_eq!(
+            automerge_files(&mut doc)["main"],
+            format!("xx{}", "k".repeat(n as usize))
+        );
     }
 }

@@ -209,13 +209,17 @@ impl Session {
         changes.document_rev = self.document.rev();
         persisted.document_rev = changes.document_rev;
         persisted.unsaved_bytes = 0;
-        if let Some(bytes) = self
+        let bytes = self
             .document
-            .save_since(&mut persisted.heads, &mut persisted.saved)
-        {
+            .save_since(&mut persisted.heads, &mut persisted.saved);
+        // Started afresh while committing: what was just collected does not
+        // continue the stored document, which must be replaced.
+        let restarted = self.document.take_restarted();
+        if let Some(bytes) = bytes {
             persisted.chunks += 1;
             persisted.appended_bytes += bytes.len();
             let compact = first
+                || restarted
                 || self.document.wants_restart()
                 || persisted.chunks >= CHUNKS_BEFORE_COMPACTION
                 || persisted.appended_bytes
@@ -223,7 +227,7 @@ impl Session {
             changes.document = if compact {
                 // A private document starts automerge afresh here, so what
                 // it holds and loads is its text, not everything typed.
-                if self.document.restart_private() == Ok(true) {
+                if restarted || self.document.restart_private() == Ok(true) {
                     persisted.heads = self.document.heads();
                     persisted.saved = self.document.change_hashes();
                 }
