@@ -16,6 +16,8 @@ pub(super) struct Persisted {
     pub(super) unsaved_bytes: usize,
     /// Every document change stored.
     pub(super) saved: std::collections::HashSet<automerge::ChangeHash>,
+    /// The record as last written, without its initial files: they never
+    /// change, and a copy of a pasted exercise per session is not free.
     pub(super) record: Option<SessionRecord>,
     /// Document chunks appended since the last full save, and their bytes.
     pub(super) chunks: usize,
@@ -131,7 +133,7 @@ impl Session {
             heads: stored_document.heads,
             document_rev,
             saved: stored_document.saved,
-            record: Some(record.clone()),
+            record: Some(without_files(&record)),
             chunks: CHUNKS_BEFORE_COMPACTION / 2,
             appended_bytes: 0,
             full_bytes: stored_len,
@@ -184,7 +186,7 @@ impl Session {
         let mut changes = SessionChanges::empty(self.id.clone());
         if self.record_needs_write() {
             let record = self.stored_record();
-            self.persisted.record = Some(record.clone());
+            self.persisted.record = Some(without_files(&record));
             self.persisted.record_dirty = false;
             changes.record = Some(record);
         }
@@ -327,6 +329,20 @@ impl Session {
     }
 
     // ---- driver interface -------------------------------------------------
+}
+
+/// A record's copy for comparing later ones with (see `Persisted::record`).
+fn without_files(record: &SessionRecord) -> SessionRecord {
+    SessionRecord {
+        initial_files: BTreeMap::new(),
+        members: record.members.clone(),
+        banned: record.banned.clone(),
+        title: record.title.clone(),
+        language: record.language.clone(),
+        id: record.id.clone(),
+        created_by: record.created_by.clone(),
+        ..*record
+    }
 }
 
 /// Bytes of text a version inserts.
