@@ -329,15 +329,7 @@ fn what_replicas_saw_or_made_is_stored_with_the_document() {
 
     // The process goes away; the session comes back from the store, and
     // the replica, which kept its document, syncs with it again.
-    let restored = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
-    assert_eq!(restored.code(), text);
-    h.session = restored;
-    let again = h.open(user(2)).unwrap();
-    h.send(again, json!({"type": "join", "mode": "replica"}));
-    replica.reconnect();
-    sync_replica(&mut h, again, &mut replica);
-    assert_eq!(h.session.code(), text, "nothing applied twice");
-    assert_eq!(replica.text("main"), Some(text));
+    rejoin_after_restore(&mut h, stored.unwrap(), &mut replica, &text);
 }
 
 /// Text that does not compress: automerge's saves deflate their columns.
@@ -431,15 +423,27 @@ fn a_private_document_is_stored_as_its_text_until_a_replica_shares_it() {
     assert_eq!(replica.text("main"), Some(text.clone()));
     // Restored, the shared session syncs with the same replica without
     // applying anything twice: its automerge history was kept.
-    let restored = Session::restore(stored.unwrap(), SessionConfig::default(), h.now).unwrap();
+    rejoin_after_restore(&mut h, stored.unwrap(), &mut replica, &text);
+}
+
+/// The session restored from `stored` in place of the harness's, and the
+/// replica, which kept its document, joining and syncing again: both end
+/// with `text`, nothing applied twice.
+fn rejoin_after_restore(
+    h: &mut Harness,
+    stored: StoredSession,
+    replica: &mut ReplicaClient,
+    text: &str,
+) {
+    let restored = Session::restore(stored, SessionConfig::default(), h.now).unwrap();
     assert_eq!(restored.code(), text);
     h.session = restored;
     let again = h.open(user(2)).unwrap();
     h.send(again, json!({"type": "join", "mode": "replica"}));
     replica.reconnect();
-    sync_replica(&mut h, again, &mut replica);
+    sync_replica(h, again, replica);
     assert_eq!(h.session.code(), text, "nothing applied twice");
-    assert_eq!(replica.text("main"), Some(text));
+    assert_eq!(replica.text("main").as_deref(), Some(text));
 }
 
 #[test]

@@ -261,7 +261,7 @@ impl Document {
     ///
     /// A private document (no replica ever shared it) whose pending edits
     /// would cost automerge more than its text does is started afresh from
-    /// the texts instead (see [`Document::restart_private`]): a splice costs
+    /// the texts instead (as a store compaction does): a splice costs
     /// automerge 0.12 time proportional to the document, so handing over a
     /// long run of edits costs far more than building the text once.
     pub fn commit(&mut self) {
