@@ -147,7 +147,7 @@ fn version_runs(
         }
         let run = collab_core::document::decode_versions(&bytes, first as u64)
             .map_err(|e| damaged(format!("version run {first}: {e}")))?;
-        if run.len() as i64 != last - first + 1 {
+        if last.checked_sub(first).and_then(|n| n.checked_add(1)) != Some(run.len() as i64) {
             return Err(damaged(format!(
                 "version run {first}..={last} holds {} versions",
                 run.len()
@@ -297,7 +297,7 @@ fn summary(values: Vec<Value>) -> Result<SessionSummary, String> {
 
 /// The JSON in a TEXT column (or a BLOB holding UTF-8, which other tools may
 /// write), parsed.
-fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+pub(crate) fn parse<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
     let json = match value {
         Value::Text(text) => text.as_str(),
         Value::Blob(bytes) => std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?,

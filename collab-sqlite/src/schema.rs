@@ -147,7 +147,9 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Moves every session's JSON version rows into one run. A session whose
+/// Moves every session's JSON version rows into one run. Every process
+/// using the file must run a build of schema 3 or later: one still on
+/// schema 2 would keep writing JSON rows, which this build reads as damage. A session whose
 /// rows do not parse, or are not numbered 1, 2, 3…, keeps them as they
 /// are, and its load says it is damaged.
 fn versions_into_runs(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
@@ -170,10 +172,7 @@ fn versions_into_runs(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> 
             .iter()
             .enumerate()
             .map(|(i, (rev, body))| {
-                let rusqlite::types::Value::Text(body) = body else {
-                    return None;
-                };
-                let v: collab_core::Version = serde_json::from_str(body).ok()?;
+                let v: collab_core::Version = crate::read::parse(body).ok()?;
                 (v.rev == i as u64 + 1 && *rev == i as i64 + 1).then_some(v)
             })
             .collect();
@@ -221,6 +220,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 0 {
         return Err(StoreError::Backend(format!(
             "the database has schema version {version}: not a collab-sqlite database"
+        )));
+    }
+    // Version runs are joined with `||`, which joins blobs as text in the
+    // database's encoding: in UTF-16 it would drop an odd byte. A file
+    // another tool created as UTF-16 is refused rather than damaged.
+    let encoding: String = tx
+        .query_row("PRAGMA encoding", [], |row| row.get(0))
+        .map_err(backend)?;
+    if !encoding.eq_ignore_ascii_case("UTF-8") {
+        return Err(StoreError::Backend(format!(
+            "the database's text encoding is {encoding}; collab-sqlite needs UTF-8"
         )));
     }
     if version < SCHEMA_VERSION {

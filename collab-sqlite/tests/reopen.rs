@@ -228,3 +228,20 @@ async fn versions_written_one_at_a_time_share_runs() {
         .unwrap();
     assert!((2..=20).contains(&runs), "{runs} runs");
 }
+
+/// A file made as UTF-16 by another tool is refused: version runs are
+/// joined as text in the file's encoding, which in UTF-16 drops odd bytes.
+#[tokio::test]
+async fn a_utf16_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA encoding = 'UTF-16le'; CREATE TABLE t (x);")
+            .unwrap();
+    }
+    match SqliteStore::open(&path) {
+        Err(StoreError::Backend(reason)) => assert!(reason.contains("UTF-16"), "{reason}"),
+        other => panic!("opened a UTF-16 file: {other:?}"),
+    }
+}

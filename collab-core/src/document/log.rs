@@ -170,7 +170,12 @@ impl AppliedOids {
                 log.get(*rev)
                     .is_some_and(|v| v.author == Some(author) && v.oid.as_deref() == Some(oid))
             })
-            .or_else(|| self.whole.get(&(author, oid.to_owned())).copied())
+            .or_else(|| {
+                if self.whole.is_empty() {
+                    return None;
+                }
+                self.whole.get(&(author, oid.to_owned())).copied()
+            })
     }
 }
 

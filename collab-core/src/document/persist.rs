@@ -277,8 +277,18 @@ impl Document {
         self.private && self.churn > 2 * self.total_len() + 64 * 1024
     }
 
-    /// The document in automerge's compact binary format.
+    /// The document in automerge's compact binary format. The bytes may go
+    /// anywhere, so the document is no longer private: its automerge
+    /// history is kept from now on.
     pub fn save(&mut self) -> Vec<u8> {
+        self.commit();
+        self.private = false;
+        self.doc.save()
+    }
+
+    /// [`Document::save`] for the session's own store, which replaces what
+    /// it holds whenever the document is started afresh: it stays private.
+    pub(crate) fn save_for_store(&mut self) -> Vec<u8> {
         self.commit();
         self.doc.save()
     }

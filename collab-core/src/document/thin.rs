@@ -780,6 +780,18 @@ mod tests {
         assert_eq!(automerge_files(&mut doc)["main"].len(), 2 * COMMIT_EVERY);
     }
 
+    /// Bytes saved with the public `save` may reach anyone: from then on
+    /// the document is shared, and its automerge history is kept.
+    #[test]
+    fn a_public_save_ends_a_documents_privacy() {
+        let mut doc = Document::new("rust", [("main", "")]).unwrap();
+        assert!(doc.is_private());
+        doc.save();
+        assert!(!doc.is_private());
+        doc.save_for_store();
+        assert!(!doc.is_private());
+    }
+
     /// A private document takes no edits by count, and when something
     /// reads automerge after a long run of them, it is started afresh from
     /// the texts: one change holding the text, and the store told to

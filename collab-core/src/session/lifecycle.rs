@@ -33,7 +33,7 @@ impl Session {
             Some(rev) => {
                 let (versions, more) = self.document.versions(rev, limit);
                 let next = versions.last().map_or(rev, |v| v.rev);
-                let frames = versions.iter().cloned().map(version_frame).collect();
+                let frames = versions.into_iter().map(version_frame).collect();
                 (frames, more, if more { next } else { self.document.rev() })
             }
             None => (Vec::new(), false, self.document.rev()),

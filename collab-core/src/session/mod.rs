@@ -562,7 +562,7 @@ impl Session {
                 let (versions, has_more) = self.document.versions(after, limit);
                 Ok(Reply::Frame(ServerFrame::Versions {
                     rid,
-                    versions: versions.to_vec(),
+                    versions,
                     has_more,
                 }))
             }

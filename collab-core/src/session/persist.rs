@@ -196,8 +196,8 @@ impl Session {
         }
         changes.messages = self.chat.take_changed();
         let (versions, _) = self.document.versions(self.persisted.rev, usize::MAX);
-        changes.versions = versions.to_vec();
         self.persisted.unsaved_bytes += versions.iter().map(inserted_bytes).sum::<usize>();
+        changes.versions = versions;
         self.persisted.rev = self.document.rev();
         let first = self.persisted.heads.is_empty();
         let due = first
@@ -233,7 +233,7 @@ impl Session {
                     persisted.heads = self.document.heads();
                     persisted.saved = self.document.change_hashes();
                 }
-                let whole = self.document.save();
+                let whole = self.document.save_for_store();
                 persisted.chunks = 0;
                 persisted.appended_bytes = 0;
                 persisted.full_bytes = whole.len();

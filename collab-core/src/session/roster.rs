@@ -511,7 +511,7 @@ impl Session {
             }
         } else if let Some(rev) = rev {
             let (versions, _) = self.document.versions(rev, usize::MAX);
-            let ops = versions.iter().cloned().map(version_frame).collect();
+            let ops = versions.into_iter().map(version_frame).collect();
             self.send(
                 vec![conn],
                 ServerFrame::TextCatchup {
