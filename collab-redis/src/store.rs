@@ -18,8 +18,9 @@ use crate::{open, ConnectError};
 /// A [`Store`] on Redis that every process of a cluster shares. See the
 /// [crate docs](crate) for the Redis settings it needs.
 ///
-/// Per session it keeps the record (JSON), events and versions (lists of
-/// JSON, appended to), chat messages (a hash by id), the document's chunks
+/// Per session it keeps the record (JSON), events (a list of JSON, appended
+/// to), versions (a list appended to, each in collab-core's compact
+/// encoding; older builds' JSON reads too), chat messages (a hash by id), the document's chunks
 /// (a list of automerge saves, replaced on compaction) and small counters;
 /// the fence lives apart from them and survives a delete, so a former
 /// owner cannot recreate a session that was deleted after a takeover.
@@ -55,7 +56,7 @@ struct Summary {
 /// KEYS: record, events, versions, messages, document, counters, fence,
 /// the session index. ARGV: epoch, session id, record JSON or '', summary
 /// JSON or '', then three lists each as a count followed by that many
-/// (number, JSON) pairs — events by seq, versions by rev, messages by id —
+/// (number, body) pairs — events by seq, versions by rev, messages by id —
 /// then the document write ('none', 'append' or 'replace'), its bytes, and
 /// the revision it holds.
 const SAVE: &str = r"
@@ -257,7 +258,7 @@ impl Store for RedisStore {
         }
         call.arg(changes.versions.len());
         for version in &changes.versions {
-            call.arg(version.rev).arg(json(version)?);
+            call.arg(version.rev).arg(version_body(version));
         }
         call.arg(changes.messages.len());
         for message in &changes.messages {
@@ -290,7 +291,7 @@ impl Store for RedisStore {
         type Parts = (
             Option<String>,
             Vec<String>,
-            Vec<String>,
+            Vec<Vec<u8>>,
             Vec<(u64, String)>,
             Vec<Vec<u8>>,
             Option<u64>,
@@ -328,7 +329,13 @@ impl Store for RedisStore {
             .collect::<Result<Vec<_>, _>>()?;
         let versions = versions
             .iter()
-            .map(|v| serde_json::from_str::<Version>(v).map_err(|e| damaged("version", e)))
+            .enumerate()
+            .map(|(i, body)| {
+                read_version(body, i as u64 + 1).map_err(|reason| StoreError::Damaged {
+                    session: id.clone(),
+                    reason: format!("version {}: {reason}", i + 1),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut messages = messages
             .iter()
@@ -392,5 +399,64 @@ impl Store for RedisStore {
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(backend)
+    }
+}
+
+/// The first byte of a version stored in collab-core's encoding. Versions
+/// were stored as JSON before, which never starts with it, so both read.
+const ENCODED_VERSION: u8 = 0;
+
+/// A version as the versions list keeps it: [`ENCODED_VERSION`] and the
+/// version in `encode_versions`' format, some 20 bytes a keystroke where
+/// its JSON took over 100.
+fn version_body(version: &Version) -> Vec<u8> {
+    let mut body = vec![ENCODED_VERSION];
+    body.extend(collab_core::document::encode_versions(
+        std::slice::from_ref(version),
+    ));
+    body
+}
+
+/// A stored version back: encoded (numbered `rev`, its place in the list)
+/// or, as older builds stored it, JSON.
+fn read_version(body: &[u8], rev: u64) -> Result<Version, String> {
+    match body.split_first() {
+        Some((&ENCODED_VERSION, encoded)) => {
+            let mut one =
+                collab_core::document::decode_versions(encoded, rev).map_err(|e| e.to_string())?;
+            match (one.pop(), one.is_empty()) {
+                (Some(version), true) => Ok(version),
+                _ => Err("not exactly one version".to_owned()),
+            }
+        }
+        _ => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use collab_core::{Change, ParticipantId, TextOperation, Timestamp};
+
+    #[test]
+    fn versions_read_back_encoded_or_as_older_builds_stored_them() {
+        let mut op = TextOperation::new();
+        op.retain(4).insert("é");
+        let version = Version {
+            rev: 3,
+            file: "main".into(),
+            change: Change::Edit { op },
+            author: Some(ParticipantId(2)),
+            at: Timestamp::from_millis(1_700_000_000_000),
+            oid: Some("c2-9".into()),
+        };
+        let body = version_body(&version);
+        assert!(body.len() < 30, "{} bytes", body.len());
+        assert_eq!(read_version(&body, 3), Ok(version.clone()));
+        let json = serde_json::to_vec(&version).unwrap();
+        assert_eq!(read_version(&json, 3), Ok(version));
+        assert!(read_version(&[ENCODED_VERSION, 0xff], 1).is_err());
+        assert!(read_version(b"{", 1).is_err());
+        assert!(read_version(&[], 1).is_err());
     }
 }
