@@ -382,6 +382,11 @@ scenario("language_and_run", "9. language changes reach everyone, and Run shares
     // A real run: the server's embedded JavaScript sandbox runs the guest's
     // code, and both screens show its output.
     const program = "function solve(nums) {\n  return [...nums].sort((a, b) => a - b);\n}\n\nconsole.log('sorted:', solve([3, 1, 2]));\n";
+    // The guest replaces the code they see, as a person would: once the
+    // starting code is on their screen (on a loaded machine the editor can
+    // still be settling after the language switch, and a fill then types
+    // into an empty selection instead of replacing).
+    await sameText(host.page, guest.page, (t) => t.includes("def solve"), "the starting code on both screens");
     await guest.page.getByTestId("editor").fill(program);
     await sameText(host.page, guest.page, (t) => t === program, "the program on both screens");
     await guest.page.getByTestId("run-button").click();
