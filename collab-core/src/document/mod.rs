@@ -244,14 +244,10 @@ impl Document {
         language: &str,
         files: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, DocumentError> {
-        let mut doc = automerge_utf16();
-        doc.put(ROOT, "language", language).map_err(refused)?;
-        let files_obj = doc
-            .put_object(ROOT, "files", ObjType::Map)
-            .map_err(refused)?;
-        doc.put_object(ROOT, "runs", ObjType::List)
-            .map_err(refused)?;
-        let mut this = Self::fresh(doc, files_obj, language.to_owned());
+        // automerge is built once the files are known, the way a private
+        // document is started afresh (`rebuild_from_texts`); until then it
+        // is an empty document and `ROOT` stands in for the files map.
+        let mut this = Self::fresh(automerge_utf16(), ROOT, language.to_owned());
         this.private = true;
         for (path, text) in files {
             check_path(path)?;
@@ -259,13 +255,9 @@ impl Document {
                 return Err(DocumentError::TooManyFiles);
             }
             this.put_file(path, text);
-            this.create_in_automerge(path, text)?;
         }
-        this.doc.commit();
+        this.rebuild_from_texts()?;
         this.checkpoints[0].1 = this.texts();
-        this.snapshot = this.doc.save();
-        this.snapshot_full_len = this.snapshot.len();
-        this.snapshot_heads = this.doc.get_heads();
         Ok(this)
     }
 
