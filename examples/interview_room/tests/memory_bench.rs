@@ -35,6 +35,14 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
+/// A number from the environment, for a bench run at another size.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The server's heap as jemalloc counts it, from `/metrics`: MB live and
 /// MB in the pages it holds (updated every second).
 async fn heap_mb(server: &Server) -> (f64, f64) {
@@ -243,10 +251,7 @@ fn operation(len: u64, (pos, del, ins): &(u64, u64, String)) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 async fn one_session_replays_a_trace() {
-    let edits: usize = std::env::var("COLLAB_TRACE_EDITS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(37_000);
+    let edits: usize = setting("COLLAB_TRACE_EDITS", 37_000);
     let trace = trace_edits();
     let trace = &trace[..edits.min(trace.len())];
     let dir = temp_dir();
@@ -346,10 +351,7 @@ async fn acked(ws: &mut collab_conformance::Ws, rev: u64, op: Value, oid: String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run with --ignored --nocapture"]
 async fn typing_and_deleting_a_long_text() {
-    let chars: u64 = std::env::var("COLLAB_CHURN_CHARS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(600_000);
+    let chars: u64 = setting("COLLAB_CHURN_CHARS", 600_000);
     let per_op = 100u64;
     let dir = temp_dir();
     let db = dir.join("bench.db");
