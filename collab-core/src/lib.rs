@@ -36,7 +36,7 @@
 //! assert_eq!(kinds, ["welcome", "event"]);
 //! ```
 
-pub use collab_wire::{ot, protocol};
+pub use collab_wire::{ot, parts, protocol};
 
 pub mod chat;
 pub mod document;

@@ -70,6 +70,9 @@ pub enum ErrorCode {
     StorageFailed,
     /// The request body did not arrive in time. HTTP 408.
     RequestTimeout,
+    /// The server holds as many bytes of incoming messages as it takes; the
+    /// message was not read. Send it again later. HTTP 503.
+    ServerBusy,
 }
 
 impl ErrorCode {
@@ -106,6 +109,7 @@ impl ErrorCode {
             ErrorCode::DocumentTooLarge => "document_too_large",
             ErrorCode::StorageFailed => "storage_failed",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::ServerBusy => "server_busy",
         }
     }
 
@@ -133,7 +137,7 @@ impl ErrorCode {
             ErrorCode::UnknownRevision | ErrorCode::InvalidOperation => 400,
             ErrorCode::UnknownFile => 404,
             ErrorCode::DocumentTooLarge => 413,
-            ErrorCode::StorageFailed => 503,
+            ErrorCode::StorageFailed | ErrorCode::ServerBusy => 503,
             ErrorCode::SessionEnded | ErrorCode::MessageDeleted => 410,
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
@@ -181,6 +185,7 @@ mod tests {
             ErrorCode::DocumentTooLarge,
             ErrorCode::StorageFailed,
             ErrorCode::RequestTimeout,
+            ErrorCode::ServerBusy,
         ];
         for code in every {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

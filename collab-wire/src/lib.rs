@@ -31,6 +31,7 @@ pub mod events;
 pub mod ids;
 pub mod ot;
 pub mod participant;
+pub mod parts;
 pub mod presence;
 pub mod protocol;
 pub mod session;

@@ -638,6 +638,13 @@ pub enum ProtocolError {
     /// A binary frame where none is expected.
     #[error("binary frames carry document sync only")]
     UnexpectedBinary,
+    /// The server holds as many bytes of incoming messages as it takes: a
+    /// message sent in parts was refused at its first part, unread.
+    #[error("no room for a message of {len} bytes now; send it again later")]
+    Busy {
+        /// The message's size.
+        len: usize,
+    },
 }
 
 impl ProtocolError {
@@ -649,6 +656,7 @@ impl ProtocolError {
                 ErrorCode::MalformedFrame
             }
             ProtocolError::UnknownType(_) => ErrorCode::UnknownFrameType,
+            ProtocolError::Busy { .. } => ErrorCode::ServerBusy,
         }
     }
 }
