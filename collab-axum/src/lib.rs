@@ -38,7 +38,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use collab_server::api::{self, ApiResponse};
-use collab_server::transport::{pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL};
+use collab_server::transport::{
+    is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+};
 use collab_server::{Connection, Hub};
 use futures::{SinkExt, StreamExt};
 
@@ -129,6 +131,7 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
             Ok(Message::Pong(_)) => Some(WireIn::Pong),
             // Answered by the WebSocket layer itself.
             Ok(Message::Ping(_)) => None,
+            Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
             Ok(Message::Close(_)) | Err(_) => Some(WireIn::Close),
         }
     });

@@ -326,6 +326,38 @@ impl Ws {
             .expect("send");
     }
 
+    /// Sends a replica's sync message as a replica must: whole when it fits
+    /// in a text frame's limit (64 KiB), else in parts.
+    pub async fn send_sync(&mut self, message: Vec<u8>) {
+        for frame in collab_core::parts::split(&message, SYNC_FRAME_BYTES) {
+            self.send_binary(frame).await;
+        }
+    }
+
+    /// Sends one WebSocket message in `frames` frames of equal size (text
+    /// when `text`), as a client that fragments its messages does; `false`
+    /// if the connection broke while sending. A server that refuses the
+    /// message stops reading at its first frame's header.
+    pub async fn try_send_fragmented(&mut self, payload: &[u8], frames: usize, text: bool) -> bool {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        let size = payload.len().div_ceil(frames.max(1)).max(1);
+        let chunks: Vec<&[u8]> = payload.chunks(size).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let opcode = match (i, text) {
+                (0, true) => Data::Text,
+                (0, false) => Data::Binary,
+                _ => Data::Continue,
+            };
+            let fin = i + 1 == chunks.len();
+            let frame = Frame::message(chunk.to_vec(), OpCode::Data(opcode), fin);
+            if self.socket.send(Message::Frame(frame)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Sends a binary frame; `false` if the connection broke while sending.
     pub async fn try_send_binary(&mut self, bytes: Vec<u8>) -> bool {
         self.socket
@@ -417,3 +449,6 @@ async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
         .expect("in time")
         .expect("server reachable")
 }
+
+/// The largest binary frame a replica sends: the server's text frame limit.
+pub const SYNC_FRAME_BYTES: usize = 64 * 1024;

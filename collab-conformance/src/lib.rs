@@ -93,6 +93,10 @@ pub fn hub_for(scenario: &str) -> Hub {
         "polls_count_against_the_address" => {
             config.max_connections_per_address = 3;
         }
+        "sync_messages_travel_in_parts" => {
+            config.session.max_sync_bytes = 2 << 20;
+            config.max_bytes_in_flight = 4 << 20;
+        }
         "trusted_proxies_name_the_client" => {
             config.max_connections_per_address = 2;
             config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
@@ -148,7 +152,7 @@ macro_rules! conformance_tests {
             oversized_messages_are_refused_unread, polls_count_against_the_address,
             session_creation_is_rate_limited, chat_sends_are_idempotent,
             trusted_proxies_name_the_client, a_megabyte_paste_reaches_everyone,
-            cross_origin_calls_follow_the_origin_policy);
+            cross_origin_calls_follow_the_origin_policy, sync_messages_travel_in_parts);
     };
     (@each $serve:expr; $($name:ident),*) => {
         $(

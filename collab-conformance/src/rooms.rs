@@ -333,7 +333,7 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
         if let Next::Binary(b) = ws.next().await {
             replica.receive(&b).expect("sync message");
             if let Some(m) = replica.poll_message() {
-                ws.send_binary(m).await;
+                ws.send_sync(m).await;
             }
         }
     }
@@ -346,7 +346,7 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
             Next::Binary(b) => {
                 replica.receive(&b).expect("sync message");
                 if let Some(m) = replica.poll_message() {
-                    ws.send_binary(m).await;
+                    ws.send_sync(m).await;
                 }
             }
             Next::Closed(code, reason) => panic!("closed {code} {reason}"),
@@ -355,7 +355,7 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
     }
     replica.splice("main", 0, 2, "pub fn").expect("splice");
     if let Some(m) = replica.poll_message() {
-        ws.send_binary(m).await;
+        ws.send_sync(m).await;
     }
     // The thin client hears of the replica's edit as a text operation (a
     // replace may come as a delete and an insert). Meanwhile the replica keeps
@@ -385,7 +385,7 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
             if let Next::Binary(b) = next {
                 replica.receive(&b).expect("sync message");
                 if let Some(m) = replica.poll_message() {
-                    ws.send_binary(m).await;
+                    ws.send_sync(m).await;
                 }
             }
         }
@@ -399,6 +399,113 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
         )
         .await;
     assert_eq!(r.body["code"], "pub fn main() {}\n// é😀");
+}
+
+/// A replica's sync message larger than a WebSocket message travels in
+/// parts; one over the sync limit, or one the process has no room for, is
+/// refused at its first part and the connection goes on. The scenario's hub
+/// takes sync messages of 2 MiB and holds 4 MiB in flight, of which a
+/// message in parts may take 3.
+pub async fn sync_messages_travel_in_parts(c: &Client) {
+    let id = c.create("host-token-30", json!({"code": "x"})).await;
+    let (mut thin, _) = c.joined(&id, "host-token-30", "Hana").await;
+    let mut ws = c.ws(&id, "replica-token-30").await.expect("upgrade");
+    ws.send(json!({"type": "join", "mode": "replica"})).await;
+    let mut replica = collab_core::ReplicaClient::new();
+    while replica.text("main").is_none() {
+        if let Next::Binary(b) = ws.next().await {
+            replica.receive(&b).expect("sync message");
+            if let Some(m) = replica.poll_message() {
+                ws.send_sync(m).await;
+            }
+        }
+    }
+    // Another connection starts a 2 MiB message and stops after one part:
+    // it holds its room until it goes.
+    let mut hog = c.ws(&id, "replica-token-30b").await.expect("upgrade");
+    hog.send(json!({"type": "join", "mode": "replica"})).await;
+    hog.until("welcome").await;
+    let first_part = |total: usize| {
+        let mut frame = collab_core::parts::split(&vec![0x42; total], SYNC_FRAME_BYTES);
+        frame.swap_remove(0)
+    };
+    hog.send_binary(first_part(2 << 20)).await;
+    // Over the sync limit: refused unread.
+    ws.send_binary(first_part((2 << 20) + 1)).await;
+    let e = ws.until("error").await;
+    assert_eq!(e["code"], "frame_too_large", "{e}");
+    // No room for another 1.5 MiB while the first is held.
+    ws.send_binary(first_part(3 << 19)).await;
+    let e = ws.until("error").await;
+    assert_eq!(e["code"], "server_busy", "{e}");
+    assert!(e.get("rid").is_none());
+    // A real change of a few hundred KiB (text that does not compress)
+    // fits beside it, and arrives whole.
+    let mut seed = 7u32;
+    let big: String = (0..400_000)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from(b'!' + (seed >> 16) as u8 % 90)
+        })
+        .collect();
+    replica.create_file("big.txt", &big).expect("create");
+    // Automerge may hold the change back until it has heard the server; the
+    // replica answers every sync message, as replicas do.
+    let mut largest = 0;
+    let mut inserted = 0;
+    if let Some(m) = replica.poll_message() {
+        largest = largest.max(m.len());
+        ws.send_sync(m).await;
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "no file_op");
+        match thin.next_within(Duration::from_millis(100)).await {
+            // The file is created, then filled (or created with its text).
+            Some(Next::Frame(f)) if f["file"] == "big.txt" => {
+                let texts = [&f["text"]]
+                    .into_iter()
+                    .chain(f["op"].as_array().into_iter().flatten());
+                inserted += texts.filter_map(Value::as_str).map(str::len).sum::<usize>();
+                if inserted == big.len() {
+                    break;
+                }
+            }
+            Some(Next::Closed(code, reason)) => panic!("closed {code} {reason}"),
+            _ => {}
+        }
+        while let Some(next) = ws.next_within(Duration::from_millis(10)).await {
+            match next {
+                Next::Binary(b) => {
+                    replica.receive(&b).expect("sync message");
+                    if let Some(m) = replica.poll_message() {
+                        largest = largest.max(m.len());
+                        ws.send_sync(m).await;
+                    }
+                }
+                Next::Frame(f) if f["type"] == "error" => panic!("{f}"),
+                Next::Closed(code, reason) => panic!("closed {code} {reason}"),
+                Next::Frame(_) => {}
+            }
+        }
+    }
+    assert!(
+        largest > 2 * SYNC_FRAME_BYTES,
+        "{largest} bytes: larger than a WebSocket message"
+    );
+    // The connection that held room goes, and a message of its size fits.
+    drop(hog);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let stats = c.hub.as_ref().expect("hub").stats();
+        if stats.bytes_held_in == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ws.send(json!({"type": "heartbeat", "rid": 9})).await;
+    assert_eq!(ws.until("heartbeat_ack").await["rid"], 9);
 }
 
 /// Upgrades from another site's page are refused (cross-site WebSocket

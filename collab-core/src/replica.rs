@@ -6,6 +6,11 @@
 //! it syncs again: call [`ReplicaClient::reconnect`] on a new connection, then
 //! exchange messages as usual.
 //!
+//! Over a WebSocket, send each message [`ReplicaClient::poll_message`] gives
+//! as the frames [`crate::parts::split`] cuts it into (with the server's text
+//! frame limit, 64 KiB by default): a message larger than a WebSocket
+//! message travels in parts.
+//!
 //! ```
 //! use collab_core::{Document, ReplicaClient, SyncState};
 //!

@@ -26,6 +26,10 @@ pub enum WireIn {
     Pong,
     /// The client closed the connection.
     Close,
+    /// The client sent a message larger than [`Hub::max_message_bytes`], which
+    /// the WebSocket layer refused before buffering it: the connection is
+    /// closed with 1009 (message too big).
+    TooLarge,
 }
 
 /// What to send a client, in transport-neutral form.
@@ -97,6 +101,7 @@ async fn pump_in_span<In, Out>(
 {
     tracing::debug!("connection open");
     let (sender, mut receiver) = conn.split();
+    let mut too_large = false;
     let closing = {
         let read = async {
             while let Some(msg) = incoming.next().await {
@@ -105,6 +110,10 @@ async fn pump_in_span<In, Out>(
                     WireIn::Binary(bytes) => sender.send_binary(bytes).await,
                     WireIn::Pong => sender.touch().await,
                     WireIn::Close => break,
+                    WireIn::TooLarge => {
+                        too_large = true;
+                        break;
+                    }
                 };
                 if delivered.is_err() {
                     break;
@@ -179,6 +188,15 @@ async fn pump_in_span<In, Out>(
         .collect();
         sides.next().await.unwrap_or(false)
     };
+    if too_large {
+        tracing::debug!("a message over the limit");
+        let _ = outgoing
+            .send(WireOut::Close {
+                code: MESSAGE_TOO_BIG,
+                reason: "message_too_big",
+            })
+            .await;
+    }
     let _ = outgoing.flush().await;
     if closing {
         // The closing handshake: wait for the client's own close before
@@ -195,6 +213,24 @@ async fn pump_in_span<In, Out>(
         .await;
     }
     let _ = outgoing.close().await;
+}
+
+/// The WebSocket close code for a message over the limit.
+const MESSAGE_TOO_BIG: u16 = 1009;
+
+/// Whether an error a WebSocket stream gave, or any error under it, is
+/// tungstenite's refusal of a message or frame over the size limit: what
+/// adapters turn into [`WireIn::TooLarge`]. Both adapters' frameworks wrap
+/// tungstenite's error; the chain of sources reaches it.
+pub fn is_message_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Most frames written before one flush.

@@ -113,6 +113,62 @@ async fn a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
     assert_eq!(view.info.online, 1);
 }
 
+/// Past the process's budget for bytes in flight, a connection that has not
+/// written what it was given is dropped when more comes for it, long before
+/// its queue is full; one that reads keeps up and stays.
+#[tokio::test]
+async fn past_the_budget_a_reader_that_is_behind_is_dropped() {
+    let hub = hub_with({
+        let mut c = HubConfig::default();
+        c.max_bytes_in_flight = 64 * 1024;
+        c.session.frames_per_second = 10_000;
+        c.session.frame_burst = 10_000;
+        c
+    });
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let mut writer = joined(&hub, &info.id, host).await;
+    let mut stalled = joined(&hub, &info.id, Identity::new("s", "Stalled")).await;
+    let text = "x".repeat(1500);
+    let mut sent = 0;
+    while hub.stats().slow_consumer_drops == 0 {
+        assert!(
+            sent < 100,
+            "still queued after {sent} messages: {:?}",
+            hub.stats()
+        );
+        writer
+            .send_text(json!({"type": "chat_send", "text": text, "rid": sent}).to_string())
+            .await
+            .unwrap();
+        until(&mut writer, "ack").await;
+        sent += 1;
+    }
+    // Dropped after about the budget's worth, far below its queue's 512 frames.
+    assert!(sent < 60, "{sent}");
+    let held = hub.stats().bytes_held_out;
+    assert!(held > 0, "what the stalled reader was given is still held");
+    let mut last = None;
+    while let Some(out) = stalled.recv().await {
+        last = Some(out);
+    }
+    assert_eq!(last, Some(Outbound::Close(CloseReason::SlowConsumer)));
+    // Written (here: read), nothing is held any more; the writer goes on.
+    writer
+        .send_text(json!({"type": "chat_send", "text": "after", "rid": 1000}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(until(&mut writer, "ack").await["rid"], 1000);
+    while let Ok(Some(_)) =
+        tokio::time::timeout(std::time::Duration::from_millis(50), writer.recv()).await
+    {}
+    assert_eq!(hub.stats().bytes_held_out, 0, "{:?}", hub.stats());
+    assert_eq!(hub.stats().bytes_held_in, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn presence_timers_run_on_tokio_time() {
     let hub = Hub::new(TokenAuthenticator::new());

@@ -90,7 +90,7 @@ const EVENT_KINDS: [&str; 13] = [
 ];
 
 /// Every error code, as the type spells them (so a rename fails to compile).
-const ERROR_CODES: [ErrorCode; 30] = [
+const ERROR_CODES: [ErrorCode; 31] = [
     ErrorCode::MalformedFrame,
     ErrorCode::UnknownFrameType,
     ErrorCode::FrameTooLarge,
@@ -121,6 +121,7 @@ const ERROR_CODES: [ErrorCode; 30] = [
     ErrorCode::DocumentTooLarge,
     ErrorCode::StorageFailed,
     ErrorCode::RequestTimeout,
+    ErrorCode::ServerBusy,
 ];
 
 /// Every reason a server closes a connection.
@@ -573,7 +574,15 @@ fn the_limits_table_matches_the_defaults() {
     let p = &cfg.presence;
     let rows = [
         ("Text frame size", format!("{} bytes", cfg.max_frame_bytes)),
-        ("Binary frame size", format!("{} bytes", cfg.max_sync_bytes)),
+        (
+            "WebSocket message",
+            format!("{} bytes", cfg.max_frame_bytes * 2),
+        ),
+        ("Sync message size", format!("{} bytes", cfg.max_sync_bytes)),
+        (
+            "Bytes in flight",
+            format!("{} bytes", hub.max_bytes_in_flight),
+        ),
         (
             "Chat message or comment",
             format!("{} characters", cfg.chat.max_message_chars),

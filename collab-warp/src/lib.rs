@@ -29,7 +29,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use collab_server::api::{self, ApiResponse};
-use collab_server::transport::{pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL};
+use collab_server::transport::{
+    is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+};
 use collab_server::{Connection, Hub};
 use futures::{future, SinkExt, StreamExt, TryStreamExt};
 use hyper::upgrade::OnUpgrade;
@@ -285,6 +287,7 @@ where
             Ok(Raw::Pong(_)) => Some(WireIn::Pong),
             // Answered by the WebSocket layer itself.
             Ok(Raw::Ping(_)) | Ok(Raw::Frame(_)) => None,
+            Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
             Ok(Raw::Close(_)) | Err(_) => Some(WireIn::Close),
         })
     });
@@ -317,6 +320,7 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
             Ok(m) if m.is_close() => Some(WireIn::Close),
             Ok(m) if m.is_pong() => Some(WireIn::Pong),
             Ok(_) => None,
+            Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
             Err(_) => Some(WireIn::Close),
         })
     });

@@ -28,8 +28,10 @@ pub struct SessionConfig {
     pub frame_burst: u32,
     /// Most connections open to the session at once, joined or not (default 50).
     pub max_connections: usize,
-    /// Largest binary (sync) frame accepted, in bytes (default 16 MiB: a
-    /// replica's first sync after long offline work can be large).
+    /// Largest sync message accepted from a replica, in bytes (default
+    /// 16 MiB: a replica's first sync after long offline work can be
+    /// large). One larger than a WebSocket message travels in parts
+    /// ([`crate::parts`]).
     pub max_sync_bytes: usize,
     /// Longest display name, in characters (default 64).
     pub max_name_chars: usize,

@@ -204,6 +204,20 @@ impl Session {
         self.handle_binaries(conn, &[bytes], now);
     }
 
+    /// Answers a binary frame its driver refused before the session saw it:
+    /// a sync message sent in parts ([`crate::parts`]) over
+    /// [`SessionConfig::max_sync_bytes`], one the process had no room for,
+    /// or parts that do not fit together. The client gets the error,
+    /// without a `rid`, and the connection goes on.
+    pub fn handle_refused(&mut self, conn: ConnectionId, error: ProtocolError, now: Timestamp) {
+        if !self.connections.contains_key(&conn) {
+            return;
+        }
+        self.advance(now);
+        self.touch_connection(conn, now);
+        self.send_error(conn, None, &SessionError::Protocol(error));
+    }
+
     /// Handles binary frames that arrived together from one connection, in
     /// order: each is rate limited and checked as
     /// [`Session::handle_binary`] does, and the sync messages admitted are

@@ -70,6 +70,17 @@ pub struct HubConfig {
     /// `/?session={id}` relative to the server), given back as `share_url`
     /// when a session is created over REST. Default none.
     pub share_url: Option<String>,
+    /// Bytes of messages the process holds at once, across every connection
+    /// (default 32 MiB): client messages read and not yet applied, and
+    /// frames queued for clients and not yet written. A client message waits
+    /// for room before it is read further; a sync message sent in parts is
+    /// refused with `server_busy` at its first part unless its whole size
+    /// fits while a quarter of the budget stays free; past the budget, a
+    /// connection with more than a sixteenth of it still to write is dropped
+    /// as a slow consumer when another frame comes for it. Keep it at least twice the largest
+    /// sync message ([`SessionConfig::max_sync_bytes`]), or such messages
+    /// are always refused.
+    pub max_bytes_in_flight: usize,
 }
 
 impl Default for HubConfig {
@@ -92,6 +103,7 @@ impl Default for HubConfig {
             lease_ttl: std::time::Duration::from_secs(15),
             trusted_proxies: Vec::new(),
             share_url: None,
+            max_bytes_in_flight: 32 * 1024 * 1024,
         }
     }
 }

@@ -2,12 +2,16 @@
 //! that count connections per address and take a participant offline.
 
 use super::*;
+use collab_core::parts::{Assembled, Assembler, Part};
+use collab_core::protocol::ProtocolError;
 
 /// Why the session closed a connection, read by the receiving half once its
 /// queue runs dry.
 #[derive(Default)]
 pub(super) struct ConnShared {
     pub(super) close: Mutex<Option<CloseReason>>,
+    /// Bytes queued for the client and counted against the hub's budget.
+    pub(super) queued: std::sync::atomic::AtomicUsize,
 }
 
 impl ConnShared {
@@ -19,6 +23,28 @@ impl ConnShared {
     fn get(&self) -> Option<CloseReason> {
         *self.close.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Takes `bytes` off what is counted as queued for this connection, and
+    /// says how much was counted: frames relayed from another process were
+    /// never counted here.
+    fn written(&self, bytes: usize) -> usize {
+        let mut counted = 0;
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |queued| {
+                counted = bytes.min(queued);
+                Some(queued - counted)
+            });
+        counted
+    }
+}
+
+/// The sync message a connection is receiving in parts, and the budget it
+/// holds.
+#[derive(Default)]
+pub(super) struct Assembly {
+    parts: Assembler,
+    held: Option<budget::Charge>,
 }
 
 /// A request counted against its client address until dropped
@@ -154,6 +180,9 @@ pub struct ConnectionSender {
     pub(super) conn: ConnectionId,
     pub(super) tx: mpsc::Sender<Command>,
     pub(super) hub: Arc<Inner>,
+    /// A sync message arriving in parts; shared by clones, which send on
+    /// the same connection.
+    pub(super) assembly: Arc<Mutex<Assembly>>,
     #[allow(dead_code)] // held for its Drop
     pub(super) guard: Arc<DisconnectGuard>,
 }
@@ -166,9 +195,11 @@ impl ConnectionSender {
     pub async fn send_text(&self, text: impl Into<String>) -> Result<(), HubError> {
         let text = text.into();
         self.count_in(text.len());
+        let held = Some(self.hub.budget.hold(text.len()).await);
         self.command(Command::Text {
             conn: self.conn,
             text,
+            held,
         })
         .await
     }
@@ -185,17 +216,77 @@ impl ConnectionSender {
         self.send_text(text).await
     }
 
-    /// Hands a client's binary frame to the session.
+    /// Hands a client's binary frame to the session: a whole sync message,
+    /// or a part of one ([`collab_core::parts`]), which is put together
+    /// here and handed over once whole. A message in parts must fit the
+    /// session's sync limit and the hub's budget at its first part, or it is
+    /// refused unread (`frame_too_large`, `server_busy`) and its other parts
+    /// are dropped.
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once the session has stopped.
     pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), HubError> {
         self.count_in(bytes.len());
-        self.command(Command::Binary {
-            conn: self.conn,
-            bytes,
-        })
-        .await
+        let command = match Part::decode(&bytes) {
+            None => Command::Binary {
+                conn: self.conn,
+                held: Some(self.hub.budget.hold(bytes.len()).await),
+                bytes,
+            },
+            Some(part) => match self.assemble(part) {
+                Ok(None) => return Ok(()),
+                Ok(Some(command)) => command,
+                Err(error) => Command::Refused {
+                    conn: self.conn,
+                    error,
+                },
+            },
+        };
+        self.command(command).await
+    }
+
+    /// Takes one part: the whole message's command once its last part has
+    /// come.
+    fn assemble(
+        &self,
+        part: Result<Part<'_>, ProtocolError>,
+    ) -> Result<Option<Command>, ProtocolError> {
+        let mut assembly = self.assembly.lock().unwrap_or_else(|e| e.into_inner());
+        let part = match part {
+            Ok(part) => part,
+            Err(e) => {
+                *assembly = Assembly::default();
+                return Err(e);
+            }
+        };
+        if part.offset == 0 {
+            // A new message; one left unfinished is dropped with its room.
+            *assembly = Assembly::default();
+            let len = part.total as usize;
+            let max = self.hub.config.session.max_sync_bytes;
+            if len > max {
+                return Err(ProtocolError::TooLarge { len, max });
+            }
+            let held = self
+                .hub
+                .budget
+                .try_hold_large(len)
+                .ok_or(ProtocolError::Busy { len })?;
+            assembly.held = Some(held);
+            assembly.parts.start(len);
+        }
+        match assembly.parts.push(&part) {
+            Ok(Assembled::Pending | Assembled::Dropped) => Ok(None),
+            Ok(Assembled::Whole(bytes)) => Ok(Some(Command::Binary {
+                conn: self.conn,
+                bytes,
+                held: assembly.held.take(),
+            })),
+            Err(e) => {
+                *assembly = Assembly::default();
+                Err(e)
+            }
+        }
     }
 
     /// Tells the session the client is alive (it answered a ping).
@@ -227,7 +318,7 @@ pub struct ConnectionReceiver {
     pub(super) rx: mpsc::Receiver<Outbound>,
     pub(super) shared: Arc<ConnShared>,
     pub(super) done: bool,
-    pub(super) _guard: Arc<DisconnectGuard>,
+    pub(super) guard: Arc<DisconnectGuard>,
 }
 
 impl ConnectionReceiver {
@@ -254,6 +345,9 @@ impl ConnectionReceiver {
     }
 
     fn received(&mut self, next: Option<Outbound>) -> Option<Outbound> {
+        if let Some(out) = &next {
+            self.written(out);
+        }
         match next {
             Some(Outbound::Close(reason)) => {
                 self.done = true;
@@ -266,6 +360,31 @@ impl ConnectionReceiver {
                     self.shared.get().unwrap_or(CloseReason::ServerShutdown),
                 ))
             }
+        }
+    }
+}
+
+impl ConnectionReceiver {
+    /// A frame left the queue: its bytes no longer count against the budget.
+    fn written(&self, out: &Outbound) {
+        let len = match out {
+            Outbound::Text(text) => text.len(),
+            Outbound::Binary(bytes) => bytes.len(),
+            Outbound::Close(_) => 0,
+        };
+        let counted = self.shared.written(len);
+        if counted > 0 {
+            self.guard.hub.budget.dequeue(counted);
+        }
+    }
+}
+
+impl Drop for ConnectionReceiver {
+    fn drop(&mut self) {
+        // What was never written is no longer held either.
+        self.rx.close();
+        while let Ok(out) = self.rx.try_recv() {
+            self.written(&out);
         }
     }
 }

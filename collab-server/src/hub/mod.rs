@@ -29,6 +29,7 @@ use collab_core::session::{
 };
 
 mod address;
+mod budget;
 mod config;
 mod connection;
 mod error;
@@ -71,10 +72,20 @@ enum Command {
     Text {
         conn: ConnectionId,
         text: String,
+        /// The message's bytes, held against the budget until applied.
+        held: Option<budget::Charge>,
     },
     Binary {
         conn: ConnectionId,
         bytes: Vec<u8>,
+        /// The message's bytes, held against the budget until applied.
+        held: Option<budget::Charge>,
+    },
+    /// A client message the connection refused before its session saw it
+    /// (a message in parts too large or with no room for it).
+    Refused {
+        conn: ConnectionId,
+        error: collab_core::protocol::ProtocolError,
     },
     Disconnect {
         conn: ConnectionId,
@@ -164,6 +175,8 @@ struct Inner {
     nodes: nodes::Nodes,
     /// Set by [`Hub::shutdown`]: no session loads here any more.
     closing: std::sync::atomic::AtomicBool,
+    /// Bytes of messages held, in and out, across every connection.
+    budget: Arc<budget::Budget>,
 }
 
 /// Live sessions and their tasks. Cheap to clone; clones share the sessions.
@@ -281,8 +294,10 @@ impl Hub {
         backplane: Option<Arc<dyn Backplane>>,
     ) -> Self {
         telemetry::describe();
+        let budget = budget::Budget::new(config.max_bytes_in_flight);
         Self {
             inner: Arc::new(Inner {
+                budget,
                 sessions: Mutex::new(HashMap::new()),
                 auth,
                 clock,
@@ -612,13 +627,14 @@ impl Hub {
         }
     }
 
-    /// The largest WebSocket message the protocol takes (a text frame or a
-    /// replica's sync message, whichever limit is larger): adapters set
-    /// their framework's message and frame size to it, so nothing larger is
-    /// ever buffered.
+    /// The largest WebSocket message read: twice the text frame limit, so
+    /// that a text frame a little over its limit is read and answered with
+    /// `frame_too_large` while the connection goes on. Adapters set their
+    /// framework's message and frame size to it, so nothing larger is ever
+    /// buffered; a replica sends a larger sync message in parts
+    /// ([`collab_core::parts`]).
     pub fn max_message_bytes(&self) -> usize {
-        let session = &self.inner.config.session;
-        session.max_frame_bytes.max(session.max_sync_bytes)
+        self.inner.config.session.max_frame_bytes.saturating_mul(2)
     }
 
     /// The read buffer of each WebSocket, in bytes ([`HubConfig::read_buffer_bytes`]).
@@ -724,12 +740,13 @@ impl Hub {
                 tx: commands,
                 guard: Arc::clone(&guard),
                 hub: Arc::clone(&self.inner),
+                assembly: Arc::default(),
             },
             receiver: ConnectionReceiver {
                 rx: outbound,
                 shared,
                 done: false,
-                _guard: guard,
+                guard,
             },
         }
     }
@@ -769,6 +786,8 @@ impl Hub {
             frames_out: c.frames_out.load(Ordering::Relaxed),
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
             slow_consumer_drops: c.drops.load(Ordering::Relaxed),
+            bytes_held_in: self.inner.budget.held().0 as u64,
+            bytes_held_out: self.inner.budget.held().1 as u64,
         }
     }
 }

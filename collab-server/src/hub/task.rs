@@ -12,6 +12,36 @@ pub(super) struct Peer {
     pub(super) shared: Arc<ConnShared>,
 }
 
+/// Why a frame was not queued.
+enum Queued {
+    /// The queue is full, or the process holds more than its budget and
+    /// this connection has a sixteenth of it still to write.
+    Slow,
+    /// The connection is gone.
+    Gone,
+}
+
+impl Peer {
+    /// Queues a frame of `len` bytes, counted against the hub's budget
+    /// until the connection writes it.
+    fn queue(&self, hub: &Inner, out: Outbound, len: usize) -> Result<(), Queued> {
+        let behind = self.shared.queued.load(Ordering::Relaxed) > hub.budget.share();
+        if behind && hub.budget.over() {
+            return Err(Queued::Slow);
+        }
+        self.shared.queued.fetch_add(len, Ordering::Relaxed);
+        hub.budget.queue(len);
+        let refused = match self.tx.try_send(out) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Queued::Slow,
+            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Gone,
+        };
+        self.shared.queued.fetch_sub(len, Ordering::Relaxed);
+        hub.budget.dequeue(len);
+        Err(refused)
+    }
+}
+
 /// A reply that may go out only once the step's changes are stored.
 pub(super) type Deferred = Box<dyn FnOnce() + Send>;
 
@@ -42,23 +72,27 @@ impl Task {
     pub(super) fn apply_all(&mut self, commands: Vec<Command>) {
         let mut commands = commands.into_iter().peekable();
         while let Some(command) = commands.next() {
-            let Command::Binary { conn, bytes } = command else {
+            let Command::Binary { conn, bytes, held } = command else {
                 self.apply(command);
                 continue;
             };
+            // The messages' bytes stay held until they are applied.
+            let mut holds = vec![held];
             let mut frames = vec![bytes];
             while let Some(Command::Binary { conn: next, .. }) = commands.peek() {
                 if *next != conn {
                     break;
                 }
-                if let Some(Command::Binary { bytes, .. }) = commands.next() {
+                if let Some(Command::Binary { bytes, held, .. }) = commands.next() {
                     frames.push(bytes);
+                    holds.push(held);
                 }
             }
             let now = self.hub.clock.now();
             self.last_command = now;
             let frames: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
             self.session.handle_binaries(conn, &frames, now);
+            drop(holds);
         }
     }
 
@@ -87,8 +121,15 @@ impl Task {
                 }
                 let _ = reply.send(result);
             }
-            Command::Text { conn, text } => session.handle_text(conn, &text, now),
-            Command::Binary { conn, bytes } => session.handle_binary(conn, &bytes, now),
+            Command::Text { conn, text, held } => {
+                session.handle_text(conn, &text, now);
+                drop(held);
+            }
+            Command::Binary { conn, bytes, held } => {
+                session.handle_binary(conn, &bytes, now);
+                drop(held);
+            }
+            Command::Refused { conn, error } => session.handle_refused(conn, error, now),
             Command::Touch { conn } => session.touch(conn, now),
             Command::Disconnect { conn } => {
                 self.peers.remove(&conn);
@@ -524,10 +565,10 @@ pub(super) fn deliver(
                         let Some(peer) = peers.get(&conn) else {
                             continue;
                         };
-                        match peer.tx.try_send(Outbound::Text(Arc::clone(&text))) {
+                        match peer.queue(hub, Outbound::Text(Arc::clone(&text)), text.len()) {
                             Ok(()) => sent += 1,
-                            Err(mpsc::error::TrySendError::Full(_)) => slow.push(conn),
-                            Err(mpsc::error::TrySendError::Closed(_)) => gone.push(conn),
+                            Err(Queued::Slow) => slow.push(conn),
+                            Err(Queued::Gone) => gone.push(conn),
                         }
                     }
                     hub.counters.frames_out.fetch_add(sent, Ordering::Relaxed);
@@ -539,15 +580,17 @@ pub(super) fn deliver(
                 }
                 Transmit::SendBinary { to, bytes } => {
                     let Some(peer) = peers.get(&to) else { continue };
-                    let len = bytes.len() as u64;
-                    match peer.tx.try_send(Outbound::Binary(bytes)) {
+                    let len = bytes.len();
+                    match peer.queue(hub, Outbound::Binary(bytes), len) {
                         Ok(()) => {
                             hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
-                            hub.counters.bytes_out.fetch_add(len, Ordering::Relaxed);
+                            hub.counters
+                                .bytes_out
+                                .fetch_add(len as u64, Ordering::Relaxed);
                             metrics::counter!(telemetry::FRAMES_OUT, "type" => "sync").increment(1);
                         }
-                        Err(mpsc::error::TrySendError::Full(_)) => slow.push(to),
-                        Err(mpsc::error::TrySendError::Closed(_)) => gone.push(to),
+                        Err(Queued::Slow) => slow.push(to),
+                        Err(Queued::Gone) => gone.push(to),
                     }
                 }
                 Transmit::Authenticate { conn, rid, token } => {

@@ -45,6 +45,11 @@ pub struct HubStats {
     pub bytes_out: u64,
     /// Connections dropped for not keeping up.
     pub slow_consumer_drops: u64,
+    /// Bytes of client messages read and not yet applied, held against
+    /// [`HubConfig::max_bytes_in_flight`](crate::HubConfig::max_bytes_in_flight).
+    pub bytes_held_in: u64,
+    /// Bytes of frames queued for clients and not yet written.
+    pub bytes_held_out: u64,
 }
 
 #[derive(Default)]
