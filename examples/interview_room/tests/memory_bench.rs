@@ -85,6 +85,18 @@ fn rss_mb(server: &Server) -> f64 {
     kb / 1024.0
 }
 
+/// The server's peak resident set so far (`VmHWM`), in MB.
+fn peak_rss_mb(server: &Server) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
 /// About 10 KB of code, different per session.
 fn code(i: usize) -> String {
     let mut code = String::new();
@@ -531,4 +543,85 @@ async fn seven_hundred_connections() {
     );
     drop(sockets);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ten clients each send one huge message at once: what the server holds
+/// meanwhile is its peak RSS over what it held before. Three rounds, each
+/// on a fresh server: binary messages of 60 MiB in 4 frames, text messages
+/// of 15 MiB, and replicas' 15 MiB sync messages in parts (the junk inside
+/// is refused once whole, after it was held). Run it against an older build
+/// with `COLLAB_SERVER_BIN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run with --ignored --nocapture"]
+async fn ten_huge_messages_at_once() {
+    for round in [
+        "60 MiB binary in 4 frames",
+        "15 MiB text",
+        "15 MiB sync in parts",
+    ] {
+        let dir = temp_dir();
+        let db = dir.join("bench.db");
+        let server = Server::start_with_more(
+            "COLLAB_DB",
+            db.to_str().unwrap(),
+            &[
+                ("RUST_LOG", "warn"),
+                ("COLLAB_TRUSTED_PROXIES", "127.0.0.1"),
+            ],
+        );
+        let c = Client::new(server.url.clone()).forwarded_for("198.18.0.1".to_owned());
+        let host = c.guest().await;
+        let id = c.create(&host, json!({"code": "x"})).await;
+        let mut sockets = Vec::new();
+        for n in 0..10 {
+            let c = Client::new(server.url.clone()).forwarded_for(format!("198.18.1.{}", 1 + n));
+            let token = c.guest().await;
+            let mut ws = c.ws(&id, &token).await.expect("upgrade");
+            ws.send(json!({"type": "join", "mode": "replica"})).await;
+            ws.until("welcome").await;
+            sockets.push(ws);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = rss_mb(&server);
+        let peak_before = peak_rss_mb(&server);
+        let sends = sockets.into_iter().map(|mut ws| {
+            let round = round.to_owned();
+            tokio::spawn(async move {
+                match round.as_str() {
+                    "60 MiB binary in 4 frames" => {
+                        ws.try_send_fragmented(&vec![0x42; 60 << 20], 4, false)
+                            .await;
+                    }
+                    "15 MiB text" => {
+                        ws.try_send_fragmented(&vec![b'x'; 15 << 20], 1, true).await;
+                    }
+                    _ => {
+                        let mut message = vec![0x42u8; 15 << 20];
+                        message[1..]
+                            .iter_mut()
+                            .enumerate()
+                            .for_each(|(i, b)| *b = i as u8);
+                        for frame in collab_core::parts::split(&message, 64 * 1024) {
+                            if !ws.try_send_binary(frame).await {
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Hold the connection while the server deals with it.
+                let _ = ws.next_within(Duration::from_secs(3)).await;
+                ws
+            })
+        });
+        let sockets = futures::future::join_all(sends).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!(
+            "{round}, ten at once: RSS {before:.1} MB before, peak {:.1} MB (+{:.1} MB; peak before {peak_before:.1}), {:.1} MB after",
+            peak_rss_mb(&server),
+            peak_rss_mb(&server) - before,
+            rss_mb(&server),
+        );
+        drop(sockets);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -46,7 +46,11 @@ impl Server {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_interview-room"))
+        // The memory bench measures an older build beside this one when
+        // `COLLAB_SERVER_BIN` names its binary.
+        let program = std::env::var_os("COLLAB_SERVER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_interview-room").into());
+        let mut child = Command::new(program)
             .env("COLLAB_ADDR", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
