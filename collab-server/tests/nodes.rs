@@ -415,3 +415,87 @@ async fn forwarded_connections_close_when_their_owner_dies() {
     let (_, welcome) = join(&c.hubs[1], &info.id, Identity::new("bob", "Bob")).await;
     assert_eq!(names(&welcome), ["Ann", "Bob"]);
 }
+
+/// A replica on another process than its session's owner sends a sync
+/// message in parts: its own process puts it together and forwards it
+/// whole; a message it refuses at the first part is answered there.
+#[tokio::test]
+async fn a_message_in_parts_reaches_the_owner_whole() {
+    let (c, ann, info) = two_with_annes_session().await;
+    let (mut on_a, _) = join(&c.hubs[0], &info.id, ann).await;
+    let mut replica_conn = c.hubs[1]
+        .connect(&info.id, Identity::new("rita", "Rita"))
+        .await
+        .expect("connected");
+    replica_conn
+        .send_text(json!({"type": "join", "mode": "replica"}).to_string())
+        .await
+        .unwrap();
+    until(&mut replica_conn, "welcome").await;
+    let mut replica = collab_core::ReplicaClient::new();
+    let mut text = String::new();
+    let mut seed = 11u32;
+    for _ in 0..200_000 {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        text.push(char::from(b'a' + (seed >> 16) as u8 % 26));
+    }
+    let mut sent_in_parts = false;
+    let mut created = false;
+    for _ in 0..200 {
+        match tokio::time::timeout(std::time::Duration::from_millis(20), replica_conn.recv()).await
+        {
+            Ok(Some(collab_server::Outbound::Binary(b))) => replica.receive(&b).unwrap(),
+            Ok(Some(collab_server::Outbound::Text(t))) => {
+                assert!(!t.contains("\"error\""), "{t}");
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => {}
+        }
+        if replica.text("main").is_some() && !created {
+            replica.create_file("big.txt", &text).unwrap();
+            created = true;
+        }
+        while let Some(m) = replica.poll_message() {
+            let frames = collab_core::parts::split(&m, 64 * 1024);
+            sent_in_parts |= frames.len() > 1;
+            for frame in frames {
+                replica_conn.send_binary(frame).await.unwrap();
+            }
+        }
+        if sent_in_parts {
+            break;
+        }
+    }
+    assert!(sent_in_parts, "the replica's change went in parts");
+    // Ann, on the owner, hears of the file and its text.
+    let mut inserted = 0;
+    while inserted < text.len() {
+        let f = common::next_json(&mut on_a).await;
+        if f["file"] == "big.txt" {
+            let texts = [&f["text"]]
+                .into_iter()
+                .chain(f["op"].as_array().into_iter().flatten());
+            inserted += texts.filter_map(Value::as_str).map(str::len).sum::<usize>();
+        }
+    }
+    assert_eq!(inserted, text.len());
+    // A message over the sync limit is refused on b, without a rid.
+    let mut part = collab_core::parts::split(&vec![0x42; 17 << 20], 64 * 1024).swap_remove(0);
+    part.truncate(100);
+    replica_conn.send_binary(part).await.unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match replica_conn.recv().await {
+                Some(collab_server::Outbound::Text(t)) if t.contains("\"error\"") => {
+                    break serde_json::from_str::<Value>(&t).unwrap();
+                }
+                Some(collab_server::Outbound::Close(reason)) => panic!("{reason:?}"),
+                Some(_) => {}
+                None => panic!("closed"),
+            }
+        }
+    });
+    let e = answer.await.expect("the refusal is answered on b");
+    assert_eq!(e["code"], "frame_too_large", "{e}");
+    assert!(e.get("rid").is_none());
+}

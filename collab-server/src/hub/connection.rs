@@ -156,6 +156,15 @@ impl Connection {
         self.sender.send(msg).await
     }
 
+    /// Hands a client's binary frame to the session: a whole sync message or
+    /// a part of one ([`ConnectionSender::send_binary`]).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), HubError> {
+        self.sender.send_binary(bytes).await
+    }
+
     /// The next thing to send the client; `None` after the close has been given.
     pub async fn recv(&mut self) -> Option<Outbound> {
         self.receiver.recv().await

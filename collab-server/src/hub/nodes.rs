@@ -337,6 +337,22 @@ async fn forward_commands(
             Command::Binary { bytes, .. } => Envelope::Inbound(Inbound::Binary(bytes)),
             Command::Touch { .. } => Envelope::Inbound(Inbound::Touch),
             Command::Disconnect { .. } => Envelope::Disconnect,
+            Command::Refused { error, .. } => {
+                // Refused here, before the owner saw anything: the error
+                // (which never has a rid) goes straight to the client.
+                let frame = ServerFrame::Error {
+                    rid: None,
+                    code: error.code(),
+                    message: error.to_string(),
+                };
+                let queue = lock(&inner.nodes.forwarded)
+                    .get(&conn)
+                    .map(|f| f.queue.clone());
+                if let Some(queue) = queue {
+                    let _ = queue.try_send(Outbound::Text(frame.to_json().into()));
+                }
+                continue;
+            }
             // Only a connection's own commands come this way.
             _ => continue,
         };
