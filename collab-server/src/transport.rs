@@ -104,7 +104,24 @@ async fn pump_in_span<In, Out>(
     let mut too_large = false;
     let closing = {
         let read = async {
-            while let Some(msg) = incoming.next().await {
+            loop {
+                // A message in parts that is overdue gives its room back
+                // even if its sender has gone quiet.
+                let msg = match sender.parts_deadline() {
+                    Some(deadline) => {
+                        match tokio::time::timeout_at(deadline, incoming.next()).await {
+                            Ok(msg) => msg,
+                            Err(_) => {
+                                if sender.parts_overdue().await.is_err() {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    None => incoming.next().await,
+                };
+                let Some(msg) = msg else { break };
                 let delivered = match msg {
                     WireIn::Text(text) => sender.send_text(text).await,
                     WireIn::Binary(bytes) => sender.send_binary(bytes).await,

@@ -102,7 +102,8 @@ async fn a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it() {
         assert_eq!(ack["rid"], i, "every request answered in turn");
     }
     assert_eq!(hub.stats().slow_consumer_drops, 1);
-    // What was queued is still delivered, then the close with its reason.
+    // The backlog is dropped (it would stay in memory while a slow client
+    // reads it); the close comes with its reason.
     let mut last = None;
     while let Some(out) = stalled.recv().await {
         last = Some(out);
@@ -167,6 +168,57 @@ async fn past_the_budget_a_reader_that_is_behind_is_dropped() {
     {}
     assert_eq!(hub.stats().bytes_held_out, 0, "{:?}", hub.stats());
     assert_eq!(hub.stats().bytes_held_in, 0);
+}
+
+/// A message in parts whose sender stops halfway gives its room back when
+/// its time is up, and the client is told; a part arriving after that is
+/// dropped.
+#[tokio::test(start_paused = true)]
+async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
+    use collab_server::transport::{pump, WireIn, WireOut};
+    use futures::StreamExt as _;
+    let hub = Hub::new(TokenAuthenticator::new());
+    let host = Identity::new("h", "Host");
+    let info = hub
+        .create_session(&host, NewSession::default())
+        .await
+        .unwrap();
+    let conn = hub.connect(&info.id, host).await.unwrap();
+    let (in_tx, in_rx) = futures::channel::mpsc::unbounded();
+    let (out_tx, mut out_rx) = futures::channel::mpsc::unbounded();
+    tokio::spawn(pump(conn, in_rx, out_tx));
+    in_tx
+        .unbounded_send(WireIn::Text(r#"{"type":"join","mode":"replica"}"#.into()))
+        .unwrap();
+    // 1 MiB: ten seconds and sixteen more.
+    let frames = collab_core::parts::split(&vec![0x42; 1 << 20], 64 * 1024);
+    in_tx
+        .unbounded_send(WireIn::Binary(frames[0].clone()))
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(hub.stats().bytes_held_in, 1 << 20);
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    assert_eq!(hub.stats().bytes_held_in, 0, "the room is given back");
+    in_tx
+        .unbounded_send(WireIn::Binary(frames[1].clone()))
+        .unwrap();
+    in_tx
+        .unbounded_send(WireIn::Text(r#"{"type":"heartbeat","rid":5}"#.into()))
+        .unwrap();
+    let mut codes = Vec::new();
+    while let Some(out) = out_rx.next().await {
+        if let WireOut::Text(t) = out {
+            let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if f["type"] == "error" {
+                codes.push(f["code"].as_str().unwrap().to_owned());
+            }
+            if f["type"] == "heartbeat_ack" {
+                break;
+            }
+        }
+    }
+    // The late part is dropped without a word: its message was refused.
+    assert_eq!(codes, ["request_timeout"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -214,6 +214,11 @@ impl Session {
             return;
         }
         self.advance(now);
+        // Counted like the frame it stands for: a flood of refused parts
+        // ends in `rate_limited` as any other.
+        if !self.admit(conn, now, FRAME_COST, || None) {
+            return;
+        }
         self.touch_connection(conn, now);
         self.send_error(conn, None, &SessionError::Protocol(error));
     }

@@ -9,8 +9,12 @@
 //! it is refused unread. Outgoing bytes are counted, never refused: once
 //! the process holds more than its budget, a connection with more than a
 //! sixteenth of it still to write is dropped as a slow consumer when another
-//! frame comes for it. So the process holds at most the budget, plus a
-//! sixteenth of it and one frame for each connection that keeps up.
+//! frame comes for it, and what it had queued is dropped with it. So the
+//! process holds at most the budget, plus a sixteenth of it and one frame
+//! for each connection that keeps up (each frame counted once per
+//! recipient, though a broadcast is one copy shared by all: the count errs
+//! high). Frames relayed from another process to a client here are bounded
+//! by the client's queue in frames, not counted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -62,14 +66,14 @@ impl Budget {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            self.waiting.fetch_add(1, Ordering::SeqCst);
+            // Counted while this waits, uncounted however the wait ends
+            // (a connection that closes drops its read mid-wait).
+            let _waiting = Waiting::new(&self.waiting);
             // Room may have come between the try and the registration.
             if let Some(charge) = self.try_hold(bytes, 0) {
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return charge;
             }
             freed.await;
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -116,6 +120,22 @@ impl Budget {
     }
 }
 
+/// One task waiting for room, for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
         let budget = &self.budget;
@@ -153,6 +173,16 @@ mod tests {
         drop(first);
         assert_eq!(waiter.await.unwrap(), 50);
         assert_eq!(budget.held().0, 0, "released on drop");
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_is_no_longer_counted() {
+        let budget = Budget::new(100);
+        let _all = budget.hold(100).await;
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_millis(20), budget.hold(10)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(budget.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -12,12 +12,17 @@ pub(super) struct ConnShared {
     pub(super) close: Mutex<Option<CloseReason>>,
     /// Bytes queued for the client and counted against the hub's budget.
     pub(super) queued: std::sync::atomic::AtomicUsize,
+    /// Dropped as a slow consumer: what it still has queued is not written.
+    slow: std::sync::atomic::AtomicBool,
 }
 
 impl ConnShared {
     pub(super) fn set(&self, reason: CloseReason) {
         let mut close = self.close.lock().unwrap_or_else(|e| e.into_inner());
-        close.get_or_insert(reason);
+        let reason = *close.get_or_insert(reason);
+        if reason == CloseReason::SlowConsumer {
+            self.slow.store(true, Ordering::Relaxed);
+        }
     }
 
     fn get(&self) -> Option<CloseReason> {
@@ -45,6 +50,16 @@ impl ConnShared {
 pub(super) struct Assembly {
     parts: Assembler,
     held: Option<budget::Charge>,
+    /// When the message's last part must have come.
+    deadline: Option<tokio::time::Instant>,
+}
+
+/// How long a message in parts may take: ten seconds, and a second for
+/// every 64 KiB (a 16 MiB message has four and a half minutes). One whose
+/// sender stops, or trickles, gives its room back when the time is up.
+fn parts_deadline(total: usize) -> tokio::time::Instant {
+    let secs = 10 + total as u64 / (64 * 1024);
+    tokio::time::Instant::now() + std::time::Duration::from_secs(secs)
 }
 
 /// A request counted against its client address until dropped
@@ -237,6 +252,23 @@ impl ConnectionSender {
     pub async fn send_binary(&self, bytes: Vec<u8>) -> Result<(), HubError> {
         self.count_in(bytes.len());
         let command = match Part::decode(&bytes) {
+            // Larger than a WebSocket message: only from another process
+            // (relayed whole) or a caller in this one. Nothing waits for
+            // room for it: a message this size leaves a quarter free, or is
+            // refused, as in parts.
+            None if bytes.len() > self.hub.config.session.max_frame_bytes * 2 => {
+                match self.hub.budget.try_hold_large(bytes.len()) {
+                    Some(held) => Command::Binary {
+                        conn: self.conn,
+                        held: Some(held),
+                        bytes,
+                    },
+                    None => Command::Refused {
+                        conn: self.conn,
+                        error: ProtocolError::Busy { len: bytes.len() },
+                    },
+                }
+            }
             None => Command::Binary {
                 conn: self.conn,
                 held: Some(self.hub.budget.hold(bytes.len()).await),
@@ -268,6 +300,14 @@ impl ConnectionSender {
                 return Err(e);
             }
         };
+        if part.offset != 0
+            && assembly
+                .deadline
+                .is_some_and(|d| d <= tokio::time::Instant::now())
+        {
+            *assembly = Assembly::default();
+            return Err(ProtocolError::PartsTooSlow);
+        }
         if part.offset == 0 {
             // A new message; one left unfinished is dropped with its room.
             *assembly = Assembly::default();
@@ -282,6 +322,7 @@ impl ConnectionSender {
                 .try_hold_large(len)
                 .ok_or(ProtocolError::Busy { len })?;
             assembly.held = Some(held);
+            assembly.deadline = Some(parts_deadline(len));
             assembly.parts.start(len);
         }
         match assembly.parts.push(&part) {
@@ -296,6 +337,40 @@ impl ConnectionSender {
                 Err(e)
             }
         }
+    }
+
+    /// When the message in parts being put together must be whole, if one
+    /// is: a driver calls [`ConnectionSender::parts_overdue`] then, unless
+    /// its last part came first.
+    pub fn parts_deadline(&self) -> Option<tokio::time::Instant> {
+        let assembly = self.assembly.lock().unwrap_or_else(|e| e.into_inner());
+        assembly.deadline.filter(|_| assembly.parts.is_started())
+    }
+
+    /// Drops the message in parts whose time is up, giving its room back,
+    /// and tells the client (`request_timeout`).
+    ///
+    /// # Errors
+    /// [`HubError::ShuttingDown`] once the session has stopped.
+    pub async fn parts_overdue(&self) -> Result<(), HubError> {
+        let overdue = {
+            let mut assembly = self.assembly.lock().unwrap_or_else(|e| e.into_inner());
+            let overdue = assembly
+                .deadline
+                .is_some_and(|d| d <= tokio::time::Instant::now());
+            if overdue {
+                *assembly = Assembly::default();
+            }
+            overdue
+        };
+        if !overdue {
+            return Ok(());
+        }
+        self.command(Command::Refused {
+            conn: self.conn,
+            error: ProtocolError::PartsTooSlow,
+        })
+        .await
     }
 
     /// Tells the session the client is alive (it answered a ping).
@@ -357,6 +432,13 @@ impl ConnectionReceiver {
         if let Some(out) = &next {
             self.written(out);
         }
+        if next.is_some() && self.shared.slow.load(Ordering::Relaxed) {
+            // A client that did not keep up gets no more of its backlog,
+            // which would stay in memory for as long as it reads slowly.
+            self.discard();
+            self.done = true;
+            return Some(Outbound::Close(CloseReason::SlowConsumer));
+        }
         match next {
             Some(Outbound::Close(reason)) => {
                 self.done = true;
@@ -388,12 +470,19 @@ impl ConnectionReceiver {
     }
 }
 
-impl Drop for ConnectionReceiver {
-    fn drop(&mut self) {
-        // What was never written is no longer held either.
+impl ConnectionReceiver {
+    /// Drops everything still queued, and anything queued later.
+    fn discard(&mut self) {
         self.rx.close();
         while let Ok(out) = self.rx.try_recv() {
             self.written(&out);
         }
+    }
+}
+
+impl Drop for ConnectionReceiver {
+    fn drop(&mut self) {
+        // What was never written is no longer held either.
+        self.discard();
     }
 }

@@ -645,6 +645,10 @@ pub enum ProtocolError {
         /// The message's size.
         len: usize,
     },
+    /// A message in parts whose last part did not come in time (ten
+    /// seconds and one for every 64 KiB): dropped, with the room it held.
+    #[error("the message's parts did not all arrive in time")]
+    PartsTooSlow,
 }
 
 impl ProtocolError {
@@ -657,6 +661,7 @@ impl ProtocolError {
             }
             ProtocolError::UnknownType(_) => ErrorCode::UnknownFrameType,
             ProtocolError::Busy { .. } => ErrorCode::ServerBusy,
+            ProtocolError::PartsTooSlow => ErrorCode::RequestTimeout,
         }
     }
 }
