@@ -57,6 +57,40 @@ const ANSWERS = new Set(["ack", "error", "chat_history", "events", "versions", "
 const FINAL_CLOSE = { 4000: "left", 4001: "kicked", 4002: "session_ended" };
 const OFFLINE_PRESENCE = { status: "offline", cursors: [], typing: false, last_active: 0 };
 
+/** The first byte of a part of a sync message (PROTOCOL.md, "Frames"). */
+export const PART_TAG = 0x50;
+
+/**
+ * The binary frames a replica sends for one automerge sync message: the
+ * message itself when it fits in `maxFrameBytes` (the server's text frame
+ * limit, 64 KiB by default), else parts of at most `maxFrameBytes` each, with
+ * the 9-byte header the server reads (0x50, the total length and the part's
+ * offset, both u32 big-endian). Send them in order, one binary frame each.
+ *
+ *   for (const frame of syncFrames(Automerge.generateSyncMessage(doc, state)[1])) ws.send(frame);
+ *
+ * @param {Uint8Array} message
+ * @param {number} [maxFrameBytes]
+ * @returns {Uint8Array[]}
+ */
+export function syncFrames(message, maxFrameBytes = 64 * 1024) {
+  if (message.length <= maxFrameBytes && message[0] !== PART_TAG) return [message];
+  if (message.length > 0xffffffff) throw new RangeError("a sync message of 4 GiB or more");
+  const room = Math.max(maxFrameBytes, 10) - 9;
+  const frames = [];
+  for (let offset = 0; offset < message.length; offset += room) {
+    const bytes = message.subarray(offset, offset + room);
+    const frame = new Uint8Array(9 + bytes.length);
+    const header = new DataView(frame.buffer);
+    header.setUint8(0, PART_TAG);
+    header.setUint32(1, message.length);
+    header.setUint32(5, offset);
+    frame.set(bytes, 9);
+    frames.push(frame);
+  }
+  return frames;
+}
+
 /** Whether a goodbye or close reason means the client must not reconnect. */
 export const isFinal = (reason) => reason === "left" || reason === "kicked" || reason === "session_ended";
 

@@ -231,6 +231,21 @@ mod tests {
         assert_eq!(assemble(&frames).unwrap(), vec![large]);
     }
 
+    /// The vector `js/test/parts.test.mjs` checks `syncFrames` against.
+    #[test]
+    fn the_header_is_tag_total_and_offset_big_endian() {
+        let message: Vec<u8> = (0..25).collect();
+        let frames = split(&message, 19);
+        assert_eq!(
+            frames,
+            [
+                vec![PART_TAG, 0, 0, 0, 25, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+                vec![PART_TAG, 0, 0, 0, 25, 0, 0, 0, 10, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
+                vec![PART_TAG, 0, 0, 0, 25, 0, 0, 0, 20, 20, 21, 22, 23, 24],
+            ]
+        );
+    }
+
     #[test]
     fn a_message_that_starts_like_a_part_always_goes_in_parts() {
         let tricky = vec![PART_TAG, 0, 0, 0, 1];
