@@ -325,18 +325,7 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
         .await;
     let (mut thin, welcome) = c.joined(&id, "host-token-8", "Hana").await;
     assert_eq!(welcome["document"]["files"]["main"], "fn main() {}");
-    let mut ws = c.ws(&id, "replica-token-8").await.expect("upgrade");
-    ws.send(json!({"type": "join", "mode": "replica"})).await;
-    let mut replica = collab_core::ReplicaClient::new();
-    // Sync until the replica has the text.
-    while replica.text("main").is_none() {
-        if let Next::Binary(b) = ws.next().await {
-            replica.receive(&b).expect("sync message");
-            if let Some(m) = replica.poll_message() {
-                ws.send_sync(m).await;
-            }
-        }
-    }
+    let (mut ws, mut replica) = replica_joined(c, &id, "replica-token-8").await;
     thin.send(json!({"type": "text_op", "rid": 1, "rev": 0, "file": "main", "op": [12, "\n// é😀"], "oid": "t1"})).await;
     assert_eq!(thin.until("text_ack").await["rev"], 1);
     // The replica gets the thin client's edit by sync (and so learns what the
@@ -401,15 +390,10 @@ pub async fn thin_client_and_replica_edit_together(c: &Client) {
     assert_eq!(r.body["code"], "pub fn main() {}\n// é😀");
 }
 
-/// A replica's sync message larger than a WebSocket message travels in
-/// parts; one over the sync limit, or one the process has no room for, is
-/// refused at its first part and the connection goes on. The scenario's hub
-/// takes sync messages of 2 MiB and holds 4 MiB in flight, of which a
-/// message in parts may take 3.
-pub async fn sync_messages_travel_in_parts(c: &Client) {
-    let id = c.create("host-token-30", json!({"code": "x"})).await;
-    let (mut thin, _) = c.joined(&id, "host-token-30", "Hana").await;
-    let mut ws = c.ws(&id, "replica-token-30").await.expect("upgrade");
+/// A replica joined over a WebSocket and synced until it has the session's
+/// `main` file.
+async fn replica_joined(c: &Client, id: &str, token: &str) -> (Ws, collab_core::ReplicaClient) {
+    let mut ws = c.ws(id, token).await.expect("upgrade");
     ws.send(json!({"type": "join", "mode": "replica"})).await;
     let mut replica = collab_core::ReplicaClient::new();
     while replica.text("main").is_none() {
@@ -420,6 +404,18 @@ pub async fn sync_messages_travel_in_parts(c: &Client) {
             }
         }
     }
+    (ws, replica)
+}
+
+/// A replica's sync message larger than a WebSocket message travels in
+/// parts; one over the sync limit, or one the process has no room for, is
+/// refused at its first part and the connection goes on. The scenario's hub
+/// takes sync messages of 2 MiB and holds 4 MiB in flight, of which a
+/// message in parts may take 3.
+pub async fn sync_messages_travel_in_parts(c: &Client) {
+    let id = c.create("host-token-30", json!({"code": "x"})).await;
+    let (mut thin, _) = c.joined(&id, "host-token-30", "Hana").await;
+    let (mut ws, mut replica) = replica_joined(c, &id, "replica-token-30").await;
     // Another connection starts a 2 MiB message and stops after one part:
     // it holds its room until it goes.
     let mut hog = c.ws(&id, "replica-token-30b").await.expect("upgrade");
