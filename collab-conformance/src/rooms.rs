@@ -420,12 +420,16 @@ pub async fn sync_messages_travel_in_parts(c: &Client) {
     // it holds its room until it goes.
     let mut hog = c.ws(&id, "replica-token-30b").await.expect("upgrade");
     hog.send(json!({"type": "join", "mode": "replica"})).await;
-    hog.until("welcome").await;
+    // Joined as a replica once the snapshot has come.
+    while !matches!(hog.next().await, Next::Binary(_)) {}
     let first_part = |total: usize| {
         let mut frame = collab_core::parts::split(&vec![0x42; total], SYNC_FRAME_BYTES);
         frame.swap_remove(0)
     };
     hog.send_binary(first_part(2 << 20)).await;
+    // Parts from a thin client: refused unread.
+    thin.send_binary(first_part(100_000)).await;
+    assert_eq!(thin.until("error").await["code"], "malformed_frame");
     // Over the sync limit: refused unread.
     ws.send_binary(first_part((2 << 20) + 1)).await;
     let e = ws.until("error").await;

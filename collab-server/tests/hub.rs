@@ -190,6 +190,8 @@ async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
     in_tx
         .unbounded_send(WireIn::Text(r#"{"type":"join","mode":"replica"}"#.into()))
         .unwrap();
+    // Joined as a replica once the snapshot has come.
+    while !matches!(out_rx.next().await, Some(WireOut::Binary(_))) {}
     // 1 MiB: ten seconds and sixteen more.
     let frames = collab_core::parts::split(&vec![0x42; 1 << 20], 64 * 1024);
     in_tx

@@ -14,6 +14,10 @@ pub(super) struct ConnShared {
     pub(super) queued: std::sync::atomic::AtomicUsize,
     /// Dropped as a slow consumer: what it still has queued is not written.
     slow: std::sync::atomic::AtomicBool,
+    /// Joined as a replica: it has been sent a binary frame (a replica gets
+    /// the snapshot as soon as it joins, and nobody else gets one). Only a
+    /// replica may start a message in parts.
+    replica: std::sync::atomic::AtomicBool,
 }
 
 impl ConnShared {
@@ -23,6 +27,11 @@ impl ConnShared {
         if reason == CloseReason::SlowConsumer {
             self.slow.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Notes that the connection was sent a binary frame: it is a replica.
+    pub(super) fn sent_binary(&self) {
+        self.replica.store(true, Ordering::Relaxed);
     }
 
     fn get(&self) -> Option<CloseReason> {
@@ -207,6 +216,8 @@ pub struct ConnectionSender {
     /// A sync message arriving in parts; shared by clones, which send on
     /// the same connection.
     pub(super) assembly: Arc<Mutex<Assembly>>,
+    /// What the receiving half shares: whether this is a replica.
+    pub(super) shared: Arc<ConnShared>,
     #[allow(dead_code)] // held for its Drop
     pub(super) guard: Arc<DisconnectGuard>,
 }
@@ -242,10 +253,10 @@ impl ConnectionSender {
 
     /// Hands a client's binary frame to the session: a whole sync message,
     /// or a part of one ([`collab_core::parts`]), which is put together
-    /// here and handed over once whole. A message in parts must fit the
-    /// session's sync limit and the hub's budget at its first part, or it is
-    /// refused unread (`frame_too_large`, `server_busy`) and its other parts
-    /// are dropped.
+    /// here and handed over once whole. A message in parts must come from a
+    /// replica and fit the session's sync limit and the hub's budget at its
+    /// first part, or it is refused unread (`malformed_frame`,
+    /// `frame_too_large`, `server_busy`) and its other parts are dropped.
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once the session has stopped.
@@ -311,6 +322,9 @@ impl ConnectionSender {
         if part.offset == 0 {
             // A new message; one left unfinished is dropped with its room.
             *assembly = Assembly::default();
+            if !self.shared.replica.load(Ordering::Relaxed) {
+                return Err(ProtocolError::UnexpectedBinary);
+            }
             let len = part.total as usize;
             let max = self.hub.config.session.max_sync_bytes;
             if len > max {

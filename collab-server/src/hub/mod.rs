@@ -741,6 +741,7 @@ impl Hub {
                 guard: Arc::clone(&guard),
                 hub: Arc::clone(&self.inner),
                 assembly: Arc::default(),
+                shared: Arc::clone(&shared),
             },
             receiver: ConnectionReceiver {
                 rx: outbound,

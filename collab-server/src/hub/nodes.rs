@@ -41,6 +41,8 @@ pub(super) struct Forwarded {
     owner: NodeId,
     /// The client's queue.
     queue: mpsc::Sender<Outbound>,
+    /// What the client's connection here shares with its halves.
+    shared: Arc<ConnShared>,
 }
 
 impl Forwarded {
@@ -79,6 +81,7 @@ impl Hub {
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
         let span = connection_span(id, conn, &identity, peer);
         let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
+        let shared = Arc::new(ConnShared::default());
         let (answer_tx, answer) = oneshot::channel();
         lock(&self.inner.nodes.forwarded).insert(
             conn,
@@ -86,6 +89,7 @@ impl Hub {
                 session: id.clone(),
                 owner: owner.clone(),
                 queue: out_tx,
+                shared: Arc::clone(&shared),
             },
         );
         lock(&self.inner.nodes.pending).insert(conn, answer_tx);
@@ -137,14 +141,7 @@ impl Hub {
             )
             .instrument(span.clone()),
         );
-        Ok(self.connection(
-            conn,
-            cmd_tx,
-            out_rx,
-            Arc::new(ConnShared::default()),
-            slot,
-            span,
-        ))
+        Ok(self.connection(conn, cmd_tx, out_rx, shared, slot, span))
     }
 
     /// Closes every connection this process forwards to an owner elsewhere.
@@ -255,7 +252,13 @@ impl Hub {
             }
             Envelope::Outbound(out) => {
                 let closes = matches!(out, Outbound::Close(_));
-                let queue = lock(&nodes.forwarded).get(&conn).map(|f| f.queue.clone());
+                let queue = lock(&nodes.forwarded).get(&conn).map(|f| {
+                    if matches!(out, Outbound::Binary(_)) {
+                        // The owner sends binary frames to replicas only.
+                        f.shared.sent_binary();
+                    }
+                    f.queue.clone()
+                });
                 if let Some(queue) = queue {
                     // As for a local connection: a client that does not
                     // read loses its connection, nobody waits for it.

@@ -581,6 +581,7 @@ pub(super) fn deliver(
                 Transmit::SendBinary { to, bytes } => {
                     let Some(peer) = peers.get(&to) else { continue };
                     let len = bytes.len();
+                    peer.shared.sent_binary();
                     match peer.queue(hub, Outbound::Binary(bytes), len) {
                         Ok(()) => {
                             hub.counters.frames_out.fetch_add(1, Ordering::Relaxed);
