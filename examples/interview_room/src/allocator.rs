@@ -39,11 +39,20 @@ pub fn heap() -> Option<(usize, usize)> {
     ))
 }
 
-/// [`heap`] as gauges.
+/// [`heap`] as gauges, with the two parts of `resident` that are not live
+/// objects: pages that hold at least one live object (`active`, so
+/// `active - allocated` is what fragmentation costs) and jemalloc's own
+/// bookkeeping (`metadata`, a few percent of the largest the heap has been,
+/// which jemalloc never gives back).
 #[allow(dead_code)] // the benchmark server has no /metrics
 pub fn report_heap() {
+    use tikv_jemalloc_ctl::stats;
     if let Some((allocated, resident)) = heap() {
         metrics::gauge!("interview_room_heap_allocated_bytes").set(allocated as f64);
         metrics::gauge!("interview_room_heap_resident_bytes").set(resident as f64);
+    }
+    if let (Ok(active), Ok(metadata)) = (stats::active::read(), stats::metadata::read()) {
+        metrics::gauge!("interview_room_heap_active_bytes").set(active as f64);
+        metrics::gauge!("interview_room_heap_metadata_bytes").set(metadata as f64);
     }
 }

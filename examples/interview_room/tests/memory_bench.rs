@@ -43,9 +43,10 @@ fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// The server's heap as jemalloc counts it, from `/metrics`: MB live and
-/// MB in the pages it holds (updated every second).
-async fn heap_mb(server: &Server) -> (f64, f64) {
+/// The server's heap as jemalloc counts it, from `/metrics` (updated every
+/// second), in MB: live, in the pages it holds, in pages that hold live
+/// objects, and its own bookkeeping.
+async fn heap_mb(server: &Server) -> (f64, f64, f64, f64) {
     let text = reqwest::get(format!("{}/metrics", server.url))
         .await
         .unwrap()
@@ -61,16 +62,38 @@ async fn heap_mb(server: &Server) -> (f64, f64) {
     (
         gauge("interview_room_heap_allocated_bytes"),
         gauge("interview_room_heap_resident_bytes"),
+        gauge("interview_room_heap_active_bytes"),
+        gauge("interview_room_heap_metadata_bytes"),
     )
 }
 
 /// The server's RSS and heap, in words.
 async fn memory(server: &Server) -> String {
-    let (live, resident) = heap_mb(server).await;
+    let (live, resident, active, metadata) = heap_mb(server).await;
+    let (anon, file) = rss_parts_mb(server);
     format!(
-        "RSS {:.1} MB (heap: {live:.1} MB live, {resident:.1} MB resident)",
+        "RSS {:.1} MB ({anon:.1} MB anonymous, {file:.1} MB of mapped files such as the \
+         program's code; heap: {live:.1} MB live, {resident:.1} MB resident, of which \
+         {active:.1} MB in pages with live objects and {metadata:.1} MB jemalloc's own)",
         rss_mb(server)
     )
+}
+
+/// The server's resident set in two parts, in MB: anonymous memory (the
+/// heaps, stacks) and pages of mapped files (the program's code, which the
+/// kernel loads as it is first run and may drop again at will).
+fn rss_parts_mb(server: &Server) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap()
+            / 1024.0
+    };
+    (field("RssAnon:"), field("RssFile:") + field("RssShmem:"))
 }
 
 /// The server's resident set, in MB.
@@ -171,8 +194,9 @@ async fn a_thousand_sessions() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_mb(&server);
+    println!("idle: {}", memory(&server).await);
     let started = Instant::now();
-    let sessions = 1_000usize;
+    let sessions: usize = setting("COLLAB_BENCH_SESSIONS", 1_000);
     let mut next = 0;
     while next < sessions {
         let batch: Vec<_> = (next..(next + 8).min(sessions))
@@ -536,7 +560,7 @@ async fn seven_hundred_connections() {
             .await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (live, resident) = heap_mb(&server).await;
+    let (live, resident, ..) = heap_mb(&server).await;
     println!(
         "after a presence update each: heap {live:.1} MB live, {resident:.1} MB resident, RSS {:.1} MB",
         rss_mb(&server)
