@@ -413,7 +413,7 @@ impl ConnectionSender {
 
 /// The half of a [`Connection`] that carries frames to the client.
 pub struct ConnectionReceiver {
-    pub(super) rx: mpsc::Receiver<Outbound>,
+    pub(super) rx: queue::Receiver<Outbound>,
     pub(super) shared: Arc<ConnShared>,
     pub(super) done: bool,
     pub(super) guard: Arc<DisconnectGuard>,
@@ -437,8 +437,8 @@ impl ConnectionReceiver {
         }
         match self.rx.try_recv() {
             Ok(out) => self.received(Some(out)),
-            Err(mpsc::error::TryRecvError::Empty) => None,
-            Err(mpsc::error::TryRecvError::Disconnected) => self.received(None),
+            Err(queue::TryRecvError::Empty) => None,
+            Err(queue::TryRecvError::Disconnected) => self.received(None),
         }
     }
 

@@ -36,6 +36,7 @@ mod error;
 mod limits;
 mod nodes;
 mod polling;
+mod queue;
 mod registry;
 mod remote;
 mod task;
@@ -65,7 +66,7 @@ enum Command {
         conn: ConnectionId,
         identity: Identity,
         address: Option<std::net::IpAddr>,
-        outbound: mpsc::Sender<Outbound>,
+        outbound: queue::Sender<Outbound>,
         shared: Arc<ConnShared>,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
@@ -696,7 +697,7 @@ impl Hub {
     ) -> Result<Connection, HubError> {
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
         let span = connection_span(id, conn, &identity, peer);
-        let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
+        let (out_tx, out_rx) = queue::channel(self.inner.config.outbound_queue);
         let shared = Arc::new(ConnShared::default());
         let (reply, rx) = oneshot::channel();
         let command = Command::Connect {
@@ -717,7 +718,7 @@ impl Hub {
         &self,
         conn: ConnectionId,
         commands: mpsc::Sender<Command>,
-        outbound: mpsc::Receiver<Outbound>,
+        outbound: queue::Receiver<Outbound>,
         shared: Arc<ConnShared>,
         slot: AddressSlot,
         span: tracing::Span,

@@ -40,7 +40,7 @@ pub(super) struct Forwarded {
     session: SessionId,
     owner: NodeId,
     /// The client's queue.
-    queue: mpsc::Sender<Outbound>,
+    queue: queue::Sender<Outbound>,
     /// What the client's connection here shares with its halves.
     shared: Arc<ConnShared>,
 }
@@ -80,7 +80,7 @@ impl Hub {
     ) -> Result<Connection, HubError> {
         let conn = ConnectionId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
         let span = connection_span(id, conn, &identity, peer);
-        let (out_tx, out_rx) = mpsc::channel(self.inner.config.outbound_queue);
+        let (out_tx, out_rx) = queue::channel(self.inner.config.outbound_queue);
         let shared = Arc::new(ConnShared::default());
         let (answer_tx, answer) = oneshot::channel();
         lock(&self.inner.nodes.forwarded).insert(

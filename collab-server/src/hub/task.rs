@@ -8,7 +8,7 @@ use collab_core::time::duration_ms;
 use tracing::Instrument;
 
 pub(super) struct Peer {
-    pub(super) tx: mpsc::Sender<Outbound>,
+    pub(super) tx: queue::Sender<Outbound>,
     pub(super) shared: Arc<ConnShared>,
 }
 
@@ -33,8 +33,8 @@ impl Peer {
         hub.budget.queue(len);
         let refused = match self.tx.try_send(out) {
             Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Queued::Slow,
-            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Gone,
+            Err(queue::TrySendError::Full(_)) => Queued::Slow,
+            Err(queue::TrySendError::Closed(_)) => Queued::Gone,
         };
         self.shared.queued.fetch_sub(len, Ordering::Relaxed);
         hub.budget.dequeue(len);
