@@ -39,6 +39,7 @@ pub fn tune() -> tikv_jemalloc_ctl::Result<()> {
 /// live. Under load a worker parks many times a second and pays this once;
 /// a worker that goes idle parks again within a second or two, when the
 /// runtime's timers wake it.
+#[allow(dead_code)] // the benchmark server's runtime is `#[tokio::main]`'s
 pub fn thread_parked() {
     use std::cell::Cell;
     use std::time::{Duration, Instant};
