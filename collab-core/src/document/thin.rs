@@ -278,16 +278,8 @@ impl Document {
             return;
         }
         self.hand_over_pending();
-        let mut options = CommitOptions::default();
-        if !self.uncommitted_authors.is_empty() {
-            let names: Vec<String> = self
-                .uncommitted_authors
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            options = options.with_message(format!("participants:{}", names.join(",")));
-        }
-        self.doc.commit_with(options);
+        self.doc
+            .commit_with(commit_options(&self.uncommitted_authors));
         self.uncommitted = 0;
         self.uncommitted_authors.clear();
     }
@@ -402,9 +394,12 @@ impl Document {
             .objs
             .get(path)
             .ok_or_else(|| DocumentError::UnknownFile(path.to_owned()))?;
-        self.churn = self
-            .churn
-            .saturating_add(splice_automerge(&mut self.doc, obj, op)?);
+        self.churn = self.churn.saturating_add(splice_automerge(
+            &mut self.doc,
+            obj,
+            op,
+            &self.uncommitted_authors,
+        )?);
         Ok(())
     }
 
@@ -417,7 +412,7 @@ impl Document {
             .doc
             .put_object(&self.files_obj, path, ObjType::Text)
             .map_err(refused)?;
-        self.doc.splice_text(&obj, 0, 0, text).map_err(refused)?;
+        insert_in_pieces(&mut self.doc, &obj, 0, 0, text, &self.uncommitted_authors)?;
         self.churn = self.churn.saturating_add(utf16_len(text));
         if let Some(old) = self.objs.insert(path.to_owned(), obj.clone()) {
             self.by_obj.remove(&old);
@@ -613,12 +608,64 @@ pub(super) fn apply_to_rope(text: &mut Rope, op: &TextOperation) {
     }
 }
 
+/// What a change handed over for `authors` says of itself: their ids,
+/// `participants:1,4` (the revisions say who made which edit).
+fn commit_options(authors: &[ParticipantId]) -> CommitOptions {
+    if authors.is_empty() {
+        return CommitOptions::default();
+    }
+    let names: Vec<String> = authors.iter().map(ToString::to_string).collect();
+    CommitOptions::default().with_message(format!("participants:{}", names.join(",")))
+}
+
+/// Commits automerge's open change once it holds [`MAX_TRANSACTION_OPS`]
+/// operations, so that a long hand-over is several changes of bounded
+/// size rather than one whose pending operations take hundreds of MB.
+fn bound_transaction(doc: &mut AutoCommit, authors: &[ParticipantId]) {
+    if doc.pending_ops() >= MAX_TRANSACTION_OPS {
+        doc.commit_with(commit_options(authors));
+    }
+}
+
+/// Splices `text` into `obj` at `pos` (deleting `del` units first), at
+/// most [`INSERT_PIECE`] characters a splice, cut between characters and
+/// within changes of bounded size. Returns the units inserted.
+fn insert_in_pieces(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    mut pos: usize,
+    mut del: isize,
+    text: &str,
+    authors: &[ParticipantId],
+) -> Result<usize, DocumentError> {
+    let mut rest = text;
+    let mut inserted = 0;
+    loop {
+        bound_transaction(doc, authors);
+        let cut = rest
+            .char_indices()
+            .nth(INSERT_PIECE)
+            .map_or(rest.len(), |(i, _)| i);
+        let (piece, tail) = rest.split_at(cut);
+        doc.splice_text(obj, pos, del, piece).map_err(refused)?;
+        let len = piece.encode_utf16().count();
+        pos += len;
+        inserted += len;
+        del = 0;
+        rest = tail;
+        if rest.is_empty() {
+            return Ok(inserted);
+        }
+    }
+}
+
 /// Applies a checked operation to an automerge text object (UTF-16 encoding).
 /// Returns the units inserted and deleted.
 fn splice_automerge(
     doc: &mut AutoCommit,
     obj: &ObjId,
     op: &TextOperation,
+    authors: &[ParticipantId],
 ) -> Result<u64, DocumentError> {
     use crate::ot::Component;
     let mut pos = 0usize;
@@ -637,12 +684,12 @@ fn splice_automerge(
                     }
                     _ => 0,
                 };
-                doc.splice_text(obj, pos, del, s).map_err(refused)?;
-                let len = s.encode_utf16().count();
+                let len = insert_in_pieces(doc, obj, pos, del, s, authors)?;
                 pos += len;
                 churn += len as u64 + del.unsigned_abs() as u64;
             }
             Component::Delete(n) => {
+                bound_transaction(doc, authors);
                 doc.splice_text(obj, pos, *n as isize, "")
                     .map_err(refused)?;
                 churn += u64::from(*n);
@@ -778,6 +825,45 @@ mod tests {
         doc.commit();
         assert_eq!(doc.change_hashes().len() - before, 2);
         assert_eq!(automerge_files(&mut doc)["main"].len(), 2 * COMMIT_EVERY);
+    }
+
+    /// A long insert reaches automerge in changes of bounded size, cut
+    /// between characters (an emoji is two UTF-16 units), and automerge's
+    /// text ends equal to the rope's.
+    #[test]
+    fn a_long_insert_reaches_automerge_in_bounded_changes() {
+        let mut doc =
+            Document::load(&Document::new("rust", [("main", "ab")]).unwrap().save()).unwrap();
+        assert!(!doc.is_private());
+        let before = doc.change_hashes().len();
+        let now = Timestamp::from_millis(0);
+        // Emoji fall on both sides of every piece's cut.
+        let text: String = (0..3 * INSERT_PIECE + 7)
+            .map(|i| if i % 1_000 < 3 { '\u{1F600}' } else { 'x' })
+            .collect();
+        let mut op = TextOperation::new();
+        op.retain(1).insert(&text).retain(1);
+        doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
+            .unwrap();
+        doc.commit();
+        let expected = format!("a{text}b");
+        assert_eq!(doc.text("main").as_deref(), Some(expected.as_str()));
+        assert_eq!(automerge_files(&mut doc)["main"], expected);
+        // 12,295 characters: more than one change's worth, fewer than one
+        // change per piece would make.
+        let changes = doc.change_hashes().len() - before;
+        assert!((2..=4).contains(&changes), "{changes} changes");
+    }
+
+    /// A private document started afresh from a long text builds it in
+    /// changes of bounded size too.
+    #[test]
+    fn a_private_document_is_rebuilt_in_bounded_changes() {
+        let long = "y".repeat(3 * MAX_TRANSACTION_OPS);
+        let mut doc = Document::new("rust", [("main", long.as_str())]).unwrap();
+        assert!(doc.is_private());
+        assert!(doc.change_hashes().len() >= 3);
+        assert_eq!(automerge_files(&mut doc)["main"], long);
     }
 
     /// Bytes saved with the public `save` may reach anyone: from then on
