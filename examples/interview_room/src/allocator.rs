@@ -28,40 +28,52 @@ pub fn tune() -> tikv_jemalloc_ctl::Result<()> {
     tikv_jemalloc_ctl::background_thread::write(true)
 }
 
-/// For the runtime's `on_thread_park`: a worker thread with nothing to do
+/// For the runtime's `on_thread_park`: a worker thread that runs out of work
 /// gives the objects its thread cache keeps for quick reuse back to the
-/// shared arenas, at most once a second, by turning its cache off and on
-/// again (jemalloc flushes a cache it turns off; its `thread.idle` does the
-/// same but takes no value, which only an `unsafe` call can pass). Each
-/// thread's cache holds up to a few hundred KiB of freed objects, counted
+/// shared arenas, once it has freed [`CACHE_FLUSH_BYTES`] since it last did
+/// (by turning its cache off and on again: jemalloc flushes a cache it
+/// turns off; its `thread.idle` does the same but takes no value, which
+/// only an `unsafe` call can pass). Freed objects wait in the cache, counted
 /// as live and keeping their pages from going back to the system: after a
 /// thousand sessions unloaded, the caches held over half of what was still
-/// live. Under load a worker parks many times a second and pays this once;
-/// a worker that goes idle parks again within a second or two, when the
-/// runtime's timers wake it.
+/// live. A worker other than the one that drives the runtime's timers may
+/// park for good once the server is idle, so the flush is decided at every
+/// park by what the thread freed, not by time: an idle worker keeps at most
+/// that much in its cache, and a busy one flushes about once for every
+/// [`CACHE_FLUSH_BYTES`] it frees.
 #[allow(dead_code)] // the benchmark server's runtime is `#[tokio::main]`'s
 pub fn thread_parked() {
     use std::cell::Cell;
-    use std::time::{Duration, Instant};
-    use tikv_jemalloc_ctl::{Access as _, AsName as _};
+    use tikv_jemalloc_ctl::{thread, Access as _, AsName as _};
     thread_local! {
-        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+        static FREED: Cell<Option<(thread::ThreadLocal<u64>, u64)>> = const { Cell::new(None) };
     }
-    let now = Instant::now();
-    LAST.with(|last| {
-        if last
-            .get()
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
-        {
+    FREED.with(|state| {
+        let (counter, at_flush) = match state.get() {
+            Some(known) => known,
+            None => match thread::deallocatedp::read() {
+                Ok(counter) => (counter, 0),
+                Err(_) => return,
+            },
+        };
+        let freed = counter.get();
+        if freed.saturating_sub(at_flush) < CACHE_FLUSH_BYTES {
+            state.set(Some((counter, at_flush)));
             return;
         }
-        last.set(Some(now));
         let cache = b"thread.tcache.enabled\0".name();
-        if cache.write(false).is_ok() {
-            let _ = cache.write(true);
-        }
+        // Neither write fails for this name and a bool; if the second did,
+        // the thread would allocate without a cache until its next flush.
+        let _ = cache.write(false);
+        let _ = cache.write(true);
+        state.set(Some((counter, counter.get())));
     });
 }
+
+/// Bytes a runtime worker frees between flushes of its thread cache: about
+/// the most an idle worker's cache keeps.
+#[allow(dead_code)]
+const CACHE_FLUSH_BYTES: u64 = 256 * 1024;
 
 /// jemalloc's counts: bytes live (`allocated`) and bytes in the pages it
 /// holds from the system (`resident`).
