@@ -670,6 +670,13 @@ fn delete_in_pieces(
     units: usize,
     authors: &[ParticipantId],
 ) -> Result<(), DocumentError> {
+    if units <= INSERT_PIECE {
+        // One piece: the range as it is, with no length to count.
+        bound_transaction(doc, authors);
+        doc.splice_text(obj, pos, units as isize, "")
+            .map_err(refused)?;
+        return Ok(());
+    }
     let mut left = units;
     while left > 0 {
         bound_transaction(doc, authors);
