@@ -245,10 +245,7 @@ impl Document {
                 .put_object(&files_obj, path, ObjType::Text)
                 .map_err(refused)?;
             for chunk in file.text.chunks() {
-                // In changes of bounded size: see MAX_TRANSACTION_OPS.
-                if doc.pending_ops() >= MAX_TRANSACTION_OPS {
-                    doc.commit();
-                }
+                thin::bound_transaction(&mut doc, &[]);
                 let at = doc.length(&obj);
                 doc.splice_text(&obj, at, 0, chunk).map_err(refused)?;
             }

@@ -621,7 +621,7 @@ fn commit_options(authors: &[ParticipantId]) -> CommitOptions {
 /// Commits automerge's open change once it holds [`MAX_TRANSACTION_OPS`]
 /// operations, so that a long hand-over is several changes of bounded
 /// size rather than one whose pending operations take hundreds of MB.
-fn bound_transaction(doc: &mut AutoCommit, authors: &[ParticipantId]) {
+pub(super) fn bound_transaction(doc: &mut AutoCommit, authors: &[ParticipantId]) {
     if doc.pending_ops() >= MAX_TRANSACTION_OPS {
         doc.commit_with(commit_options(authors));
     }
