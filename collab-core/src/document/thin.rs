@@ -637,6 +637,12 @@ fn insert_in_pieces(
     text: &str,
     authors: &[ParticipantId],
 ) -> Result<usize, DocumentError> {
+    if text.len() <= INSERT_PIECE {
+        // One piece (no more characters than bytes): the text as it is.
+        bound_transaction(doc, authors);
+        doc.splice_text(obj, pos, 0, text).map_err(refused)?;
+        return Ok(text.encode_utf16().count());
+    }
     let mut rest = text;
     let mut inserted = 0;
     while !rest.is_empty() {
