@@ -127,12 +127,9 @@ async fn past_the_budget_a_reader_that_is_behind_is_dropped() {
         c
     });
     let host = Identity::new("h", "Host");
-    let info = hub
-        .create_session(&host, NewSession::default())
-        .await
-        .unwrap();
-    let mut writer = joined(&hub, &info.id, host).await;
-    let mut stalled = joined(&hub, &info.id, Identity::new("s", "Stalled")).await;
+    let id = session_of(&hub, &host).await;
+    let mut writer = joined(&hub, &id, host).await;
+    let mut stalled = joined(&hub, &id, Identity::new("s", "Stalled")).await;
     let text = "x".repeat(1500);
     let mut sent = 0;
     while hub.stats().slow_consumer_drops == 0 {
@@ -179,11 +176,8 @@ async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
     use futures::StreamExt as _;
     let hub = Hub::new(TokenAuthenticator::new());
     let host = Identity::new("h", "Host");
-    let info = hub
-        .create_session(&host, NewSession::default())
-        .await
-        .unwrap();
-    let conn = hub.connect(&info.id, host).await.unwrap();
+    let id = session_of(&hub, &host).await;
+    let conn = hub.connect(&id, host).await.unwrap();
     let (in_tx, in_rx) = futures::channel::mpsc::unbounded();
     let (out_tx, mut out_rx) = futures::channel::mpsc::unbounded();
     tokio::spawn(pump(conn, in_rx, out_tx));

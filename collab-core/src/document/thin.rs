@@ -783,6 +783,21 @@ mod tests {
         Document::load(&doc.save()).unwrap().files()
     }
 
+    /// A shared document with `main` holding `text`: loaded from bytes, as
+    /// a replica may hold them too.
+    fn shared(text: &str) -> Document {
+        let doc = Document::load(&Document::new("rust", [("main", text)]).unwrap().save()).unwrap();
+        assert!(!doc.is_private());
+        doc
+    }
+
+    /// `op` on `main` by participant 1, at the current revision.
+    fn edit(doc: &mut Document, op: TextOperation) {
+        let now = Timestamp::from_millis(0);
+        doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
+            .unwrap();
+    }
+
     /// Edits, creations and removals (of files created in the same batch
     /// too) reach automerge in batches and leave it with the ropes' texts.
     #[test]
@@ -850,16 +865,12 @@ mod tests {
     /// per batch, not one per keystroke.
     #[test]
     fn keystrokes_reach_automerge_as_one_change_per_batch() {
-        let mut doc =
-            Document::load(&Document::new("rust", [("main", "")]).unwrap().save()).unwrap();
-        assert!(!doc.is_private());
+        let mut doc = shared("");
         let before = doc.change_hashes().len();
-        let now = Timestamp::from_millis(0);
         for i in 0..(2 * COMMIT_EVERY as u32) {
             let mut op = TextOperation::new();
             op.retain(i).insert("k");
-            doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
-                .unwrap();
+            edit(&mut doc, op);
         }
         doc.commit();
         assert_eq!(doc.change_hashes().len() - before, 2);
@@ -871,19 +882,15 @@ mod tests {
     /// text ends equal to the rope's.
     #[test]
     fn a_long_insert_reaches_automerge_in_bounded_changes() {
-        let mut doc =
-            Document::load(&Document::new("rust", [("main", "ab")]).unwrap().save()).unwrap();
-        assert!(!doc.is_private());
+        let mut doc = shared("ab");
         let before = doc.change_hashes().len();
-        let now = Timestamp::from_millis(0);
         // Emoji fall on both sides of every piece's cut.
         let text: String = (0..3 * INSERT_PIECE + 7)
             .map(|i| if i % 1_000 < 3 { '\u{1F600}' } else { 'x' })
             .collect();
         let mut op = TextOperation::new();
         op.retain(1).insert(&text).retain(1);
-        doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
-            .unwrap();
+        edit(&mut doc, op);
         doc.commit();
         let expected = format!("a{text}b");
         assert_eq!(doc.text("main").as_deref(), Some(expected.as_str()));
@@ -907,21 +914,12 @@ mod tests {
             "x".repeat(INSERT_PIECE),
             "\u{1F600}".repeat(2_500)
         );
-        let initial = format!("<{text}>");
-        let mut doc = Document::load(
-            &Document::new("rust", [("main", initial.as_str())])
-                .unwrap()
-                .save(),
-        )
-        .unwrap();
-        assert!(!doc.is_private());
-        let now = Timestamp::from_millis(0);
+        let mut doc = shared(&format!("<{text}>"));
         let units = utf16_len(&text) as u32;
         let before = doc.change_hashes().len();
         let mut op = TextOperation::new();
         op.retain(1).delete(units).retain(1);
-        doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
-            .unwrap();
+        edit(&mut doc, op);
         doc.commit();
         assert_eq!(automerge_files(&mut doc)["main"], "<>");
         let changes = doc.change_hashes().len() - before;
@@ -930,12 +928,10 @@ mod tests {
         // Back, and replaced: delete and insert at one place.
         let mut op = TextOperation::new();
         op.retain(1).insert(&text).retain(1);
-        doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
-            .unwrap();
+        edit(&mut doc, op);
         let mut op = TextOperation::new();
         op.retain(1).insert("new").delete(units).retain(1);
-        doc.apply_operation(ParticipantId(1), doc.rev(), "main", op, None, now)
-            .unwrap();
+        edit(&mut doc, op);
         doc.commit();
         assert_eq!(doc.text("main").as_deref(), Some("<new>"));
         assert_eq!(automerge_files(&mut doc)["main"], "<new>");
