@@ -83,37 +83,33 @@ async fn memory(server: &Server) -> String {
 /// heaps, stacks) and pages of mapped files (the program's code, which the
 /// kernel loads as it is first run and may drop again at will).
 fn rss_parts_mb(server: &Server) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap()
-            / 1024.0
-    };
-    (field("RssAnon:"), field("RssFile:") + field("RssShmem:"))
+    let status = status(server);
+    (
+        status_mb(&status, "RssAnon:"),
+        status_mb(&status, "RssFile:") + status_mb(&status, "RssShmem:"),
+    )
 }
 
 /// The server's resident set, in MB.
 fn rss_mb(server: &Server) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
+    status_mb(&status(server), "VmRSS:")
 }
 
 /// The server's peak resident set so far (`VmHWM`), in MB.
 fn peak_rss_mb(server: &Server) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status_mb(&status(server), "VmHWM:")
+}
+
+/// The server's `/proc/PID/status`.
+fn status(server: &Server) -> String {
+    std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap()
+}
+
+/// A field of `/proc/PID/status` given in kB, in MB.
+fn status_mb(status: &str, field: &str) -> f64 {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap()
