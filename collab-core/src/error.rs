@@ -139,6 +139,7 @@ impl SessionError {
                 | DocumentError::BadSyncMessage(_)
                 | DocumentError::Automerge(_) => ErrorCode::InvalidOperation,
                 DocumentError::Structure(_) => ErrorCode::Internal,
+                DocumentError::HistoryNotLoaded { .. } => ErrorCode::StorageFailed,
             },
         }
     }

@@ -429,7 +429,7 @@ fn js_replica_edits_reach_the_server_as_utf16_operations() {
         .all(|v| v.author == Some(REPLICA) && v.oid.is_none()));
     assert_eq!(server.rev(), rev + versions.len() as u64);
     // The history a thin client catches up from agrees too.
-    let (history, more) = server.versions(rev, 100);
+    let (history, more) = server.versions(rev, 100).unwrap();
     assert!(!more);
     assert_eq!(history, versions.as_slice());
     assert_eq!(
@@ -502,7 +502,7 @@ fn concurrent_thin_client_js_and_rust_replica_edits_converge() {
     assert_eq!(js.text("main").as_deref(), Some(merged.as_str()));
     assert_eq!(rust.text("main").as_deref(), Some(merged.as_str()));
     // The whole history replays to the same text.
-    let (history, _) = server.versions(0, 1_000);
+    let (history, _) = server.versions(0, 1_000).unwrap();
     assert_eq!(replay(TEXT, "main", 1, &history), merged);
 }
 

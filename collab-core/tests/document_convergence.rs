@@ -754,7 +754,7 @@ fn history_records_authors_and_replays() {
         w.settle();
     }
     let doc = w.session.document();
-    let (versions, _) = doc.versions(0, 100);
+    let (versions, _) = doc.versions(0, 100).unwrap();
     assert_eq!(versions.len(), 3);
     let authors: BTreeSet<_> = versions.iter().filter_map(|v| v.author).collect();
     assert_eq!(authors.len(), 3, "each edit has its author");

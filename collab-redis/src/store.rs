@@ -128,6 +128,80 @@ return 1
 ";
 
 impl RedisStore {
+    /// Everything stored of `id` but the versions up to `after`, and
+    /// `after`: one transaction, the parts as one save left them.
+    async fn load_after(
+        &self,
+        id: &SessionId,
+        after: u64,
+    ) -> Result<Option<(StoredSession, u64)>, StoreError> {
+        let [record, events, versions, messages, document, counters, ..] = self.keys(id);
+        type Parts = (
+            Option<String>,
+            Vec<String>,
+            Vec<Vec<u8>>,
+            Vec<(u64, String)>,
+            Vec<Vec<u8>>,
+            Option<u64>,
+        );
+        // One transaction: the parts as one save left them.
+        let (record, events, versions, messages, chunks, document_rev): Parts = redis::pipe()
+            .atomic()
+            .get(record)
+            .lrange(events, 0, -1)
+            .lrange(versions, isize::try_from(after).unwrap_or(isize::MAX), -1)
+            .hgetall(messages)
+            .lrange(document, 0, -1)
+            .hget(counters, "document_rev")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(backend)?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let damaged = |what: &str, e: serde_json::Error| StoreError::Damaged {
+            session: id.clone(),
+            reason: format!("{what}: {e}"),
+        };
+        let record: SessionRecord =
+            serde_json::from_str(&record).map_err(|e| damaged("record", e))?;
+        if record.id != *id {
+            return Err(StoreError::Damaged {
+                session: id.clone(),
+                reason: format!("record is of session {}", record.id),
+            });
+        }
+        let events = events
+            .iter()
+            .map(|e| serde_json::from_str::<Event>(e).map_err(|e| damaged("event", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let versions = versions
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let rev = after + i as u64 + 1;
+                read_version(body, rev).map_err(|reason| StoreError::Damaged {
+                    session: id.clone(),
+                    reason: format!("version {rev}: {reason}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut messages = messages
+            .iter()
+            .map(|(_, m)| serde_json::from_str::<ChatMessage>(m).map_err(|e| damaged("message", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        messages.sort_by_key(|m| m.id);
+        let stored = StoredSession {
+            record,
+            events,
+            messages,
+            versions,
+            document: chunks.concat(),
+            document_rev: document_rev.unwrap_or(0),
+        };
+        Ok(Some((stored, after)))
+    }
+
     /// Connects to the Redis at `url` (`redis://host:port/db`), keeping
     /// every key under `prefix`. Logs a warning when Redis is not set up to
     /// keep acknowledged writes (see the [crate docs](crate)).
@@ -287,69 +361,64 @@ impl Store for RedisStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
-        let [record, events, versions, messages, document, counters, ..] = self.keys(id);
-        type Parts = (
-            Option<String>,
-            Vec<String>,
-            Vec<Vec<u8>>,
-            Vec<(u64, String)>,
-            Vec<Vec<u8>>,
-            Option<u64>,
-        );
-        // One transaction: the parts as one save left them.
-        let (record, events, versions, messages, chunks, document_rev): Parts = redis::pipe()
-            .atomic()
-            .get(record)
-            .lrange(events, 0, -1)
-            .lrange(versions, 0, -1)
-            .hgetall(messages)
-            .lrange(document, 0, -1)
-            .hget(counters, "document_rev")
+        self.load_after(id, 0)
+            .await
+            .map(|loaded| loaded.map(|(s, _)| s))
+    }
+
+    async fn load_recent(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        // The document's revision decides which versions to read, and a
+        // save may move it between the two reads: read again then (a save
+        // only moves it forward, so the versions read still cover it, but
+        // the first guess may be from before a compaction).
+        let counters = self.key(id, "counters");
+        for _ in 0..3 {
+            let guess: Option<u64> = redis::cmd("HGET")
+                .arg(&counters)
+                .arg("document_rev")
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(backend)?;
+            let guess = guess.unwrap_or(0);
+            let Some((mut stored, first)) = self.load_after(id, guess).await? else {
+                return Ok(None);
+            };
+            if stored.document_rev >= first {
+                let document_rev = stored.document_rev;
+                stored.versions.retain(|v| v.rev > document_rev);
+                return Ok(Some(stored));
+            }
+        }
+        self.load(id).await
+    }
+
+    async fn versions(
+        &self,
+        id: &SessionId,
+        after: collab_core::Revision,
+        through: collab_core::Revision,
+    ) -> Result<Vec<Version>, StoreError> {
+        if through <= after {
+            return Ok(Vec::new());
+        }
+        let clamp = |rev: u64| isize::try_from(rev).unwrap_or(isize::MAX);
+        let bodies: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(self.key(id, "versions"))
+            .arg(clamp(after))
+            .arg(clamp(through - 1))
             .query_async(&mut self.conn.clone())
             .await
             .map_err(backend)?;
-        let Some(record) = record else {
-            return Ok(None);
-        };
-        let damaged = |what: &str, e: serde_json::Error| StoreError::Damaged {
-            session: id.clone(),
-            reason: format!("{what}: {e}"),
-        };
-        let record: SessionRecord =
-            serde_json::from_str(&record).map_err(|e| damaged("record", e))?;
-        if record.id != *id {
-            return Err(StoreError::Damaged {
-                session: id.clone(),
-                reason: format!("record is of session {}", record.id),
-            });
-        }
-        let events = events
+        bodies
             .iter()
-            .map(|e| serde_json::from_str::<Event>(e).map_err(|e| damaged("event", e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let versions = versions
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
-                read_version(body, i as u64 + 1).map_err(|reason| StoreError::Damaged {
+            .zip(after + 1..)
+            .map(|(body, rev)| {
+                read_version(body, rev).map_err(|reason| StoreError::Damaged {
                     session: id.clone(),
-                    reason: format!("version {}: {reason}", i + 1),
+                    reason: format!("version {rev}: {reason}"),
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut messages = messages
-            .iter()
-            .map(|(_, m)| serde_json::from_str::<ChatMessage>(m).map_err(|e| damaged("message", e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        messages.sort_by_key(|m| m.id);
-        Ok(Some(StoredSession {
-            record,
-            events,
-            messages,
-            versions,
-            document: chunks.concat(),
-            document_rev: document_rev.unwrap_or(0),
-        }))
+            .collect()
     }
 
     async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {

@@ -12,7 +12,7 @@ use collab_core::store::{
 };
 use std::time::Duration;
 
-use collab_core::{SessionId, Timestamp};
+use collab_core::{Revision, SessionId, Timestamp, Version};
 
 /// Where sessions are kept. Implementations must make [`Store::save`] atomic
 /// and durable before it returns (see the [module docs](self)), and should
@@ -24,6 +24,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everything stored of a session; `None` if nothing is.
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError>;
+
+    /// What a session needs to load: [`Store::load`] without the versions
+    /// its stored document already holds (those at or before
+    /// [`StoredSession::document_rev`]). The hub loads sessions with it and
+    /// reads the earlier versions with [`Store::versions`] only when a
+    /// request reads that far back, so a load costs what was edited since
+    /// the document was last written, not the whole history. The default
+    /// reads everything and drops them; a store that can read less should.
+    async fn load_recent(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let mut stored = self.load(id).await?;
+        if let Some(s) = stored.as_mut() {
+            let document_rev = s.document_rev;
+            s.versions.retain(|v| v.rev > document_rev);
+        }
+        Ok(stored)
+    }
+
+    /// The stored versions `after + 1 ..= through`, oldest first; fewer if
+    /// the history ends sooner, none if the session is not stored. The
+    /// default reads the whole session; a store that can read a range should.
+    async fn versions(
+        &self,
+        id: &SessionId,
+        after: Revision,
+        through: Revision,
+    ) -> Result<Vec<Version>, StoreError> {
+        let Some(stored) = self.load(id).await? else {
+            return Ok(Vec::new());
+        };
+        Ok(stored
+            .versions
+            .into_iter()
+            .filter(|v| v.rev > after && v.rev <= through)
+            .collect())
+    }
 
     /// Every stored session, briefly.
     async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError>;
@@ -98,6 +133,37 @@ impl Store for MemoryStore {
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         Ok(sessions.get(id).cloned())
+    }
+
+    async fn load_recent(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.get(id).map(|s| {
+            let held = s.versions.partition_point(|v| v.rev <= s.document_rev);
+            StoredSession {
+                record: s.record.clone(),
+                events: s.events.clone(),
+                messages: s.messages.clone(),
+                versions: s.versions[held..].to_vec(),
+                document: s.document.clone(),
+                document_rev: s.document_rev,
+            }
+        }))
+    }
+
+    async fn versions(
+        &self,
+        id: &SessionId,
+        after: Revision,
+        through: Revision,
+    ) -> Result<Vec<Version>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(sessions.get(id).map_or_else(Vec::new, |s| {
+            s.versions
+                .iter()
+                .filter(|v| v.rev > after && v.rev <= through)
+                .cloned()
+                .collect()
+        }))
     }
 
     async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {

@@ -446,6 +446,189 @@ fn rejoin_after_restore(
     assert_eq!(replica.text("main").as_deref(), Some(text));
 }
 
+/// 600 typed characters with a store write after each: the harness and
+/// the whole stored session, whose document holds most of them.
+fn typed_and_stored() -> (Harness, collab_core::ids::ConnectionId, StoredSession) {
+    let mut h = fast_harness();
+    let a = h.join(host());
+    let mut stored = None;
+    for i in 0..600u64 {
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x"), "oid": format!("o{i}")}),
+        );
+        stored = Some(apply_changes(stored, h.session.take_changes()).unwrap());
+    }
+    let stored = stored.unwrap();
+    assert!(stored.document_rev >= 512, "{}", stored.document_rev);
+    (h, a, stored)
+}
+
+/// `stored` as `Store::load_recent` hands it: the versions its document
+/// holds left out.
+fn recent(stored: &StoredSession) -> StoredSession {
+    let mut recent = stored.clone();
+    recent.versions.retain(|v| v.rev > stored.document_rev);
+    recent
+}
+
+/// A session loads with only the versions its stored document lacks. Reads
+/// after them are answered at once; a frame that reads further back waits
+/// while the driver reads the rest from the store, the frames of its
+/// connection wait behind it, and the others go on.
+#[test]
+fn a_restored_session_reads_its_older_history_only_when_asked() {
+    let (mut h, _, whole) = typed_and_stored();
+    let floor = whole.document_rev;
+    h.session = Session::restore(recent(&whole), SessionConfig::default(), h.now).unwrap();
+    assert_eq!(h.session.code(), "x".repeat(600));
+    assert_eq!(h.session.history_floor(), floor);
+    let a = h.join(host());
+    let b = h.join(user(1));
+    h.take(b);
+
+    h.send(b, json!({"type": "history", "after": floor, "rid": 1}));
+    h.send(
+        b,
+        json!({"type": "text_at", "file": "main", "rev": floor + 1, "rid": 2}),
+    );
+    match &h.take(b)[..] {
+        [ServerFrame::Versions { versions, .. }, ServerFrame::TextAt { text, .. }] => {
+            assert_eq!(versions.len() as u64, 600 - floor);
+            assert_eq!(
+                text.as_deref(),
+                Some("x".repeat(floor as usize + 1).as_str())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.history_requests.is_empty(), "nothing read from the store");
+
+    // An edit made on an old revision, a page of the whole history and a
+    // chat message after them: all wait, in order.
+    h.send(
+        b,
+        json!({"type": "text_op", "file": "main", "rev": 10, "op": [10, "y"], "oid": "b1"}),
+    );
+    h.send(
+        b,
+        json!({"type": "history", "after": 0, "limit": 5000, "rid": 3}),
+    );
+    h.send(b, json!({"type": "chat_send", "text": "after", "rid": 4}));
+    assert!(h.take(b).is_empty());
+    assert_eq!(h.history_requests, vec![floor], "asked once");
+    // Another client is not held up.
+    h.send(
+        a,
+        json!({"type": "text_op", "file": "main", "rev": 600, "op": [600, "z"], "oid": "a1"}),
+    );
+    assert!(h
+        .take(a)
+        .iter()
+        .any(|f| matches!(f, ServerFrame::TextAck { rev: 601, .. })));
+
+    let older = whole.versions[..floor as usize].to_vec();
+    h.session.handle_history(Some(older), h.now).unwrap();
+    h.pump();
+    let frames = h.take(b);
+    let acked = frames
+        .iter()
+        .position(|f| matches!(f, ServerFrame::TextAck { rev: 602, .. }));
+    let page = frames
+        .iter()
+        .position(|f| matches!(f, ServerFrame::Versions { rid: Some(3), versions, has_more: false } if versions.len() == 602));
+    let chat = frames
+        .iter()
+        .position(|f| matches!(f, ServerFrame::Ack { rid: 4, .. }));
+    assert!(
+        matches!((acked, page, chat), (Some(x), Some(y), Some(z)) if x < y && y < z),
+        "{frames:?}"
+    );
+    let code = h.session.code();
+    assert_eq!(
+        (
+            code.matches('x').count(),
+            code.matches('y').count(),
+            code.matches('z').count()
+        ),
+        (600, 1, 1),
+        "{code}"
+    );
+    // Old texts read back, checked against the stored document.
+    h.send(
+        b,
+        json!({"type": "text_at", "file": "main", "rev": 5, "rid": 5}),
+    );
+    assert!(matches!(
+        &h.take(b)[..],
+        [ServerFrame::TextAt { text: Some(t), .. }] if t == "xxxxx"
+    ));
+    // An operation resent from before the floor is known: not applied twice.
+    h.take(a);
+    h.send(
+        a,
+        json!({"type": "text_op", "file": "main", "rev": 2, "op": op_at(2, "x"), "oid": "o2"}),
+    );
+    assert_eq!(h.session.code(), code);
+    assert!(h
+        .take(a)
+        .iter()
+        .any(|f| matches!(f, ServerFrame::TextAck { rev: 3, .. })));
+}
+
+/// When the store cannot read the older history, what waited for it is
+/// answered `storage_failed`, and the next read that needs it asks again.
+#[test]
+fn a_history_the_store_cannot_read_is_an_error_and_asked_again() {
+    let (mut h, _, whole) = typed_and_stored();
+    let floor = whole.document_rev;
+    h.session = Session::restore(recent(&whole), SessionConfig::default(), h.now).unwrap();
+    let b = h.join(user(1));
+    h.take(b);
+    h.send(b, json!({"type": "history", "after": 0, "rid": 1}));
+    h.send(b, json!({"type": "chat_send", "text": "later", "rid": 2}));
+    h.session.handle_history(None, h.now).unwrap();
+    h.pump();
+    let frames = h.take(b);
+    assert!(
+        matches!(
+            &frames[..],
+            [
+                ServerFrame::Error {
+                    rid: Some(1),
+                    code: ErrorCode::StorageFailed,
+                    ..
+                },
+                ..,
+                ServerFrame::Ack { rid: 2, .. }
+            ]
+        ),
+        "{frames:?}"
+    );
+    h.send(
+        b,
+        json!({"type": "text_at", "file": "main", "rev": 3, "rid": 3}),
+    );
+    assert_eq!(h.history_requests, vec![floor, floor]);
+    // Versions that do not fit are refused, and the frame still answered.
+    let mut wrong = whole.versions[..floor as usize].to_vec();
+    wrong.pop();
+    assert!(matches!(
+        h.session.handle_history(Some(wrong), h.now),
+        Err(DocumentError::Structure(_))
+    ));
+    h.pump();
+    assert!(matches!(
+        &h.take(b)[..],
+        [ServerFrame::Error {
+            rid: Some(3),
+            code: ErrorCode::StorageFailed,
+            ..
+        }]
+    ));
+    assert_eq!(h.session.history_floor(), floor);
+}
+
 #[test]
 fn stored_parts_that_do_not_fit_are_refused() {
     let mut h = Harness::new();
@@ -790,4 +973,125 @@ async fn a_slow_load_holds_up_no_other_session() {
     store.gate.add_permits(1);
     let heavy = heavy.await.unwrap().unwrap();
     assert_eq!(heavy.info.title, "heavy");
+}
+
+/// A store that counts its reads of version ranges.
+#[derive(Default)]
+struct CountingVersions {
+    inner: MemoryStore,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Store for CountingVersions {
+    async fn save(&self, changes: &SessionChanges) -> Result<(), StoreError> {
+        self.inner.save(changes).await
+    }
+    async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.inner.load(id).await
+    }
+    async fn load_recent(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.inner.load_recent(id).await
+    }
+    async fn versions(
+        &self,
+        id: &SessionId,
+        after: collab_core::Revision,
+        through: collab_core::Revision,
+    ) -> Result<Vec<collab_core::Version>, StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.versions(id, after, through).await
+    }
+    async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        self.inner.sessions().await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.inner.delete(id).await
+    }
+}
+
+/// A hub loads a stored session with the versions after its document only,
+/// and reads the rest once, when a frame or a REST request reads that far
+/// back; both kinds wait for that one read.
+#[tokio::test]
+async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
+    use std::sync::atomic::Ordering;
+    let store = Arc::new(CountingVersions::default());
+    let auth = Arc::new(TokenAuthenticator::new());
+    let fast = |store: Arc<CountingVersions>, auth: Arc<TokenAuthenticator>| {
+        let mut config = HubConfig::default();
+        config.session.frames_per_second = 1_000_000;
+        config.session.frame_burst = 1_000_000;
+        Hub::with_store(auth, Arc::new(TokioClock::new()), config, store)
+    };
+    let hub = fast(store.clone(), auth.clone());
+    let ann = Identity::new("ann", "Ann");
+    let id = hub
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap()
+        .id;
+    let mut conn = hub.connect(&id, ann.clone()).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    until(&mut conn, "welcome").await;
+    for i in 0..600u64 {
+        conn.send_text(
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x"), "oid": format!("o{i}")})
+                .to_string(),
+        )
+        .await
+        .unwrap();
+        until(&mut conn, "text_ack").await;
+    }
+    drop(conn);
+    let floor = store.inner.load(&id).await.unwrap().unwrap().document_rev;
+    assert!(floor >= 512, "{floor}");
+
+    // Another process serves it now.
+    let hub2 = fast(store.clone(), auth);
+    let mut conn = hub2.connect(&id, ann.clone()).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    until(&mut conn, "welcome").await;
+    conn.send_text(json!({"type": "history", "after": floor, "rid": 1}).to_string())
+        .await
+        .unwrap();
+    let page = until(&mut conn, "versions").await;
+    assert_eq!(
+        page["versions"].as_array().unwrap().len() as u64,
+        600 - floor
+    );
+    assert_eq!(store.reads.load(Ordering::SeqCst), 0, "loaded without them");
+
+    // A replace made on an old revision and a read from the start.
+    let read = collab_server::ReadRequest {
+        since: Seq(0),
+        rev: Some(0),
+        wait: Duration::ZERO,
+    };
+    let (replaced, page) = tokio::join!(
+        hub2.replace_code(&id, &ann, Some(5), "xxxxx!".into()),
+        hub2.read(&id, &ann, read),
+    );
+    assert_eq!(replaced.unwrap(), 601);
+    let page = page.unwrap();
+    assert!(
+        matches!(page.ops.first(), Some(ServerFrame::TextOp { rev: 1, .. })),
+        "from the first revision: {:?}",
+        page.ops.first()
+    );
+    let code = hub2.session(&id).await.unwrap().code;
+    assert_eq!(
+        (code.matches('x').count(), code.matches('!').count()),
+        (600, 1)
+    );
+    conn.send_text(json!({"type": "history", "after": 0, "limit": 5000, "rid": 2}).to_string())
+        .await
+        .unwrap();
+    let page = until(&mut conn, "versions").await;
+    assert_eq!(page["versions"].as_array().unwrap().len(), 601);
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst),
+        1,
+        "read once, when needed"
+    );
 }

@@ -216,6 +216,19 @@ impl SqliteStore {
         answer.await.map_err(|_| writer_stopped())?
     }
 
+    /// A session with all its versions, or only those after its document.
+    async fn load_versions(
+        &self,
+        id: &SessionId,
+        recent: bool,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let id = id.clone();
+        match &self.readers {
+            Some(pool) => Self::read(pool, move |conn| read::load(conn, &id, recent)).await,
+            None => self.ask(|reply| Request::Load(id, recent, reply)).await,
+        }
+    }
+
     /// Runs `f` on a read connection on a blocking thread.
     async fn read<T: Send + 'static>(
         pool: &Arc<ReadPool>,
@@ -245,10 +258,28 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.load_versions(id, false).await
+    }
+
+    async fn load_recent(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
+        self.load_versions(id, true).await
+    }
+
+    async fn versions(
+        &self,
+        id: &SessionId,
+        after: collab_core::Revision,
+        through: collab_core::Revision,
+    ) -> Result<Vec<collab_core::Version>, StoreError> {
         let id = id.clone();
         match &self.readers {
-            Some(pool) => Self::read(pool, move |conn| read::load(conn, &id)).await,
-            None => self.ask(|reply| Request::Load(id, reply)).await,
+            Some(pool) => {
+                Self::read(pool, move |conn| read::versions(conn, &id, after, through)).await
+            }
+            None => {
+                self.ask(|reply| Request::Versions(id, after, through, reply))
+                    .await
+            }
         }
     }
 

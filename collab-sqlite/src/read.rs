@@ -13,10 +13,12 @@ use serde::de::DeserializeOwned;
 use crate::backend;
 
 /// Everything stored of `id`, read in one transaction so that a load running
-/// beside a commit sees all of that commit or none of it.
+/// beside a commit sees all of that commit or none of it; with `recent`,
+/// only the versions after the stored document (`Store::load_recent`).
 pub(crate) fn load(
     conn: &mut Connection,
     id: &SessionId,
+    recent: bool,
 ) -> Result<Option<StoredSession>, StoreError> {
     let damaged = |reason: String| StoreError::Damaged {
         session: id.clone(),
@@ -53,7 +55,12 @@ pub(crate) fn load(
         |message: &ChatMessage| message.id.0,
     )
     .map_err(|e| e.into_store_error("message", &damaged))?;
-    let versions = version_runs(&tx, key, &damaged)?;
+    // Schema 1 left the revision out: its document holds every version.
+    let after = match document_rev {
+        Value::Integer(rev) if recent => u64::try_from(rev).unwrap_or(0),
+        _ => 0,
+    };
+    let mut versions = version_runs(&tx, key, after, u64::MAX, &damaged)?;
 
     let mut document = Vec::new();
     {
@@ -80,7 +87,13 @@ pub(crate) fn load(
     let document_rev = match document_rev {
         // Written by schema version 1, which stored the document with every
         // version.
-        Value::Null => versions.len() as u64,
+        Value::Null => {
+            let all = versions.len() as u64;
+            if recent {
+                versions.clear();
+            }
+            all
+        }
         Value::Integer(rev) => u64::try_from(rev)
             .map_err(|_| damaged(format!("the document's revision {rev} is negative")))?,
         other => {
@@ -100,11 +113,31 @@ pub(crate) fn load(
     }))
 }
 
-/// Every version of `session`, from its runs. Rows left in the `versions`
-/// table are those a migration could not read: the session is damaged.
+/// The versions `after + 1 ..= through` of `id`, read in one transaction.
+pub(crate) fn versions(
+    conn: &mut Connection,
+    id: &SessionId,
+    after: u64,
+    through: u64,
+) -> Result<Vec<Version>, StoreError> {
+    let damaged = |reason: String| StoreError::Damaged {
+        session: id.clone(),
+        reason,
+    };
+    let tx = conn.transaction().map_err(backend)?;
+    let versions = version_runs(&tx, id.as_str(), after, through, &damaged)?;
+    tx.commit().map_err(backend)?;
+    Ok(versions)
+}
+
+/// The versions `after + 1 ..= through` of `session`, from the runs that
+/// hold them. Rows left in the `versions` table are those a migration could
+/// not read: the session is damaged.
 fn version_runs(
     conn: &Connection,
     session: &str,
+    after: u64,
+    through: u64,
     damaged: &impl Fn(String) -> StoreError,
 ) -> Result<Vec<Version>, StoreError> {
     let unread: bool = conn
@@ -117,13 +150,19 @@ fn version_runs(
             "versions stored as JSON rows that could not be read".to_owned(),
         ));
     }
+    let bound = |rev: u64| i64::try_from(rev).unwrap_or(i64::MAX);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT first_rev, last_rev, bytes FROM version_runs WHERE session = ?1 ORDER BY first_rev",
+            "SELECT first_rev, last_rev, bytes FROM version_runs \
+             WHERE session = ?1 AND last_rev > ?2 AND first_rev <= ?3 ORDER BY first_rev",
         )
         .map_err(backend)?;
-    let mut rows = stmt.query([session]).map_err(backend)?;
+    let mut rows = stmt
+        .query(rusqlite::params![session, bound(after), bound(through)])
+        .map_err(backend)?;
     let mut versions = Vec::new();
+    // The revision the next run must start at, once the first is read.
+    let mut next: Option<i64> = None;
     while let Some(row) = rows.next().map_err(backend)? {
         let (first, last) = match (
             row.get::<_, Value>(0).map_err(backend)?,
@@ -139,10 +178,16 @@ fn version_runs(
         let Value::Blob(bytes) = row.get::<_, Value>(2).map_err(backend)? else {
             return Err(damaged(format!("version run {first}: not bytes")));
         };
-        if first != versions.len() as i64 + 1 {
+        // The first run read must hold `after + 1`; each later one follows
+        // the one before.
+        let fits = match next {
+            None => first >= 1 && first <= bound(after) + 1,
+            Some(next) => first == next,
+        };
+        if !fits {
             return Err(damaged(format!(
                 "version run {first} where {} belongs",
-                versions.len() + 1
+                next.unwrap_or(bound(after) + 1)
             )));
         }
         let run = collab_core::document::decode_versions(&bytes, first as u64)
@@ -153,7 +198,11 @@ fn version_runs(
                 run.len()
             )));
         }
-        versions.extend(run);
+        next = Some(last + 1);
+        versions.extend(
+            run.into_iter()
+                .filter(|v| v.rev > after && v.rev <= through),
+        );
     }
     Ok(versions)
 }

@@ -26,8 +26,11 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(crate) enum Request {
     /// A save or delete, grouped with the others waiting.
     Write(Write, Reply<()>),
-    /// A load, for an in-memory store, whose only connection is the writer's.
-    Load(SessionId, Reply<Option<StoredSession>>),
+    /// A load (recent versions only, or all), for an in-memory store, whose
+    /// only connection is the writer's.
+    Load(SessionId, bool, Reply<Option<StoredSession>>),
+    /// A range of versions, likewise.
+    Versions(SessionId, u64, u64, Reply<Vec<collab_core::Version>>),
     /// A listing, likewise.
     Sessions(Reply<Vec<SessionSummary>>),
     /// The sessions due for a sweep at a time (ms), keeping ended ones so
@@ -114,8 +117,11 @@ pub(crate) fn handle(conn: &mut Connection, batch: Vec<Request>, commits: &Atomi
     }
     for request in reads {
         match request {
-            Request::Load(id, reply) => {
-                let _ = reply.send(read::load(conn, &id));
+            Request::Load(id, recent, reply) => {
+                let _ = reply.send(read::load(conn, &id, recent));
+            }
+            Request::Versions(id, after, through, reply) => {
+                let _ = reply.send(read::versions(conn, &id, after, through));
             }
             Request::Sessions(reply) => {
                 let _ = reply.send(read::sessions(conn));

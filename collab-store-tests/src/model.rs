@@ -8,6 +8,7 @@ use std::future::Future;
 
 use collab_core::{
     DocumentWrite, SessionChanges, SessionId, SessionStatus, StoreError, StoredSession, Timestamp,
+    Version,
 };
 use collab_server::{MemoryStore, Store};
 use proptest::prelude::*;
@@ -217,12 +218,47 @@ fn changes_for(session: u8, stored: Option<&StoredSession>, seed: &Step) -> (Ses
     }
 }
 
+/// What a store reads back: each session whole, with only its recent
+/// versions, and ranges of its versions.
+type Reads = (
+    Vec<Option<StoredSession>>,
+    Vec<Option<StoredSession>>,
+    Vec<Vec<Version>>,
+);
+
 /// Everything a store holds, in a comparable form.
-async fn state(store: &dyn Store) -> (Vec<Option<StoredSession>>, Vec<String>) {
+async fn state(store: &dyn Store) -> (Reads, Vec<String>) {
     let mut loads = Vec::new();
+    let mut recent = Vec::new();
+    let mut ranges = Vec::new();
     for id in all_ids() {
-        loads.push(store.load(&id).await.expect("load"));
+        let whole = store.load(&id).await.expect("load");
+        let mut expected = whole.clone();
+        if let Some(s) = expected.as_mut() {
+            let document_rev = s.document_rev;
+            s.versions.retain(|v| v.rev > document_rev);
+        }
+        let got = store.load_recent(&id).await.expect("load_recent");
+        assert_eq!(
+            got, expected,
+            "load_recent is load without the document's versions"
+        );
+        recent.push(got);
+        for (after, through) in [(0, u64::MAX), (1, 4), (3, 3), (2, 1)] {
+            let got = store.versions(&id, after, through).await.expect("versions");
+            let expected: Vec<Version> = whole.as_ref().map_or_else(Vec::new, |s| {
+                s.versions
+                    .iter()
+                    .filter(|v| v.rev > after && v.rev <= through)
+                    .cloned()
+                    .collect()
+            });
+            assert_eq!(got, expected, "versions {after}..={through}");
+            ranges.push(got);
+        }
+        loads.push(whole);
     }
+    let loads = (loads, recent, ranges);
     let mut summaries: Vec<String> = store
         .sessions()
         .await

@@ -367,6 +367,9 @@ pub fn session(data: &[u8]) {
                     assert!(!closed.contains(&to), "sync bytes after close");
                 }
                 Transmit::Authenticate { .. } => {}
+                Transmit::LoadHistory { .. } => {
+                    panic!("a session made here holds its whole history")
+                }
             }
         }
         assert_eq!(

@@ -4,12 +4,27 @@
 use super::*;
 
 impl Document {
-    /// Up to `limit` versions after `after`, oldest first: the history to
-    /// replay a session's edits step by step.
-    pub fn versions(&self, after: Revision, limit: usize) -> (Vec<Version>, bool) {
+    /// Up to `limit` versions after `after`, oldest first, and whether more
+    /// follow: the history to replay a session's edits step by step.
+    ///
+    /// # Errors
+    /// [`DocumentError::HistoryNotLoaded`] when `after` is before
+    /// [`Document::history_floor`].
+    pub fn versions(
+        &self,
+        after: Revision,
+        limit: usize,
+    ) -> Result<(Vec<Version>, bool), DocumentError> {
+        self.check_held(after)?;
+        Ok(self.versions_held(after, limit))
+    }
+
+    /// [`Document::versions`] of what is held: after the floor, whatever
+    /// `after` says.
+    pub(crate) fn versions_held(&self, after: Revision, limit: usize) -> (Vec<Version>, bool) {
         let start = usize::try_from(after)
             .unwrap_or(usize::MAX)
-            .min(self.history.len());
+            .clamp(self.history.start(), self.history.len());
         let end = start.saturating_add(limit).min(self.history.len());
         (
             self.history.range(start, end).collect(),
@@ -17,15 +32,68 @@ impl Document {
         )
     }
 
+    /// The last revision whose version is not in memory: 0 when the whole
+    /// history is. A document restored from a store holds only the versions
+    /// after its stored automerge document; reading further back (old
+    /// versions, old texts, rebasing an edit made on an old revision) needs
+    /// the earlier ones handed in with [`Document::restore_older_history`].
+    pub fn history_floor(&self) -> Revision {
+        self.history.start() as Revision
+    }
+
+    /// Takes the versions a restore left in the store: `older` must be
+    /// versions `1..=`[`Document::history_floor`], in order.
+    ///
+    /// # Errors
+    /// [`DocumentError::Structure`] when they are not; nothing changes.
+    pub fn restore_older_history(&mut self, older: Vec<Version>) -> Result<(), DocumentError> {
+        let floor = self.history.start();
+        if older.len() != floor {
+            return Err(DocumentError::Structure(format!(
+                "{} earlier versions handed in where {floor} are missing",
+                older.len()
+            )));
+        }
+        if let Some((i, v)) = older
+            .iter()
+            .enumerate()
+            .find(|(i, v)| v.rev != *i as Revision + 1)
+        {
+            return Err(DocumentError::Structure(format!(
+                "version {} where {} belongs",
+                v.rev,
+                i + 1
+            )));
+        }
+        for v in &older {
+            if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
+                self.oids.insert(author, oid, v.rev);
+            }
+        }
+        self.history = self.history.with_older(&older);
+        Ok(())
+    }
+
+    /// Whether the versions after `rev` are all in memory.
+    pub(crate) fn check_held(&self, rev: Revision) -> Result<(), DocumentError> {
+        let floor = self.history_floor();
+        if rev < floor {
+            return Err(DocumentError::HistoryNotLoaded { floor });
+        }
+        Ok(())
+    }
+
     /// The text of `path` as it was at revision `rev` (`None` if the file did
     /// not exist then).
     ///
     /// A restored document has no checkpoints before the revision it was
     /// restored at until [`Document::build_checkpoints`] runs: until then,
-    /// reading an old revision replays from the initial files, unchecked.
+    /// reading an older revision replays from the initial files, unchecked.
     ///
     /// # Errors
-    /// [`DocumentError::UnknownRevision`] for a revision in the future.
+    /// [`DocumentError::UnknownRevision`] for a revision in the future;
+    /// [`DocumentError::HistoryNotLoaded`] for one before
+    /// [`Document::history_floor`].
     pub fn text_at(&self, path: &str, rev: Revision) -> Result<Option<String>, DocumentError> {
         if rev > self.rev() {
             return Err(DocumentError::UnknownRevision {
@@ -33,10 +101,18 @@ impl Document {
                 current: self.rev(),
             });
         }
+        self.check_held(rev)?;
         let i = self.checkpoints.partition_point(|(r, _)| *r <= rev) - 1;
-        let (from, texts) = &self.checkpoints[i];
+        let (mut from, mut texts) = (self.checkpoints[i].0, &self.checkpoints[i].1);
+        // The stored document's texts are a checkpoint too, and the only
+        // one at or after the floor until the next multiple is reached.
+        if let Some((at, restored)) = &self.restored_at {
+            if *at <= rev && *at > from {
+                (from, texts) = (*at, restored);
+            }
+        }
         let mut text = texts.get(path).cloned();
-        for v in self.history.range(*from as usize, rev as usize) {
+        for v in self.history.range(from as usize, rev as usize) {
             if v.file == path {
                 step_text(&mut text, &v.change);
             }
@@ -56,6 +132,10 @@ impl Document {
     /// stored text (the stored parts do not belong together); the current
     /// text, which is the stored document's, is not affected.
     pub fn build_checkpoints(&mut self) -> Result<(), DocumentError> {
+        if self.restored_at.is_none() {
+            return Ok(());
+        }
+        self.check_held(0)?;
         let Some(at) = self.restored_at.take() else {
             return Ok(());
         };

@@ -52,27 +52,45 @@ struct Context {
     at: u64,
 }
 
-/// The document's history: versions 1, 2, 3… encoded in one buffer, with
-/// the start of every [`STRIDE`]th noted.
+/// The document's history: versions `start + 1`, `start + 2`… encoded in
+/// one buffer, with the start of every [`STRIDE`]th noted. A session loaded
+/// from a store holds only the versions after its stored document
+/// (`start`); the earlier ones stay in the store until a read needs them.
 #[derive(Debug, Default)]
 pub(super) struct VersionLog {
     bytes: Vec<u8>,
-    /// Where versions `STRIDE * i + 1` start.
+    /// Where versions `start + STRIDE * i + 1` start.
     marks: Vec<usize>,
+    /// The revision of the last version not held (0: all are held).
+    start: usize,
     len: usize,
     /// The context after the last version.
     last: Context,
 }
 
 impl VersionLog {
-    /// How many versions it holds (the revision of the last one).
+    /// A log whose versions up to `start` are kept elsewhere.
+    pub(super) fn starting_at(start: usize) -> Self {
+        Self {
+            start,
+            len: start,
+            ..Self::default()
+        }
+    }
+
+    /// How many versions there are (the revision of the last one), held or not.
     pub(super) fn len(&self) -> usize {
         self.len
     }
 
+    /// The revision of the last version not held: 0 when all are.
+    pub(super) fn start(&self) -> usize {
+        self.start
+    }
+
     /// Appends the next version; its `rev` is taken to be `len() + 1`.
     pub(super) fn push(&mut self, v: &Version) {
-        if self.len.is_multiple_of(STRIDE) {
+        if (self.len - self.start).is_multiple_of(STRIDE) {
             self.marks.push(self.bytes.len());
             self.last = Context::default();
         }
@@ -80,29 +98,48 @@ impl VersionLog {
         self.len += 1;
     }
 
-    /// The versions after revision `from` (the `from`th and on), oldest first.
+    /// The same versions with the ones before `start` in front of them:
+    /// `older` must be versions `1..=start`.
+    pub(super) fn with_older(&self, older: &[Version]) -> Self {
+        debug_assert_eq!(older.len(), self.start);
+        let mut all = Self::default();
+        for v in older {
+            all.push(v);
+        }
+        for v in self.iter_from(self.start) {
+            all.push(&v);
+        }
+        all
+    }
+
+    /// The versions after revision `from` (the `from`th and on), oldest
+    /// first; those not held are left out, so `from` should be at least
+    /// [`VersionLog::start`].
     pub(super) fn iter_from(&self, from: usize) -> Versions<'_> {
-        let from = from.min(self.len);
+        let from = from.clamp(self.start, self.len);
         if from == self.len {
             // Nothing after: the common case of an edit typed at the
             // current revision, which must not pay for reaching the end.
             return Versions {
                 bytes: &self.bytes,
                 pos: self.bytes.len(),
+                start: self.start as Revision,
                 next_rev: self.len as Revision + 1,
                 end_rev: self.len as Revision,
                 ctx: Context::default(),
             };
         }
-        let mark = from / STRIDE;
+        let mark = (from - self.start) / STRIDE;
+        let first = self.start + mark * STRIDE;
         let mut it = Versions {
             bytes: &self.bytes,
             pos: self.marks.get(mark).copied().unwrap_or(self.bytes.len()),
-            next_rev: (mark * STRIDE) as Revision + 1,
+            start: self.start as Revision,
+            next_rev: first as Revision + 1,
             end_rev: self.len as Revision,
             ctx: Context::default(),
         };
-        for _ in mark * STRIDE..from {
+        for _ in first..from {
             it.skip_one();
         }
         it
@@ -116,6 +153,9 @@ impl VersionLog {
     /// The version of revision `rev` (1-based), if held.
     pub(super) fn get(&self, rev: Revision) -> Option<Version> {
         let i = usize::try_from(rev).ok()?.checked_sub(1)?;
+        if i < self.start {
+            return None;
+        }
         self.iter_from(i).next()
     }
 
@@ -183,6 +223,8 @@ impl AppliedOids {
 pub(super) struct Versions<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// The log's start: strides are counted from it.
+    start: Revision,
     next_rev: Revision,
     end_rev: Revision,
     ctx: Context,
@@ -195,7 +237,7 @@ impl Versions<'_> {
         if self.next_rev > self.end_rev {
             return;
         }
-        if (self.next_rev - 1).is_multiple_of(STRIDE as u64) {
+        if (self.next_rev - 1 - self.start).is_multiple_of(STRIDE as u64) {
             self.ctx = Context::default();
         }
         skip(self.bytes, &mut self.pos, &mut self.ctx).expect("the log decodes what it encoded");
@@ -210,7 +252,7 @@ impl Iterator for Versions<'_> {
         if self.next_rev > self.end_rev {
             return None;
         }
-        if (self.next_rev - 1).is_multiple_of(STRIDE as u64) {
+        if (self.next_rev - 1 - self.start).is_multiple_of(STRIDE as u64) {
             self.ctx = Context::default();
         }
         let v = decode(self.bytes, &mut self.pos, self.next_rev, &mut self.ctx)
@@ -528,6 +570,34 @@ mod tests {
         assert_eq!(log.get(129), Some(versions[128].clone()));
         assert_eq!(log.get(0), None);
         assert_eq!(log.get(301), None);
+    }
+
+    #[test]
+    fn a_log_may_start_after_the_first_versions_and_take_them_later() {
+        let versions = sample(300);
+        for start in [1, 63, 64, 100] {
+            let mut log = VersionLog::starting_at(start);
+            for v in &versions[start..] {
+                log.push(v);
+            }
+            assert_eq!((log.len(), log.start()), (300, start));
+            for from in [start, start + 1, start + 63, start + 64, 200, 299, 300] {
+                let got: Vec<_> = log.iter_from(from).collect();
+                assert_eq!(got, versions[from..], "start {start}, from {from}");
+            }
+            // What is not held is not made up.
+            assert_eq!(log.get(start as Revision), None);
+            assert_eq!(
+                log.get(start as Revision + 1),
+                Some(versions[start].clone())
+            );
+            assert_eq!(log.iter_from(0).next(), Some(versions[start].clone()));
+
+            let whole = log.with_older(&versions[..start]);
+            assert_eq!((whole.len(), whole.start()), (300, 0));
+            assert_eq!(whole.iter_from(0).collect::<Vec<_>>(), versions);
+            assert_eq!(whole.get(1), Some(versions[0].clone()));
+        }
     }
 
     #[test]

@@ -135,6 +135,14 @@ pub enum DocumentError {
     /// automerge refused the operation.
     #[error("automerge: {0}")]
     Automerge(String),
+    /// The request reads versions at or before `floor`, which a session
+    /// loaded from a store reads from it on demand (see
+    /// [`Document::history_floor`]), and they are not read yet.
+    #[error("the history up to revision {floor} is not loaded from the store")]
+    HistoryNotLoaded {
+        /// The last revision not held in memory.
+        floor: Revision,
+    },
 }
 
 /// automerge's refusal as a document error. Not a `From` impl: that would

@@ -17,6 +17,9 @@ impl Document {
     /// the stored history. The versions after `saved_rev` are replayed onto
     /// the document as local changes (they were stored only as versions:
     /// nobody outside the process had seen their automerge changes).
+    /// `history` may start after revision 1, at any revision up to
+    /// `saved_rev + 1`: the versions it leaves out are handed in later, with
+    /// [`Document::restore_older_history`], if a read needs them.
     ///
     /// The history before `saved_rev` is not replayed: the text comes from
     /// the document. The checkpoints that [`Document::text_at`] reads from
@@ -24,7 +27,7 @@ impl Document {
     ///
     /// # Errors
     /// As [`Document::load`], and [`DocumentError::Structure`] when the
-    /// history is not numbered 1, 2, 3…, `saved_rev` is past its end, or a
+    /// history is not numbered consecutively, `saved_rev` is outside it, or a
     /// replayed version does not fit the document.
     pub fn restore(
         saved: &[u8],
@@ -51,14 +54,20 @@ impl Document {
             heads: this.doc.get_heads(),
             saved: this.change_hashes(),
         };
-        if saved_rev > history.len() as Revision {
+        // The history may leave out versions the stored document holds
+        // (a store hands only those after it; the rest are read on demand).
+        let floor = history
+            .first()
+            .map_or(saved_rev, |v| v.rev.saturating_sub(1));
+        let end = floor + history.len() as Revision;
+        if floor > saved_rev || saved_rev > end {
             return Err(DocumentError::Structure(format!(
-                "the document holds revision {saved_rev}; the history ends at {}",
-                history.len()
+                "the document holds revision {saved_rev}; the history is {}..={end}",
+                floor + 1
             )));
         }
         for (i, v) in history.iter().enumerate() {
-            let rev = i as Revision + 1;
+            let rev = floor + i as Revision + 1;
             if v.rev != rev {
                 return Err(DocumentError::Structure(format!(
                     "version {} where {rev} belongs",
@@ -72,7 +81,7 @@ impl Document {
         // The stored document's texts, before the later versions move them:
         // what the history must lead to (ropes share their nodes: cheap).
         let stored_texts = this.texts();
-        for v in &history[saved_rev as usize..] {
+        for v in &history[(saved_rev - floor) as usize..] {
             this.replay(v)?;
         }
         this.checkpoints = vec![(
@@ -82,6 +91,7 @@ impl Document {
                 .map(|(p, t)| (p.clone(), Rope::from_str(t)))
                 .collect(),
         )];
+        this.history = log::VersionLog::starting_at(floor as usize);
         for v in &history {
             this.history.push(v);
         }

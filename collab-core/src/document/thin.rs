@@ -53,6 +53,9 @@ impl Document {
         if base > current {
             return Err(DocumentError::UnknownRevision { rev: base, current });
         }
+        // An operation applied at or before the floor would have an id the
+        // check above cannot see yet: it is rebased once the history is in.
+        self.check_held(base)?;
         let mut op = op;
         for v in self.history.iter_from(base as usize) {
             if v.file != path {

@@ -116,6 +116,14 @@ pub enum Transmit {
         /// The credential, as the client sent it.
         token: String,
     },
+    /// Read the versions `1..=through` from the store, then hand them to
+    /// [`Session::handle_history`](super::Session::handle_history): the
+    /// session was loaded with only the later ones, and a read needs them.
+    /// Asked once until answered.
+    LoadHistory {
+        /// The last revision to read.
+        through: Revision,
+    },
     /// Close the connection after what was queued for it; the session has
     /// already forgotten it.
     Close {

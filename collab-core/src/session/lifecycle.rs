@@ -31,7 +31,7 @@ impl Session {
         let page = self.log.since(since, limit);
         let (ops, ops_more, next_rev) = match rev {
             Some(rev) => {
-                let (versions, more) = self.document.versions(rev, limit);
+                let (versions, more) = self.document.versions(rev, limit)?;
                 let next = versions.last().map_or(rev, |v| v.rev);
                 let frames = versions.into_iter().map(version_frame).collect();
                 (frames, more, if more { next } else { self.document.rev() })

@@ -40,6 +40,7 @@ mod chat_ops;
 mod config;
 mod connections;
 mod edits;
+mod history;
 mod lifecycle;
 mod persist;
 mod presence_board;
@@ -49,6 +50,7 @@ mod timer;
 
 pub use config::{ReadPage, SessionConfig, Transmit};
 use connections::Connections;
+use history::HistoryWait;
 use persist::Persisted;
 use roster::{Actor, JoinRequest, Member, Membership, Roster};
 pub use tally::Tally;
@@ -87,6 +89,8 @@ pub struct Session {
     initial_files: BTreeMap<String, String>,
     /// What has been handed to the store so far.
     persisted: Persisted,
+    /// Frames waiting for the history the store has not handed in.
+    history_wait: HistoryWait,
 }
 
 /// How long a direct write to the automerge document (the language, a run)
@@ -161,6 +165,7 @@ impl Session {
             chat: Chat::default(),
             log: crate::events::EventLog::default(),
             outbox: VecDeque::new(),
+            history_wait: HistoryWait::default(),
             anchored: Vec::new(),
             sync_pending: false,
             timers: TimerTable::default(),
@@ -273,6 +278,13 @@ impl Session {
         self.advance(now);
         self.touch_connection(conn, now);
         self.tally.frame_in(msg.frame.type_name());
+        if let Some(msg) = self.wait_for_history(conn, msg) {
+            self.dispatch_message(conn, msg, now);
+        }
+    }
+
+    /// Carries out a frame and answers it.
+    fn dispatch_message(&mut self, conn: ConnectionId, msg: ClientMessage, now: Timestamp) {
         let rid = msg.rid;
         match self.dispatch(conn, rid, msg.frame, now) {
             Ok(Reply::Ack(seq)) => {
@@ -578,7 +590,7 @@ impl Session {
                 let limit = limit
                     .map_or(1_000, |l| l as usize)
                     .min(self.config.max_events_page * 20);
-                let (versions, has_more) = self.document.versions(after, limit);
+                let (versions, has_more) = self.document.versions(after, limit)?;
                 Ok(Reply::Frame(ServerFrame::Versions {
                     rid,
                     versions,
@@ -586,7 +598,11 @@ impl Session {
                 }))
             }
             ClientFrame::TextAt { file, rev } => {
-                self.document.build_checkpoints()?;
+                // With only the versions after the stored document held, the
+                // texts read come from it and from later checkpoints.
+                if self.document.history_floor() == 0 {
+                    self.document.build_checkpoints()?;
+                }
                 let text = self.document.text_at(&file, rev)?;
                 Ok(Reply::Frame(ServerFrame::TextAt {
                     rid,

@@ -121,7 +121,7 @@ impl Session {
         )
         .map_err(damaged)?;
         let unsaved_bytes = document
-            .versions(document_rev, usize::MAX)
+            .versions_held(document_rev, usize::MAX)
             .0
             .iter()
             .map(inserted_bytes)
@@ -157,6 +157,7 @@ impl Session {
             chat,
             log,
             outbox: VecDeque::new(),
+            history_wait: Default::default(),
             anchored,
             sync_pending: false,
             timers: TimerTable::default(),
@@ -195,7 +196,7 @@ impl Session {
             self.persisted.seq = self.log.last_seq();
         }
         changes.messages = self.chat.take_changed();
-        let (versions, _) = self.document.versions(self.persisted.rev, usize::MAX);
+        let (versions, _) = self.document.versions_held(self.persisted.rev, usize::MAX);
         self.persisted.unsaved_bytes += versions.iter().map(inserted_bytes).sum::<usize>();
         changes.versions = versions;
         self.persisted.rev = self.document.rev();

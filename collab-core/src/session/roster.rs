@@ -400,6 +400,10 @@ impl Session {
             }
             .into());
         }
+        if let Some(rev) = rev {
+            // Checked before anything changes: the catch-up below needs them.
+            self.document.check_held(rev)?;
+        }
         let identity = c.identity.clone();
         // A connection opened before its user was kicked must not get back in.
         if self.members.is_banned(&identity.user_id) {
@@ -510,7 +514,7 @@ impl Session {
                 c.sync = Some(state);
             }
         } else if let Some(rev) = rev {
-            let (versions, _) = self.document.versions(rev, usize::MAX);
+            let (versions, _) = self.document.versions_held(rev, usize::MAX);
             let ops = versions.into_iter().map(version_frame).collect();
             self.send(
                 vec![conn],

@@ -25,6 +25,8 @@ pub struct Harness {
     next_conn: u64,
     /// Credentials clients sent with `authenticate`, for the test to check.
     pub auth_requests: Vec<(ConnectionId, Option<u64>, String)>,
+    /// The `through` of every `Transmit::LoadHistory`, in order.
+    pub history_requests: Vec<u64>,
 }
 
 pub fn host() -> Identity {
@@ -52,6 +54,7 @@ impl Harness {
             joined_as: HashMap::new(),
             next_conn: 1,
             auth_requests: Vec::new(),
+            history_requests: Vec::new(),
         }
     }
 
@@ -161,6 +164,7 @@ impl Harness {
                 Transmit::Authenticate { conn, rid, token } => {
                     self.auth_requests.push((conn, rid, token));
                 }
+                Transmit::LoadHistory { through } => self.history_requests.push(through),
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestCredential, Identity,
     SessionRequest,
 };
-use collab_core::document::Revision;
+use collab_core::document::{Revision, Version};
 use collab_core::error::{ErrorCode, SessionError};
 use collab_core::ids::{ConnectionId, SessionId};
 use collab_core::ids::{Seq, UserId};
@@ -137,6 +137,11 @@ enum Command {
         conn: ConnectionId,
         rid: Option<u64>,
         outcome: Result<Identity, AuthError>,
+    },
+    /// The versions a session loaded without, read for
+    /// `Transmit::LoadHistory`; `None` if the store could not read them.
+    History {
+        versions: Option<Vec<Version>>,
     },
     Shutdown,
 }

@@ -142,7 +142,10 @@ impl Hub {
             None => None,
         };
         let started = std::time::Instant::now();
-        let stored = store.load(id).await?.ok_or(HubError::SessionNotFound)?;
+        let stored = store
+            .load_recent(id)
+            .await?
+            .ok_or(HubError::SessionNotFound)?;
         let now = self.inner.clock.now();
         let config = self.inner.config.session.clone();
         // Restoring replays the document and the history: seconds for a big

@@ -48,6 +48,10 @@ pub(super) type Deferred = Box<dyn FnOnce() + Send>;
 /// Commands taken at once before one store write: the group commit.
 pub(super) const MAX_BATCH: usize = 256;
 
+/// REST requests that may wait for a session's older history at once; past
+/// it they are answered `storage_failed`.
+const MAX_WAITING_FOR_HISTORY: usize = 64;
+
 /// One session's task state.
 pub(super) struct Task {
     pub(super) session: Session,
@@ -63,6 +67,10 @@ pub(super) struct Task {
     pub(super) lease: Option<Lease>,
     /// After a renewal failed for a reason that may pass: when to try again.
     pub(super) renew_retry: Option<Timestamp>,
+    /// REST requests that read versions the session was loaded without,
+    /// applied once the store has handed them in (see
+    /// `Session::request_history`).
+    pub(super) awaiting_history: Vec<Command>,
 }
 
 impl Task {
@@ -99,6 +107,15 @@ impl Task {
     pub(super) fn apply(&mut self, command: Command) {
         let now = self.hub.clock.now();
         self.last_command = now;
+        let command = match command {
+            Command::History { versions } => return self.history_read(versions, now),
+            command => command,
+        };
+        if self.must_wait_for_history(&command) {
+            self.session.request_history();
+            self.awaiting_history.push(command);
+            return;
+        }
         let session = &mut self.session;
         match command {
             Command::Connect {
@@ -203,9 +220,57 @@ impl Task {
             Command::Authenticated { conn, rid, outcome } => {
                 session.handle_authenticated(conn, rid, outcome, now);
             }
+            Command::History { .. } => unreachable!("taken above"),
             Command::Shutdown => {
                 session.close_all(CloseReason::ServerShutdown, now);
                 self.stop = true;
+            }
+        }
+    }
+
+    /// Whether a REST request reads versions before the session's history
+    /// floor, and may wait for them.
+    fn must_wait_for_history(&self, command: &Command) -> bool {
+        let rev = match command {
+            Command::ReplaceCode { rev, .. } | Command::Read { rev, .. } => *rev,
+            _ => None,
+        };
+        rev.is_some_and(|rev| rev < self.session.history_floor())
+            && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
+    }
+
+    /// Hands the session the older history the store read, then the REST
+    /// requests that waited for it. If it could not be read, they are
+    /// answered `storage_failed` now; the next request that needs it asks
+    /// again.
+    fn history_read(&mut self, versions: Option<Vec<Version>>, now: Timestamp) {
+        if let Err(e) = self.session.handle_history(versions, now) {
+            tracing::error!(error = %e, "the stored history does not fit the session");
+        }
+        let waiting = std::mem::take(&mut self.awaiting_history);
+        let session = &mut self.session;
+        for command in waiting {
+            match command {
+                Command::ReplaceCode {
+                    user,
+                    rev,
+                    code,
+                    reply,
+                } => {
+                    let result = session.replace_code(&user, rev, &code, now);
+                    self.deferred.push(Box::new(move || {
+                        let _ = reply.send(result);
+                    }));
+                }
+                Command::Read {
+                    user,
+                    since,
+                    rev,
+                    reply,
+                } => {
+                    let _ = reply.send(session.read(&user, since, rev, usize::MAX));
+                }
+                _ => unreachable!("only reads and replaces wait"),
             }
         }
     }
@@ -477,6 +542,7 @@ pub(super) async fn run_session(
         last_command: hub_now,
         lease,
         renew_retry: None,
+        awaiting_history: Vec::new(),
     };
     loop {
         let deadline = [
@@ -603,6 +669,29 @@ pub(super) fn deliver(
                     tokio::spawn(async move {
                         let outcome = auth.authenticate(Some(&token)).await;
                         let _ = tx.send(Command::Authenticated { conn, rid, outcome }).await;
+                    });
+                }
+                Transmit::LoadHistory { through } => {
+                    // Read off the session task, like a credential check;
+                    // the frames that need it wait in the session.
+                    let Some(tx) = me.upgrade() else { continue };
+                    let store = hub.store.clone();
+                    let id = session.id().clone();
+                    tokio::spawn(async move {
+                        let versions = match store {
+                            Some(store) => match store.versions(&id, 0, through).await {
+                                Ok(versions) => Some(versions),
+                                Err(e) => {
+                                    tracing::warn!(
+                                        session = %id, error = %e,
+                                        "reading a session's history from the store failed"
+                                    );
+                                    None
+                                }
+                            },
+                            None => None,
+                        };
+                        let _ = tx.send(Command::History { versions }).await;
                     });
                 }
                 Transmit::Close { conn, reason } => {
