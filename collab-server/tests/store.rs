@@ -527,8 +527,8 @@ fn a_restored_session_reads_its_older_history_only_when_asked() {
         .iter()
         .any(|f| matches!(f, ServerFrame::TextAck { rev: 601, .. })));
 
-    let older = whole.versions[..floor as usize].to_vec();
-    h.session.handle_history(Some(older), h.now).unwrap();
+    let older = collab_core::document::encode_versions(&whole.versions[..floor as usize]);
+    h.session.handle_history(Some(&older), h.now).unwrap();
     h.pump();
     let frames = h.take(b);
     let acked = frames
@@ -611,10 +611,9 @@ fn a_history_the_store_cannot_read_is_an_error_and_asked_again() {
     );
     assert_eq!(h.history_requests, vec![floor, floor]);
     // Versions that do not fit are refused, and the frame still answered.
-    let mut wrong = whole.versions[..floor as usize].to_vec();
-    wrong.pop();
+    let wrong = collab_core::document::encode_versions(&whole.versions[..floor as usize - 1]);
     assert!(matches!(
-        h.session.handle_history(Some(wrong), h.now),
+        h.session.handle_history(Some(&wrong), h.now),
         Err(DocumentError::Structure(_))
     ));
     h.pump();

@@ -41,36 +41,27 @@ impl Document {
         self.history.start() as Revision
     }
 
-    /// Takes the versions a restore left in the store: `older` must be
-    /// versions `1..=`[`Document::history_floor`], in order.
+    /// Takes the versions a restore left in the store: versions
+    /// `1..=`[`Document::history_floor`], encoded as [`encode_versions`]
+    /// writes them (buffers of consecutive versions may be joined), so that
+    /// they are never all held decoded at once.
     ///
     /// # Errors
-    /// [`DocumentError::Structure`] when they are not; nothing changes.
-    pub fn restore_older_history(&mut self, older: Vec<Version>) -> Result<(), DocumentError> {
-        let floor = self.history.start();
-        if older.len() != floor {
-            return Err(DocumentError::Structure(format!(
-                "{} earlier versions handed in where {floor} are missing",
-                older.len()
-            )));
-        }
-        if let Some((i, v)) = older
-            .iter()
-            .enumerate()
-            .find(|(i, v)| v.rev != *i as Revision + 1)
-        {
-            return Err(DocumentError::Structure(format!(
-                "version {} where {} belongs",
-                v.rev,
-                i + 1
-            )));
-        }
-        for v in &older {
+    /// [`DocumentError::Structure`] when they are not those versions;
+    /// nothing changes.
+    pub fn restore_older_history(&mut self, older: &[u8]) -> Result<(), DocumentError> {
+        let whole = self
+            .history
+            .with_older(older)
+            .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
+        self.history = whole;
+        let oids = &mut self.oids;
+        log::for_each_version(older, 1, |v| {
             if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
-                self.oids.insert(author, oid, v.rev);
+                oids.insert(author, oid, v.rev);
             }
-        }
-        self.history = self.history.with_older(&older);
+        })
+        .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
         Ok(())
     }
 

@@ -98,18 +98,25 @@ impl VersionLog {
         self.len += 1;
     }
 
-    /// The same versions with the ones before `start` in front of them:
-    /// `older` must be versions `1..=start`.
-    pub(super) fn with_older(&self, older: &[Version]) -> Self {
-        debug_assert_eq!(older.len(), self.start);
+    /// The same versions with the ones before `start` in front of them,
+    /// encoded as [`encode_versions`] writes them (buffers of consecutive
+    /// versions may be joined).
+    ///
+    /// # Errors
+    /// When they do not decode, or are not `start` versions.
+    pub(super) fn with_older(&self, older: &[u8]) -> Result<Self, DecodeError> {
         let mut all = Self::default();
-        for v in older {
-            all.push(v);
+        let n = for_each_version(older, 1, |v| all.push(v))?;
+        if n != self.start {
+            return Err(DecodeError {
+                at: older.len(),
+                what: "not the number of versions missing",
+            });
         }
         for v in self.iter_from(self.start) {
             all.push(&v);
         }
-        all
+        Ok(all)
     }
 
     /// The versions after revision `from` (the `from`th and on), oldest
@@ -306,6 +313,30 @@ pub fn decode_versions(bytes: &[u8], first_rev: Revision) -> Result<Vec<Version>
         out.push(decode(bytes, &mut pos, rev, &mut ctx)?);
     }
     Ok(out)
+}
+
+/// Hands `f` each version of `bytes` in turn (what [`encode_versions`]
+/// wrote, or several such buffers of consecutive versions joined),
+/// numbered from `first_rev`, without holding them all decoded; returns
+/// how many there were.
+pub(super) fn for_each_version(
+    bytes: &[u8],
+    first_rev: Revision,
+    mut f: impl FnMut(&Version),
+) -> Result<usize, DecodeError> {
+    let mut pos = 0;
+    let mut ctx = Context::default();
+    let mut n = 0;
+    while pos < bytes.len() {
+        f(&decode(
+            bytes,
+            &mut pos,
+            first_rev + n as Revision,
+            &mut ctx,
+        )?);
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn encode(out: &mut Vec<u8>, v: &Version, ctx: &mut Context) {
@@ -593,7 +624,12 @@ mod tests {
             );
             assert_eq!(log.iter_from(0).next(), Some(versions[start].clone()));
 
-            let whole = log.with_older(&versions[..start]);
+            assert!(log
+                .with_older(&encode_versions(&versions[1..start]))
+                .is_err());
+            let whole = log
+                .with_older(&encode_versions(&versions[..start]))
+                .unwrap();
             assert_eq!((whole.len(), whole.start()), (300, 0));
             assert_eq!(whole.iter_from(0).collect::<Vec<_>>(), versions);
             assert_eq!(whole.get(1), Some(versions[0].clone()));

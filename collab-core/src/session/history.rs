@@ -69,8 +69,11 @@ impl Session {
     }
 
     /// Takes what the driver read for [`Transmit::LoadHistory`]: the
-    /// versions `1..=through`, or `None` when the store could not read them
-    /// (the driver says why in its logs). Then handles the frames that
+    /// versions `1..=through` encoded with
+    /// [`encode_versions`](crate::document::encode_versions) (a driver may
+    /// read and encode them a range at a time and join the buffers), or
+    /// `None` when the store could not read them (the driver says why in
+    /// its logs). Then handles the frames that
     /// waited for them, in order; if the history is still not in, those that
     /// need it are answered `storage_failed`, and the next such frame asks
     /// again.
@@ -80,7 +83,7 @@ impl Session {
     /// document: they were not taken.
     pub fn handle_history(
         &mut self,
-        versions: Option<Vec<Version>>,
+        versions: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<(), DocumentError> {
         self.advance(now);

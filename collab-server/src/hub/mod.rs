@@ -19,7 +19,7 @@ use crate::auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestCredential, Identity,
     SessionRequest,
 };
-use collab_core::document::{Revision, Version};
+use collab_core::document::Revision;
 use collab_core::error::{ErrorCode, SessionError};
 use collab_core::ids::{ConnectionId, SessionId};
 use collab_core::ids::{Seq, UserId};
@@ -139,9 +139,10 @@ enum Command {
         outcome: Result<Identity, AuthError>,
     },
     /// The versions a session loaded without, read for
-    /// `Transmit::LoadHistory`; `None` if the store could not read them.
+    /// `Transmit::LoadHistory` and encoded; `None` if the store could not
+    /// read them.
     History {
-        versions: Option<Vec<Version>>,
+        versions: Option<Vec<u8>>,
     },
     Shutdown,
 }

@@ -52,6 +52,10 @@ pub(super) const MAX_BATCH: usize = 256;
 /// it they are answered `storage_failed`.
 const MAX_WAITING_FOR_HISTORY: usize = 64;
 
+/// A session's older history is read from the store this many versions at
+/// a time and kept encoded: never more than a range of it decoded at once.
+const HISTORY_READ: Revision = 4_096;
+
 /// One session's task state.
 pub(super) struct Task {
     pub(super) session: Session,
@@ -243,8 +247,8 @@ impl Task {
     /// requests that waited for it. If it could not be read, they are
     /// answered `storage_failed` now; the next request that needs it asks
     /// again.
-    fn history_read(&mut self, versions: Option<Vec<Version>>, now: Timestamp) {
-        if let Err(e) = self.session.handle_history(versions, now) {
+    fn history_read(&mut self, versions: Option<Vec<u8>>, now: Timestamp) {
+        if let Err(e) = self.session.handle_history(versions.as_deref(), now) {
             tracing::error!(error = %e, "the stored history does not fit the session");
         }
         let waiting = std::mem::take(&mut self.awaiting_history);
@@ -609,6 +613,28 @@ pub(super) async fn run_session(
     }
 }
 
+/// Versions `1..=through` of a session, read a range at a time and encoded
+/// as they come (see [`HISTORY_READ`]). A store that has fewer gives fewer;
+/// the session refuses them.
+async fn read_history(
+    store: &dyn Store,
+    id: &SessionId,
+    through: Revision,
+) -> Result<Vec<u8>, StoreError> {
+    let mut encoded = Vec::new();
+    let mut after = 0;
+    while after < through {
+        let to = through.min(after + HISTORY_READ);
+        let part = store.versions(id, after, to).await?;
+        encoded.extend(collab_core::document::encode_versions(&part));
+        if part.len() as Revision != to - after {
+            break;
+        }
+        after = to;
+    }
+    Ok(encoded)
+}
+
 /// Hands everything the session wants sent to the connections' queues, without
 /// ever waiting: a full queue drops that connection as a slow consumer.
 pub(super) fn deliver(
@@ -679,7 +705,7 @@ pub(super) fn deliver(
                     let id = session.id().clone();
                     tokio::spawn(async move {
                         let versions = match store {
-                            Some(store) => match store.versions(&id, 0, through).await {
+                            Some(store) => match read_history(&*store, &id, through).await {
                                 Ok(versions) => Some(versions),
                                 Err(e) => {
                                     tracing::warn!(

@@ -364,12 +364,37 @@ async fn one_session_replays_a_trace() {
     assert_eq!(read.status, 200);
     assert_eq!(read.body["code"].as_str().unwrap().len() as u64, len);
     println!(
-        "loaded after a restart in {load:.1?} (first read); RSS {before:.1} → {:.1} MB",
-        rss_mb(&server)
+        "loaded after a restart in {load:.1?} (first read); RSS {before:.1} → {:.1} MB, peak {:.1} MB",
+        rss_mb(&server),
+        peak_rss_mb(&server)
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    println!("3 s later: {}", memory(&server).await);
+    history_on_demand(&server, &c, &id, &tokens[0]).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After a load: what the process settles at, then the first read of the
+/// whole history (which a load leaves in the store) and what it costs.
+async fn history_on_demand(server: &Server, c: &Client, id: &str, token: &str) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("3 s later: {}", memory(server).await);
+    let started = Instant::now();
+    let page = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}/events?since=0&rev=0"),
+            Some(token),
+            None,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    assert_eq!(page.body["ops"][0]["rev"].as_u64(), Some(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!(
+        "the history from revision 0 read on demand in {took:.1?}; 3 s later RSS {:.1} MB, peak {:.1} MB",
+        rss_mb(server),
+        peak_rss_mb(server)
+    );
 }
 
 /// Sends `op` against `rev` and waits for its ack; returns the new revision.
@@ -445,12 +470,12 @@ async fn typing_and_deleting_a_long_text() {
     assert_eq!(read.body["rev"].as_u64(), Some(rev));
     println!(
         "the {}-character churn session loaded after a restart in {load:.1?} (first read); \
-         RSS {before:.1} → {:.1} MB",
+         RSS {before:.1} → {:.1} MB, peak {:.1} MB",
         2 * chars,
-        rss_mb(&server)
+        rss_mb(&server),
+        peak_rss_mb(&server)
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    println!("3 s later: {}", memory(&server).await);
+    history_on_demand(&server, &c, &id, &token).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
