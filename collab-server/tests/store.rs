@@ -576,6 +576,70 @@ fn a_restored_session_reads_its_older_history_only_when_asked() {
         .any(|f| matches!(f, ServerFrame::TextAck { rev: 3, .. })));
 }
 
+/// A live session lets go of the versions its store's document holds, but
+/// for the last 1,024, and reads them back when asked, checked against the
+/// text it kept; a session whose old history was read keeps it.
+#[test]
+fn a_live_session_keeps_only_recent_history_beside_a_store() {
+    let mut h = fast_harness();
+    let a = h.join(host());
+    let mut stored = None;
+    for i in 0..3_000u64 {
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x"), "oid": format!("o{i}")}),
+        );
+        stored = Some(apply_changes(stored, h.session.take_changes()).unwrap());
+    }
+    let stored = stored.unwrap();
+    let floor = h.session.history_floor();
+    assert!(
+        floor % 1_024 == 0 && floor > 0 && floor <= 3_000 - 1_024,
+        "{floor}"
+    );
+    assert!(floor <= stored.document_rev);
+    // Recent reads and rebases need nothing from the store.
+    h.take(a);
+    h.send(
+        a,
+        json!({"type": "text_op", "file": "main", "rev": 2_990, "op": [5, "!"], "oid": "late"}),
+    );
+    h.send(
+        a,
+        json!({"type": "text_at", "file": "main", "rev": floor + 3, "rid": 1}),
+    );
+    assert!(h.history_requests.is_empty());
+    let frames = h.take(a);
+    assert!(frames
+        .iter()
+        .any(|f| matches!(f, ServerFrame::TextAck { rev: 3_001, .. })));
+    assert!(frames.iter().any(
+        |f| matches!(f, ServerFrame::TextAt { text: Some(t), .. } if *t == "x".repeat(floor as usize + 3))
+    ));
+    // Old ones are read back.
+    h.send(
+        a,
+        json!({"type": "text_at", "file": "main", "rev": 7, "rid": 2}),
+    );
+    assert_eq!(h.history_requests, vec![floor]);
+    let older = collab_core::document::encode_versions(&stored.versions[..floor as usize]);
+    h.session.handle_history(Some(&older), h.now).unwrap();
+    h.pump();
+    assert!(matches!(
+        &h.take(a)[..],
+        [ServerFrame::TextAt { text: Some(t), .. }] if t == "xxxxxxx"
+    ));
+    assert_eq!(h.session.history_floor(), 0);
+    for i in 3_001..3_100u64 {
+        h.send(
+            a,
+            json!({"type": "text_op", "file": "main", "rev": i, "op": [1, "y"]}),
+        );
+        h.session.take_changes();
+    }
+    assert_eq!(h.session.history_floor(), 0, "kept once read");
+}
+
 /// When the store cannot read the older history, what waited for it is
 /// answered `storage_failed`, and the next read that needs it asks again.
 #[test]

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Versions a session keeps in memory however far its store has them, for
+/// clients that rebase or resume from a little behind.
+pub(crate) const KEEP_RECENT: Revision = 1_024;
+
 impl Document {
     /// Up to `limit` versions after `after`, oldest first, and whether more
     /// follow: the history to replay a session's edits step by step.
@@ -55,6 +59,7 @@ impl Document {
             .with_older(older)
             .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
         self.history = whole;
+        self.older_read = true;
         let oids = &mut self.oids;
         log::for_each_version(older, 1, |v| {
             if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
@@ -63,6 +68,41 @@ impl Document {
         })
         .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
         Ok(())
+    }
+
+    /// Lets go of the versions a store holds, up to the last checkpoint at
+    /// or before `stored` (the revision the store's document holds) that is
+    /// at least [`KEEP_RECENT`] revisions old, and of the checkpoints before
+    /// it: the session then holds what a load from the store would. The
+    /// recent versions stay for clients that rebase or resume from a little
+    /// behind; reading further back reads the store again. Once the older
+    /// history was read back for a reader it stays, since readers of old
+    /// history page through it.
+    pub(crate) fn forget_stored_history(&mut self, stored: Revision) {
+        if self.older_read {
+            return;
+        }
+        let floor = self.history_floor();
+        let limit = stored
+            .min(self.handed_over)
+            .min(self.rev().saturating_sub(KEEP_RECENT));
+        let Some(i) = self
+            .checkpoints
+            .iter()
+            .rposition(|(r, _)| *r > floor && *r <= limit)
+        else {
+            return;
+        };
+        let later = self.checkpoints.split_off(i + 1);
+        let base = self.checkpoints.pop().expect("the one found");
+        self.checkpoints.truncate(1);
+        self.checkpoints.extend(later);
+        let rev = base.0;
+        // Replayed from the initial files and checked here, once the older
+        // history is read back (`build_checkpoints`).
+        self.restored_at = Some(base);
+        self.history = self.history.without_through(rev as usize);
+        self.oids.forget_through(rev);
     }
 
     /// Whether the versions after `rev` are all in memory.

@@ -98,6 +98,15 @@ impl VersionLog {
         self.len += 1;
     }
 
+    /// The same log without the versions up to `rev` (at least `start`).
+    pub(super) fn without_through(&self, rev: usize) -> Self {
+        let mut kept = Self::starting_at(rev);
+        for v in self.iter_from(rev) {
+            kept.push(&v);
+        }
+        kept
+    }
+
     /// The same versions with the ones before `start` in front of them,
     /// encoded as [`encode_versions`] writes them (buffers of consecutive
     /// versions may be joined).
@@ -202,6 +211,13 @@ impl AppliedOids {
                 self.whole.insert((author, oid.to_owned()), rev);
             }
         }
+    }
+
+    /// Forgets the operations applied at or before `rev`.
+    pub(super) fn forget_through(&mut self, rev: Revision) {
+        self.by_hash.retain(|_, r| *r > rev);
+        self.whole.retain(|_, r| *r > rev);
+        self.by_hash.shrink_to_fit();
     }
 
     /// The revision that applied `author`'s operation `oid`, if one did.
@@ -633,6 +649,9 @@ mod tests {
             assert_eq!((whole.len(), whole.start()), (300, 0));
             assert_eq!(whole.iter_from(0).collect::<Vec<_>>(), versions);
             assert_eq!(whole.get(1), Some(versions[0].clone()));
+            let later = whole.without_through(250);
+            assert_eq!((later.len(), later.start()), (300, 250));
+            assert_eq!(later.iter_from(250).collect::<Vec<_>>(), versions[250..]);
         }
     }
 

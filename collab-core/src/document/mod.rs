@@ -202,6 +202,10 @@ pub struct Document {
     restored_at: Option<(Revision, BTreeMap<String, Rope>)>,
     /// Thin-client operation ids already applied: see [`AppliedOids`].
     oids: AppliedOids,
+    /// The versions before the floor were read back from the store for a
+    /// reader: they stay until the session unloads (see
+    /// [`Document::forget_stored_history`]).
+    older_read: bool,
     /// Writes made to automerge directly (the language, runs) that are not
     /// committed yet.
     uncommitted: usize,
@@ -353,6 +357,7 @@ impl Document {
             history: log::VersionLog::default(),
             checkpoints: vec![(0, BTreeMap::new())],
             restored_at: None,
+            older_read: false,
             oids: AppliedOids::default(),
             uncommitted: 0,
             uncommitted_authors: Vec::new(),

@@ -184,6 +184,11 @@ impl Session {
     /// and every 256 revisions or 16 KiB of inserted text; committing and
     /// collecting them costs more than the edit itself.
     pub fn take_changes(&mut self) -> SessionChanges {
+        // The last call's changes are stored by now (a driver asks again
+        // only after its write succeeded), so what its document holds can
+        // be read back from the store.
+        self.document
+            .forget_stored_history(self.persisted.document_rev);
         let mut changes = SessionChanges::empty(self.id.clone());
         if self.record_needs_write() {
             let record = self.stored_record();
