@@ -594,7 +594,7 @@ fn a_live_session_keeps_only_recent_history_beside_a_store() {
     let stored = stored.unwrap();
     let floor = h.session.history_floor();
     assert!(
-        floor % 1_024 == 0 && floor > 0 && floor <= 3_000 - 1_024,
+        floor.is_multiple_of(1_024) && floor > 0 && floor <= 3_000 - 1_024,
         "{floor}"
     );
     assert!(floor <= stored.document_rev);
