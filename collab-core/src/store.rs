@@ -206,7 +206,8 @@ pub struct StoredSession {
     pub events: Vec<Event>,
     /// Every chat message, in id order.
     pub messages: Vec<ChatMessage>,
-    /// Every document version, in revision order.
+    /// The document's versions in revision order: every one from
+    /// `Store::load`, those after `document_rev` from `Store::load_recent`.
     pub versions: Vec<Version>,
     /// The stored chunks, concatenated: automerge loads them as one document.
     pub document: Vec<u8>,

@@ -368,9 +368,9 @@ impl Store for RedisStore {
 
     async fn load_recent(&self, id: &SessionId) -> Result<Option<StoredSession>, StoreError> {
         // The document's revision decides which versions to read, and a
-        // save may move it between the two reads: read again then (a save
-        // only moves it forward, so the versions read still cover it, but
-        // the first guess may be from before a compaction).
+        // save may move it between the two reads. Moved forward, the
+        // versions read still cover it; moved back (the session deleted and
+        // created again meanwhile), read again.
         let counters = self.key(id, "counters");
         for _ in 0..3 {
             let guess: Option<u64> = redis::cmd("HGET")

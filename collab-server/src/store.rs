@@ -42,8 +42,10 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// The stored versions `after + 1 ..= through`, oldest first; fewer if
-    /// the history ends sooner, none if the session is not stored. The
-    /// default reads the whole session; a store that can read a range should.
+    /// the history ends sooner, none if the session is not stored. The hub
+    /// reads a session's older history a few thousand versions at a time.
+    /// The default reads the whole session for every range; a store that
+    /// can read a range should.
     async fn versions(
         &self,
         id: &SessionId,

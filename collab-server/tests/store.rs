@@ -646,7 +646,27 @@ fn a_live_session_keeps_only_recent_history_beside_a_store() {
 fn a_history_the_store_cannot_read_is_an_error_and_asked_again() {
     let (mut h, _, whole) = typed_and_stored();
     let floor = whole.document_rev;
+    // A history that starts between the first revision and the stored
+    // document's is refused: the texts in between could not be read.
+    let mut middle = whole.clone();
+    middle.versions.drain(..floor as usize / 2);
+    assert!(matches!(
+        Session::restore(middle, SessionConfig::default(), h.now),
+        Err(StoreError::Damaged { .. })
+    ));
     h.session = Session::restore(recent(&whole), SessionConfig::default(), h.now).unwrap();
+    // Nobody who has not joined makes the session read its history.
+    let stranger = h.open(user(9)).unwrap();
+    h.send(stranger, json!({"type": "history", "after": 0, "rid": 9}));
+    assert!(h.history_requests.is_empty());
+    assert!(matches!(
+        &h.take(stranger)[..],
+        [ServerFrame::Error {
+            rid: Some(9),
+            code: ErrorCode::NotJoined,
+            ..
+        }]
+    ));
     let b = h.join(user(1));
     h.take(b);
     h.send(b, json!({"type": "history", "after": 0, "rid": 1}));
@@ -674,6 +694,7 @@ fn a_history_the_store_cannot_read_is_an_error_and_asked_again() {
         json!({"type": "text_at", "file": "main", "rev": 3, "rid": 3}),
     );
     assert_eq!(h.history_requests, vec![floor, floor]);
+    assert!(h.session.awaits_history());
     // Versions that do not fit are refused, and the frame still answered.
     let wrong = collab_core::document::encode_versions(&whole.versions[..floor as usize - 1]);
     assert!(matches!(

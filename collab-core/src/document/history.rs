@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// Versions a session keeps in memory however far its store has them, for
-/// clients that rebase or resume from a little behind.
+/// Versions a live session keeps in memory however far its store has them,
+/// for clients that rebase or resume from a little behind (a session just
+/// loaded holds those after its stored document).
 pub(crate) const KEEP_RECENT: Revision = 1_024;
 
 impl Document {
@@ -59,7 +60,7 @@ impl Document {
             .with_older(older)
             .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
         self.history = whole;
-        self.older_read = true;
+        self.older_read = Some(self.rev());
         let oids = &mut self.oids;
         log::for_each_version(older, 1, |v| {
             if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
@@ -76,10 +77,14 @@ impl Document {
     /// it: the session then holds what a load from the store would. The
     /// recent versions stay for clients that rebase or resume from a little
     /// behind; reading further back reads the store again. Once the older
-    /// history was read back for a reader it stays, since readers of old
-    /// history page through it.
+    /// history was read back for a reader it stays for another
+    /// [`KEEP_RECENT`] revisions, since readers of old history page through
+    /// it.
     pub(crate) fn forget_stored_history(&mut self, stored: Revision) {
-        if self.older_read {
+        if self
+            .older_read
+            .is_some_and(|at| self.rev() < at.saturating_add(KEEP_RECENT))
+        {
             return;
         }
         let floor = self.history_floor();
@@ -103,6 +108,17 @@ impl Document {
         self.restored_at = Some(base);
         self.history = self.history.without_through(rev as usize);
         self.oids.forget_through(rev);
+    }
+
+    /// The first revision whose texts [`Document::text_at`] can give
+    /// without the store's history: the floor's, which is kept; 0 once the
+    /// whole history is held.
+    pub(crate) fn text_floor(&self) -> Revision {
+        let floor = self.history_floor();
+        match &self.restored_at {
+            Some((at, _)) if floor > 0 => floor.max(*at),
+            _ => floor,
+        }
     }
 
     /// Whether the versions after `rev` are all in memory.
@@ -132,7 +148,11 @@ impl Document {
                 current: self.rev(),
             });
         }
-        self.check_held(rev)?;
+        if rev < self.text_floor() {
+            return Err(DocumentError::HistoryNotLoaded {
+                floor: self.history_floor(),
+            });
+        }
         let i = self.checkpoints.partition_point(|(r, _)| *r <= rev) - 1;
         let (mut from, mut texts) = (self.checkpoints[i].0, &self.checkpoints[i].1);
         // The stored document's texts are a checkpoint too, and the only

@@ -163,6 +163,11 @@ impl VersionLog {
 
     /// Versions `from + 1 ..= to`.
     pub(super) fn range(&self, from: usize, to: usize) -> impl Iterator<Item = Version> + '_ {
+        debug_assert!(
+            from >= self.start,
+            "versions before {} are not held",
+            self.start
+        );
         self.iter_from(from).take(to.saturating_sub(from))
     }
 

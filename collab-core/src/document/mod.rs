@@ -190,7 +190,8 @@ pub struct Document {
     /// only when there are none, so these are always the history's tail).
     handed_over: Revision,
     language: String,
-    /// Every version, encoded: see [`log`].
+    /// The versions, encoded (see [`log`]): all of them, or beside a store
+    /// those after [`Document::history_floor`].
     history: log::VersionLog,
     /// Every file's text at revision 0 and at revisions that are multiples
     /// of CHECKPOINT_EVERY, except those before `restored_at`.
@@ -202,10 +203,10 @@ pub struct Document {
     restored_at: Option<(Revision, BTreeMap<String, Rope>)>,
     /// Thin-client operation ids already applied: see [`AppliedOids`].
     oids: AppliedOids,
-    /// The versions before the floor were read back from the store for a
-    /// reader: they stay until the session unloads (see
+    /// The revision at which the versions before the floor were last read
+    /// back from the store for a reader: they stay a while (see
     /// [`Document::forget_stored_history`]).
-    older_read: bool,
+    older_read: Option<Revision>,
     /// Writes made to automerge directly (the language, runs) that are not
     /// committed yet.
     uncommitted: usize,
@@ -357,7 +358,7 @@ impl Document {
             history: log::VersionLog::default(),
             checkpoints: vec![(0, BTreeMap::new())],
             restored_at: None,
-            older_read: false,
+            older_read: None,
             oids: AppliedOids::default(),
             uncommitted: 0,
             uncommitted_authors: Vec::new(),

@@ -17,13 +17,14 @@ impl Document {
     /// the stored history. The versions after `saved_rev` are replayed onto
     /// the document as local changes (they were stored only as versions:
     /// nobody outside the process had seen their automerge changes).
-    /// `history` may start after revision 1, at any revision up to
-    /// `saved_rev + 1`: the versions it leaves out are handed in later, with
+    /// `history` is every version, or those after `saved_rev` only: the
+    /// versions it leaves out are handed in later, with
     /// [`Document::restore_older_history`], if a read needs them.
     ///
     /// The history before `saved_rev` is not replayed: the text comes from
     /// the document. The checkpoints that [`Document::text_at`] reads from
-    /// are built from the history the first time an old revision is read.
+    /// are built from the history the first time an old revision is read
+    /// with the whole history held.
     ///
     /// # Errors
     /// As [`Document::load`], and [`DocumentError::Structure`] when the
@@ -60,7 +61,9 @@ impl Document {
             .first()
             .map_or(saved_rev, |v| v.rev.saturating_sub(1));
         let end = floor + history.len() as Revision;
-        if floor > saved_rev || saved_rev > end {
+        // Whole, or from the stored document on: the texts of revisions in
+        // between could not be read.
+        if (floor != 0 && floor != saved_rev) || saved_rev > end {
             return Err(DocumentError::Structure(format!(
                 "the document holds revision {saved_rev}; the history is {}..={end}",
                 floor + 1

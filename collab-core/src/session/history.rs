@@ -12,8 +12,9 @@
 use super::*;
 
 /// At most this many frames wait for the history at once, a few frames'
-/// worth of memory; past it a frame that needs the history is answered
-/// `storage_failed` at once, and its connection's later frames go on.
+/// worth of memory. Past it, a frame that needs the history is answered
+/// `storage_failed` at once, and a frame of a connection that already waits
+/// `server_busy`: nothing runs ahead of a frame sent before it.
 const MAX_WAITING: usize = 64;
 
 /// Frames waiting for the older history, and whether it was asked for.
@@ -26,26 +27,81 @@ pub(super) struct HistoryWait {
     draining: bool,
 }
 
+/// What to do with a frame while the history may be missing.
+pub(super) enum Waited {
+    /// Handle it now.
+    Go(ClientMessage),
+    /// Kept until the history is in.
+    Kept,
+    /// Refused: its connection's earlier frames wait and there is no room.
+    Refused(Option<u64>),
+}
+
 impl Session {
     /// Keeps `msg` to handle once the older history is in, if it reads it
-    /// or a frame of its connection already waits; gives it back otherwise.
-    pub(super) fn wait_for_history(
-        &mut self,
-        conn: ConnectionId,
-        msg: ClientMessage,
-    ) -> Option<ClientMessage> {
-        let floor = self.document.history_floor();
-        let wait = &mut self.history_wait;
-        if floor == 0 || wait.draining || wait.frames.len() >= MAX_WAITING {
-            return Some(msg);
+    /// (and its connection has joined, or it is the join) or a frame of its
+    /// connection already waits.
+    pub(super) fn wait_for_history(&mut self, conn: ConnectionId, msg: ClientMessage) -> Waited {
+        let wait = &self.history_wait;
+        if wait.draining {
+            return Waited::Go(msg);
         }
-        let behind = reads_from(&msg.frame).is_some_and(|rev| rev < floor);
-        if !behind && !wait.frames.iter().any(|(c, _)| *c == conn) {
-            return Some(msg);
+        let queued = wait.frames.iter().any(|(c, _)| *c == conn);
+        let joined = self
+            .connections
+            .get(&conn)
+            .is_some_and(|c| c.participant.is_some());
+        let behind = (joined || matches!(msg.frame, ClientFrame::Join { .. }))
+            && self.reads_before(&msg.frame);
+        if !queued && !behind {
+            return Waited::Go(msg);
         }
-        wait.frames.push_back((conn, msg));
+        if wait.frames.len() >= MAX_WAITING {
+            return if queued {
+                Waited::Refused(msg.rid)
+            } else {
+                Waited::Go(msg)
+            };
+        }
+        self.history_wait.frames.push_back((conn, msg));
         self.request_history();
-        None
+        Waited::Kept
+    }
+
+    /// Whether the session waits for the store's history: asked for it,
+    /// or holds frames for it.
+    pub fn awaits_history(&self) -> bool {
+        self.history_wait.requested || !self.history_wait.frames.is_empty()
+    }
+
+    /// Whether `frame` reads versions or texts the session does not hold.
+    fn reads_before(&self, frame: &ClientFrame) -> bool {
+        let floor = self.document.history_floor();
+        match frame {
+            ClientFrame::History { after, .. } => *after < floor,
+            ClientFrame::TextOp { rev, .. } => *rev < floor,
+            ClientFrame::TextAt { rev, .. } => *rev < self.document.text_floor(),
+            ClientFrame::Join { rev, mode, .. } if *mode != Some(ClientMode::Replica) => {
+                rev.is_some_and(|rev| rev < floor)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `user`'s REST read of the versions after `rev`
+    /// ([`Session::read`]) needs the store's history first: only a member's
+    /// does, since the read refuses anyone else.
+    pub fn read_needs_history(&self, user: &UserId, rev: Option<Revision>) -> bool {
+        rev.is_some_and(|rev| rev < self.document.history_floor())
+            && self.current_member_of(user).is_ok()
+    }
+
+    /// Whether `user`'s REST replace made on `base`
+    /// ([`Session::replace_code`]) needs the store's history first: only a
+    /// member's does.
+    pub fn replace_needs_history(&self, user: &UserId, base: Option<Revision>) -> bool {
+        base.is_some_and(|rev| rev < self.document.text_floor())
+            && self.current_member_of(user).is_ok()
     }
 
     /// Asks the driver for the versions the session does not hold
@@ -101,15 +157,5 @@ impl Session {
         self.history_wait.draining = false;
         self.after_input(now);
         taken
-    }
-}
-
-/// The revision whose later versions `frame` reads, if it reads any.
-fn reads_from(frame: &ClientFrame) -> Option<Revision> {
-    match frame {
-        ClientFrame::History { after, .. } => Some(*after),
-        ClientFrame::TextAt { rev, .. } | ClientFrame::TextOp { rev, .. } => Some(*rev),
-        ClientFrame::Join { rev, mode, .. } if *mode != Some(ClientMode::Replica) => *rev,
-        _ => None,
     }
 }

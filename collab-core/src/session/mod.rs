@@ -278,8 +278,13 @@ impl Session {
         self.advance(now);
         self.touch_connection(conn, now);
         self.tally.frame_in(msg.frame.type_name());
-        if let Some(msg) = self.wait_for_history(conn, msg) {
-            self.dispatch_message(conn, msg, now);
+        match self.wait_for_history(conn, msg) {
+            history::Waited::Go(msg) => self.dispatch_message(conn, msg, now),
+            history::Waited::Kept => {}
+            history::Waited::Refused(rid) => {
+                let busy = SessionError::Protocol(crate::protocol::ProtocolError::Busy { len: 0 });
+                self.send_error(conn, rid, &busy);
+            }
         }
     }
 

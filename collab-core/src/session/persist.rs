@@ -183,12 +183,19 @@ impl Session {
     /// language, a run), when they left the process (sent to a replica),
     /// and every 256 revisions or 16 KiB of inserted text; committing and
     /// collecting them costs more than the edit itself.
+    ///
+    /// A driver calls it again only once what the last call returned is
+    /// stored: the session then lets go of history the store holds (see
+    /// [`Session::history_floor`]).
     pub fn take_changes(&mut self) -> SessionChanges {
         // The last call's changes are stored by now (a driver asks again
         // only after its write succeeded), so what its document holds can
-        // be read back from the store.
-        self.document
-            .forget_stored_history(self.persisted.document_rev);
+        // be read back from the store; not while a read of it is on its
+        // way, which must find the floor where it was asked.
+        if !self.awaits_history() {
+            self.document
+                .forget_stored_history(self.persisted.document_rev);
+        }
         let mut changes = SessionChanges::empty(self.id.clone());
         if self.record_needs_write() {
             let record = self.stored_record();

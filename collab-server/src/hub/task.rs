@@ -235,12 +235,14 @@ impl Task {
     /// Whether a REST request reads versions before the session's history
     /// floor, and may wait for them.
     fn must_wait_for_history(&self, command: &Command) -> bool {
-        let rev = match command {
-            Command::ReplaceCode { rev, .. } | Command::Read { rev, .. } => *rev,
-            _ => None,
+        let needs = match command {
+            Command::ReplaceCode { user, rev, .. } => {
+                self.session.replace_needs_history(user, *rev)
+            }
+            Command::Read { user, rev, .. } => self.session.read_needs_history(user, *rev),
+            _ => false,
         };
-        rev.is_some_and(|rev| rev < self.session.history_floor())
-            && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
+        needs && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
     }
 
     /// Hands the session the older history the store read, then the REST
@@ -432,7 +434,13 @@ impl Task {
     /// When to unload, with a store: at once for an ended session nobody is
     /// connected to, after [`HubConfig::unload_after`] for an idle one.
     pub(super) fn unload_at(&self) -> Option<Timestamp> {
-        if self.hub.store.is_none() || self.session.connection_count() > 0 {
+        // Not while requests wait for the store's history: they would be
+        // dropped unanswered.
+        if self.hub.store.is_none()
+            || self.session.connection_count() > 0
+            || self.session.awaits_history()
+            || !self.awaiting_history.is_empty()
+        {
             return None;
         }
         if self.session.is_ended() {
