@@ -23,8 +23,8 @@
 //! | `aud`  | audience                                  | checked when configured    |
 //! | `iss`  | issuer                                    | checked when configured    |
 //!
-//! With the hub's default [`Access`](collab_server::Access) policy
-//! ([`DefaultAccess`](collab_server::DefaultAccess)), a token with `sessions`
+//! With the hub's default [`Access`](collab_edges::Access) policy
+//! ([`DefaultAccess`](collab_edges::DefaultAccess)), a token with `sessions`
 //! joins and reads only the sessions it names and creates none; a token whose
 //! `role` is `editor` or `viewer` joins in that role but creates no session
 //! (creating one makes its creator the host). A `sessions` claim scopes a
@@ -40,7 +40,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use std::time::Duration;
 //! use collab_core::{AuthError, Role};
-//! use collab_server::{Authenticator};
+//! use collab_edges::{Authenticator};
 //! use collab_jwt::{Claims, JwtAuthenticator};
 //!
 //! let secret = b"a-long-random-secret-shared-with-the-login-service";
@@ -73,7 +73,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use collab_core::{AuthError, Identity, Role, UserId};
-use collab_server::Authenticator;
+use collab_edges::Authenticator;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, Mutex};
 
 use collab_core::{SessionId, Timestamp};
-use collab_server::backplane::{Backplane, BackplaneError, Lease, Letter, NodeId};
+use collab_edges::backplane::{Backplane, BackplaneError, Lease, Letter, NodeId};
 
 use crate::{open, ConnectError};
 

@@ -3,10 +3,10 @@
 //! Several processes serving the same sessions, with Redis as the only
 //! shared part:
 //!
-//! - [`RedisStore`], a [`collab_server::Store`] every process reaches. A
+//! - [`RedisStore`], a [`collab_edges::Store`] every process reaches. A
 //!   save is one Lua script, so it is atomic; it checks the session's fence
 //!   first, so a process that lost a session's ownership cannot write.
-//! - [`RedisBackplane`], a [`collab_server::Backplane`]: each session's
+//! - [`RedisBackplane`], a [`collab_edges::Backplane`]: each session's
 //!   owner holds a lease (a key with a time to live, taken and renewed only
 //!   by compare-and-set scripts) whose epoch grows with every new owner, and
 //!   each process has an inbox (a pub/sub channel) through which the others

@@ -11,7 +11,7 @@ use collab_core::store::{
 use collab_core::{
     ChatMessage, Event, SessionId, SessionRecord, SessionStatus, Timestamp, Version,
 };
-use collab_server::Store;
+use collab_edges::Store;
 
 use crate::{open, ConnectError};
 

@@ -5,10 +5,11 @@
 //!
 //! - [`Hub`] owns the live sessions, one task each, loads and saves them
 //!   through a [`Store`], and hands each WebSocket a [`Connection`];
-//! - the traits at the edges, each with an implementation for tests:
-//!   [`Authenticator`] (with [`GuestAuthenticator`] and
-//!   [`TokenAuthenticator`]), [`Access`], [`Store`] ([`MemoryStore`]) and
-//!   [`Clock`] ([`ManualClock`], [`TokioClock`]);
+//! - the traits at the edges, each with an implementation for tests, from
+//!   [`collab_edges`] (re-exported here): [`Authenticator`] (with
+//!   [`GuestAuthenticator`] and [`TokenAuthenticator`]), [`Access`],
+//!   [`Store`] ([`MemoryStore`]), [`Clock`] ([`ManualClock`],
+//!   [`TokioClock`]) and [`Backplane`];
 //! - [`transport`]: the socket pump an adapter runs for each WebSocket, and
 //!   the HTTP helpers (credentials, bodies, error responses, event streams);
 //! - [`accept`]: the accept loop with connection caps and header timeouts.
@@ -30,14 +31,14 @@
 
 pub mod accept;
 pub mod api;
-pub mod auth;
-pub mod backplane;
-pub mod clock;
 pub mod hub;
-pub mod outbound;
-pub mod store;
 pub mod telemetry;
 pub mod transport;
+
+/// The traits at the edges live in collab-edges, which the crates that
+/// implement them depend on instead of this one; they are here too, under
+/// the same paths.
+pub use collab_edges::{auth, backplane, clock, outbound, store};
 
 pub use accept::{serve, HttpLimits};
 pub use auth::{

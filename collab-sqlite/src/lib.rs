@@ -7,7 +7,7 @@
 //! use std::collections::BTreeMap;
 //!
 //! use collab_core::{SessionChanges, SessionId, SessionRecord, SessionStatus, Timestamp, UserId};
-//! use collab_server::{Store};
+//! use collab_edges::{Store};
 //! use collab_sqlite::SqliteStore;
 //!
 //! # #[tokio::main]
@@ -103,7 +103,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use collab_core::{SessionChanges, SessionId, SessionSummary, StoreError, StoredSession};
-use collab_server::Store;
+use collab_edges::Store;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 

@@ -10,7 +10,7 @@ use collab_core::{
     DocumentWrite, SessionChanges, SessionId, SessionStatus, StoreError, StoredSession, Timestamp,
     Version,
 };
-use collab_server::{MemoryStore, Store};
+use collab_edges::{MemoryStore, Store};
 use proptest::prelude::*;
 
 use crate::build::{event, message, record, session_id, version};

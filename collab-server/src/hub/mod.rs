@@ -348,7 +348,8 @@ impl Hub {
         let access = Arc::clone(&self.inner.access.read().unwrap_or_else(|e| e.into_inner()));
         match access.authorize(who, request).await? {
             Grant::Allow { role } => Ok(role),
-            Grant::Deny => Err(HubError::Forbidden),
+            // A grant of a kind this hub does not know allows nothing.
+            _ => Err(HubError::Forbidden),
         }
     }
 

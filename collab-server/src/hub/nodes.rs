@@ -277,6 +277,9 @@ impl Hub {
                 self.answer_request(backplane, from, session, call, body);
             }
             Envelope::Reply { call, answer } => self.take_reply(call, answer),
+            // From a newer process during a rolling upgrade: nothing here
+            // knows what to do with it.
+            _ => tracing::debug!(node = %from, "a letter of a kind this process does not know"),
         }
     }
 

@@ -38,7 +38,7 @@ pub trait Authenticator: Send + Sync + 'static {
 ///
 /// ```
 /// # tokio_test_block_on(async {
-/// use collab_server::{Authenticator, Identity, TokenAuthenticator};
+/// use collab_edges::{Authenticator, Identity, TokenAuthenticator};
 /// let auth = TokenAuthenticator::new();
 /// auth.insert("secret-1", Identity::new("u1", "Ann"));
 /// assert_eq!(auth.authenticate(Some("secret-1")).await.unwrap().name, "Ann");
@@ -117,7 +117,7 @@ const GUEST_TOKEN_TAG: &str = "g1";
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use collab_server::{Authenticator, GuestAuthenticator};
+/// use collab_edges::{Authenticator, GuestAuthenticator};
 /// let guests = GuestAuthenticator::new([7; 32]);
 /// let issued = guests.issue().unwrap();
 /// let id = guests.authenticate(Some(&issued.token)).await.unwrap();
@@ -270,7 +270,7 @@ pub enum Grant {
 /// Closures are policies too:
 ///
 /// ```
-/// use collab_server::{Grant, Identity, SessionRequest};
+/// use collab_edges::{Grant, Identity, SessionRequest};
 /// use collab_core::Role;
 /// // Everyone joins as a viewer, only "admin" creates.
 /// let policy = |who: &Identity, request: SessionRequest<'_>| match request {
@@ -278,7 +278,7 @@ pub enum Grant {
 ///     SessionRequest::Create => Grant::Deny,
 ///     _ => Grant::Allow { role: Some(Role::Viewer) },
 /// };
-/// # fn takes(_: impl collab_server::Access) {}
+/// # fn takes(_: impl collab_edges::Access) {}
 /// # takes(policy);
 /// ```
 #[async_trait]
@@ -309,7 +309,7 @@ where
     }
 }
 
-/// The policy a [`Hub`](crate::Hub) uses unless told otherwise:
+/// The policy a hub (collab-server's `Hub`) uses unless told otherwise:
 ///
 /// - An identity with session-scoped grants ([`Identity::sessions`], from a
 ///   JWT's `sessions` claim) reads and joins only those sessions, in the role

@@ -17,8 +17,8 @@ use collab_core::time::{duration_ms, Timestamp};
 /// passes the time in, and waits for the core's next deadline with
 /// [`Clock::sleep_until`]; the hub's sweep and its store retries wait the
 /// same way. Tests use [`ManualClock`], which wakes those waits when it is
-/// moved, so a whole hub runs on a clock the test turns; the
-/// [`Hub`](crate::Hub) defaults to [`TokioClock`], which follows tokio's
+/// moved, so a whole hub runs on a clock the test turns; collab-server's
+/// `Hub` defaults to [`TokioClock`], which follows tokio's
 /// (pausable) timer.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
