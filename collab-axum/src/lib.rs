@@ -3,7 +3,7 @@
 //! Mounts a [`collab_server::Hub`] into an axum application: the WebSocket
 //! endpoint of the collab protocol and the session REST API. Everything a
 //! session decides lives in collab-core, and every route is answered by
-//! [`collab_server::api`]; this crate only upgrades WebSockets and hands
+//! [`collab_server::http::api`]; this crate only upgrades WebSockets and hands
 //! axum's requests to the API.
 //!
 //! ```no_run
@@ -25,7 +25,7 @@
 //! both [`HttpLimits::trusted_proxies`] and
 //! [`collab_server::HubConfig::trusted_proxies`].
 //!
-//! The routes are those of [`collab_server::api`]: `GET /ws/session/{id}`
+//! The routes are those of [`collab_server::http::api`]: `GET /ws/session/{id}`
 //! and everything under `/api/v1/`.
 
 use std::net::SocketAddr;
@@ -37,8 +37,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use collab_server::api::{self, ApiResponse};
-use collab_server::transport::{
+use collab_server::http::api::{self, ApiResponse};
+use collab_server::http::transport::{
     is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
 };
 use collab_server::{Connection, Hub};

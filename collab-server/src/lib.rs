@@ -10,9 +10,10 @@
 //!   [`GuestAuthenticator`] and [`TokenAuthenticator`]), [`Access`],
 //!   [`Store`] ([`MemoryStore`]), [`Clock`] ([`ManualClock`],
 //!   [`TokioClock`]) and [`Backplane`];
-//! - [`transport`]: the socket pump an adapter runs for each WebSocket, and
-//!   the HTTP helpers (credentials, bodies, error responses, event streams);
-//! - [`accept`]: the accept loop with connection caps and header timeouts.
+//! - [`http`], the layer in front of the hub: the one HTTP API
+//!   ([`http::api`]), the socket pump an adapter runs for each WebSocket and
+//!   the HTTP helpers ([`http::transport`]), and the accept loop with
+//!   connection caps and header timeouts ([`http::accept`]).
 //!
 //! collab-axum and collab-warp mount all of it into a web framework.
 //!
@@ -29,18 +30,15 @@
 //! # }
 //! ```
 
-pub mod accept;
-pub mod api;
+pub mod http;
 pub mod hub;
 pub mod telemetry;
-pub mod transport;
 
 /// The traits at the edges live in collab-edges, which the crates that
 /// implement them depend on instead of this one; they are here too, under
 /// the same paths.
 pub use collab_edges::{auth, backplane, clock, outbound, store};
 
-pub use accept::{serve, HttpLimits};
 pub use auth::{
     Access, AuthError, Authenticator, DefaultAccess, Grant, GuestAuthenticator, GuestCredential,
     Identity, SessionRequest, TokenAuthenticator,
@@ -49,6 +47,7 @@ pub use backplane::{
     Backplane, BackplaneError, Lease, Letter, MalformedLetter, MemoryBackplane, MemoryNet, NodeId,
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use http::accept::{serve, HttpLimits};
 pub use hub::{
     AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
     HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, Result, SessionRead,

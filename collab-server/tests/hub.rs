@@ -172,7 +172,7 @@ async fn past_the_budget_a_reader_that_is_behind_is_dropped() {
 /// dropped.
 #[tokio::test(start_paused = true)]
 async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
-    use collab_server::transport::{pump, WireIn, WireOut};
+    use collab_server::http::transport::{pump, WireIn, WireOut};
     use futures::StreamExt as _;
     let hub = Hub::new(TokenAuthenticator::new());
     let host = Identity::new("h", "Host");

@@ -3,7 +3,7 @@
 //! Mounts a [`collab_server::Hub`] into a warp application: the same WebSocket
 //! endpoint and REST API as collab-axum, as warp Filters. Everything a session
 //! decides lives in collab-core, and every route is answered by
-//! [`collab_server::api`]; this crate only upgrades WebSockets and hands
+//! [`collab_server::http::api`]; this crate only upgrades WebSockets and hands
 //! warp's requests to the API.
 //!
 //! ```no_run
@@ -28,8 +28,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use collab_server::api::{self, ApiResponse};
-use collab_server::transport::{
+use collab_server::http::api::{self, ApiResponse};
+use collab_server::http::transport::{
     is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
 };
 use collab_server::{Connection, Hub};
@@ -106,7 +106,7 @@ pub async fn serve<F, R>(
 
 /// The collab routes as one filter, to `or` with the host application's:
 /// `GET /ws/session/{id}` and everything under `/api/v1/`, as
-/// [`collab_server::api`] lists them. Each route is boxed: nested filter
+/// [`collab_server::http::api`] lists them. Each route is boxed: nested filter
 /// types overflow the compiler's trait solver in release builds.
 pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
     let hub = warp::any().map(move || hub.clone());

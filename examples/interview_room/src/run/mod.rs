@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use bytes::Buf;
 use collab_core::{Action, SessionId, UserId};
-use collab_server::api::error_response;
-use collab_server::transport::credential;
+use collab_server::http::api::error_response;
+use collab_server::http::transport::credential;
 use collab_server::{Hub, SessionRead};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};

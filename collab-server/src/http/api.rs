@@ -36,8 +36,8 @@ use http_body_util::BodyExt;
 
 use collab_core::{NewSession, SessionId, SessionUpdate};
 
+use crate::http::transport::{credential, event_stream, JoinBody};
 use crate::hub::{Connection, Hub, HubError, ReadQuery};
-use crate::transport::{credential, event_stream, JoinBody};
 use crate::Identity;
 use collab_core::ErrorCode;
 
@@ -352,7 +352,7 @@ fn preflight(allowed: Option<&str>) -> ApiResponse {
 
 /// The checks before a WebSocket upgrade to `GET /ws/session/{id}`: the
 /// page's origin, the credential, and a place in the session. On success
-/// the adapter upgrades (offering [`SUBPROTOCOL`](crate::transport::SUBPROTOCOL),
+/// the adapter upgrades (offering [`SUBPROTOCOL`](crate::http::transport::SUBPROTOCOL),
 /// with [`Hub::max_message_bytes`] as its message limit) and pumps the
 /// connection; on failure it answers with the response given.
 ///

@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! use collab_server::accept::{serve, HttpLimits};
+//! use collab_server::http::accept::{serve, HttpLimits};
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let service = |_peer: std::net::SocketAddr| {
 //!     hyper::service::service_fn(|_req| async {
