@@ -31,7 +31,7 @@
 use std::net::SocketAddr;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -137,7 +137,11 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
     });
     let outgoing = sink.with(|out: WireOut| async move {
         Ok::<_, axum::Error>(match out {
-            WireOut::Text(text) => Message::Text(text.as_ref().into()),
+            // The room's one copy of the text, shared: checked as UTF-8,
+            // not copied.
+            WireOut::Text(text) => Message::Text(
+                Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| text.as_str().into()),
+            ),
             WireOut::Binary(bytes) => Message::Binary(bytes.into()),
             WireOut::Ping => Message::Ping(Bytes::new()),
             WireOut::Close { code, reason } => Message::Close(Some(CloseFrame {

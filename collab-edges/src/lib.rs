@@ -40,5 +40,5 @@ pub use backplane::{
     Backplane, BackplaneError, Lease, Letter, MalformedLetter, MemoryBackplane, MemoryNet, NodeId,
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
-pub use outbound::Outbound;
+pub use outbound::{Outbound, SharedText};
 pub use store::{MemoryStore, Store};

@@ -278,7 +278,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
-    use tokio_tungstenite::tungstenite::Message as Raw;
+    use tokio_tungstenite::tungstenite::{Message as Raw, Utf8Bytes};
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|msg| {
         future::ready(match msg {
@@ -293,7 +293,11 @@ where
     });
     let outgoing = sink.with(|out: WireOut| {
         future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(match out {
-            WireOut::Text(text) => Raw::text(text.as_ref()),
+            // The room's one copy of the text, shared: checked as UTF-8,
+            // not copied.
+            WireOut::Text(text) => Raw::Text(
+                Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| text.as_str().into()),
+            ),
             WireOut::Binary(bytes) => Raw::binary(bytes),
             WireOut::Ping => Raw::Ping(Default::default()),
             WireOut::Close { code, reason } => Raw::Close(Some(CloseFrame {
@@ -326,7 +330,9 @@ async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Durati
     });
     let outgoing = sink.with(|out: WireOut| {
         future::ready(Ok::<_, warp::Error>(match out {
-            WireOut::Text(text) => Message::text(text.as_ref()),
+            // warp's own message takes a `String`: a copy per recipient
+            // here, which the raw path above avoids.
+            WireOut::Text(text) => Message::text(text.as_str()),
             WireOut::Binary(bytes) => Message::binary(bytes),
             WireOut::Ping => Message::ping(Vec::new()),
             WireOut::Close { code, reason } => Message::close_with(code, reason),

@@ -3,14 +3,13 @@
 //! WebSocket message type to [`WireIn`] and [`WireOut`] and calls [`pump`];
 //! tests can call it with channels.
 
-use std::sync::Arc;
-
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tracing::Instrument;
 
 use crate::auth::Identity;
 use crate::hub::{Connection, Hub, HubError, Outbound, ReadRequest, StreamItem};
+use crate::outbound::SharedText;
 use collab_core::ids::SessionId;
 use collab_core::protocol::CloseReason;
 use collab_core::session::SessionStatus;
@@ -36,7 +35,7 @@ pub enum WireIn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WireOut {
     /// A text frame.
-    Text(Arc<str>),
+    Text(SharedText),
     /// A binary frame (document sync).
     Binary(Vec<u8>),
     /// A WebSocket ping, to keep the connection alive and find dead peers.

@@ -659,13 +659,15 @@ pub(super) fn deliver(
         while let Some(transmit) = session.poll_transmit() {
             match transmit {
                 Transmit::Send { to, frame } => {
-                    let text: Arc<str> = frame.to_json().into();
+                    // Serialised once; every recipient shares these bytes,
+                    // down to its WebSocket's write.
+                    let text = crate::outbound::SharedText::from(frame.to_json());
                     let mut sent = 0;
                     for conn in to {
                         let Some(peer) = peers.get(&conn) else {
                             continue;
                         };
-                        match peer.queue(hub, Outbound::Text(Arc::clone(&text)), text.len()) {
+                        match peer.queue(hub, Outbound::Text(text.clone()), text.len()) {
                             Ok(()) => sent += 1,
                             Err(Queued::Slow) => slow.push(conn),
                             Err(Queued::Gone) => gone.push(conn),
