@@ -75,6 +75,8 @@ pub(super) struct Task {
     /// applied once the store has handed them in (see
     /// `Session::request_history`).
     pub(super) awaiting_history: Vec<Command>,
+    /// Those requests are being applied: none waits again.
+    pub(super) handing_in: bool,
 }
 
 impl Task {
@@ -242,7 +244,7 @@ impl Task {
             Command::Read { user, rev, .. } => self.session.read_needs_history(user, *rev),
             _ => false,
         };
-        needs && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
+        needs && !self.handing_in && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
     }
 
     /// Hands the session the older history the store read, then the REST
@@ -254,31 +256,11 @@ impl Task {
             tracing::error!(error = %e, "the stored history does not fit the session");
         }
         let waiting = std::mem::take(&mut self.awaiting_history);
-        let session = &mut self.session;
+        self.handing_in = true;
         for command in waiting {
-            match command {
-                Command::ReplaceCode {
-                    user,
-                    rev,
-                    code,
-                    reply,
-                } => {
-                    let result = session.replace_code(&user, rev, &code, now);
-                    self.deferred.push(Box::new(move || {
-                        let _ = reply.send(result);
-                    }));
-                }
-                Command::Read {
-                    user,
-                    since,
-                    rev,
-                    reply,
-                } => {
-                    let _ = reply.send(session.read(&user, since, rev, usize::MAX));
-                }
-                _ => unreachable!("only reads and replaces wait"),
-            }
+            self.apply(command);
         }
+        self.handing_in = false;
     }
 
     pub(super) fn defer<T: Send + 'static>(&mut self, reply: oneshot::Sender<T>, value: T) {
@@ -555,6 +537,7 @@ pub(super) async fn run_session(
         lease,
         renew_retry: None,
         awaiting_history: Vec::new(),
+        handing_in: false,
     };
     loop {
         let deadline = [
