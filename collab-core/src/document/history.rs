@@ -55,19 +55,20 @@ impl Document {
     /// [`DocumentError::Structure`] when they are not those versions;
     /// nothing changes.
     pub fn restore_older_history(&mut self, older: &[u8]) -> Result<(), DocumentError> {
+        // One pass: the ids go into a copy (of the recent ones: small),
+        // kept only if every version decodes.
+        let mut oids = self.oids.clone();
         let whole = self
             .history
-            .with_older(older)
+            .with_older(older, |v| {
+                if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
+                    oids.insert(author, oid, v.rev);
+                }
+            })
             .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
         self.history = whole;
+        self.oids = oids;
         self.older_read = Some(self.rev());
-        let oids = &mut self.oids;
-        log::for_each_version(older, 1, |v| {
-            if let (Some(author), Some(oid)) = (v.author, v.oid.as_deref()) {
-                oids.insert(author, oid, v.rev);
-            }
-        })
-        .map_err(|e| DocumentError::Structure(format!("the earlier versions: {e}")))?;
         Ok(())
     }
 

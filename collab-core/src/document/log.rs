@@ -113,9 +113,17 @@ impl VersionLog {
     ///
     /// # Errors
     /// When they do not decode, or are not `start` versions.
-    pub(super) fn with_older(&self, older: &[u8]) -> Result<Self, DecodeError> {
+    /// `each` sees every older version as it is decoded.
+    pub(super) fn with_older(
+        &self,
+        older: &[u8],
+        mut each: impl FnMut(&Version),
+    ) -> Result<Self, DecodeError> {
         let mut all = Self::default();
-        let n = for_each_version(older, 1, |v| all.push(v))?;
+        let n = for_each_version(older, 1, |v| {
+            each(v);
+            all.push(v);
+        })?;
         if n != self.start {
             return Err(DecodeError {
                 at: older.len(),
@@ -192,7 +200,7 @@ impl VersionLog {
 /// revision that applied it (16 bytes an edit instead of the id's own
 /// allocation), and checked against that version when found. An id whose
 /// hash another id took first is kept whole.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct AppliedOids {
     hasher: std::collections::hash_map::RandomState,
     by_hash: HashMap<u64, Revision>,
@@ -646,10 +654,10 @@ mod tests {
             assert_eq!(log.iter_from(0).next(), Some(versions[start].clone()));
 
             assert!(log
-                .with_older(&encode_versions(&versions[1..start]))
+                .with_older(&encode_versions(&versions[1..start]), |_| {})
                 .is_err());
             let whole = log
-                .with_older(&encode_versions(&versions[..start]))
+                .with_older(&encode_versions(&versions[..start]), |_| {})
                 .unwrap();
             assert_eq!((whole.len(), whole.start()), (300, 0));
             assert_eq!(whole.iter_from(0).collect::<Vec<_>>(), versions);
