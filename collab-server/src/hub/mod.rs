@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -39,6 +38,7 @@ mod polling;
 mod queue;
 mod registry;
 mod remote;
+mod request;
 mod task;
 mod views;
 
@@ -60,6 +60,7 @@ use collab_core::Timestamp;
 pub use limits::Rate;
 use limits::RateLimiter;
 pub use polling::{ReadQuery, ReadRequest, StreamCursor, StreamItem, MAX_READ_WAIT};
+use request::Request;
 
 enum Command {
     Connect {
@@ -94,44 +95,12 @@ enum Command {
     Touch {
         conn: ConnectionId,
     },
-    View {
-        reply: oneshot::Sender<SessionView>,
-    },
-    ViewFor {
-        user: UserId,
-        peer: Option<std::net::IpAddr>,
-        reply: oneshot::Sender<Result<SessionRead, SessionError>>,
-    },
-    Update {
-        user: Identity,
-        update: SessionUpdate,
-        reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
-    },
-    End {
-        user: Identity,
-        reply: oneshot::Sender<Result<SessionInfo, SessionError>>,
-    },
-    ReplaceCode {
-        user: UserId,
-        rev: Option<Revision>,
-        code: String,
-        reply: oneshot::Sender<Result<Revision, SessionError>>,
-    },
-    Join {
-        conn: ConnectionId,
-        name: Option<String>,
-        reply: oneshot::Sender<Result<ParticipantState, SessionError>>,
-    },
-    Leave {
-        user: UserId,
-        target: String,
-        reply: oneshot::Sender<Result<(), SessionError>>,
-    },
-    Read {
-        user: UserId,
-        since: Seq,
-        rev: Option<Revision>,
-        reply: oneshot::Sender<Result<ReadPage, SessionError>>,
+    /// A [`request::Request`], with the connection it comes through (a
+    /// REST participant's join) and the channel for the answer.
+    Call {
+        request: request::Request,
+        conn: Option<ConnectionId>,
+        reply: oneshot::Sender<Result<request::Reply, SessionError>>,
     },
     Authenticated {
         conn: ConnectionId,
@@ -472,13 +441,7 @@ impl Hub {
     ) -> Result<SessionRead, HubError> {
         self.authorize(who, SessionRequest::Read(id)).await?;
         let user = who.user_id.clone();
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let request = remote::Request::ViewFor { user, peer };
-            return self.ask_owner(owner, id, request, Duration::ZERO).await;
-        }
-        Ok(self
-            .ask(id, |reply| Command::ViewFor { user, peer, reply })
-            .await??)
+        self.call(id, Request::ViewFor { user, peer }).await
     }
 
     /// The session's info, code and participants, for the host application
@@ -487,14 +450,7 @@ impl Hub {
     /// # Errors
     /// [`HubError::SessionNotFound`].
     pub async fn session(&self, id: &SessionId) -> Result<SessionView, HubError> {
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            return self
-                .ask_owner(owner, id, remote::Request::View, Duration::ZERO)
-                .await;
-        }
-        let (reply, rx) = oneshot::channel();
-        self.command(id, Command::View { reply }).await?;
-        rx.await.map_err(|_| HubError::ShuttingDown)
+        self.call(id, Request::View).await
     }
 
     /// Changes title, language or status as `user`, who must be a host.
@@ -507,31 +463,8 @@ impl Hub {
         user: &Identity,
         update: SessionUpdate,
     ) -> Result<SessionInfo, HubError> {
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let identity = user.clone();
-            let request = remote::Request::Update { identity, update };
-            return self.ask_owner(owner, id, request, Duration::ZERO).await;
-        }
-        self.update_local(id, user, update).await
-    }
-
-    async fn update_local(
-        &self,
-        id: &SessionId,
-        user: &Identity,
-        update: SessionUpdate,
-    ) -> Result<SessionInfo, HubError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(
-            id,
-            Command::Update {
-                user: user.clone(),
-                update,
-                reply,
-            },
-        )
-        .await?;
-        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+        let identity = user.clone();
+        self.call(id, Request::Update { identity, update }).await
     }
 
     /// Sets the main file's text to `code` as `user`'s edit, made at
@@ -550,32 +483,8 @@ impl Hub {
         code: String,
     ) -> Result<Revision, HubError> {
         let user = user.user_id.clone();
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let request = remote::Request::Code { user, rev, code };
-            return self.ask_owner(owner, id, request, Duration::ZERO).await;
-        }
-        self.replace_code_local(id, user, rev, code).await
-    }
-
-    async fn replace_code_local(
-        &self,
-        id: &SessionId,
-        user: UserId,
-        rev: Option<Revision>,
-        code: String,
-    ) -> Result<Revision, HubError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(
-            id,
-            Command::ReplaceCode {
-                user,
-                rev,
-                code,
-                reply,
-            },
-        )
-        .await?;
-        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+        self.call(id, Request::ReplaceCode { user, rev, code })
+            .await
     }
 
     /// Ends the session as `user`, who must be a host.
@@ -587,26 +496,8 @@ impl Hub {
         id: &SessionId,
         user: &Identity,
     ) -> Result<SessionInfo, HubError> {
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let request = remote::Request::End {
-                identity: user.clone(),
-            };
-            return self.ask_owner(owner, id, request, Duration::ZERO).await;
-        }
-        self.end_local(id, user).await
-    }
-
-    async fn end_local(&self, id: &SessionId, user: &Identity) -> Result<SessionInfo, HubError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(
-            id,
-            Command::End {
-                user: user.clone(),
-                reply,
-            },
-        )
-        .await?;
-        Ok(rx.await.map_err(|_| HubError::ShuttingDown)??)
+        let identity = user.clone();
+        self.call(id, Request::End { identity }).await
     }
 
     /// Opens a connection to a session for an authenticated `identity`. The

@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
-use super::remote::Request;
-use super::{Command, ConnectionSender, Hub, HubError, Outbound};
+use super::request::{Reply, Request};
+use super::{ConnectionSender, Hub, HubError, Outbound};
 use crate::auth::Identity;
 use collab_core::document::Revision;
 use collab_core::error::SessionError;
@@ -179,30 +179,32 @@ impl Hub {
         name: Option<String>,
         peer: Option<std::net::IpAddr>,
     ) -> Result<ParticipantState, HubError> {
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let request = Request::Join {
-                identity,
-                name,
-                peer,
-            };
-            return self.ask_owner(owner, id, request, Duration::ZERO).await;
-        }
-        self.join_local(id, identity, name, peer).await
+        let request = Request::Join {
+            identity,
+            name,
+            peer,
+        };
+        self.call(id, request).await
     }
 
-    pub(super) async fn join_local(
+    /// [`Request::Join`] on this process: opens the connection the hub
+    /// holds for the participant, then joins through it.
+    pub(super) async fn join_here(
         &self,
         id: &SessionId,
         identity: Identity,
         name: Option<String>,
         peer: Option<std::net::IpAddr>,
-    ) -> Result<ParticipantState, HubError> {
+    ) -> Result<Reply, HubError> {
         let user = identity.user_id.clone();
-        let connection = self.connect_from(id, identity, peer).await?;
+        let connection = self.connect_from(id, identity.clone(), peer).await?;
         let conn = connection.id();
-        let joined = self
-            .ask(id, |reply| Command::Join { conn, name, reply })
-            .await??;
+        let request = Request::Join {
+            identity,
+            name,
+            peer,
+        };
+        let joined = self.ask_task(id, request, Some(conn)).await?;
         let (sender, mut receiver) = connection.split();
         let key = (id.clone(), user);
         let polls = self.clone();
@@ -240,30 +242,11 @@ impl Hub {
     /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`] if they
     /// are not a current member; [`SessionError::NotYourself`].
     pub async fn leave(&self, id: &SessionId, user: &UserId, target: &str) -> Result<(), HubError> {
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let request = Request::Leave {
-                user: user.clone(),
-                target: target.to_owned(),
-            };
-            return self.ask_owner(owner, id, request, Duration::ZERO).await;
-        }
-        self.leave_local(id, user, target).await
-    }
-
-    pub(super) async fn leave_local(
-        &self,
-        id: &SessionId,
-        user: &UserId,
-        target: &str,
-    ) -> Result<(), HubError> {
-        let (user, target) = (user.clone(), target.to_owned());
-        self.ask(id, |reply| Command::Leave {
-            user,
-            target,
-            reply,
-        })
-        .await??;
-        Ok(())
+        let request = Request::Leave {
+            user: user.clone(),
+            target: target.to_owned(),
+        };
+        self.call(id, request).await
     }
 
     /// Reads what happened after `request.since` (and, with `request.rev`, the
@@ -282,26 +265,23 @@ impl Hub {
     ) -> Result<ReadPage, HubError> {
         self.authorize(identity, crate::auth::SessionRequest::Read(id))
             .await?;
-        let user = identity.user_id.clone();
-        if let Some(owner) = self.owner_elsewhere(id).await? {
-            let wait = request.wait.min(MAX_READ_WAIT);
-            let forwarded = Request::Read {
-                user,
-                since: request.since,
-                rev: request.rev,
-                wait_ms: wait.as_millis() as u64,
-            };
-            return self.ask_owner(owner, id, forwarded, wait).await;
-        }
-        self.read_local(id, &user, request).await
+        let request = Request::Read {
+            user: identity.user_id.clone(),
+            since: request.since,
+            rev: request.rev,
+            wait_ms: request.wait.min(MAX_READ_WAIT).as_millis() as u64,
+        };
+        self.call(id, request).await
     }
 
-    pub(super) async fn read_local(
+    /// [`Request::Read`] on this process: reads, and while there is nothing
+    /// new, waits for the session to move and reads again.
+    pub(super) async fn read_here(
         &self,
         id: &SessionId,
         user: &UserId,
         request: ReadRequest,
-    ) -> Result<ReadPage, HubError> {
+    ) -> Result<Reply, HubError> {
         let deadline = tokio::time::Instant::now() + request.wait.min(MAX_READ_WAIT);
         let mut position = self.handle(id).await?.position;
         self.touch_poll(id, user).await;
@@ -309,23 +289,21 @@ impl Hub {
             // Marked seen before reading, so a change between the read and the
             // wait below still wakes it.
             position.borrow_and_update();
-            let user = user.clone();
-            let page = self
-                .ask(id, |reply| Command::Read {
-                    user,
-                    since: request.since,
-                    rev: request.rev,
-                    reply,
-                })
-                .await??;
+            let read = Request::Read {
+                user: user.clone(),
+                since: request.since,
+                rev: request.rev,
+                wait_ms: 0,
+            };
+            let page: ReadPage = self.ask_task(id, read, None).await?.try_into()?;
             let news = !page.events.is_empty() || !page.ops.is_empty();
             if news || page.status == SessionStatus::Ended {
-                return Ok(page);
+                return Ok(Reply::Page(page));
             }
             match tokio::time::timeout_at(deadline, position.changed()).await {
                 Ok(Ok(())) => continue,
                 // Timed out, or the session's task stopped.
-                _ => return Ok(page),
+                _ => return Ok(Reply::Page(page)),
             }
         }
     }

@@ -188,17 +188,6 @@ impl Hub {
         }
         Ok(tx)
     }
-
-    /// Sends `command` built around a reply channel and waits for the answer.
-    pub(super) async fn ask<T>(
-        &self,
-        id: &SessionId,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, HubError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(id, command(reply)).await?;
-        rx.await.map_err(|_| HubError::ShuttingDown)
-    }
 }
 
 /// A fresh session id from the operating system's random source: 128 bits,

@@ -1,62 +1,19 @@
-//! Requests that are not a connection's (REST reads and writes, joins over
-//! REST, long-polls and so event streams) for a session another process
-//! owns: sent to the owner as an [`Envelope::Request`], run there as one of
-//! its own, answered with an [`Envelope::Reply`].
+//! [`Request`]s for a session another process owns: sent to the owner as an
+//! [`Envelope::Request`], run there as one of its own, answered with an
+//! [`Envelope::Reply`].
 //!
 //! A request is forwarded once at most: the owner runs it only if it still
 //! serves the session, and otherwise answers that it moved.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
+use super::request::{Reply, Request};
 use super::*;
 use crate::backplane::{BackplaneError, Envelope, Letter, NodeId, Refusal};
 
 /// How long a process waits for the owner's answer, beyond the time the
 /// request itself may wait (a long-poll).
 const ANSWER_PATIENCE: Duration = Duration::from_secs(10);
-
-/// A request for the owner, as it travels.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub(super) enum Request {
-    /// [`Hub::session`].
-    View,
-    /// [`Hub::session_for`], once the asking process checked access.
-    ViewFor { user: UserId, peer: Option<IpAddr> },
-    /// [`Hub::update_session`].
-    Update {
-        identity: Identity,
-        update: SessionUpdate,
-    },
-    /// [`Hub::end_session`].
-    End { identity: Identity },
-    /// [`Hub::replace_code`].
-    Code {
-        user: UserId,
-        rev: Option<Revision>,
-        code: String,
-    },
-    /// [`Hub::join`]: the owner holds the REST participant's connection.
-    Join {
-        identity: Identity,
-        name: Option<String>,
-        peer: Option<IpAddr>,
-    },
-    /// [`Hub::leave`].
-    Leave { user: UserId, target: String },
-    /// [`Hub::read`], once the asking process checked access; the owner
-    /// waits.
-    Read {
-        user: UserId,
-        since: Seq,
-        rev: Option<Revision>,
-        wait_ms: u64,
-    },
-}
 
 /// A session's owner, when another process serves it.
 pub(super) struct Owner {
@@ -86,14 +43,14 @@ impl Hub {
     }
 
     /// Sends `request` about session `id` to its owner and waits for the
-    /// answer, `waits` longer for a request that waits there.
-    pub(super) async fn ask_owner<T: DeserializeOwned>(
+    /// answer, longer for a request that waits there.
+    pub(super) async fn ask_owner(
         &self,
         owner: Owner,
         id: &SessionId,
-        request: Request,
-        waits: Duration,
-    ) -> Result<T, HubError> {
+        request: &Request,
+    ) -> Result<Reply, HubError> {
+        let waits = request.waits();
         let Owner { backplane, node } = owner;
         let call = self.inner.nodes.next_call.fetch_add(1, Ordering::Relaxed);
         let (answer_tx, answer) = oneshot::channel();
@@ -106,7 +63,7 @@ impl Hub {
             }
         }
         let _forget = Forget(&self.inner, call);
-        let body = serde_json::to_vec(&request)
+        let body = serde_json::to_vec(request)
             .map_err(|e| HubError::Backplane(BackplaneError::Backend(e.to_string())))?;
         let letter = Letter {
             from: backplane.node().clone(),
@@ -172,50 +129,12 @@ impl Hub {
     /// Runs a forwarded request here, the way a local caller's would run,
     /// without forwarding it again.
     async fn run_request(&self, id: &SessionId, request: Request) -> Result<Vec<u8>, HubError> {
-        fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, HubError> {
-            serde_json::to_vec(value)
-                .map_err(|e| HubError::Backplane(BackplaneError::Backend(e.to_string())))
-        }
         if let Some(owner) = self.owner_elsewhere(id).await? {
             return Err(HubError::OwnedElsewhere(owner.node));
         }
-        match request {
-            Request::View => encode(&self.ask(id, |reply| Command::View { reply }).await?),
-            Request::ViewFor { user, peer } => encode(
-                &self
-                    .ask(id, |reply| Command::ViewFor { user, peer, reply })
-                    .await??,
-            ),
-            Request::Update { identity, update } => {
-                encode(&self.update_local(id, &identity, update).await?)
-            }
-            Request::End { identity } => encode(&self.end_local(id, &identity).await?),
-            Request::Code { user, rev, code } => {
-                encode(&self.replace_code_local(id, user, rev, code).await?)
-            }
-            Request::Join {
-                identity,
-                name,
-                peer,
-            } => encode(&self.join_local(id, identity, name, peer).await?),
-            Request::Leave { user, target } => {
-                self.leave_local(id, &user, &target).await?;
-                encode(&())
-            }
-            Request::Read {
-                user,
-                since,
-                rev,
-                wait_ms,
-            } => {
-                let request = ReadRequest {
-                    since,
-                    rev,
-                    wait: Duration::from_millis(wait_ms),
-                };
-                encode(&self.read_local(id, &user, request).await?)
-            }
-        }
+        let reply = self.call_here(id, request).await?;
+        serde_json::to_vec(&reply)
+            .map_err(|e| HubError::Backplane(BackplaneError::Backend(e.to_string())))
     }
 }
 

@@ -2,6 +2,7 @@
 //! stores what changed, then delivers frames, and sleeps until the
 //! session's next deadline.
 
+use super::request::{Reply, Request};
 use super::*;
 use crate::backplane::BackplaneError;
 use collab_core::time::duration_ms;
@@ -158,71 +159,11 @@ impl Task {
                 self.peers.remove(&conn);
                 session.disconnect(conn, now);
             }
-            Command::View { reply } => {
-                let view = SessionView {
-                    info: session.info(),
-                    code: session.code(),
-                    rev: session.position().1,
-                    participants: session.participants(now),
-                };
-                let _ = reply.send(view);
-            }
-            Command::ViewFor { user, peer, reply } => {
-                let read = session.may_read(&user, peer).map(|member| {
-                    if member {
-                        SessionRead::Full(SessionView {
-                            info: session.info(),
-                            code: session.code(),
-                            rev: session.position().1,
-                            participants: session.participants(now),
-                        })
-                    } else {
-                        SessionRead::Summary(session.info())
-                    }
-                });
-                let _ = reply.send(read);
-            }
-            Command::Update {
-                user,
-                update,
+            Command::Call {
+                request,
+                conn,
                 reply,
-            } => {
-                let result = session.update(&user.user_id, update, now);
-                self.defer(reply, result);
-            }
-            Command::ReplaceCode {
-                user,
-                rev,
-                code,
-                reply,
-            } => {
-                let result = session.replace_code(&user, rev, &code, now);
-                self.defer(reply, result);
-            }
-            Command::End { user, reply } => {
-                let result = session.end(&user.user_id, now);
-                self.defer(reply, result);
-            }
-            Command::Join { conn, name, reply } => {
-                let result = session.join_connection(conn, name, now);
-                self.defer(reply, result);
-            }
-            Command::Leave {
-                user,
-                target,
-                reply,
-            } => {
-                let result = session.leave_user(&user, &target, now);
-                self.defer(reply, result);
-            }
-            Command::Read {
-                user,
-                since,
-                rev,
-                reply,
-            } => {
-                let _ = reply.send(session.read(&user, since, rev, usize::MAX));
-            }
+            } => self.answer(request, conn, reply, now),
             Command::Authenticated { conn, rid, outcome } => {
                 session.handle_authenticated(conn, rid, outcome, now);
             }
@@ -234,14 +175,84 @@ impl Task {
         }
     }
 
+    /// Answers a [`Request`] with the [`Session`] method it names.
+    fn answer(
+        &mut self,
+        request: Request,
+        conn: Option<ConnectionId>,
+        reply: oneshot::Sender<Result<Reply, SessionError>>,
+        now: Timestamp,
+    ) {
+        let session = &mut self.session;
+        let view = |session: &Session| SessionView {
+            info: session.info(),
+            code: session.code(),
+            rev: session.position().1,
+            participants: session.participants(now),
+        };
+        // Reads answer at once; a change only once the step that made it
+        // is stored.
+        let (answer, changes) = match request {
+            Request::View => (Ok(Reply::View(view(session))), false),
+            Request::ViewFor { user, peer } => {
+                let read = session.may_read(&user, peer).map(|member| {
+                    Reply::Read(if member {
+                        SessionRead::Full(view(session))
+                    } else {
+                        SessionRead::Summary(session.info())
+                    })
+                });
+                (read, false)
+            }
+            Request::Read {
+                user, since, rev, ..
+            } => {
+                let page = session.read(&user, since, rev, usize::MAX);
+                (page.map(Reply::Page), false)
+            }
+            Request::Update { identity, update } => {
+                let info = session.update(&identity.user_id, update, now);
+                (info.map(Reply::Info), true)
+            }
+            Request::End { identity } => {
+                (session.end(&identity.user_id, now).map(Reply::Info), true)
+            }
+            Request::ReplaceCode { user, rev, code } => {
+                let rev = session.replace_code(&user, rev, &code, now);
+                (rev.map(Reply::Revision), true)
+            }
+            Request::Join { name, .. } => {
+                let joined = match conn {
+                    Some(conn) => session.join_connection(conn, name, now),
+                    None => Err(SessionError::InvalidInput(
+                        "a join over REST comes through its connection".into(),
+                    )),
+                };
+                (joined.map(Reply::Joined), true)
+            }
+            Request::Leave { user, target } => {
+                let left = session.leave_user(&user, &target, now);
+                (left.map(|()| Reply::Done), true)
+            }
+        };
+        if changes {
+            self.defer(reply, answer);
+        } else {
+            let _ = reply.send(answer);
+        }
+    }
+
     /// Whether a REST request reads versions before the session's history
     /// floor, and may wait for them.
     fn must_wait_for_history(&self, command: &Command) -> bool {
-        let needs = match command {
-            Command::ReplaceCode { user, rev, .. } => {
+        let Command::Call { request, .. } = command else {
+            return false;
+        };
+        let needs = match request {
+            Request::ReplaceCode { user, rev, .. } => {
                 self.session.replace_needs_history(user, *rev)
             }
-            Command::Read { user, rev, .. } => self.session.read_needs_history(user, *rev),
+            Request::Read { user, rev, .. } => self.session.read_needs_history(user, *rev),
             _ => false,
         };
         needs && !self.handing_in && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
