@@ -29,8 +29,12 @@ fn hub(store: Option<Arc<dyn Store>>) -> Hub {
     let auth = Arc::new(TokenAuthenticator::new());
     let clock = Arc::new(TokioClock::new());
     match store {
-        Some(store) => Hub::with_store(auth, clock, config(), store),
-        None => Hub::with_config(auth, clock, config()),
+        Some(store) => Hub::builder(auth)
+            .clock(clock)
+            .config(config())
+            .store(store)
+            .build(),
+        None => Hub::builder(auth).clock(clock).config(config()).build(),
     }
 }
 

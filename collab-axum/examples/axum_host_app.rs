@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::routing::get;
-use collab_server::{Hub, HubConfig, OriginPolicy, TokioClock};
+use collab_server::{Hub, HubConfig, OriginPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,12 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
     config.share_url = Some("https://app.example.com/room/{id}".into());
     let store = collab_sqlite::SqliteStore::open("collab.db")?;
-    let hub = Hub::with_store(
-        Arc::new(auth),
-        Arc::new(TokioClock::new()),
-        config,
-        Arc::new(store),
-    );
+    let hub = Hub::builder(Arc::new(auth))
+        .config(config)
+        .store(Arc::new(store))
+        .build();
     let app = axum::Router::new()
         .route("/", get(|| async { "your app's own routes go here" }))
         .merge(collab_axum::router(hub.clone()));

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use collab_core::{AuthError, Identity};
-use collab_server::{Authenticator, GuestAuthenticator, Hub, HubConfig, OriginPolicy, TokioClock};
+use collab_server::{Authenticator, GuestAuthenticator, Hub, HubConfig, OriginPolicy};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -112,7 +112,7 @@ pub fn hub_for(scenario: &str) -> Hub {
         }
         _ => {}
     }
-    Hub::with_config(auth, Arc::new(TokioClock::new()), config)
+    Hub::builder(auth).config(config).build()
 }
 
 /// The HTTP limits a scenario serves with: the defaults, except where the

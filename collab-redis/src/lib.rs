@@ -16,7 +16,7 @@
 //! use std::sync::Arc;
 //!
 //! use collab_redis::{RedisBackplane, RedisStore};
-//! use collab_server::{Hub, HubConfig, NodeId, SystemClock, TokenAuthenticator};
+//! use collab_server::{Hub, NodeId, SystemClock, TokenAuthenticator};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let url = "redis://127.0.0.1:6379";
@@ -24,13 +24,10 @@
 //! // Each process with a name of its own.
 //! let node = NodeId("10.0.0.7:8080".into());
 //! let backplane = Arc::new(RedisBackplane::connect(url, "collab", node).await?);
-//! let hub = Hub::with_backplane(
-//!     Arc::new(TokenAuthenticator::new()),
-//!     Arc::new(SystemClock),
-//!     HubConfig::default(),
-//!     store,
-//!     backplane,
-//! );
+//! let hub = Hub::builder(Arc::new(TokenAuthenticator::new()))
+//!     .clock(Arc::new(SystemClock))
+//!     .cluster(store, backplane)
+//!     .build();
 //! # let _ = hub;
 //! # Ok(())
 //! # }

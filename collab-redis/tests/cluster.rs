@@ -20,13 +20,10 @@ async fn hub(url: &str, name: &str) -> (Hub, Arc<RedisStore>) {
     let backplane = RedisBackplane::connect(url, "t", NodeId(name.into()))
         .await
         .expect("backplane");
-    let hub = Hub::with_backplane(
-        Arc::new(TokenAuthenticator::new()),
-        Arc::new(SystemClock),
-        HubConfig::default(),
-        store.clone(),
-        Arc::new(backplane),
-    );
+    let hub = Hub::builder(Arc::new(TokenAuthenticator::new()))
+        .clock(Arc::new(SystemClock))
+        .cluster(store.clone(), Arc::new(backplane))
+        .build();
     (hub, store)
 }
 
@@ -389,13 +386,11 @@ async fn hub_with_lease(url: &str, name: &str, lease: Duration) -> Hub {
         .expect("backplane");
     let mut config = HubConfig::default();
     config.lease_ttl = lease;
-    Hub::with_backplane(
-        Arc::new(TokenAuthenticator::new()),
-        Arc::new(SystemClock),
-        config,
-        store,
-        Arc::new(backplane),
-    )
+    Hub::builder(Arc::new(TokenAuthenticator::new()))
+        .clock(Arc::new(SystemClock))
+        .config(config)
+        .cluster(store, Arc::new(backplane))
+        .build()
 }
 
 /// Reads `conn` until it closes; panics on an acknowledgement, which a

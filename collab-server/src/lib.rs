@@ -49,8 +49,8 @@ pub use backplane::{
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use http::accept::{serve, HttpLimits};
 pub use hub::{
-    AddressGuard, Connection, ConnectionReceiver, ConnectionSender, Hub, HubConfig, HubError,
-    HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, Result, SessionRead,
-    SessionView, StreamCursor, StreamItem, MAX_READ_WAIT,
+    AddressGuard, Caller, Connection, ConnectionReceiver, ConnectionSender, Hub, HubBuilder,
+    HubConfig, HubError, HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, Result,
+    SessionRead, SessionView, StreamCursor, StreamItem, MAX_READ_WAIT,
 };
 pub use store::{MemoryStore, Store};

@@ -16,11 +16,9 @@ mod common;
 use common::until;
 
 fn hub_with(config: HubConfig) -> Hub {
-    Hub::with_config(
-        Arc::new(TokenAuthenticator::new()),
-        Arc::new(TokioClock::new()),
-        config,
-    )
+    Hub::builder(Arc::new(TokenAuthenticator::new()))
+        .config(config)
+        .build()
 }
 
 async fn joined(hub: &Hub, id: &collab_core::SessionId, who: Identity) -> Connection {
@@ -258,11 +256,9 @@ async fn a_manual_clock_drives_a_whole_hub() {
     let clock = Arc::new(collab_server::ManualClock::new(
         collab_core::Timestamp::from_millis(1_700_000_000_000),
     ));
-    let hub = Hub::with_config(
-        Arc::new(TokenAuthenticator::new()),
-        clock.clone(),
-        HubConfig::default(),
-    );
+    let hub = Hub::builder(Arc::new(TokenAuthenticator::new()))
+        .clock(clock.clone())
+        .build();
     let host = Identity::new("h", "Host");
     let info = hub
         .create_session(&host, NewSession::default())
@@ -465,24 +461,27 @@ async fn connections_per_address_are_limited() {
     let mut open = Vec::new();
     for _ in 0..3 {
         open.push(
-            hub.connect_from(&info.id, host.clone(), Some(ip))
+            hub.caller(host.clone(), Some(ip))
+                .connect(&info.id)
                 .await
                 .unwrap(),
         );
     }
     let err = hub
-        .connect_from(&info.id, host.clone(), Some(ip))
+        .caller(host.clone(), Some(ip))
+        .connect(&info.id)
         .await
         .err()
         .unwrap();
     assert!(matches!(err, HubError::TooManyConnections));
     assert!(hub
-        .connect_from(&info.id, host.clone(), Some("192.0.2.8".parse().unwrap()))
+        .caller(host.clone(), Some("192.0.2.8".parse().unwrap()))
+        .connect(&info.id)
         .await
         .is_ok());
     drop(open.pop());
     assert!(
-        hub.connect_from(&info.id, host, Some(ip)).await.is_ok(),
+        hub.caller(host, Some(ip)).connect(&info.id).await.is_ok(),
         "a slot frees on close"
     );
 }
@@ -525,20 +524,16 @@ async fn session_of(hub: &Hub, host: &Identity) -> collab_core::SessionId {
 async fn a_long_poll_returns_as_soon_as_something_happens() {
     let hub = Hub::new(TokenAuthenticator::new());
     let ann = Identity::new("ann", "Ann");
-    let pat = Identity::new("pat", "Pat");
+    let pat = hub.caller(Identity::new("pat", "Pat"), None);
     let id = session_of(&hub, &ann).await;
     let a = joined(&hub, &id, ann.clone()).await;
-    let me = hub
-        .join(&id, pat.clone(), Some("Pat".into()), None)
-        .await
-        .unwrap();
+    let me = pat.join(&id, Some("Pat".into())).await.unwrap();
     assert_eq!(me.participant.name, "Pat");
     let view = hub.session(&id).await.unwrap();
     assert_eq!(view.info.online, 2, "the REST participant is online");
 
     let start = view.info.last_seq;
     let reader = {
-        let hub = hub.clone();
         let (id, pat) = (id.clone(), pat.clone());
         tokio::spawn(async move {
             let request = collab_server::ReadRequest {
@@ -546,7 +541,7 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
                 rev: Some(view.rev),
                 wait: Duration::from_secs(30),
             };
-            hub.read(&id, &pat, request).await
+            pat.read(&id, request).await
         })
     };
     // The reader is waiting: nothing has happened yet.
@@ -565,7 +560,6 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
 
     // An edit wakes a reader that holds a revision.
     let reader = {
-        let hub = hub.clone();
         let (id, pat, since, rev) = (id.clone(), pat.clone(), page.last_seq, page.rev);
         tokio::spawn(async move {
             let request = collab_server::ReadRequest {
@@ -573,7 +567,7 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
                 rev: Some(rev),
                 wait: Duration::from_secs(30),
             };
-            hub.read(&id, &pat, request).await
+            pat.read(&id, request).await
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -590,9 +584,9 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
     assert_eq!(edits.ops.len(), 1);
     assert_eq!(edits.rev, page.rev + 1);
 
-    hub.leave(&id, &pat.user_id, "pat").await.unwrap();
-    let err = hub
-        .read(&id, &pat, collab_server::ReadRequest::default())
+    pat.leave(&id, "pat").await.unwrap();
+    let err = pat
+        .read(&id, collab_server::ReadRequest::default())
         .await
         .unwrap_err();
     assert!(matches!(
@@ -606,13 +600,13 @@ async fn a_long_poll_returns_as_soon_as_something_happens() {
 async fn a_rest_participant_goes_offline_when_they_stop_polling() {
     let hub = hub_with(HubConfig::default());
     let ann = Identity::new("ann", "Ann");
-    let pat = Identity::new("pat", "Pat");
+    let pat = hub.caller(Identity::new("pat", "Pat"), None);
     let id = session_of(&hub, &ann).await;
-    hub.join(&id, pat.clone(), None, None).await.unwrap();
+    pat.join(&id, None).await.unwrap();
     // Polling every 10 s keeps them online past the 45 s stale timeout...
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        hub.read(&id, &pat, collab_server::ReadRequest::default())
+        pat.read(&id, collab_server::ReadRequest::default())
             .await
             .unwrap();
     }
@@ -621,10 +615,10 @@ async fn a_rest_participant_goes_offline_when_they_stop_polling() {
     tokio::time::sleep(Duration::from_secs(50)).await;
     let view = hub.session(&id).await.unwrap();
     assert_eq!(view.info.online, 0);
-    hub.read(&id, &pat, collab_server::ReadRequest::default())
+    pat.read(&id, collab_server::ReadRequest::default())
         .await
         .expect("still a member, may read and join again");
-    hub.join(&id, pat, None, None).await.unwrap();
+    pat.join(&id, None).await.unwrap();
     assert_eq!(hub.session(&id).await.unwrap().info.online, 1);
 }
 
@@ -635,9 +629,8 @@ async fn the_event_stream_follows_the_session_until_it_ends() {
     let ann = Identity::new("ann", "Ann");
     let id = session_of(&hub, &ann).await;
     let a = joined(&hub, &id, ann.clone()).await;
-    let stream = hub.stream(
+    let stream = hub.caller(ann.clone(), None).stream(
         id.clone(),
-        ann.clone(),
         collab_server::ReadRequest {
             rev: Some(0),
             ..Default::default()
@@ -681,11 +674,7 @@ async fn the_event_stream_follows_the_session_until_it_ends() {
 #[tokio::test(start_paused = true)]
 async fn a_connection_refreshes_its_token_or_is_closed_when_it_expires() {
     let auth = Arc::new(TokenAuthenticator::new());
-    let hub = Hub::with_config(
-        auth.clone(),
-        Arc::new(TokioClock::new()),
-        HubConfig::default(),
-    );
+    let hub = Hub::builder(auth.clone()).build();
     let clock = TokioClock::new();
     let ann = Identity::new("ann", "Ann");
     let id = session_of(&hub, &ann).await;
@@ -802,4 +791,72 @@ async fn guest_identities_are_rate_limited_per_address() {
         tokens.issue_guest(None),
         Err(collab_server::HubError::GuestsNotOffered)
     ));
+}
+
+/// The `Access` policy set on the builder decides what a caller may do;
+/// the application's own calls on the hub are trusted as they are.
+#[tokio::test]
+async fn access_decides_for_callers_and_the_application_is_trusted() {
+    use collab_core::participant::Role;
+    use collab_server::{Grant, SessionRequest};
+    fn policy(who: &Identity, request: SessionRequest<'_>) -> Grant {
+        match (who.user_id.0.as_str(), request) {
+            ("host", _) => Grant::Allow { role: None },
+            ("vi", SessionRequest::Join(_) | SessionRequest::Read(_)) => Grant::Allow {
+                role: Some(Role::Viewer),
+            },
+            _ => Grant::Deny,
+        }
+    }
+    let hub = Hub::builder(Arc::new(TokenAuthenticator::new()))
+        .access(policy)
+        .build();
+    let host = Identity::new("host", "Host");
+    let eve = Identity::new("eve", "Eve");
+    let info = hub
+        .caller(host.clone(), None)
+        .create_session(NewSession::default())
+        .await
+        .unwrap();
+    let eve_calls = hub.caller(eve.clone(), None);
+    let refused = eve_calls.create_session(NewSession::default()).await;
+    assert!(matches!(refused, Err(HubError::Forbidden)), "{refused:?}");
+    let refused = eve_calls.connect(&info.id).await.err();
+    assert!(matches!(refused, Some(HubError::Forbidden)), "{refused:?}");
+    let refused = eve_calls.session(&info.id).await;
+    assert!(matches!(refused, Err(HubError::Forbidden)), "{refused:?}");
+    let refused = eve_calls.join(&info.id, None).await;
+    assert!(matches!(refused, Err(HubError::Forbidden)), "{refused:?}");
+
+    // The application creates for Eve, reads everything and connects her
+    // in the role it gives.
+    hub.create_session(&eve, NewSession::default())
+        .await
+        .expect("the application's own call");
+    assert!(hub.session(&info.id).await.is_ok());
+    // (Not the default role, which is an editor's.)
+    let mut viewer = eve.clone();
+    viewer.role = Some(Role::Viewer);
+    let mut conn = hub.connect(&info.id, viewer).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    let welcome = until(&mut conn, "welcome").await;
+    let role_of = |welcome: &Value, name: &str| {
+        welcome["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["role"].clone())
+    };
+    assert_eq!(role_of(&welcome, "Eve"), Some(json!("viewer")), "{welcome}");
+
+    // A caller gets the role the policy gives.
+    let mut viewer = hub
+        .caller(Identity::new("vi", "Vi"), None)
+        .connect(&info.id)
+        .await
+        .unwrap();
+    viewer.send(ClientFrame::join()).await.unwrap();
+    let welcome = until(&mut viewer, "welcome").await;
+    assert_eq!(role_of(&welcome, "Vi"), Some(json!("viewer")), "{welcome}");
 }

@@ -34,13 +34,10 @@ fn cluster(store: Arc<dyn Store>, names: &[&str]) -> Cluster {
     let hubs = names
         .iter()
         .map(|name| {
-            Hub::with_backplane(
-                auth.clone(),
-                clock.clone(),
-                HubConfig::default(),
-                store.clone(),
-                Arc::new(net.node(name)),
-            )
+            Hub::builder(auth.clone())
+                .clock(clock.clone())
+                .cluster(store.clone(), Arc::new(net.node(name)))
+                .build()
         })
         .collect();
     Cluster { clock, net, hubs }
@@ -261,7 +258,8 @@ async fn rest_requests_work_from_any_process() {
 
     // Reads and writes on b and c are answered by a, the owner.
     let read = c.hubs[1]
-        .session_for(&info.id, &ann, None)
+        .caller(ann.clone(), None)
+        .session(&info.id)
         .await
         .expect("a read on b");
     assert!(matches!(read, SessionRead::Full(ref v) if v.participants.len() == 1));
@@ -291,7 +289,8 @@ async fn rest_requests_work_from_any_process() {
 
     // Bob joins over REST on b; the owner holds his connection.
     let joined = c.hubs[1]
-        .join(&info.id, bob.clone(), Some("Bobby".into()), None)
+        .caller(bob.clone(), None)
+        .join(&info.id, Some("Bobby".into()))
         .await
         .expect("a REST join on b");
     assert_eq!(joined.participant.name, "Bobby");
@@ -307,20 +306,21 @@ async fn rest_requests_work_from_any_process() {
 
     // A long-poll on c waits on the owner and wakes with Ann's message.
     let page = c.hubs[2]
-        .read(&info.id, &bob, ReadRequest::default())
+        .caller(bob.clone(), None)
+        .read(&info.id, ReadRequest::default())
         .await
         .unwrap();
     let since = page.last_seq;
     let poll = {
-        let hub = c.hubs[2].clone();
-        let (id, bob) = (info.id.clone(), bob.clone());
+        let bob = c.hubs[2].caller(bob.clone(), None);
+        let id = info.id.clone();
         tokio::spawn(async move {
             let request = ReadRequest {
                 since,
                 rev: None,
                 wait: Duration::from_secs(20),
             };
-            hub.read(&id, &bob, request).await
+            bob.read(&id, request).await
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -339,7 +339,8 @@ async fn rest_requests_work_from_any_process() {
 
     // Leave on c, end on b.
     c.hubs[2]
-        .leave(&info.id, &bob.user_id, "bob")
+        .caller(bob.clone(), None)
+        .leave(&info.id, "bob")
         .await
         .expect("a leave on c");
     let ended = c.hubs[1].end_session(&info.id, &ann).await.unwrap();

@@ -765,12 +765,7 @@ fn stored_parts_that_do_not_fit_are_refused() {
 // ---- through the hub -----------------------------------------------------
 
 fn store_hub(store: Arc<dyn Store>, auth: Arc<TokenAuthenticator>) -> Hub {
-    Hub::with_store(
-        auth,
-        Arc::new(TokioClock::new()),
-        HubConfig::default(),
-        store,
-    )
+    Hub::builder(auth).store(store).build()
 }
 
 #[tokio::test]
@@ -1106,7 +1101,7 @@ async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
         let mut config = HubConfig::default();
         config.session.frames_per_second = 1_000_000;
         config.session.frame_burst = 1_000_000;
-        Hub::with_store(auth, Arc::new(TokioClock::new()), config, store)
+        Hub::builder(auth).config(config).store(store).build()
     };
     let hub = fast(store.clone(), auth.clone());
     let ann = Identity::new("ann", "Ann");
@@ -1152,9 +1147,10 @@ async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
         rev: Some(0),
         wait: Duration::ZERO,
     };
+    let reader = hub2.caller(ann.clone(), None);
     let (replaced, page) = tokio::join!(
         hub2.replace_code(&id, &ann, Some(5), "xxxxx!".into()),
-        hub2.read(&id, &ann, read),
+        reader.read(&id, read),
     );
     assert_eq!(replaced.unwrap(), 601);
     let page = page.unwrap();

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use collab_server::{Hub, HubConfig, OriginPolicy, TokioClock};
+use collab_server::{Hub, HubConfig, OriginPolicy};
 use warp::Filter;
 
 #[tokio::main]
@@ -20,12 +20,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
     config.share_url = Some("https://app.example.com/room/{id}".into());
     let store = collab_sqlite::SqliteStore::open("collab.db")?;
-    let hub = Hub::with_store(
-        Arc::new(auth),
-        Arc::new(TokioClock::new()),
-        config,
-        Arc::new(store),
-    );
+    let hub = Hub::builder(Arc::new(auth))
+        .config(config)
+        .store(Arc::new(store))
+        .build();
     let home = warp::path::end().map(|| "your app's own routes go here");
     let app = collab_warp::routes(hub.clone()).or(home);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;

@@ -107,9 +107,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 options.commit_window = window;
             }
             let store = SqliteStore::open_with(path, options)?;
-            Hub::with_store(auth, clock, config, Arc::new(store))
+            Hub::builder(auth)
+                .clock(clock)
+                .config(config)
+                .store(Arc::new(store))
+                .build()
         }
-        None => Hub::with_config(auth, clock, config),
+        None => Hub::builder(auth).clock(clock).config(config).build(),
     };
     let mut limits = HttpLimits::default();
     limits.max_connections = 1_000_000;

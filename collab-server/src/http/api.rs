@@ -37,7 +37,7 @@ use http_body_util::BodyExt;
 use collab_core::{NewSession, SessionId, SessionUpdate};
 
 use crate::http::transport::{credential, event_stream, JoinBody};
-use crate::hub::{Connection, Hub, HubError, ReadQuery};
+use crate::hub::{Caller, Connection, Hub, HubError, ReadQuery};
 use crate::Identity;
 use collab_core::ErrorCode;
 
@@ -376,9 +376,7 @@ pub async fn accept_websocket(
             header_str(headers, header::ORIGIN),
             header_str(headers, header::HOST),
         )?;
-        let who = call.identity().await?;
-        hub.connect_from(&session_id(session)?, who, call.peer())
-            .await
+        call.caller().await?.connect(&session_id(session)?).await
     };
     attempt.await.map_err(|e| failure(&e.into()))
 }
@@ -400,6 +398,11 @@ impl Call<'_> {
             token.as_deref(),
         );
         self.hub.authenticate(token).await
+    }
+
+    /// The hub acting for the authenticated client.
+    async fn caller(&self) -> Result<Caller, HubError> {
+        Ok(self.hub.caller(self.identity().await?, self.peer()))
     }
 
     /// The client's address: the socket's peer, or the client a trusted
@@ -438,9 +441,9 @@ impl Call<'_> {
     }
 
     async fn create(&self, body: Bytes) -> Result<ApiResponse, ApiError> {
-        let who = self.identity().await?;
+        let caller = self.caller().await?;
         let new: NewSession = decode_body(&body)?;
-        let info = self.hub.create_session_from(&who, new, self.peer()).await?;
+        let info = caller.create_session(new).await?;
         // What a creator needs next: the code, its revision, who is in,
         // and the link to hand out.
         let created = Created {
@@ -451,16 +454,12 @@ impl Call<'_> {
     }
 
     async fn read(&self, id: &str) -> Result<ApiResponse, ApiError> {
-        let who = self.identity().await?;
-        let read = self
-            .hub
-            .session_for(&session_id(id)?, &who, self.peer())
-            .await?;
+        let read = self.caller().await?.session(&session_id(id)?).await?;
         Ok(json(StatusCode::OK, &read))
     }
 
     async fn update(&self, id: &str, body: Bytes) -> Result<ApiResponse, ApiError> {
-        let who = self.identity().await?;
+        let caller = self.caller().await?;
         let id = session_id(id)?;
         let Patch { update, code, rev } = decode_body(&body)?;
         let metadata = update != SessionUpdate::default();
@@ -471,10 +470,10 @@ impl Call<'_> {
             .into());
         }
         if metadata {
-            self.hub.update_session(&id, &who, update).await?;
+            caller.update_session(&id, update).await?;
         }
         if let Some(code) = code {
-            self.hub.replace_code(&id, &who, rev, code).await?;
+            caller.replace_code(&id, rev, code).await?;
         }
         // The session as it is now, code and revision included: what the
         // edit became once merged with what others typed.
@@ -482,29 +481,23 @@ impl Call<'_> {
     }
 
     async fn end(&self, id: &str) -> Result<ApiResponse, ApiError> {
-        let who = self.identity().await?;
-        let info = self.hub.end_session(&session_id(id)?, &who).await?;
+        let info = self.caller().await?.end_session(&session_id(id)?).await?;
         Ok(json(StatusCode::OK, &info))
     }
 
     async fn join(&self, id: &str, body: Bytes) -> Result<ApiResponse, ApiError> {
-        let who = self.identity().await?;
+        let caller = self.caller().await?;
         let JoinBody { name } = decode_body(&body)?;
-        let joined = self
-            .hub
-            .join(&session_id(id)?, who, name, self.peer())
-            .await?;
+        let joined = caller.join(&session_id(id)?, name).await?;
         Ok(json(StatusCode::CREATED, &joined))
     }
 
     async fn leave(&self, id: &str, user: &str) -> Result<ApiResponse, ApiError> {
-        let who = self.identity().await?;
+        let caller = self.caller().await?;
         let user = percent_decode(user).ok_or(HubError::Session(
             collab_core::SessionError::UnknownParticipant,
         ))?;
-        self.hub
-            .leave(&session_id(id)?, &who.user_id, &user)
-            .await?;
+        caller.leave(&session_id(id)?, &user).await?;
         let mut response = http::Response::new(ApiBody::empty());
         *response.status_mut() = StatusCode::NO_CONTENT;
         Ok(response)
@@ -521,18 +514,18 @@ impl Call<'_> {
 
     async fn poll(&self, id: &str) -> Result<ApiResponse, ApiError> {
         let _held = self.hub.hold_address(self.peer())?;
-        let who = self.identity().await?;
+        let caller = self.caller().await?;
         let request = self.read_query().request(None)?;
-        let page = self.hub.read(&session_id(id)?, &who, request).await?;
+        let page = caller.read(&session_id(id)?, request).await?;
         Ok(json(StatusCode::OK, &page))
     }
 
     async fn stream(&self, id: &str) -> Result<ApiResponse, ApiError> {
         let held = self.hub.hold_address(self.peer())?;
-        let who = self.identity().await?;
+        let caller = self.caller().await?;
         let last_event_id = header_str(self.headers, "last-event-id");
         let request = self.read_query().request(last_event_id)?;
-        let events = event_stream(self.hub, session_id(id)?, who, request).await?;
+        let events = event_stream(&caller, session_id(id)?, request).await?;
         let keepalive = tokio::time::interval_at(
             tokio::time::Instant::now() + STREAM_KEEPALIVE,
             STREAM_KEEPALIVE,

@@ -7,8 +7,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tracing::Instrument;
 
-use crate::auth::Identity;
-use crate::hub::{Connection, Hub, HubError, Outbound, ReadRequest, StreamItem};
+use crate::hub::{Caller, Connection, HubError, Outbound, ReadRequest, StreamItem};
 use crate::outbound::SharedText;
 use collab_core::ids::SessionId;
 use collab_core::protocol::CloseReason;
@@ -309,17 +308,15 @@ pub struct SseEvent {
 /// browser's `EventSource` from reconnecting forever.
 ///
 /// # Errors
-/// As [`Hub::read`], and [`HubError::Session`] with `session_ended`.
+/// As [`Caller::read`], and [`HubError::Session`] with `session_ended`.
 pub async fn event_stream(
-    hub: &Hub,
+    caller: &Caller,
     id: SessionId,
-    who: Identity,
     request: ReadRequest,
 ) -> Result<impl Stream<Item = SseEvent> + Send + Sync + 'static, HubError> {
-    let first = hub
+    let first = caller
         .read(
             &id,
-            &who,
             ReadRequest {
                 wait: std::time::Duration::ZERO,
                 ..request
@@ -329,7 +326,7 @@ pub async fn event_stream(
     if first.status == SessionStatus::Ended && first.events.is_empty() && first.ops.is_empty() {
         return Err(HubError::Session(collab_core::SessionError::SessionEnded));
     }
-    let events = hub.stream(id, who, request).map(|item| match item {
+    let events = caller.stream(id, request).map(|item| match item {
         Ok((cursor, item)) => SseEvent {
             id: Some(cursor.to_string()),
             data: match item {

@@ -29,6 +29,8 @@ use collab_core::session::{
 
 mod address;
 mod budget;
+mod builder;
+mod caller;
 mod config;
 mod connection;
 mod error;
@@ -43,6 +45,8 @@ mod task;
 mod views;
 
 pub use crate::outbound::Outbound;
+pub use builder::HubBuilder;
+pub use caller::Caller;
 pub use config::{HubConfig, OriginPolicy};
 pub use connection::{AddressGuard, Connection, ConnectionReceiver, ConnectionSender};
 use connection::{AddressSlot, ConnShared, DisconnectGuard};
@@ -142,7 +146,7 @@ struct Inner {
     counters: Counters,
     per_address: Mutex<HashMap<std::net::IpAddr, usize>>,
     /// Who may create, read and join which session.
-    access: std::sync::RwLock<Arc<dyn Access>>,
+    access: Arc<dyn Access>,
     /// Session creations and guest identities, per user and address.
     rates: Mutex<RateLimiter>,
     /// The other processes serving the same sessions, if any.
@@ -180,66 +184,16 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub with default settings, on tokio's clock.
+    /// A hub with default settings, on tokio's clock, keeping sessions in
+    /// memory only: [`Hub::builder`] sets the rest.
     pub fn new(auth: impl Authenticator) -> Self {
-        Self::with_config(
-            Arc::new(auth),
-            Arc::new(TokioClock::new()),
-            HubConfig::default(),
-        )
+        Self::builder(Arc::new(auth)).build()
     }
 
-    /// A hub with the given authenticator, clock and settings.
-    pub fn with_config(
-        auth: Arc<dyn Authenticator>,
-        clock: Arc<dyn Clock>,
-        config: HubConfig,
-    ) -> Self {
-        Self::build(auth, clock, config, None, None)
-    }
-
-    /// A hub whose sessions are kept in `store`: every acknowledged change is
-    /// saved before the acknowledgement goes out (see [`crate::store`]),
-    /// sessions idle for [`HubConfig::unload_after`] leave memory and load
-    /// again on demand, after a restart too, and a sweep every
-    /// [`HubConfig::sweep_every`] expires idle sessions and deletes ended
-    /// ones after [`HubConfig::keep_ended`]. Must be called within a tokio
-    /// runtime (the sweep is a task).
-    pub fn with_store(
-        auth: Arc<dyn Authenticator>,
-        clock: Arc<dyn Clock>,
-        config: HubConfig,
-        store: Arc<dyn Store>,
-    ) -> Self {
-        Self::serving(Self::build(auth, clock, config, Some(store), None))
-    }
-
-    /// A hub that serves sessions together with other processes: each
-    /// session is owned by one process at a time, claimed through
-    /// `backplane` with an epoch that fences `store` (which every process
-    /// must reach); connections to a session owned elsewhere are forwarded
-    /// to its owner. Must be called within a tokio runtime (the inbox and
-    /// the sweep are tasks).
-    pub fn with_backplane(
-        auth: Arc<dyn Authenticator>,
-        clock: Arc<dyn Clock>,
-        config: HubConfig,
-        store: Arc<dyn Store>,
-        backplane: Arc<dyn Backplane>,
-    ) -> Self {
-        let hub = Self::build(
-            auth,
-            clock,
-            config,
-            Some(store),
-            Some(Arc::clone(&backplane)),
-        );
-        tokio::spawn(Hub::serve_inbox(
-            Arc::downgrade(&hub.inner),
-            Arc::clone(&backplane),
-        ));
-        tokio::spawn(Hub::watch_owners(Arc::downgrade(&hub.inner), backplane));
-        Self::serving(hub)
+    /// Starts a hub with `auth` checking credentials; everything else has a
+    /// default until set.
+    pub fn builder(auth: Arc<dyn Authenticator>) -> HubBuilder {
+        HubBuilder::new(auth)
     }
 
     /// Starts the sweep of a hub with a store.
@@ -262,13 +216,15 @@ impl Hub {
         hub
     }
 
-    fn build(
-        auth: Arc<dyn Authenticator>,
-        clock: Arc<dyn Clock>,
-        config: HubConfig,
-        store: Option<Arc<dyn Store>>,
-        backplane: Option<Arc<dyn Backplane>>,
-    ) -> Self {
+    fn assemble(parts: HubBuilder) -> Self {
+        let HubBuilder {
+            auth,
+            clock,
+            config,
+            store,
+            backplane,
+            access,
+        } = parts;
         telemetry::describe();
         let budget = budget::Budget::new(config.max_bytes_in_flight);
         Self {
@@ -284,7 +240,7 @@ impl Hub {
                 polls: Mutex::new(HashMap::new()),
                 store,
                 loading: Mutex::new(HashMap::new()),
-                access: std::sync::RwLock::new(Arc::new(DefaultAccess)),
+                access,
                 rates: Mutex::new(RateLimiter::default()),
                 backplane,
                 nodes: nodes::Nodes::default(),
@@ -301,21 +257,13 @@ impl Hub {
         Ok(self.inner.auth.authenticate(token).await?)
     }
 
-    /// The same hub deciding who may create, read and join which session
-    /// with `access` instead of [`DefaultAccess`]. Call it before serving.
-    pub fn with_access(self, access: impl Access) -> Self {
-        *self.inner.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(access);
-        self
-    }
-
     /// Asks the [`Access`] policy; a denial is [`HubError::Forbidden`].
-    async fn authorize(
+    pub(super) async fn authorize(
         &self,
         who: &Identity,
         request: SessionRequest<'_>,
     ) -> Result<Option<collab_core::participant::Role>, HubError> {
-        let access = Arc::clone(&self.inner.access.read().unwrap_or_else(|e| e.into_inner()));
-        match access.authorize(who, request).await? {
+        match self.inner.access.authorize(who, request).await? {
             Grant::Allow { role } => Ok(role),
             // A grant of a kind this hub does not know allows nothing.
             _ => Err(HubError::Forbidden),
@@ -323,7 +271,7 @@ impl Hub {
     }
 
     /// Takes one request of `rate` for every key, or refuses them all.
-    fn admit(&self, rate: Rate, keys: &[String]) -> Result<(), HubError> {
+    pub(super) fn admit(&self, rate: Rate, keys: &[String]) -> Result<(), HubError> {
         let now = self.inner.clock.now();
         let mut rates = self.inner.rates.lock().unwrap_or_else(|e| e.into_inner());
         if rates.admit(rate, keys, now) {
@@ -384,7 +332,7 @@ impl Hub {
     /// Creates a session whose Host is `creator`, and starts its task: the
     /// host application's own call, trusted as it is (no [`Access`] check, no
     /// rate limit). Requests from clients go through
-    /// [`Hub::create_session_from`]. Must be called within a tokio runtime.
+    /// [`Caller::create_session`]. Must be called within a tokio runtime.
     ///
     /// # Errors
     /// [`HubError::Session`] for invalid settings; [`HubError::Random`] if no id can be made.
@@ -402,50 +350,8 @@ impl Hub {
         Some(template.replace("{id}", id.as_str()))
     }
 
-    /// [`Hub::create_session`] for a client at `peer`: the [`Access`] policy
-    /// must allow it, and at most [`HubConfig::session_creation`] per user
-    /// and per address. The creator is the session's first member, a host,
-    /// offline until they connect.
-    ///
-    /// # Errors
-    /// As [`Hub::create_session`], and [`HubError::Forbidden`],
-    /// [`HubError::RateLimited`].
-    pub async fn create_session_from(
-        &self,
-        creator: &Identity,
-        new: NewSession,
-        peer: Option<std::net::IpAddr>,
-    ) -> Result<SessionInfo, HubError> {
-        self.authorize(creator, SessionRequest::Create).await?;
-        let mut keys = vec![format!("create-user:{}", creator.user_id)];
-        if let Some(ip) = peer {
-            keys.push(format!("create-ip:{ip}"));
-        }
-        self.admit(self.inner.config.session_creation, &keys)?;
-        self.start_new(creator, new, true).await
-    }
-
-    /// The session as `who`, at `peer`, may read it over REST: all of it for
-    /// a member or its creator, the summary for others the [`Access`] policy
-    /// lets read, nothing for the banned (by identity, or a newcomer from a
-    /// banned address).
-    ///
-    /// # Errors
-    /// [`HubError::SessionNotFound`]; [`HubError::Forbidden`];
-    /// [`SessionError::Banned`].
-    pub async fn session_for(
-        &self,
-        id: &SessionId,
-        who: &Identity,
-        peer: Option<std::net::IpAddr>,
-    ) -> Result<SessionRead, HubError> {
-        self.authorize(who, SessionRequest::Read(id)).await?;
-        let user = who.user_id.clone();
-        self.call(id, Request::ViewFor { user, peer }).await
-    }
-
     /// The session's info, code and participants, for the host application
-    /// itself (no access check: REST reads go through [`Hub::session_for`]).
+    /// itself (no access check: REST reads go through [`Caller::session`]).
     ///
     /// # Errors
     /// [`HubError::SessionNotFound`].
@@ -500,8 +406,10 @@ impl Hub {
         self.call(id, Request::End { identity }).await
     }
 
-    /// Opens a connection to a session for an authenticated `identity`. The
-    /// client's first frame should be `join`.
+    /// Opens a connection to a session for `identity`, as the host
+    /// application vouches for it: in the role it carries, with no
+    /// [`Access`] check and no per-address count (a client's connection
+    /// goes through [`Caller::connect`]). The first frame should be `join`.
     ///
     /// # Errors
     /// [`HubError::SessionNotFound`], or [`HubError::Session`] if the session
@@ -511,7 +419,7 @@ impl Hub {
         id: &SessionId,
         identity: Identity,
     ) -> Result<Connection, HubError> {
-        self.connect_from(id, identity, None).await
+        self.open(id, identity, None, false).await
     }
 
     /// Checks an upgrade's `Origin` header against the hub's [`OriginPolicy`].
@@ -557,22 +465,23 @@ impl Hub {
         self.inner.config.keepalive
     }
 
-    /// [`Hub::connect`] for a client at `peer`, counted against
-    /// [`HubConfig::max_connections_per_address`].
-    ///
-    /// # Errors
-    /// As [`Hub::connect`], and [`HubError::TooManyConnections`].
-    pub async fn connect_from(
+    /// Opens a connection to session `id`; `checked`, for a client at
+    /// `peer`: the [`Access`] policy gives the role, and the connection
+    /// counts against [`HubConfig::max_connections_per_address`].
+    pub(super) async fn open(
         &self,
         id: &SessionId,
         identity: Identity,
         peer: Option<std::net::IpAddr>,
+        checked: bool,
     ) -> Result<Connection, HubError> {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(HubError::ShuttingDown);
         }
         let mut identity = identity;
-        identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
+        if checked {
+            identity.role = self.authorize(&identity, SessionRequest::Join(id)).await?;
+        }
         let slot = AddressSlot::take(&self.inner, peer)?;
         if let Some(backplane) = &self.inner.backplane {
             let lease = self.claim(backplane, id).await?;

@@ -8,10 +8,8 @@
 //! from the session's event log and document history, so a reader resumes from
 //! its last `since` and `rev` with no gap and no duplicate.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::request::{Reply, Request};
@@ -21,7 +19,7 @@ use collab_core::document::Revision;
 use collab_core::error::SessionError;
 use collab_core::events::Event;
 use collab_core::ids::{ConnectionId, Seq, SessionId, UserId};
-use collab_core::protocol::{ParticipantState, ServerFrame};
+use collab_core::protocol::ServerFrame;
 use collab_core::session::{ReadPage, SessionStatus};
 
 /// The longest a long-poll read waits for something new.
@@ -29,7 +27,7 @@ pub const MAX_READ_WAIT: Duration = Duration::from_secs(30);
 
 /// How long one read of an event stream waits before asking again (which also
 /// keeps a REST participant from going stale).
-const STREAM_WAIT: Duration = Duration::from_secs(20);
+pub(super) const STREAM_WAIT: Duration = Duration::from_secs(20);
 
 /// The connection held open for a participant who joined over REST.
 pub(super) struct PollClient {
@@ -161,32 +159,9 @@ pub enum StreamItem {
 }
 
 /// One item with the cursor just after it.
-type Cursored = (StreamCursor, StreamItem);
+pub(super) type Cursored = (StreamCursor, StreamItem);
 
 impl Hub {
-    /// Joins `identity` to the session over REST, with an optional display
-    /// name. The hub holds a connection open for them until they leave, are
-    /// removed, or stop reading for the stale timeout; joining again replaces
-    /// it and keeps the same participant.
-    ///
-    /// # Errors
-    /// As [`Hub::connect_from`], and as the `join` frame
-    /// ([`SessionError::SessionFull`], [`SessionError::InvalidInput`] for a bad name).
-    pub async fn join(
-        &self,
-        id: &SessionId,
-        identity: Identity,
-        name: Option<String>,
-        peer: Option<std::net::IpAddr>,
-    ) -> Result<ParticipantState, HubError> {
-        let request = Request::Join {
-            identity,
-            name,
-            peer,
-        };
-        self.call(id, request).await
-    }
-
     /// [`Request::Join`] on this process: opens the connection the hub
     /// holds for the participant, then joins through it.
     pub(super) async fn join_here(
@@ -197,7 +172,7 @@ impl Hub {
         peer: Option<std::net::IpAddr>,
     ) -> Result<Reply, HubError> {
         let user = identity.user_id.clone();
-        let connection = self.connect_from(id, identity.clone(), peer).await?;
+        let connection = self.open(id, identity.clone(), peer, true).await?;
         let conn = connection.id();
         let request = Request::Join {
             identity,
@@ -234,46 +209,6 @@ impl Hub {
         Ok(joined)
     }
 
-    /// Makes `user` leave the session, closing every connection they hold.
-    /// `target` (a user id or participant id, as in the REST path) must name
-    /// `user` themselves.
-    ///
-    /// # Errors
-    /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`] if they
-    /// are not a current member; [`SessionError::NotYourself`].
-    pub async fn leave(&self, id: &SessionId, user: &UserId, target: &str) -> Result<(), HubError> {
-        let request = Request::Leave {
-            user: user.clone(),
-            target: target.to_owned(),
-        };
-        self.call(id, request).await
-    }
-
-    /// Reads what happened after `request.since` (and, with `request.rev`, the
-    /// document changes after it), waiting up to `request.wait` for something
-    /// new when nothing is. Only current members may read; reading keeps a
-    /// REST participant online.
-    ///
-    /// # Errors
-    /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`] or
-    /// [`SessionError::Banned`]; an unknown revision.
-    pub async fn read(
-        &self,
-        id: &SessionId,
-        identity: &Identity,
-        request: ReadRequest,
-    ) -> Result<ReadPage, HubError> {
-        self.authorize(identity, crate::auth::SessionRequest::Read(id))
-            .await?;
-        let request = Request::Read {
-            user: identity.user_id.clone(),
-            since: request.since,
-            rev: request.rev,
-            wait_ms: request.wait.min(MAX_READ_WAIT).as_millis() as u64,
-        };
-        self.call(id, request).await
-    }
-
     /// [`Request::Read`] on this process: reads, and while there is nothing
     /// new, waits for the session to move and reads again.
     pub(super) async fn read_here(
@@ -308,71 +243,6 @@ impl Hub {
         }
     }
 
-    /// The session's events (and, from `request.rev`, its document changes) as
-    /// an endless stream, for server-sent events: it ends when the session
-    /// ends, or with one error when the reader may no longer read (kicked,
-    /// left) or the session is gone.
-    pub fn stream(
-        &self,
-        id: SessionId,
-        identity: Identity,
-        request: ReadRequest,
-    ) -> impl Stream<Item = Result<(StreamCursor, StreamItem), HubError>> + Send + 'static {
-        struct State {
-            hub: Hub,
-            id: SessionId,
-            identity: Identity,
-            cursor: StreamCursor,
-            buffered: VecDeque<Cursored>,
-            finished: bool,
-        }
-        let state = State {
-            hub: self.clone(),
-            id,
-            identity,
-            cursor: StreamCursor {
-                since: request.since,
-                rev: request.rev,
-            },
-            buffered: VecDeque::new(),
-            finished: false,
-        };
-        futures::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(item) = st.buffered.pop_front() {
-                    return Some((Ok(item), st));
-                }
-                if st.finished {
-                    return None;
-                }
-                let request = ReadRequest {
-                    since: st.cursor.since,
-                    rev: st.cursor.rev,
-                    wait: STREAM_WAIT,
-                };
-                match st.hub.read(&st.id, &st.identity, request).await {
-                    Err(e) => {
-                        st.finished = true;
-                        return Some((Err(e), st));
-                    }
-                    Ok(page) => {
-                        st.finished = page.status == SessionStatus::Ended && !page.has_more;
-                        for event in page.events {
-                            st.cursor.since = event.seq;
-                            st.buffered.push_back((st.cursor, StreamItem::Event(event)));
-                        }
-                        for op in page.ops {
-                            if let Some(rev) = frame_rev(&op) {
-                                st.cursor.rev = Some(rev);
-                            }
-                            st.buffered.push_back((st.cursor, StreamItem::Document(op)));
-                        }
-                    }
-                }
-            }
-        })
-    }
-
     async fn touch_poll(&self, id: &SessionId, user: &UserId) {
         let sender = self
             .polls()
@@ -390,7 +260,7 @@ impl Hub {
     }
 }
 
-fn frame_rev(frame: &ServerFrame) -> Option<Revision> {
+pub(super) fn frame_rev(frame: &ServerFrame) -> Option<Revision> {
     match frame {
         ServerFrame::TextOp { rev, .. } | ServerFrame::FileOp { rev, .. } => Some(*rev),
         _ => None,

@@ -24,7 +24,7 @@ use super::*;
 pub(super) enum Request {
     /// [`Hub::session`]: everything, for the host application.
     View,
-    /// [`Hub::session_for`], once access was checked: what `user` at `peer`
+    /// [`Caller::session`], once access was checked: what `user` at `peer`
     /// may read.
     ViewFor { user: UserId, peer: Option<IpAddr> },
     /// [`Hub::update_session`].
@@ -41,16 +41,16 @@ pub(super) enum Request {
         rev: Option<Revision>,
         code: String,
     },
-    /// [`Hub::join`]: the process that runs it holds the REST participant's
+    /// [`Caller::join`]: the process that runs it holds the REST participant's
     /// connection, and hands the task its id beside the request.
     Join {
         identity: Identity,
         name: Option<String>,
         peer: Option<IpAddr>,
     },
-    /// [`Hub::leave`].
+    /// [`Caller::leave`].
     Leave { user: UserId, target: String },
-    /// [`Hub::read`], once access was checked. The process that runs it
+    /// [`Caller::read`], once access was checked. The process that runs it
     /// waits up to `wait_ms` for news; the task reads once each time.
     Read {
         user: UserId,

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use collab_redis::{RedisBackplane, RedisStore};
-use collab_server::{GuestAuthenticator, Hub, HubConfig, NodeId, TokioClock};
+use collab_server::{GuestAuthenticator, Hub, HubConfig, NodeId};
 use collab_sqlite::SqliteStore;
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -295,12 +295,10 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let hub = match &config.redis {
         None => {
             let store = SqliteStore::open(&config.db)?;
-            Hub::with_store(
-                Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)),
-                Arc::new(TokioClock::new()),
-                hub_config,
-                Arc::new(store),
-            )
+            Hub::builder(Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)))
+                .config(hub_config)
+                .store(Arc::new(store))
+                .build()
         }
         Some(url) => {
             // One of several processes: sessions in Redis, the guest key
@@ -325,13 +323,10 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             if let Some(ttl) = config.lease_ttl {
                 hub_config.lease_ttl = ttl;
             }
-            Hub::with_backplane(
-                Arc::new(GuestAuthenticator::new(key)),
-                Arc::new(TokioClock::new()),
-                hub_config,
-                Arc::new(store),
-                Arc::new(backplane),
-            )
+            Hub::builder(Arc::new(GuestAuthenticator::new(key)))
+                .config(hub_config)
+                .cluster(Arc::new(store), Arc::new(backplane))
+                .build()
         }
     };
     let runner = run::Runner::new(config.host_commands);

@@ -270,7 +270,7 @@ async fn may_run(hub: &Hub, who: &collab_core::Identity, session: &str) -> Resul
     let refused = |message: &str| Answer::error(403, "forbidden", message);
     let id = SessionId::parse(session)
         .map_err(|_| Answer::error(404, "session_not_found", "no such session"))?;
-    let view = match hub.session_for(&id, who, None).await {
+    let view = match hub.caller(who.clone(), None).session(&id).await {
         Ok(SessionRead::Full(view)) => view,
         Ok(_) => return Err(refused("join the session to run code in it")),
         Err(e) => {
