@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::routing::get;
-use collab_server::{Hub, HubConfig, OriginPolicy};
+use collab_server::{HttpConfig, Hub, OriginPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,24 +19,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|_| "set COLLAB_JWT_SECRET to the key your login signs tokens with")?;
     let auth =
         collab_jwt::JwtAuthenticator::hs256(secret.as_bytes()).issuer("https://login.example.com");
-    let mut config = HubConfig::default();
+    let mut http = HttpConfig::default();
     // The pages that may connect and call the REST API from a browser.
-    config.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
-    config.share_url = Some("https://app.example.com/room/{id}".into());
+    http.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
+    http.share_url = Some("https://app.example.com/room/{id}".into());
     let store = collab_sqlite::SqliteStore::open("collab.db")?;
-    let hub = Hub::builder(Arc::new(auth))
-        .config(config)
-        .store(Arc::new(store))
-        .build();
+    let hub = Hub::builder(Arc::new(auth)).store(Arc::new(store)).build();
     let app = axum::Router::new()
         .route("/", get(|| async { "your app's own routes go here" }))
-        .merge(collab_axum::router(hub.clone()));
+        .merge(collab_axum::router(hub.clone(), http.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
         // Stores what is pending and says goodbye to every client.
         hub.shutdown().await;
     };
-    collab_axum::serve(listener, app, collab_axum::HttpLimits::default(), shutdown).await;
+    collab_axum::serve(listener, app, http, shutdown).await;
     Ok(())
 }

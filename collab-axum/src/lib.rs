@@ -11,19 +11,21 @@
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let hub = Hub::new(GuestAuthenticator::random().expect("randomness"));
-//! let app = axum::Router::new().merge(collab_axum::router(hub));
+//! let http = collab_axum::HttpConfig::default();
+//! let app = axum::Router::new().merge(collab_axum::router(hub, http.clone()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! // TCP_NODELAY, header timeouts, connection caps, and the client's
 //! // address for the hub's per-address limits.
-//! collab_axum::serve(listener, app, collab_axum::HttpLimits::default(), std::future::pending()).await;
+//! collab_axum::serve(listener, app, http, std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 //!
 //! Serve with [`serve`]: `axum::serve` sets no header timeout and caps no
 //! connections, and without the client's address (`ConnectInfo`) the hub's
 //! per-address limits are off. Behind a reverse proxy, list its address in
-//! both [`HttpLimits::trusted_proxies`] and
-//! [`collab_server::HubConfig::trusted_proxies`].
+//! [`HttpConfig::trusted_proxies`]. Give the router and [`serve`] the same
+//! [`HttpConfig`]: the router upgrades and answers with it, `serve` accepts
+//! with it.
 //!
 //! The routes are those of [`collab_server::http::api`]: `GET /ws/session/{id}`
 //! and everything under `/api/v1/`.
@@ -37,14 +39,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use collab_server::http::api::{self, ApiResponse};
+use collab_server::http::api::{self, Api, ApiResponse};
 use collab_server::http::transport::{
     is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
 };
 use collab_server::{Connection, Hub};
 use futures::{SinkExt, StreamExt};
 
-pub use collab_server::HttpLimits;
+pub use collab_server::HttpConfig;
 
 /// Serves `app` on `listener` until `shutdown` completes: each connection
 /// with TCP_NODELAY, a header timeout and a place under the connection caps
@@ -53,7 +55,7 @@ pub use collab_server::HttpLimits;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    limits: HttpLimits,
+    config: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
     let make = move |peer: SocketAddr| {
@@ -64,18 +66,19 @@ pub async fn serve(
             tower_service::Service::call(&mut app, req)
         })
     };
-    collab_server::serve(listener, make, limits, shutdown).await;
+    collab_server::serve(listener, make, config, shutdown).await;
 }
 
-/// The collab routes, ready to `merge` or `nest` into the host application's router.
-pub fn router<S>(hub: Hub) -> Router<S>
+/// The collab routes over `hub`, served with `config`, ready to `merge` or
+/// `nest` into the host application's router.
+pub fn router<S>(hub: Hub, config: HttpConfig) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
     Router::new()
         .route("/ws/session/{id}", get(websocket))
         .route("/api/v1/{*path}", any(rest))
-        .with_state(hub)
+        .with_state(Api::new(hub, config))
 }
 
 /// The TCP peer, when the app is served with [`serve`] or
@@ -88,16 +91,16 @@ fn reply(response: ApiResponse) -> Response {
     response.map(Body::new)
 }
 
-async fn rest(State(hub): State<Hub>, request: Request) -> Response {
+async fn rest(State(api): State<Api>, request: Request) -> Response {
     let peer = socket(request.extensions());
-    match api::handle(&hub, request, peer).await {
+    match api::handle(&api, request, peer).await {
         Some(response) => reply(response),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
 async fn websocket(
-    State(hub): State<Hub>,
+    State(api): State<Api>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -105,19 +108,20 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let accepted =
-        api::accept_websocket(&hub, &id, &headers, query.as_deref(), socket(&extensions)).await;
+        api::accept_websocket(&api, &id, &headers, query.as_deref(), socket(&extensions)).await;
     let conn = match accepted {
         Ok(conn) => conn,
         Err(refusal) => return reply(refusal),
     };
-    let keepalive = hub.keepalive();
+    let config = api.config();
+    let keepalive = config.keepalive;
     // Nothing larger than the protocol takes is ever buffered.
-    let max = hub.max_message_bytes();
+    let max = api.hub().max_message_bytes();
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(hub.read_buffer_bytes())
-        .write_buffer_size(hub.write_buffer_bytes())
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
         .protocols([SUBPROTOCOL])
         .on_upgrade(move |socket| drive(socket, conn, keepalive))
 }

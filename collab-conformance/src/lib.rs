@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use collab_core::{AuthError, Identity};
-use collab_server::{Authenticator, GuestAuthenticator, Hub, HubConfig, OriginPolicy};
+use collab_server::{Authenticator, GuestAuthenticator, HttpConfig, Hub, HubConfig, OriginPolicy};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -81,14 +81,10 @@ pub fn hub_for(scenario: &str) -> Hub {
             config.session.frame_burst = 1_000_000;
         }
         "dead_peers_are_dropped" => {
-            config.keepalive = Duration::from_millis(200);
             config.session.presence.stale_after = Duration::from_millis(1_500);
         }
         "tokens_refresh_or_expire" | "session_scoped_tokens" => {
             auth = Arc::new(collab_jwt::JwtAuthenticator::hs256(JWT_SECRET));
-        }
-        "slow_and_idle_connections_are_closed" => {
-            config.body_timeout = Duration::from_millis(800);
         }
         "polls_count_against_the_address" => {
             config.max_connections_per_address = 3;
@@ -99,13 +95,9 @@ pub fn hub_for(scenario: &str) -> Hub {
         }
         "trusted_proxies_name_the_client" => {
             config.max_connections_per_address = 2;
-            config.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
         }
         "session_creation_is_rate_limited" => {
             config.session_creation = collab_server::Rate::new(3, Duration::from_secs(3600));
-        }
-        "cross_origin_calls_follow_the_origin_policy" => {
-            config.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
         }
         "guests_are_issued_and_kicks_hold" => {
             auth = Arc::new(GuestAuthenticator::random().expect("random key"));
@@ -115,25 +107,35 @@ pub fn hub_for(scenario: &str) -> Hub {
     Hub::builder(auth).config(config).build()
 }
 
-/// The HTTP limits a scenario serves with: the defaults, except where the
-/// scenario needs them small.
-pub fn limits_for(scenario: &str) -> collab_server::HttpLimits {
-    let mut limits = collab_server::HttpLimits::default();
+/// The HTTP settings a scenario serves with: the defaults, except where
+/// the scenario needs small limits, short timers, a proxy or an origin.
+pub fn http_for(scenario: &str) -> HttpConfig {
+    let mut http = HttpConfig::default();
     match scenario {
+        "dead_peers_are_dropped" => {
+            http.keepalive = Duration::from_millis(200);
+        }
         "slow_and_idle_connections_are_closed" => {
-            limits.header_timeout = Duration::from_millis(800);
+            http.header_timeout = Duration::from_millis(800);
+            http.body_timeout = Duration::from_millis(800);
         }
         "connections_are_capped_per_address" => {
-            limits.max_connections_per_address = 4;
+            http.max_sockets_per_address = 4;
+        }
+        "trusted_proxies_name_the_client" => {
+            http.trusted_proxies = vec!["127.0.0.1".parse().expect("ip")];
+        }
+        "cross_origin_calls_follow_the_origin_policy" => {
+            http.origins = OriginPolicy::List(vec!["https://app.example.com".into()]);
         }
         _ => {}
     }
-    limits
+    http
 }
 
 /// Generates one `#[tokio::test]` per scenario. `$serve` is an async function
-/// taking the scenario's [`Hub`] and HTTP limits and returning the base URL
-/// of a server that mounts the hub and serves with those limits.
+/// taking the scenario's [`Hub`] and [`HttpConfig`] and returning the base
+/// URL of a server that mounts the hub and serves with those settings.
 #[macro_export]
 macro_rules! conformance_tests {
     ($serve:expr) => {
@@ -159,8 +161,8 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 let hub = $crate::hub_for(stringify!($name));
-                let limits = $crate::limits_for(stringify!($name));
-                let client = $crate::Client::new($serve(hub.clone(), limits).await).with_hub(hub);
+                let http = $crate::http_for(stringify!($name));
+                let client = $crate::Client::new($serve(hub.clone(), http).await).with_hub(hub);
                 $crate::$name(&client).await;
             }
         )*

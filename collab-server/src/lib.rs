@@ -47,10 +47,11 @@ pub use backplane::{
     Backplane, BackplaneError, Lease, Letter, MalformedLetter, MemoryBackplane, MemoryNet, NodeId,
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
-pub use http::accept::{serve, HttpLimits};
+pub use http::accept::serve;
+pub use http::{HttpConfig, OriginPolicy};
 pub use hub::{
     AddressGuard, Caller, Connection, ConnectionReceiver, ConnectionSender, Hub, HubBuilder,
-    HubConfig, HubError, HubStats, OriginPolicy, Outbound, Rate, ReadQuery, ReadRequest, Result,
-    SessionRead, SessionView, StreamCursor, StreamItem, MAX_READ_WAIT,
+    HubConfig, HubError, HubStats, Outbound, Rate, ReadQuery, ReadRequest, Result, SessionRead,
+    SessionView, StreamCursor, StreamItem, MAX_READ_WAIT,
 };
 pub use store::{MemoryStore, Store};

@@ -716,7 +716,8 @@ async fn a_connection_refreshes_its_token_or_is_closed_when_it_expires() {
 #[tokio::test(start_paused = true)]
 async fn with_default_settings_a_silent_peer_is_dropped_within_45_seconds() {
     let hub = hub_with(HubConfig::default());
-    assert_eq!(hub.keepalive(), Duration::from_secs(15));
+    let keepalive = collab_server::HttpConfig::default().keepalive;
+    assert_eq!(keepalive, Duration::from_secs(15));
     let ann = Identity::new("ann", "Ann");
     let id = session_of(&hub, &ann).await;
     let mut silent = joined(&hub, &id, ann).await;
@@ -725,7 +726,7 @@ async fn with_default_settings_a_silent_peer_is_dropped_within_45_seconds() {
     // Bo's client answers every keepalive ping (a pong touches the connection).
     let pinger = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(15)).await;
+            tokio::time::sleep(keepalive).await;
             if alive_tx.touch().await.is_err() {
                 break;
             }

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use collab_server::{serve, HttpLimits};
+use collab_server::{serve, HttpConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn server(limits: HttpLimits) -> std::net::SocketAddr {
+async fn server(limits: HttpConfig) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let service = |_peer: std::net::SocketAddr| {
@@ -48,7 +48,7 @@ async fn get(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test]
 async fn the_total_cap_closes_the_connection_over_it() {
-    let mut limits = HttpLimits::default();
+    let mut limits = HttpConfig::default();
     limits.max_connections = 3;
     limits.header_timeout = Duration::from_secs(30);
     let addr = server(limits).await;
@@ -74,7 +74,7 @@ async fn the_total_cap_closes_the_connection_over_it() {
 
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_header_timeout() {
-    let mut limits = HttpLimits::default();
+    let mut limits = HttpConfig::default();
     limits.header_timeout = Duration::from_millis(300);
     let addr = server(limits).await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -94,7 +94,7 @@ async fn shutdown_stops_accepting() {
             )))
         })
     };
-    let served = tokio::spawn(serve(listener, service, HttpLimits::default(), async {
+    let served = tokio::spawn(serve(listener, service, HttpConfig::default(), async {
         let _ = stopped.await;
     }));
     assert!(get(addr).await.starts_with("HTTP/1.1 200"));

@@ -571,6 +571,7 @@ fn document_size_limit(documented: u32) -> u64 {
 fn the_limits_table_matches_the_defaults() {
     let cfg = SessionConfig::default();
     let hub = HubConfig::default();
+    let http = collab_server::HttpConfig::default();
     let p = &cfg.presence;
     let rows = [
         ("Text frame size", format!("{} bytes", cfg.max_frame_bytes)),
@@ -634,7 +635,7 @@ fn the_limits_table_matches_the_defaults() {
         ("Idle after", human(p.idle_after)),
         ("Away after", human(p.away_after)),
         ("Stale connection", human(p.stale_after)),
-        ("Keepalive ping", human(hub.keepalive)),
+        ("Keepalive ping", human(http.keepalive)),
         (
             "Frame rate",
             format!("{} frames a second", cfg.frames_per_second),
@@ -666,7 +667,7 @@ fn the_limits_table_matches_the_defaults() {
             "Guest credentials issued",
             format!("{} credentials", hub.guest_issue.burst),
         ),
-        ("Request body", human(hub.body_timeout)),
+        ("Request body", human(http.body_timeout)),
     ];
     let doc = doc();
     let mut problems = Vec::new();

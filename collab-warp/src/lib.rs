@@ -12,23 +12,25 @@
 //!
 //! # async fn run() -> std::io::Result<()> {
 //! let hub = Hub::new(GuestAuthenticator::random().expect("randomness"));
-//! let app = collab_warp::routes(hub).or(warp::path("hello").map(|| "hi"));
+//! let http = collab_warp::HttpConfig::default();
+//! let app = collab_warp::routes(hub, http.clone()).or(warp::path("hello").map(|| "hi"));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! // TCP_NODELAY, header timeouts, connection caps, and the client's
 //! // address for the hub's per-address limits.
-//! collab_warp::serve(listener, app, collab_warp::HttpLimits::default(), std::future::pending()).await;
+//! collab_warp::serve(listener, app, http, std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 //!
 //! Serve with [`serve`]: `warp::serve` sets no header timeout and caps no
-//! connections. Behind a reverse proxy, list its address in both
-//! [`HttpLimits::trusted_proxies`] and
-//! [`collab_server::HubConfig::trusted_proxies`].
+//! connections. Behind a reverse proxy, list its address in
+//! [`HttpConfig::trusted_proxies`]. Give the routes and [`serve`] the same
+//! [`HttpConfig`]: the routes upgrade and answer with it, `serve` accepts
+//! with it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use collab_server::http::api::{self, ApiResponse};
+use collab_server::http::api::{self, Api, ApiResponse};
 use collab_server::http::transport::{
     is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
 };
@@ -44,7 +46,7 @@ use warp::reply::{Reply, Response};
 use warp::ws::{Message, WebSocket, Ws};
 use warp::{Filter, Rejection};
 
-pub use collab_server::HttpLimits;
+pub use collab_server::HttpConfig;
 
 /// The client address [`serve`] attaches to each request.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +54,7 @@ struct ClientSocket(SocketAddr);
 
 /// A WebSocket upgrade of a collab route that [`serve`] took from hyper
 /// before warp saw the request, so that [`routes`] can finish it with the
-/// hub's socket buffers: warp's own `Ws` cannot set the read buffer, and the
+/// configured socket buffers: warp's own `Ws` cannot set the read buffer, and the
 /// WebSocket library's default (128 KiB, zero-filled before every read)
 /// costs a third of a busy server's CPU.
 #[derive(Clone)]
@@ -82,7 +84,7 @@ fn is_collab_upgrade<B>(request: &hyper::Request<B>) -> bool {
 pub async fn serve<F, R>(
     listener: tokio::net::TcpListener,
     filter: F,
-    limits: HttpLimits,
+    config: HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) where
     F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
@@ -101,15 +103,16 @@ pub async fn serve<F, R>(
             tower_service::Service::call(&mut service, req)
         })
     };
-    collab_server::serve(listener, make, limits, shutdown).await;
+    collab_server::serve(listener, make, config, shutdown).await;
 }
 
 /// The collab routes as one filter, to `or` with the host application's:
 /// `GET /ws/session/{id}` and everything under `/api/v1/`, as
 /// [`collab_server::http::api`] lists them. Each route is boxed: nested filter
 /// types overflow the compiler's trait solver in release builds.
-pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
-    let hub = warp::any().map(move || hub.clone());
+pub fn routes(hub: Hub, config: HttpConfig) -> BoxedFilter<(Response,)> {
+    let api = Api::new(hub, config);
+    let api = warp::any().map(move || api.clone());
     // The TCP peer: warp's own when it serves, ours when [`serve`] does.
     let socket = warp::addr::remote()
         .and(warp::ext::optional::<ClientSocket>())
@@ -124,7 +127,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
     let ws = warp::path!("ws" / "session" / String)
         .and(warp::get())
         .and(warp::ws())
-        .and(hub.clone())
+        .and(api.clone())
         .and(warp::header::headers_cloned())
         .and(query)
         .and(socket)
@@ -146,7 +149,7 @@ pub fn routes(hub: Hub) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .and(socket)
         .and(warp::body::stream())
-        .and(hub)
+        .and(api)
         .and_then(rest)
         .boxed();
     ws.or(rest).unify().boxed()
@@ -159,7 +162,7 @@ async fn rest<S, D>(
     headers: HeaderMap,
     socket: Option<SocketAddr>,
     body: S,
-    hub: Hub,
+    api: Api,
 ) -> Result<Response, Rejection>
 where
     S: futures::Stream<Item = Result<D, warp::Error>> + Send + 'static,
@@ -174,7 +177,7 @@ where
     *request.method_mut() = method;
     *request.headers_mut() = headers;
     *request.uri_mut() = uri.parse().map_err(|_| warp::reject::not_found())?;
-    match api::handle(&hub, request, socket).await {
+    match api::handle(&api, request, socket).await {
         Some(response) => Ok(reply(response)),
         None => Err(warp::reject::not_found()),
     }
@@ -194,28 +197,28 @@ fn reply(response: ApiResponse) -> Response {
 async fn websocket(
     id: String,
     upgrade: Ws,
-    hub: Hub,
+    api: Api,
     headers: HeaderMap,
     query: Option<String>,
     socket: Option<SocketAddr>,
     slot: Option<UpgradeSlot>,
 ) -> Response {
-    let accepted = api::accept_websocket(&hub, &id, &headers, query.as_deref(), socket).await;
+    let accepted = api::accept_websocket(&api, &id, &headers, query.as_deref(), socket).await;
     let conn = match accepted {
         Ok(conn) => conn,
         Err(refusal) => return reply(refusal),
     };
-    let keepalive = hub.keepalive();
+    let keepalive = api.config().keepalive;
     // Nothing larger than the protocol takes is ever buffered.
-    let max = hub.max_message_bytes();
+    let max = api.hub().max_message_bytes();
     let mut reply = match slot.as_ref().and_then(UpgradeSlot::take) {
-        // Under [`serve`]: finished here, with the hub's buffers.
+        // Under [`serve`]: finished here, with the configured buffers.
         Some(on_upgrade) => {
             let config = WebSocketConfig::default()
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max))
-                .read_buffer_size(hub.read_buffer_bytes())
-                .write_buffer_size(hub.write_buffer_bytes());
+                .read_buffer_size(api.config().read_buffer_bytes)
+                .write_buffer_size(api.config().write_buffer_bytes);
             tokio::spawn(async move {
                 // A client that went away before the upgrade completed
                 // drops `conn`, which leaves the session.

@@ -5,12 +5,12 @@
 //! run here.
 
 use collab_server::Hub;
-use collab_warp::HttpLimits;
+use collab_warp::HttpConfig;
 
-async fn server(hub: Hub, _limits: HttpLimits) -> String {
+async fn server(hub: Hub, http: HttpConfig) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let routes = collab_warp::routes(hub);
+    let routes = collab_warp::routes(hub, http.clone());
     tokio::spawn(warp::serve(routes).incoming(listener).run());
     format!("http://{addr}")
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use collab_axum::HttpLimits;
+use collab_axum::HttpConfig;
 use collab_core::{AuthError, Identity};
 use collab_server::{Authenticator, Hub, HubConfig, Rate, TokioClock};
 use collab_sqlite::{SqliteOptions, SqliteStore};
@@ -115,9 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => Hub::builder(auth).clock(clock).config(config).build(),
     };
-    let mut limits = HttpLimits::default();
-    limits.max_connections = 1_000_000;
-    limits.max_connections_per_address = 1_000_000;
+    let mut http = HttpConfig::default();
+    http.max_connections = 1_000_000;
+    http.max_sockets_per_address = 1_000_000;
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let store = args
@@ -141,11 +141,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-    let app = axum::Router::new().merge(collab_axum::router(hub.clone()));
+    let app = axum::Router::new().merge(collab_axum::router(hub.clone(), http.clone()));
     let shutdown = async move {
         let _ = tokio::signal::ctrl_c().await;
         hub.shutdown().await;
     };
-    collab_axum::serve(listener, app, limits, shutdown).await;
+    collab_axum::serve(listener, app, http, shutdown).await;
     Ok(())
 }

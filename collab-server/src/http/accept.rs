@@ -12,14 +12,14 @@
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! use collab_server::http::accept::{serve, HttpLimits};
+//! use collab_server::http::{accept::serve, HttpConfig};
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let service = |_peer: std::net::SocketAddr| {
 //!     hyper::service::service_fn(|_req| async {
 //!         Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("hi")))
 //!     })
 //! };
-//! serve(listener, service, HttpLimits::default(), std::future::pending()).await;
+//! serve(listener, service, HttpConfig::default(), std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 
@@ -29,47 +29,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::HttpConfig;
+
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-
-/// Limits on HTTP connections. Every number has a default for a server open
-/// to the internet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HttpLimits {
-    /// Open connections in total, WebSockets included (default 768). Keep it
-    /// below the process's file descriptor limit (`ulimit -n`, often 1024),
-    /// with room for the database and logs.
-    pub max_connections: usize,
-    /// Open connections from one client address (default 64). Addresses in
-    /// [`HttpLimits::trusted_proxies`] are exempt: every client behind them
-    /// shares their address, and the hub counts the forwarded client instead.
-    pub max_connections_per_address: usize,
-    /// How long a client has to send a request's headers, counted from
-    /// when the server starts waiting for them, idle keep-alive time
-    /// included (default 10 s). Closes slow ("slowloris") and silent
-    /// connections.
-    pub header_timeout: Duration,
-    /// How long shutdown waits for requests in flight before it drops them
-    /// (default 10 s).
-    pub shutdown_grace: Duration,
-    /// Reverse proxies exempt from the per-address cap.
-    pub trusted_proxies: Vec<IpAddr>,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 768,
-            max_connections_per_address: 64,
-            header_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(10),
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
 
 /// Counts open connections per address and in total.
 #[derive(Debug, Default)]
@@ -97,14 +62,14 @@ impl Drop for Admitted {
     }
 }
 
-fn admit(census: &Arc<Mutex<Census>>, limits: &HttpLimits, address: IpAddr) -> Option<Admitted> {
+fn admit(census: &Arc<Mutex<Census>>, config: &HttpConfig, address: IpAddr) -> Option<Admitted> {
     let mut c = census.lock().unwrap_or_else(|e| e.into_inner());
-    if c.total >= limits.max_connections {
+    if c.total >= config.max_connections {
         return None;
     }
-    let exempt = limits.trusted_proxies.contains(&address);
+    let exempt = config.trusted_proxies.contains(&address);
     let from_here = c.by_address.get(&address).copied().unwrap_or(0);
-    if !exempt && from_here >= limits.max_connections_per_address {
+    if !exempt && from_here >= config.max_sockets_per_address {
         return None;
     }
     c.total += 1;
@@ -168,13 +133,13 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counted<T> {
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then stops
-/// accepting and gives requests in flight [`HttpLimits::shutdown_grace`].
+/// accepting and gives requests in flight [`HttpConfig::shutdown_grace`].
 /// `service` is called once per connection with the client's address and
 /// returns the service for that connection's requests.
 pub async fn serve<M, S, B>(
     listener: TcpListener,
     service: M,
-    limits: HttpLimits,
+    config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) where
     M: Fn(SocketAddr) -> S,
@@ -206,7 +171,7 @@ pub async fn serve<M, S, B>(
             },
             () = &mut shutdown => break,
         };
-        let Some(admitted) = admit(&census, &limits, peer.ip()) else {
+        let Some(admitted) = admit(&census, &config, peer.ip()) else {
             tracing::debug!(%peer, "connection refused: over the connection cap");
             drop(tcp);
             continue;
@@ -217,7 +182,7 @@ pub async fn serve<M, S, B>(
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            .header_read_timeout(config.header_timeout)
             .keep_alive(true);
         let svc = service(peer);
         // The socket carries its place in the census: an upgraded connection
@@ -247,7 +212,7 @@ pub async fn serve<M, S, B>(
     }
     drop(listener);
     let _ = stopping_tx.send(true);
-    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
     while Arc::strong_count(&in_flight) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -22,7 +22,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use http_body_util::BodyExt;
 use collab_core::{NewSession, SessionId, SessionUpdate};
 
 use crate::http::transport::{credential, event_stream, JoinBody};
+use crate::http::HttpConfig;
 use crate::hub::{Caller, Connection, Hub, HubError, ReadQuery};
 use crate::Identity;
 use collab_core::ErrorCode;
@@ -63,7 +64,7 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
-    /// The body did not arrive within the hub's body timeout. 408.
+    /// The body did not arrive within [`HttpConfig::body_timeout`]. 408.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
     /// The body is not a JSON object. Caller's mistake; 400.
@@ -239,12 +240,52 @@ pub fn serves(path: &str) -> bool {
     )
 }
 
+/// The HTTP API over one hub, with the HTTP layer's settings: what the
+/// adapters mount. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    hub: Hub,
+    config: Arc<HttpConfig>,
+}
+
+impl Api {
+    /// The API over `hub`, served with `config`.
+    pub fn new(hub: Hub, config: HttpConfig) -> Self {
+        Self {
+            hub,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The hub the API serves.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The settings it serves with.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// Checks a browser's `Origin` header against [`HttpConfig::origins`].
+    ///
+    /// # Errors
+    /// [`HubError::OriginNotAllowed`].
+    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), HubError> {
+        if self.config.origins.allows(origin, host) {
+            Ok(())
+        } else {
+            Err(HubError::OriginNotAllowed)
+        }
+    }
+}
+
 /// Answers one API request. `socket` is the TCP peer when the adapter knows
-/// it; with [`Hub::client_address`] it names the client for per-address
-/// limits. `None` when the path is not one of the API's: adapters pass
+/// it; with [`HttpConfig::client_address`] it names the client for
+/// per-address limits. `None` when the path is not one of the API's: adapters pass
 /// such requests on to the host application's routes.
 pub async fn handle<B>(
-    hub: &Hub,
+    api: &Api,
     request: http::Request<B>,
     socket: Option<SocketAddr>,
 ) -> Option<ApiResponse>
@@ -257,19 +298,20 @@ where
     }
     let path = parts.uri.path().strip_prefix("/api/v1/")?.to_owned();
     let segments: Vec<&str> = path.split('/').collect();
+    let hub = api.hub();
     let call = Call {
-        hub,
+        api,
         headers: &parts.headers,
         query: parts.uri.query().unwrap_or(""),
         socket,
     };
     let method = &parts.method;
     // Cross-origin calls (a front end served from another origin) are let
-    // through for the pages the hub's origin policy allows WebSockets from,
-    // and for no one else.
+    // through for the pages the origin policy allows WebSockets from, and
+    // for no one else.
     let origin = header_str(&parts.headers, header::ORIGIN).map(str::to_owned);
     let cross_origin_ok = origin.is_some()
-        && hub
+        && api
             .check_origin(origin.as_deref(), header_str(&parts.headers, header::HOST))
             .is_ok();
     if method == Method::OPTIONS {
@@ -359,20 +401,20 @@ fn preflight(allowed: Option<&str>) -> ApiResponse {
 /// # Errors
 /// The response to send instead of upgrading.
 pub async fn accept_websocket(
-    hub: &Hub,
+    api: &Api,
     session: &str,
     headers: &HeaderMap,
     query: Option<&str>,
     socket: Option<SocketAddr>,
 ) -> Result<Connection, ApiResponse> {
     let call = Call {
-        hub,
+        api,
         headers,
         query: query.unwrap_or(""),
         socket,
     };
     let attempt = async {
-        hub.check_origin(
+        api.check_origin(
             header_str(headers, header::ORIGIN),
             header_str(headers, header::HOST),
         )?;
@@ -383,13 +425,17 @@ pub async fn accept_websocket(
 
 /// One request's context.
 struct Call<'a> {
-    hub: &'a Hub,
+    api: &'a Api,
     headers: &'a HeaderMap,
     query: &'a str,
     socket: Option<SocketAddr>,
 }
 
 impl Call<'_> {
+    fn hub(&self) -> &Hub {
+        &self.api.hub
+    }
+
     async fn identity(&self) -> Result<Identity, HubError> {
         let token = query_param(self.query, "token");
         let token = credential(
@@ -397,18 +443,18 @@ impl Call<'_> {
             header_str(self.headers, header::SEC_WEBSOCKET_PROTOCOL),
             token.as_deref(),
         );
-        self.hub.authenticate(token).await
+        self.hub().authenticate(token).await
     }
 
     /// The hub acting for the authenticated client.
     async fn caller(&self) -> Result<Caller, HubError> {
-        Ok(self.hub.caller(self.identity().await?, self.peer()))
+        Ok(self.hub().caller(self.identity().await?, self.peer()))
     }
 
     /// The client's address: the socket's peer, or the client a trusted
     /// proxy forwards for.
     fn peer(&self) -> Option<std::net::IpAddr> {
-        self.hub.client_address(
+        self.api.config.client_address(
             self.socket.map(|s| s.ip()),
             header_str(self.headers, header::FORWARDED),
             header_str(self.headers, "x-forwarded-for"),
@@ -416,13 +462,13 @@ impl Call<'_> {
     }
 
     /// The request body, refused past [`MAX_BODY_BYTES`] (413) or when it
-    /// does not arrive within the hub's body timeout (408).
+    /// does not arrive within [`HttpConfig::body_timeout`] (408).
     async fn body<B>(&self, body: B) -> Result<Bytes, ApiError>
     where
         B: RequestBody,
     {
         let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-        match tokio::time::timeout(self.hub.body_timeout(), limited.collect()).await {
+        match tokio::time::timeout(self.api.config.body_timeout, limited.collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(_)) => Err(ApiError::BodyTooLarge {
                 max: MAX_BODY_BYTES,
@@ -432,7 +478,7 @@ impl Call<'_> {
     }
 
     fn guest(&self) -> Result<ApiResponse, ApiError> {
-        let issued = self.hub.issue_guest(self.peer())?;
+        let issued = self.hub().issue_guest(self.peer())?;
         let mut response = json(StatusCode::CREATED, &issued);
         response
             .headers_mut()
@@ -447,8 +493,8 @@ impl Call<'_> {
         // What a creator needs next: the code, its revision, who is in,
         // and the link to hand out.
         let created = Created {
-            share_url: self.hub.share_url(&info.id),
-            view: self.hub.session(&info.id).await?,
+            share_url: self.api.config.share_url(&info.id),
+            view: self.hub().session(&info.id).await?,
         };
         Ok(json(StatusCode::CREATED, &created))
     }
@@ -477,7 +523,7 @@ impl Call<'_> {
         }
         // The session as it is now, code and revision included: what the
         // edit became once merged with what others typed.
-        Ok(json(StatusCode::OK, &self.hub.session(&id).await?))
+        Ok(json(StatusCode::OK, &self.hub().session(&id).await?))
     }
 
     async fn end(&self, id: &str) -> Result<ApiResponse, ApiError> {
@@ -513,7 +559,7 @@ impl Call<'_> {
     }
 
     async fn poll(&self, id: &str) -> Result<ApiResponse, ApiError> {
-        let _held = self.hub.hold_address(self.peer())?;
+        let _held = self.hub().hold_address(self.peer())?;
         let caller = self.caller().await?;
         let request = self.read_query().request(None)?;
         let page = caller.read(&session_id(id)?, request).await?;
@@ -521,7 +567,7 @@ impl Call<'_> {
     }
 
     async fn stream(&self, id: &str) -> Result<ApiResponse, ApiError> {
-        let held = self.hub.hold_address(self.peer())?;
+        let held = self.hub().hold_address(self.peer())?;
         let caller = self.caller().await?;
         let last_event_id = header_str(self.headers, "last-event-id");
         let request = self.read_query().request(last_event_id)?;

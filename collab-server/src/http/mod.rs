@@ -6,8 +6,13 @@
 //!   admission, on the `http` types both adapters share;
 //! - [`transport`]: the socket pump an adapter runs for each WebSocket, and
 //!   the HTTP helpers (credentials, bodies, error responses, event streams);
-//! - [`accept`]: the accept loop with connection caps and header timeouts.
+//! - [`accept`]: the accept loop with connection caps and header timeouts;
+//! - [`HttpConfig`]: every setting of this layer, once.
 
 pub mod accept;
+mod address;
 pub mod api;
+mod config;
 pub mod transport;
+
+pub use config::{HttpConfig, OriginPolicy};

@@ -43,7 +43,8 @@ pub struct Caller {
 
 impl Hub {
     /// The hub acting for a client with `identity` (as the authenticator
-    /// returned it) at `peer` (see [`Hub::client_address`]).
+    /// returned it) at `peer` (see
+    /// [`crate::http::HttpConfig::client_address`]).
     pub fn caller(&self, identity: Identity, peer: Option<IpAddr>) -> Caller {
         Caller {
             hub: self.clone(),

@@ -27,7 +27,6 @@ use collab_core::session::{
     NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
 };
 
-mod address;
 mod budget;
 mod builder;
 mod caller;
@@ -47,7 +46,7 @@ mod views;
 pub use crate::outbound::Outbound;
 pub use builder::HubBuilder;
 pub use caller::Caller;
-pub use config::{HubConfig, OriginPolicy};
+pub use config::HubConfig;
 pub use connection::{AddressGuard, Connection, ConnectionReceiver, ConnectionSender};
 use connection::{AddressSlot, ConnShared, DisconnectGuard};
 pub use error::{HubError, Result};
@@ -297,26 +296,6 @@ impl Hub {
         Ok(issue?)
     }
 
-    /// The address of the client behind a request that came from `peer`:
-    /// `peer` itself, unless it is one of [`HubConfig::trusted_proxies`],
-    /// whose `Forwarded` (RFC 7239) or else `X-Forwarded-For` header names
-    /// the client. The last address a trusted proxy appended is taken,
-    /// skipping further trusted proxies in a chain, so a client cannot
-    /// choose its own address by sending the header itself.
-    pub fn client_address(
-        &self,
-        peer: Option<std::net::IpAddr>,
-        forwarded: Option<&str>,
-        x_forwarded_for: Option<&str>,
-    ) -> Option<std::net::IpAddr> {
-        address::client_address(
-            &self.inner.config.trusted_proxies,
-            peer,
-            forwarded,
-            x_forwarded_for,
-        )
-    }
-
     /// Counts a request from `peer` against
     /// [`HubConfig::max_connections_per_address`] for as long as the guard
     /// lives: adapters hold one for each long-poll and event stream.
@@ -342,12 +321,6 @@ impl Hub {
         new: NewSession,
     ) -> Result<SessionInfo, HubError> {
         self.start_new(creator, new, false).await
-    }
-
-    /// The link to share for session `id` ([`HubConfig::share_url`]).
-    pub fn share_url(&self, id: &SessionId) -> Option<String> {
-        let template = self.inner.config.share_url.as_ref()?;
-        Some(template.replace("{id}", id.as_str()))
     }
 
     /// The session's info, code and participants, for the host application
@@ -422,18 +395,6 @@ impl Hub {
         self.open(id, identity, None, false).await
     }
 
-    /// Checks an upgrade's `Origin` header against the hub's [`OriginPolicy`].
-    ///
-    /// # Errors
-    /// [`HubError::OriginNotAllowed`].
-    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), HubError> {
-        if self.inner.config.origins.allows(origin, host) {
-            Ok(())
-        } else {
-            Err(HubError::OriginNotAllowed)
-        }
-    }
-
     /// The largest WebSocket message read: twice the text frame limit, so
     /// that a text frame a little over its limit is read and answered with
     /// `frame_too_large` while the connection goes on. Adapters set their
@@ -442,27 +403,6 @@ impl Hub {
     /// ([`collab_core::parts`]).
     pub fn max_message_bytes(&self) -> usize {
         self.inner.config.session.max_frame_bytes.saturating_mul(2)
-    }
-
-    /// The read buffer of each WebSocket, in bytes ([`HubConfig::read_buffer_bytes`]).
-    pub fn read_buffer_bytes(&self) -> usize {
-        self.inner.config.read_buffer_bytes
-    }
-
-    /// How much each WebSocket gathers before a write, in bytes
-    /// ([`HubConfig::write_buffer_bytes`]).
-    pub fn write_buffer_bytes(&self) -> usize {
-        self.inner.config.write_buffer_bytes
-    }
-
-    /// How long adapters wait for a request body ([`HubConfig::body_timeout`]).
-    pub fn body_timeout(&self) -> std::time::Duration {
-        self.inner.config.body_timeout
-    }
-
-    /// The keepalive interval adapters ping idle WebSockets at.
-    pub fn keepalive(&self) -> std::time::Duration {
-        self.inner.config.keepalive
     }
 
     /// Opens a connection to session `id`; `checked`, for a client at

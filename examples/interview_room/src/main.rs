@@ -277,14 +277,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     // Bound first: with Redis, the process is named by the address it got.
     let listener = listen(config.addr).map_err(|e| listen_error(config.addr, &e))?;
     let mut hub_config = HubConfig::default();
-    // The page opens a session from its query string.
-    hub_config.share_url = Some("/?session={id}".into());
     if let Some(n) = config.per_address {
         hub_config.max_connections_per_address = n;
     }
-    hub_config
-        .trusted_proxies
-        .clone_from(&config.trusted_proxies);
     if let Some(n) = config.frames_per_second {
         hub_config.session.frames_per_second = n;
         hub_config.session.frame_burst = n.saturating_mul(2);
@@ -370,18 +365,20 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             hub.shutdown().await;
         }
     };
-    let mut limits = collab_axum::HttpLimits::default();
+    let mut http = collab_server::HttpConfig::default();
+    // The page opens a session from its query string.
+    http.share_url = Some("/?session={id}".into());
+    http.trusted_proxies.clone_from(&config.trusted_proxies);
     if let Some(n) = config.per_address {
         // The sockets one address may open: its connections, plus room for
         // its REST requests beside them.
-        limits.max_connections_per_address = limits.max_connections_per_address.max(n + n / 4);
+        http.max_sockets_per_address = http.max_sockets_per_address.max(n + n / 4);
     }
-    limits.trusted_proxies.clone_from(&config.trusted_proxies);
     match config.adapter {
         Adapter::Axum => {
-            with_axum::serve(listener, hub, runner, metrics, limits, shutdown).await?;
+            with_axum::serve(listener, hub, runner, metrics, http, shutdown).await?;
         }
-        Adapter::Warp => with_warp::serve(listener, hub, runner, metrics, limits, shutdown).await,
+        Adapter::Warp => with_warp::serve(listener, hub, runner, metrics, http, shutdown).await,
     }
     tracing::info!("interview room stopped");
     Ok(())

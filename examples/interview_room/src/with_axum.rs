@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use collab_axum::HttpLimits;
+use collab_axum::HttpConfig;
 use collab_server::Hub;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -26,7 +26,7 @@ pub async fn serve(
     hub: Hub,
     runner: Runner,
     metrics: PrometheusHandle,
-    limits: HttpLimits,
+    http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = page::all()
@@ -47,10 +47,10 @@ pub async fn serve(
                 )
             }),
         )
-        .merge(collab_axum::router(hub));
+        .merge(collab_axum::router(hub, http.clone()));
     // TCP_NODELAY, header timeouts, connection caps, and the client's
     // address for the per-address limits.
-    collab_axum::serve(listener, app, limits, shutdown).await;
+    collab_axum::serve(listener, app, http, shutdown).await;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use collab_server::Hub;
-use collab_warp::HttpLimits;
+use collab_warp::HttpConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use warp::http::header::{HeaderName, HeaderValue};
@@ -24,7 +24,7 @@ pub async fn serve(
     hub: Hub,
     runner: Runner,
     metrics: PrometheusHandle,
-    limits: HttpLimits,
+    http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let files = warp::get()
@@ -88,7 +88,7 @@ pub async fn serve(
                 .into_response()
         })
         .boxed();
-    let app = collab_warp::routes(hub)
+    let app = collab_warp::routes(hub, http.clone())
         .or(files)
         .unify()
         .or(languages)
@@ -99,5 +99,5 @@ pub async fn serve(
         .unify();
     // TCP_NODELAY, header timeouts, connection caps, and the client's
     // address for the per-address limits.
-    collab_warp::serve(listener, app, limits, shutdown).await;
+    collab_warp::serve(listener, app, http, shutdown).await;
 }

@@ -1,7 +1,7 @@
 //! Which address a request comes from: the socket's peer, or the client a
 //! trusted reverse proxy forwards for.
 
-/// The client behind a request from `peer`; see [`Hub::client_address`].
+/// The client behind a request from `peer`; see [`HttpConfig::client_address`](super::HttpConfig::client_address).
 pub(super) fn client_address(
     trusted: &[std::net::IpAddr],
     peer: Option<std::net::IpAddr>,
