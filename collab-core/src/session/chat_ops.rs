@@ -124,7 +124,7 @@ impl Session {
         find_mentions(
             text,
             self.current_members()
-                .map(|m| (m.participant.id, m.participant.name.as_str())),
+                .map(|m| (m.participant().id, m.participant().name.as_str())),
         )
     }
 }

@@ -164,67 +164,70 @@ impl Session {
         address: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<(), SessionError> {
-        self.advance(now);
-        // An address ban keeps newcomers from there out; members already in
-        // the session (the host on the same network, say) stay welcome.
-        let newcomer = self.current_member_of(&identity.user_id).is_err();
-        // An ended session takes its members back to review it, read-only;
-        // nobody new.
-        if self.is_ended() && newcomer {
-            return Err(SessionError::SessionEnded);
-        }
-        if self.members.is_banned(&identity.user_id)
-            || (newcomer && address.is_some_and(|a| self.members.is_banned(&address_ban(a))))
-        {
-            return Err(SessionError::Banned);
-        }
-        if self.connections.len() >= self.config.max_connections {
-            return Err(SessionError::TooManyConnections {
-                max: self.config.max_connections,
-            });
-        }
-        self.timers
-            .set_by(Timer::Stale, now.plus(self.config.presence.stale_after));
-        if let Some(at) = identity.expires_at {
-            self.timers.set_by(Timer::CredentialExpiry, at);
-        }
-        self.connections.insert(
-            conn,
-            Conn {
-                identity,
-                address,
-                participant: None,
-                last_seen: now,
-                sync: None,
-                allowance: u64::from(self.config.frame_burst) * 1_000,
-                last_refill: now,
-                refused: 0,
-            },
-        );
-        Ok(())
+        self.step(now, |s| {
+            // An address ban keeps newcomers from there out; members already in
+            // the session (the host on the same network, say) stay welcome.
+            let newcomer = s.current_member_of(&identity.user_id).is_err();
+            // An ended session takes its members back to review it, read-only;
+            // nobody new.
+            if s.is_ended() && newcomer {
+                return Err(SessionError::SessionEnded);
+            }
+            if s.members.is_banned(&identity.user_id)
+                || (newcomer && address.is_some_and(|a| s.members.is_banned(&address_ban(a))))
+            {
+                return Err(SessionError::Banned);
+            }
+            if s.connections.len() >= s.config.max_connections {
+                return Err(SessionError::TooManyConnections {
+                    max: s.config.max_connections,
+                });
+            }
+            s.timers
+                .set_by(Timer::Stale, now.plus(s.config.presence.stale_after));
+            if let Some(at) = identity.expires_at {
+                s.timers.set_by(Timer::CredentialExpiry, at);
+            }
+            s.connections.insert(
+                conn,
+                Conn {
+                    identity,
+                    address,
+                    participant: None,
+                    last_seen: now,
+                    sync: None,
+                    allowance: u64::from(s.config.frame_burst) * 1_000,
+                    last_refill: now,
+                    refused: 0,
+                },
+            );
+            Ok(())
+        })
     }
 
     /// A connection closed (the client went away or the driver dropped it). Its
     /// participant goes offline if it was their last connection.
     pub fn disconnect(&mut self, conn: ConnectionId, now: Timestamp) {
-        self.advance(now);
-        let Some(c) = self.connections.remove(&conn) else {
-            return;
-        };
-        self.last_activity = now;
-        if let Some(member) = c.participant.and_then(|p| self.members.get_mut(&p)) {
-            member.connections.remove(&conn);
-            member.presence.mark_dirty();
-        }
-        self.flush_presence(now);
+        self.step(now, |s| {
+            let Some(c) = s.connections.remove(&conn) else {
+                return;
+            };
+            s.last_activity = now;
+            if let Some(member) = c.participant.and_then(|p| s.members.get_mut(&p)) {
+                member.connections.remove(&conn);
+                member.presence.mark_dirty();
+            }
+            s.flush_presence(now);
+        })
     }
 
     /// Closes every connection with `reason` (a server shutting down).
     pub fn close_all(&mut self, reason: CloseReason, now: Timestamp) {
-        self.advance(now);
-        for conn in self.connections_where(|_, _| true) {
-            self.close(conn, reason, now);
-        }
+        self.step(now, |s| {
+            for conn in s.connections_where(|_, _| true) {
+                s.close(conn, reason, now);
+            }
+        })
     }
 
     /// Number of open connections, joined or not.
@@ -306,8 +309,9 @@ impl Session {
     /// Counts a sign of life from the connection that is not a frame (a
     /// WebSocket pong), so that it is not swept as stale.
     pub fn touch(&mut self, conn: ConnectionId, now: Timestamp) {
-        self.advance(now);
-        self.touch_connection(conn, now);
+        self.step(now, |s| {
+            s.touch_connection(conn, now);
+        })
     }
 
     pub(super) fn touch_connection(&mut self, conn: ConnectionId, now: Timestamp) {

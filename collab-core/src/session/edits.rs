@@ -32,48 +32,48 @@ impl Session {
         code: &str,
         now: Timestamp,
     ) -> Result<Revision, SessionError> {
-        self.advance(now);
-        if self.is_ended() {
-            return Err(SessionError::SessionEnded);
-        }
-        let Some(me) = self.authorize(Actor::User(user), Action::EditDocument)? else {
-            return Err(SessionError::NotParticipant);
-        };
-        let current = self.document.rev();
-        let base = base.unwrap_or(current);
-        if base > current {
-            return Err(DocumentError::UnknownRevision { rev: base, current }.into());
-        }
-        let old = if base == current {
-            self.document.text(DEFAULT_FILE)
-        } else {
-            self.document.text_at(DEFAULT_FILE, base)?
-        }
-        .unwrap_or_default();
-        let op = replacement(&old, code);
-        if op.is_noop() {
-            return Ok(current);
-        }
-        let applied = self.document.apply_operation_with(
-            me,
-            base,
-            DEFAULT_FILE,
-            op,
-            None,
-            crate::protocol::Ties::default(),
-            now,
-        )?;
-        let Applied::New(version) = applied else {
-            return Ok(current);
-        };
-        let rev = version.rev;
-        if let Some(m) = self.members.get_mut(&me) {
-            m.presence.keystroke(now, &self.config.presence);
-        }
-        self.last_activity = now;
-        self.after_document_change(None, vec![version]);
-        self.after_input(now);
-        Ok(rev)
+        self.step(now, |s| {
+            if s.is_ended() {
+                return Err(SessionError::SessionEnded);
+            }
+            let Some(me) = s.authorize(Actor::User(user), Action::EditDocument)? else {
+                return Err(SessionError::NotParticipant);
+            };
+            let current = s.document.rev();
+            let base = base.unwrap_or(current);
+            if base > current {
+                return Err(DocumentError::UnknownRevision { rev: base, current }.into());
+            }
+            let old = if base == current {
+                s.document.text(DEFAULT_FILE)
+            } else {
+                s.document.text_at(DEFAULT_FILE, base)?
+            }
+            .unwrap_or_default();
+            let op = replacement(&old, code);
+            if op.is_noop() {
+                return Ok(current);
+            }
+            let applied = s.document.apply_operation_with(
+                me,
+                base,
+                DEFAULT_FILE,
+                op,
+                None,
+                crate::protocol::Ties::default(),
+                now,
+            )?;
+            let Applied::New(version) = applied else {
+                return Ok(current);
+            };
+            let rev = version.rev;
+            if let Some(m) = s.members.get_mut(&me) {
+                m.presence.keystroke(now, &s.config.presence);
+            }
+            s.last_activity = now;
+            s.after_document_change(None, vec![version]);
+            Ok(rev)
+        })
     }
 
     #[allow(clippy::too_many_arguments)] // one per field of the frame, plus who and when
@@ -152,9 +152,9 @@ impl Session {
         }
         // Reading a sync message for changes costs a parse: only when the
         // sender may not edit now.
-        let role = self.members[&me].participant.role;
+        let role = self.members[&me].participant().role;
         let may_edit = role.permits(Action::EditDocument)
-            && (role == Role::Host || self.status != SessionStatus::Paused);
+            && (role == Role::Host || self.heading.status() != SessionStatus::Paused);
         if !may_edit && Document::sync_message_has_changes(bytes)? {
             self.authorize(Actor::Member(me), Action::EditDocument)?;
         }
@@ -193,8 +193,7 @@ impl Session {
         for effect in effects {
             match effect {
                 SideEffect::Language(language) => {
-                    self.language.clone_from(&language);
-                    self.persisted.record_dirty = true;
+                    self.heading.follow_language(&language);
                     self.record(
                         now,
                         EventKind::SessionUpdated {

@@ -143,20 +143,20 @@ impl Session {
         versions: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<(), DocumentError> {
-        self.advance(now);
-        self.history_wait.requested = false;
-        let taken = match versions {
-            Some(versions) => self.document.restore_older_history(versions),
-            None => Ok(()),
-        };
-        self.history_wait.draining = true;
-        while let Some((conn, msg)) = self.history_wait.frames.pop_front() {
-            if self.connections.contains_key(&conn) {
-                self.dispatch_message(conn, msg, now);
+        self.step(now, |s| {
+            s.history_wait.requested = false;
+            let taken = match versions {
+                Some(versions) => s.document.restore_older_history(versions),
+                None => Ok(()),
+            };
+            s.history_wait.draining = true;
+            while let Some((conn, msg)) = s.history_wait.frames.pop_front() {
+                if s.connections.contains_key(&conn) {
+                    s.dispatch_message(conn, msg, now);
+                }
             }
-        }
-        self.history_wait.draining = false;
-        self.after_input(now);
-        taken
+            s.history_wait.draining = false;
+            taken
+        })
     }
 }

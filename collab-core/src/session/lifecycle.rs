@@ -50,7 +50,7 @@ impl Session {
             last_seq,
             rev: next_rev,
             ops,
-            status: self.status,
+            status: self.heading.status(),
         })
     }
 
@@ -93,11 +93,11 @@ impl Session {
         update: SessionUpdate,
         now: Timestamp,
     ) -> Result<SessionInfo, SessionError> {
-        self.advance(now);
-        let by = self.authorize(Actor::User(user), Action::UpdateSession)?;
-        self.apply_update(by, update, now)?;
-        self.after_input(now);
-        Ok(self.info())
+        self.step(now, |s| {
+            let by = s.authorize(Actor::User(user), Action::UpdateSession)?;
+            s.apply_update(by, update, now)?;
+            Ok(s.info())
+        })
     }
 
     /// Ends the session on behalf of `user`, who must be permitted to
@@ -107,13 +107,14 @@ impl Session {
     /// [`SessionError::Forbidden`], [`SessionError::NotParticipant`] or
     /// [`SessionError::SessionEnded`]; nothing changes.
     pub fn end(&mut self, user: &UserId, now: Timestamp) -> Result<SessionInfo, SessionError> {
-        self.advance(now);
-        let by = self.authorize(Actor::User(user), Action::EndSession)?;
-        if self.is_ended() {
-            return Err(SessionError::SessionEnded);
-        }
-        self.end_with(by, EndReason::Ended, now);
-        Ok(self.info())
+        self.step(now, |s| {
+            let by = s.authorize(Actor::User(user), Action::EndSession)?;
+            if s.is_ended() {
+                return Err(SessionError::SessionEnded);
+            }
+            s.end_with(by, EndReason::Ended, now);
+            Ok(s.info())
+        })
     }
 
     // ---- reads -------------------------------------------------------------
@@ -122,15 +123,15 @@ impl Session {
     pub fn info(&self) -> SessionInfo {
         SessionInfo {
             id: self.id.clone(),
-            title: self.title.clone(),
-            language: self.language.clone(),
-            status: self.status,
+            title: self.heading.title().to_owned(),
+            language: self.heading.language().to_owned(),
+            status: self.heading.status(),
             capacity: self.config.capacity,
             online: self.online_count(),
             created_by: self.created_by.clone(),
             created_at: self.created_at,
-            updated_at: self.updated_at,
-            ended_at: self.ended_at,
+            updated_at: self.heading.updated_at(),
+            ended_at: self.heading.ended_at(),
             expires_after_secs: duration_ms(self.config.expires_after) / 1_000,
             last_seq: self.log.last_seq(),
         }
@@ -165,16 +166,13 @@ impl Session {
             self.document.set_language(language)?;
             self.sync_pending = true;
             self.schedule_commit(now);
-            self.language.clone_from(language);
         }
-        if let Some(title) = &update.title {
-            self.title.clone_from(title);
-        }
-        if let Some(status) = update.status {
-            self.status = status;
-        }
-        self.updated_at = now;
-        self.persisted.record_dirty = true;
+        self.heading.update(
+            update.title.as_deref(),
+            update.language.as_deref(),
+            update.status,
+            now,
+        );
         self.last_activity = now;
         if let Some(m) = by.and_then(|p| self.members.get_mut(&p)) {
             m.presence.touch(now);
@@ -201,10 +199,7 @@ impl Session {
         reason: EndReason,
         now: Timestamp,
     ) -> Seq {
-        self.status = SessionStatus::Ended;
-        self.ended_at = Some(now);
-        self.updated_at = now;
-        self.persisted.record_dirty = true;
+        self.heading.end(now);
         let seq = self.record(now, EventKind::SessionEnded { by, reason });
         self.close_all(CloseReason::SessionEnded, now);
         seq

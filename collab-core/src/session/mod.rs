@@ -40,8 +40,10 @@ mod chat_ops;
 mod config;
 mod connections;
 mod edits;
+mod heading;
 mod history;
 mod lifecycle;
+mod members;
 mod persist;
 mod presence_board;
 mod roster;
@@ -50,9 +52,11 @@ mod timer;
 
 pub use config::{ReadPage, SessionConfig, Transmit};
 use connections::Connections;
+use heading::Heading;
 use history::HistoryWait;
+use members::{Actor, Member, Membership, Roster};
 use persist::Persisted;
-use roster::{Actor, JoinRequest, Member, Membership, Roster};
+use roster::JoinRequest;
 pub use tally::Tally;
 use timer::{Timer, TimerTable};
 
@@ -61,13 +65,11 @@ use timer::{Timer, TimerTable};
 pub struct Session {
     id: SessionId,
     config: SessionConfig,
-    title: String,
-    language: String,
-    status: SessionStatus,
+    /// Title, language, status and their times: changed only through
+    /// its methods, which mark the record for the store.
+    heading: Heading,
     created_by: UserId,
     created_at: Timestamp,
-    updated_at: Timestamp,
-    ended_at: Option<Timestamp>,
     last_activity: Timestamp,
     /// The latest time handed in, to tell past deadlines from future ones.
     now: Timestamp,
@@ -150,13 +152,9 @@ impl Session {
         let mut session = Self {
             id,
             config,
-            title: new.title,
-            language: new.language,
-            status: SessionStatus::Waiting,
+            heading: Heading::new(new.title, new.language, now),
             created_by: creator.user_id.clone(),
             created_at: now,
-            updated_at: now,
-            ended_at: None,
             last_activity: now,
             now,
             document,
@@ -183,23 +181,24 @@ impl Session {
     /// Handles one text frame from a connection. Unknown connections are ignored
     /// (a frame racing its connection's close).
     pub fn handle_text(&mut self, conn: ConnectionId, text: &str, now: Timestamp) {
-        if !self.connections.contains_key(&conn) {
-            return;
-        }
-        self.advance(now);
-        let max = self.config.max_frame_bytes;
-        if !self.admit(conn, now, FRAME_COST, || {
-            crate::protocol::request_id(text, max)
-        }) {
-            return;
-        }
-        match decode_client_frame(text, self.config.max_frame_bytes) {
-            Ok(msg) => self.handle_message(conn, msg, now),
-            Err((rid, err)) => {
-                self.touch_connection(conn, now);
-                self.send_error(conn, rid, &SessionError::Protocol(err));
+        self.step(now, |s| {
+            if !s.connections.contains_key(&conn) {
+                return;
             }
-        }
+            let max = s.config.max_frame_bytes;
+            if !s.admit(conn, now, FRAME_COST, || {
+                crate::protocol::request_id(text, max)
+            }) {
+                return;
+            }
+            match decode_client_frame(text, s.config.max_frame_bytes) {
+                Ok(msg) => s.handle_message(conn, msg, now),
+                Err((rid, err)) => {
+                    s.touch_connection(conn, now);
+                    s.send_error(conn, rid, &SessionError::Protocol(err));
+                }
+            }
+        })
     }
 
     /// Handles one binary frame from a connection. Binary frames are reserved
@@ -215,17 +214,18 @@ impl Session {
     /// or parts that do not fit together. The client gets the error,
     /// without a `rid`, and the connection goes on.
     pub fn handle_refused(&mut self, conn: ConnectionId, error: ProtocolError, now: Timestamp) {
-        if !self.connections.contains_key(&conn) {
-            return;
-        }
-        self.advance(now);
-        // Counted like the frame it stands for: a flood of refused parts
-        // ends in `rate_limited` as any other.
-        if !self.admit(conn, now, FRAME_COST, || None) {
-            return;
-        }
-        self.touch_connection(conn, now);
-        self.send_error(conn, None, &SessionError::Protocol(error));
+        self.step(now, |s| {
+            if !s.connections.contains_key(&conn) {
+                return;
+            }
+            // Counted like the frame it stands for: a flood of refused parts
+            // ends in `rate_limited` as any other.
+            if !s.admit(conn, now, FRAME_COST, || None) {
+                return;
+            }
+            s.touch_connection(conn, now);
+            s.send_error(conn, None, &SessionError::Protocol(error));
+        })
     }
 
     /// Handles binary frames that arrived together from one connection, in
@@ -234,39 +234,39 @@ impl Session {
     /// applied to the document as one (one automerge call for all their
     /// changes, whose cost grows with the history) and answered once.
     pub fn handle_binaries(&mut self, conn: ConnectionId, frames: &[&[u8]], now: Timestamp) {
-        if !self.connections.contains_key(&conn) || frames.is_empty() {
-            return;
-        }
-        self.advance(now);
-        let mut admitted = Vec::with_capacity(frames.len());
-        for bytes in frames {
-            if !self.connections.contains_key(&conn) {
-                // Closed for going on past the rate limit.
+        self.step(now, |s| {
+            if !s.connections.contains_key(&conn) || frames.is_empty() {
                 return;
             }
-            // A replica answers every sync message it gets; an answer that
-            // carries no changes (an acknowledgement of what it received)
-            // costs a tenth of a frame, so a replica that only follows a
-            // busy session is never refused.
-            let follows = self.connections[&conn].sync.is_some()
-                && matches!(Document::sync_message_has_changes(bytes), Ok(false));
-            let cost = if follows { FRAME_COST / 10 } else { FRAME_COST };
-            if !self.admit(conn, now, cost, || None) {
-                continue;
+            let mut admitted = Vec::with_capacity(frames.len());
+            for bytes in frames {
+                if !s.connections.contains_key(&conn) {
+                    // Closed for going on past the rate limit.
+                    return;
+                }
+                // A replica answers every sync message it gets; an answer that
+                // carries no changes (an acknowledgement of what it received)
+                // costs a tenth of a frame, so a replica that only follows a
+                // busy session is never refused.
+                let follows = s.connections[&conn].sync.is_some()
+                    && matches!(Document::sync_message_has_changes(bytes), Ok(false));
+                let cost = if follows { FRAME_COST / 10 } else { FRAME_COST };
+                if !s.admit(conn, now, cost, || None) {
+                    continue;
+                }
+                s.tally.frame_in("sync");
+                admitted.push(*bytes);
             }
-            self.tally.frame_in("sync");
-            admitted.push(*bytes);
-        }
-        if admitted.is_empty() {
-            return;
-        }
-        self.touch_connection(conn, now);
-        let mut refused = Vec::new();
-        self.receive_syncs(conn, &admitted, now, &mut refused);
-        for err in refused {
-            self.send_error(conn, None, &err);
-        }
-        self.after_input(now);
+            if admitted.is_empty() {
+                return;
+            }
+            s.touch_connection(conn, now);
+            let mut refused = Vec::new();
+            s.receive_syncs(conn, &admitted, now, &mut refused);
+            for err in refused {
+                s.send_error(conn, None, &err);
+            }
+        })
     }
 
     /// Handles one decoded frame from a connection that the rate limit
@@ -275,7 +275,6 @@ impl Session {
         if !self.connections.contains_key(&conn) {
             return;
         }
-        self.advance(now);
         self.touch_connection(conn, now);
         self.tally.frame_in(msg.frame.type_name());
         match self.wait_for_history(conn, msg) {
@@ -301,30 +300,29 @@ impl Session {
             Ok(Reply::Nothing) => {}
             Err(err) => self.send_error(conn, rid, &err),
         }
-        self.after_input(now);
     }
 
     /// Lets time pass: clears typing flags, moves statuses to idle and away,
     /// sends coalesced presence, drops stale connections and expires the session.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.advance(now);
-        if self.timers.is_expired(Timer::Stale, now) {
-            self.close_stale(now);
-        }
-        if self.timers.is_expired(Timer::CredentialExpiry, now) {
-            self.close_expired_credentials(now);
-        }
-        if self.timers.is_expired(Timer::SessionExpiry, now) {
-            self.timers.stop(Timer::SessionExpiry);
-            if self.expired(now) {
-                self.end_with(None, EndReason::Expired, now);
+        self.step(now, |s| {
+            if s.timers.is_expired(Timer::Stale, now) {
+                s.close_stale(now);
             }
-        }
-        if self.timers.is_expired(Timer::Commit, now) {
-            self.document.commit();
-            self.timers.stop(Timer::Commit);
-        }
-        self.after_input(now);
+            if s.timers.is_expired(Timer::CredentialExpiry, now) {
+                s.close_expired_credentials(now);
+            }
+            if s.timers.is_expired(Timer::SessionExpiry, now) {
+                s.timers.stop(Timer::SessionExpiry);
+                if s.expired(now) {
+                    s.end_with(None, EndReason::Expired, now);
+                }
+            }
+            if s.timers.is_expired(Timer::Commit, now) {
+                s.document.commit();
+                s.timers.stop(Timer::Commit);
+            }
+        })
     }
 
     /// The next time [`Session::handle_timeout`] has something to do, if
@@ -350,32 +348,33 @@ impl Session {
         outcome: Result<Identity, AuthError>,
         now: Timestamp,
     ) {
-        self.advance(now);
-        let Some(c) = self.connections.get_mut(&conn) else {
-            return;
-        };
-        let result = match outcome {
-            Err(e) => Err(SessionError::Auth(e)),
-            Ok(identity) if identity.user_id != c.identity.user_id => {
-                Err(SessionError::TokenForAnotherUser)
-            }
-            Ok(identity) => {
-                c.identity.expires_at = identity.expires_at;
-                if let Some(at) = identity.expires_at {
-                    // A fresh credential may expire sooner than the old one.
-                    self.timers.set_by(Timer::CredentialExpiry, at);
+        self.step(now, |s| {
+            let Some(c) = s.connections.get_mut(&conn) else {
+                return;
+            };
+            let result = match outcome {
+                Err(e) => Err(SessionError::Auth(e)),
+                Ok(identity) if identity.user_id != c.identity.user_id => {
+                    Err(SessionError::TokenForAnotherUser)
                 }
-                Ok(())
-            }
-        };
-        match result {
-            Ok(()) => {
-                if let Some(rid) = rid {
-                    self.send(vec![conn], ServerFrame::Ack { rid, seq: None });
+                Ok(identity) => {
+                    c.identity.expires_at = identity.expires_at;
+                    if let Some(at) = identity.expires_at {
+                        // A fresh credential may expire sooner than the old one.
+                        s.timers.set_by(Timer::CredentialExpiry, at);
+                    }
+                    Ok(())
                 }
+            };
+            match result {
+                Ok(()) => {
+                    if let Some(rid) = rid {
+                        s.send(vec![conn], ServerFrame::Ack { rid, seq: None });
+                    }
+                }
+                Err(err) => s.send_error(conn, rid, &err),
             }
-            Err(err) => self.send_error(conn, rid, &err),
-        }
+        })
     }
 
     // ---- requests that do not come through a connection (REST) ------------
@@ -392,7 +391,7 @@ impl Session {
 
     /// Whether the session has ended.
     pub fn is_ended(&self) -> bool {
-        self.status == SessionStatus::Ended
+        self.heading.status() == SessionStatus::Ended
     }
 
     /// Up to `limit` events after `after`, oldest first.
@@ -654,6 +653,18 @@ impl Session {
     /// Records the time the driver handed in; time never runs backwards here.
     fn advance(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
+    }
+
+    /// One input, start to end: the clock moves to `now`, `input` changes
+    /// the session, and the step ends as every input's does
+    /// ([`Session::after_input`]: coalesced presence, sync messages for
+    /// replicas, the expiry timer). Every public method that changes the
+    /// session is one step, whether a frame or a REST-style call brought it.
+    fn step<T>(&mut self, now: Timestamp, input: impl FnOnce(&mut Self) -> T) -> T {
+        self.advance(now);
+        let out = input(self);
+        self.after_input(now);
+        out
     }
 }
 

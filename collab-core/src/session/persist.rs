@@ -24,10 +24,6 @@ pub(super) struct Persisted {
     pub(super) appended_bytes: usize,
     /// The size of the last full save (or of the document as loaded).
     pub(super) full_bytes: usize,
-    /// A field of the record changed since it was last handed over. Set by
-    /// every mutator of a record field; a debug build checks that none was
-    /// missed by comparing with what was stored.
-    pub(super) record_dirty: bool,
 }
 
 /// How far the last activity may move before the record is written for it alone.
@@ -106,15 +102,13 @@ impl Session {
             .map(|m| m.id)
             .collect();
         let members = Roster::restore(
-            record.members.iter().map(|m| Member {
-                participant: m.participant.clone(),
-                membership: match m.membership {
+            record.members.iter().map(|m| {
+                let membership = match m.membership {
                     StoredMembership::Present => Membership::Present,
                     StoredMembership::Left => Membership::Left,
                     StoredMembership::Kicked => Membership::Kicked,
-                },
-                presence: Presence::new(now),
-                connections: BTreeSet::new(),
+                };
+                Member::restored(m.participant.clone(), membership, now)
             }),
             record.banned.iter().cloned(),
             record.next_participant,
@@ -137,18 +131,19 @@ impl Session {
             chunks: CHUNKS_BEFORE_COMPACTION / 2,
             appended_bytes: 0,
             full_bytes: stored_len,
-            record_dirty: false,
         };
         let mut session = Self {
             id: record.id,
             config,
-            title: record.title,
-            language: record.language,
-            status: record.status,
+            heading: Heading::restored(
+                record.title,
+                record.language,
+                record.status,
+                record.updated_at,
+                record.ended_at,
+            ),
             created_by: record.created_by,
             created_at: record.created_at,
-            updated_at: record.updated_at,
-            ended_at: record.ended_at,
             last_activity: record.last_activity,
             now,
             document,
@@ -197,10 +192,11 @@ impl Session {
                 .forget_stored_history(self.persisted.document_rev);
         }
         let mut changes = SessionChanges::empty(self.id.clone());
-        if self.record_needs_write() {
+        // Both marks are taken: a write covers whatever they were set for.
+        let marked = self.heading.take_changed() | self.members.take_changed();
+        if marked || self.record_needs_write() {
             let record = self.stored_record();
             self.persisted.record = Some(without_files(&record));
-            self.persisted.record_dirty = false;
             changes.record = Some(record);
         }
         if self.log.last_seq() > self.persisted.seq {
@@ -261,11 +257,11 @@ impl Session {
         changes
     }
 
-    /// Whether the record must be written: never written, a field marked
-    /// dirty, or the last activity moved enough to matter. The last activity
-    /// counts once it moved a minute, or exactly once nobody is connected
-    /// (it times expiry, which then starts), so busy steps do not rewrite
-    /// the record.
+    /// Whether the record must be written for what no mark covers: never
+    /// written, the document turned shared, or the last activity moved
+    /// enough to matter. The last activity counts once it moved a minute,
+    /// or exactly once nobody is connected (it times expiry, which then
+    /// starts), so busy steps do not rewrite the record.
     fn record_needs_write(&self) -> bool {
         let Some(r) = &self.persisted.record else {
             return true;
@@ -273,56 +269,20 @@ impl Session {
         let activity_moved = self.last_activity != r.last_activity
             && (self.connections.is_empty()
                 || self.last_activity.since(r.last_activity) >= RECORD_ACTIVITY_STEP);
-        let write = self.persisted.record_dirty
-            || activity_moved
-            || r.document_private != self.document.is_private();
-        debug_assert!(
-            write || !self.record_changed(),
-            "a record field changed without being marked dirty"
-        );
-        write
-    }
-
-    /// Whether the record differs from the stored one, compared in place:
-    /// building it clones the members and the initial files, which a step
-    /// that only edits or chats should not pay. The last activity counts once
-    /// it moved a minute, or exactly once nobody is connected (it times
-    /// expiry, which then starts), so busy steps do not rewrite the record.
-    pub(super) fn record_changed(&self) -> bool {
-        let Some(r) = &self.persisted.record else {
-            return true;
-        };
-        let members_differ = r.members.len() != self.members.len()
-            || r.members.iter().zip(self.members.values()).any(|(s, m)| {
-                s.participant != m.participant || s.membership != stored_membership(m.membership)
-            });
-        r.title != self.title
-            || r.language != self.language
-            || r.status != self.status
-            || r.updated_at != self.updated_at
-            || r.ended_at != self.ended_at
-            || r.capacity != self.config.capacity
-            || r.expires_after_secs != self.config.expires_after.as_secs()
-            || r.next_participant != self.members.next_id()
-            || r.banned.len() != self.members.banned().len()
-            || r.document_private != self.document.is_private()
-            || members_differ
-            || (self.last_activity != r.last_activity
-                && (self.connections.is_empty()
-                    || self.last_activity.since(r.last_activity) >= RECORD_ACTIVITY_STEP))
+        activity_moved || r.document_private != self.document.is_private()
     }
 
     /// The session's record as the store keeps it.
     pub(super) fn stored_record(&self) -> SessionRecord {
         SessionRecord {
             id: self.id.clone(),
-            title: self.title.clone(),
-            language: self.language.clone(),
-            status: self.status,
+            title: self.heading.title().to_owned(),
+            language: self.heading.language().to_owned(),
+            status: self.heading.status(),
             created_by: self.created_by.clone(),
             created_at: self.created_at,
-            updated_at: self.updated_at,
-            ended_at: self.ended_at,
+            updated_at: self.heading.updated_at(),
+            ended_at: self.heading.ended_at(),
             last_activity: self.last_activity,
             capacity: self.config.capacity,
             expires_after_secs: self.config.expires_after.as_secs(),
@@ -330,8 +290,8 @@ impl Session {
                 .members
                 .values()
                 .map(|m| StoredMember {
-                    participant: m.participant.clone(),
-                    membership: stored_membership(m.membership),
+                    participant: m.participant().clone(),
+                    membership: stored_membership(m.membership()),
                 })
                 .collect(),
             banned: self.members.banned(),

@@ -27,7 +27,7 @@ impl Session {
         for member in self.members.values_mut().filter(|m| m.shows_presence()) {
             let online = member.online();
             if let Some(view) = member.presence.take_due_broadcast(online, now, &cfg) {
-                due.push((member.participant.id, view));
+                due.push((member.participant().id, view));
             }
             if let Some(at) = member.presence.next_deadline(online, now, &cfg) {
                 next = Some(next.map_or(at, |n| n.min(at)));

@@ -3,163 +3,6 @@
 
 use super::*;
 
-/// The session's members, past and present. Keeps the members, the index
-/// by user and the next participant id in step (a user is one participant
-/// for the life of the session), and the ban list.
-#[derive(Debug, Default)]
-pub(super) struct Roster {
-    by_id: BTreeMap<ParticipantId, Member>,
-    by_user: HashMap<UserId, ParticipantId>,
-    banned: HashSet<UserId>,
-    next_id: u32,
-}
-
-impl Roster {
-    /// An empty roster; the first participant will be 1.
-    pub(super) fn new() -> Self {
-        Self {
-            next_id: 1,
-            ..Self::default()
-        }
-    }
-
-    /// The roster a stored record describes.
-    ///
-    /// # Errors
-    /// A message saying what does not fit: a participant id not yet given.
-    pub(super) fn restore(
-        members: impl IntoIterator<Item = Member>,
-        banned: impl IntoIterator<Item = UserId>,
-        next_id: u32,
-    ) -> Result<Self, String> {
-        let mut roster = Self {
-            next_id,
-            banned: banned.into_iter().collect(),
-            ..Self::default()
-        };
-        for member in members {
-            let id = member.participant.id;
-            if id.0 >= next_id {
-                return Err(format!("participant {} not yet given", id.0));
-            }
-            roster
-                .by_user
-                .insert(member.participant.user_id.clone(), id);
-            roster.by_id.insert(id, member);
-        }
-        Ok(roster)
-    }
-
-    /// Adds a participant for `participant.user_id` under the next id.
-    pub(super) fn add(&mut self, mut participant: Participant, now: Timestamp) -> ParticipantId {
-        let id = ParticipantId(self.next_id);
-        self.next_id += 1;
-        participant.id = id;
-        self.by_user.insert(participant.user_id.clone(), id);
-        self.by_id.insert(
-            id,
-            Member {
-                participant,
-                membership: Membership::Present,
-                presence: Presence::new(now),
-                connections: BTreeSet::new(),
-            },
-        );
-        id
-    }
-
-    /// The id the next participant will get.
-    pub(super) fn next_id(&self) -> u32 {
-        self.next_id
-    }
-
-    /// The participant `user` is or was.
-    pub(super) fn of_user(&self, user: &UserId) -> Option<ParticipantId> {
-        self.by_user.get(user).copied()
-    }
-
-    /// Bans a user id (or an address, as [`address_ban`] spells it).
-    pub(super) fn ban(&mut self, who: UserId) {
-        self.banned.insert(who);
-    }
-
-    /// Whether `who` is banned.
-    pub(super) fn is_banned(&self, who: &UserId) -> bool {
-        self.banned.contains(who)
-    }
-
-    /// The ban list, in a stable order.
-    pub(super) fn banned(&self) -> Vec<UserId> {
-        let mut banned: Vec<UserId> = self.banned.iter().cloned().collect();
-        banned.sort_by_key(ToString::to_string);
-        banned
-    }
-
-    pub(super) fn get(&self, id: &ParticipantId) -> Option<&Member> {
-        self.by_id.get(id)
-    }
-
-    pub(super) fn get_mut(&mut self, id: &ParticipantId) -> Option<&mut Member> {
-        self.by_id.get_mut(id)
-    }
-
-    pub(super) fn values(&self) -> impl Iterator<Item = &Member> + Clone {
-        self.by_id.values()
-    }
-
-    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Member> {
-        self.by_id.values_mut()
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.by_id.len()
-    }
-}
-
-impl std::ops::Index<&ParticipantId> for Roster {
-    type Output = Member;
-
-    fn index(&self, id: &ParticipantId) -> &Member {
-        &self.by_id[id]
-    }
-}
-
-/// Who asks for something: a member, by a frame on their connection, or a
-/// user, by a REST request.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Actor<'a> {
-    /// A joined connection's participant.
-    Member(ParticipantId),
-    /// The host application's user, through the REST API.
-    User(&'a UserId),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Membership {
-    Present,
-    Left,
-    Kicked,
-}
-
-#[derive(Debug)]
-pub(super) struct Member {
-    pub(super) participant: Participant,
-    pub(super) membership: Membership,
-    pub(super) presence: Presence,
-    pub(super) connections: BTreeSet<ConnectionId>,
-}
-
-impl Member {
-    pub(super) fn online(&self) -> bool {
-        !self.connections.is_empty()
-    }
-
-    /// Former members drop out of presence: their leaving is an event.
-    pub(super) fn shows_presence(&self) -> bool {
-        self.membership == Membership::Present || self.online()
-    }
-}
-
 /// The fields of a `join` frame.
 pub(super) struct JoinRequest {
     pub(super) name: Option<String>,
@@ -185,27 +28,27 @@ impl Session {
         name: Option<String>,
         now: Timestamp,
     ) -> Result<ParticipantState, SessionError> {
-        if !self.connections.contains_key(&conn) {
-            return Err(SessionError::NotJoined);
-        }
-        self.advance(now);
-        let request = JoinRequest {
-            name,
-            since: None,
-            protocol: None,
-            mode: None,
-            rev: None,
-        };
-        let result = self.join(conn, None, request, now);
-        self.after_input(now);
-        result?;
-        let me = self.connections[&conn]
-            .participant
-            .ok_or(SessionError::NotJoined)?;
-        self.participants(now)
-            .into_iter()
-            .find(|p| p.participant.id == me)
-            .ok_or(SessionError::NotJoined)
+        self.step(now, |s| {
+            if !s.connections.contains_key(&conn) {
+                return Err(SessionError::NotJoined);
+            }
+            let request = JoinRequest {
+                name,
+                since: None,
+                protocol: None,
+                mode: None,
+                rev: None,
+            };
+            let result = s.join(conn, None, request, now);
+            result?;
+            let me = s.connections[&conn]
+                .participant
+                .ok_or(SessionError::NotJoined)?;
+            s.participants(now)
+                .into_iter()
+                .find(|p| p.participant.id == me)
+                .ok_or(SessionError::NotJoined)
+        })
     }
 
     /// Removes `target` (a user id or participant id, as in the REST path
@@ -227,50 +70,49 @@ impl Session {
         target: &str,
         now: Timestamp,
     ) -> Result<(), SessionError> {
-        self.advance(now);
-        // The caller's standing first: a stranger learns nothing of who
-        // is a member.
-        let me = self.current_member_of(user);
-        match &me {
-            Err(SessionError::NotParticipant) if *user == self.created_by => {}
-            Err(e) => return Err(e.clone()),
-            Ok(_) => {}
-        }
-        let target = self
-            .current_members()
-            .find(|m| {
-                m.participant.user_id.to_string() == target
-                    || m.participant.id.0.to_string() == target
-            })
-            .map(|m| m.participant.id)
-            .ok_or(SessionError::UnknownParticipant)?;
-        if me.as_ref() == Ok(&target) {
-            self.leave(target, now);
-        } else {
-            let by = match self.authorize(Actor::User(user), Action::Kick) {
-                Ok(Some(by)) => by,
-                // The creator acts as a host before joining, but a kick is
-                // recorded as one participant's act on another.
-                Ok(None) => return Err(SessionError::NotParticipant),
-                Err(SessionError::Forbidden { .. }) => return Err(SessionError::NotYourself),
-                Err(e) => return Err(e),
-            };
-            self.kick(by, target, false, now)?;
-        }
-        self.after_input(now);
-        Ok(())
+        self.step(now, |s| {
+            // The caller's standing first: a stranger learns nothing of who
+            // is a member.
+            let me = s.current_member_of(user);
+            match &me {
+                Err(SessionError::NotParticipant) if *user == s.created_by => {}
+                Err(e) => return Err(e.clone()),
+                Ok(_) => {}
+            }
+            let target = s
+                .current_members()
+                .find(|m| {
+                    m.participant().user_id.to_string() == target
+                        || m.participant().id.0.to_string() == target
+                })
+                .map(|m| m.participant().id)
+                .ok_or(SessionError::UnknownParticipant)?;
+            if me.as_ref() == Ok(&target) {
+                s.leave(target, now);
+            } else {
+                let by = match s.authorize(Actor::User(user), Action::Kick) {
+                    Ok(Some(by)) => by,
+                    // The creator acts as a host before joining, but a kick is
+                    // recorded as one participant's act on another.
+                    Ok(None) => return Err(SessionError::NotParticipant),
+                    Err(SessionError::Forbidden { .. }) => return Err(SessionError::NotYourself),
+                    Err(e) => return Err(e),
+                };
+                s.kick(by, target, false, now)?;
+            }
+            Ok(())
+        })
     }
 
     /// A waiting session is under way once a second person is in it: its
     /// status moves to `active` by itself (recorded as an update by nobody).
     /// A host may still set any status by hand.
     fn start_when_two_are_in(&mut self, now: Timestamp) {
-        if self.status != SessionStatus::Waiting || self.online_count() < 2 {
+        if self.heading.status() != SessionStatus::Waiting || self.online_count() < 2 {
             return;
         }
-        self.status = SessionStatus::Active;
-        self.updated_at = now;
-        self.persisted.record_dirty = true;
+        self.heading
+            .update(None, None, Some(SessionStatus::Active), now);
         self.record(
             now,
             EventKind::SessionUpdated {
@@ -287,12 +129,14 @@ impl Session {
     /// edits, leave and kicks work at once), offline until they connect.
     /// Does nothing if they already are one.
     pub fn admit_creator(&mut self, creator: &Identity, now: Timestamp) {
-        if creator.user_id != self.created_by || self.members.of_user(&creator.user_id).is_some() {
-            return;
-        }
-        let name = check_name(&creator.name, self.config.max_name_chars)
-            .unwrap_or_else(|_| "Host".to_owned());
-        self.add_member(&creator.user_id, name, Role::Host, now);
+        self.step(now, |s| {
+            if creator.user_id != s.created_by || s.members.of_user(&creator.user_id).is_some() {
+                return;
+            }
+            let name = check_name(&creator.name, s.config.max_name_chars)
+                .unwrap_or_else(|_| "Host".to_owned());
+            s.add_member(&creator.user_id, name, Role::Host, now);
+        })
     }
 
     /// A new member, with a free colour, and the event that says so.
@@ -312,8 +156,7 @@ impl Session {
             joined_at: now,
         };
         let id = self.members.add(participant, now);
-        let participant = self.members[&id].participant.clone();
-        self.persisted.record_dirty = true;
+        let participant = self.members[&id].participant().clone();
         self.record(
             now,
             EventKind::ParticipantJoined {
@@ -330,7 +173,7 @@ impl Session {
         }
         self.members
             .of_user(user)
-            .filter(|id| self.members[id].membership == Membership::Present)
+            .filter(|id| self.members[id].membership() == Membership::Present)
             .ok_or(SessionError::NotParticipant)
     }
 
@@ -340,8 +183,8 @@ impl Session {
         self.members
             .values()
             .map(|m| ParticipantState {
-                participant: m.participant.clone(),
-                present: m.membership == Membership::Present,
+                participant: m.participant().clone(),
+                present: m.membership() == Membership::Present,
                 presence: m.presence.view(m.online(), now, cfg),
             })
             .collect()
@@ -352,7 +195,7 @@ impl Session {
         self.members
             .of_user(user)
             .and_then(|p| self.members.get(&p))
-            .map(|m| &m.participant)
+            .map(|m| m.participant())
     }
 
     /// Online participants whose viewport is on `file`.
@@ -360,7 +203,7 @@ impl Session {
         self.members
             .values()
             .filter(|m| m.online() && m.presence.viewing() == Some(file))
-            .map(|m| m.participant.id)
+            .map(|m| m.participant().id)
             .collect()
     }
 
@@ -413,9 +256,9 @@ impl Session {
         // Without a name, a returning member keeps theirs; a new one gets the
         // authenticator's.
         let name = match (name, existing) {
-            (_, Some(id)) if reviewing => self.members[&id].participant.name.clone(),
+            (_, Some(id)) if reviewing => self.members[&id].participant().name.clone(),
             (Some(n), _) => check_name(&n, self.config.max_name_chars)?,
-            (None, Some(id)) => self.members[&id].participant.name.clone(),
+            (None, Some(id)) => self.members[&id].participant().name.clone(),
             (None, None) => check_name(&identity.name, self.config.max_name_chars)
                 .unwrap_or_else(|_| "Guest".to_owned()),
         };
@@ -428,28 +271,20 @@ impl Session {
 
         let id = match existing {
             Some(id) => {
-                let rejoined = self.members[&id].membership == Membership::Left;
+                let rejoined = self.members[&id].membership() == Membership::Left;
                 let colour_clash = {
-                    let mine = &self.members[&id].participant.colour;
+                    let mine = &self.members[&id].participant().colour;
                     self.current_members()
-                        .any(|m| m.participant.id != id && &m.participant.colour == mine)
+                        .any(|m| m.participant().id != id && &m.participant().colour == mine)
                 };
                 if colour_clash {
                     let colour = self.free_colour();
-                    if let Some(m) = self.members.get_mut(&id) {
-                        m.participant.colour = colour;
-                        self.persisted.record_dirty = true;
-                    }
+                    self.members.recolour(&id, colour);
                 }
-                let member = self
-                    .members
-                    .get_mut(&id)
-                    .expect("by_user points at a member");
-                let renamed = member.participant.name != name;
-                member.participant.name.clone_from(&name);
-                member.membership = Membership::Present;
-                self.persisted.record_dirty = true;
-                let participant = member.participant.clone();
+                let renamed = self.members[&id].participant().name != name;
+                self.members.rename(&id, &name);
+                self.members.set_membership(&id, Membership::Present);
+                let participant = self.members[&id].participant().clone();
                 if renamed && !rejoined {
                     self.record(
                         now,
@@ -539,10 +374,7 @@ impl Session {
     }
 
     pub(super) fn leave(&mut self, me: ParticipantId, now: Timestamp) {
-        if let Some(m) = self.members.get_mut(&me) {
-            m.membership = Membership::Left;
-            self.persisted.record_dirty = true;
-        }
+        self.members.set_membership(&me, Membership::Left);
         self.record(now, EventKind::ParticipantLeft { participant: me });
         self.close_member(me, CloseReason::Left, now);
         self.hand_over_hosting(me, now);
@@ -557,20 +389,17 @@ impl Session {
     pub(super) fn hand_over_hosting(&mut self, leaving: ParticipantId, now: Timestamp) {
         if self
             .current_members()
-            .any(|m| m.participant.role == Role::Host)
+            .any(|m| m.participant().role == Role::Host)
         {
             return;
         }
         let successor = self
             .current_members()
-            .filter(|m| m.participant.role == Role::Editor)
-            .min_by_key(|m| (m.participant.joined_at, m.participant.id))
-            .map(|m| m.participant.id);
+            .filter(|m| m.participant().role == Role::Editor)
+            .min_by_key(|m| (m.participant().joined_at, m.participant().id))
+            .map(|m| m.participant().id);
         let Some(successor) = successor else { return };
-        if let Some(m) = self.members.get_mut(&successor) {
-            m.participant.role = Role::Host;
-            self.persisted.record_dirty = true;
-        }
+        self.members.set_role(&successor, Role::Host);
         self.record(
             now,
             EventKind::RoleChanged {
@@ -591,21 +420,18 @@ impl Session {
         let member = self
             .members
             .get(&target)
-            .filter(|m| m.membership == Membership::Present)
+            .filter(|m| m.membership() == Membership::Present)
             .ok_or(SessionError::UnknownParticipant)?;
-        if member.participant.role == Role::Host && role != Role::Host {
+        if member.participant().role == Role::Host && role != Role::Host {
             let hosts = self
                 .current_members()
-                .filter(|m| m.participant.role == Role::Host)
+                .filter(|m| m.participant().role == Role::Host)
                 .count();
             if hosts <= 1 {
                 return Err(SessionError::LastHost);
             }
         }
-        if let Some(m) = self.members.get_mut(&target) {
-            m.participant.role = role;
-            self.persisted.record_dirty = true;
-        }
+        self.members.set_role(&target, role);
         Ok(self.record(
             now,
             EventKind::RoleChanged {
@@ -626,14 +452,13 @@ impl Session {
         if by == target {
             return Err(SessionError::CannotKickSelf);
         }
-        let member = self
+        let user = self
             .members
-            .get_mut(&target)
-            .filter(|m| m.membership == Membership::Present)
+            .get(&target)
+            .filter(|m| m.membership() == Membership::Present)
+            .map(|m| m.participant().user_id.clone())
             .ok_or(SessionError::UnknownParticipant)?;
-        member.membership = Membership::Kicked;
-        self.persisted.record_dirty = true;
-        let user = member.participant.user_id.clone();
+        self.members.set_membership(&target, Membership::Kicked);
         let seq = self.record(
             now,
             EventKind::ParticipantKicked {
@@ -650,7 +475,6 @@ impl Session {
                 .collect();
             for address in addresses {
                 self.members.ban(address_ban(address));
-                self.persisted.record_dirty = true;
             }
         }
         // Every connection of the user goes, joined or not yet joined.
@@ -658,7 +482,6 @@ impl Session {
             self.close(conn, CloseReason::Kicked, now);
         }
         self.members.ban(user);
-        self.persisted.record_dirty = true;
         Ok(seq)
     }
 
@@ -680,8 +503,8 @@ impl Session {
                 .and_then(|p| self.members.get(&p)),
         };
         let (by, role) = match member {
-            Some(m) if m.membership == Membership::Present => {
-                (Some(m.participant.id), m.participant.role)
+            Some(m) if m.membership() == Membership::Present => {
+                (Some(m.participant().id), m.participant().role)
             }
             Some(_) => return Err(SessionError::NotParticipant),
             None if matches!(actor, Actor::User(user) if *user == self.created_by) => {
@@ -694,7 +517,7 @@ impl Session {
         }
         if action == Action::EditDocument
             && role != Role::Host
-            && self.status == SessionStatus::Paused
+            && self.heading.status() == SessionStatus::Paused
         {
             return Err(SessionError::Paused);
         }
@@ -711,13 +534,13 @@ impl Session {
     pub(super) fn current_members(&self) -> impl Iterator<Item = &Member> + Clone {
         self.members
             .values()
-            .filter(|m| m.membership == Membership::Present)
+            .filter(|m| m.membership() == Membership::Present)
     }
 
     pub(super) fn free_colour(&self) -> String {
         pick_colour(
             self.current_members()
-                .map(|m| (m.participant.colour.as_str(), m.online())),
+                .map(|m| (m.participant().colour.as_str(), m.online())),
         )
     }
 
