@@ -172,8 +172,7 @@ where
         Some(q) => format!("{}?{q}", path.as_str()),
         None => path.as_str().to_owned(),
     };
-    let body = http_body_util::StreamBody::new(Box::pin(body.map_ok(http_body::Frame::data)));
-    let mut request = warp::http::Request::new(body);
+    let mut request = warp::http::Request::new(request_body(body));
     *request.method_mut() = method;
     *request.headers_mut() = headers;
     *request.uri_mut() = uri.parse().map_err(|_| warp::reject::not_found())?;
@@ -181,6 +180,17 @@ where
         Some(response) => Ok(reply(response)),
         None => Err(warp::reject::not_found()),
     }
+}
+
+/// warp's body stream (`warp::body::stream()`) as the request body
+/// [`collab_server::http::api`] reads, for a route of the host application
+/// that reads its body as the API does ([`api::read_body`]).
+pub fn request_body<S, D>(body: S) -> impl api::RequestBody
+where
+    S: futures::Stream<Item = Result<D, warp::Error>> + Send + 'static,
+    D: bytes::Buf + Send,
+{
+    http_body_util::StreamBody::new(Box::pin(body.map_ok(http_body::Frame::data)))
 }
 
 fn reply(response: ApiResponse) -> Response {

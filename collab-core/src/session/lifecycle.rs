@@ -60,6 +60,19 @@ impl Session {
         (self.log.last_seq(), self.document.rev())
     }
 
+    /// Whether `user` may do `action` in the session now, decided as for
+    /// their frames: current members by their role, the creator as a host,
+    /// and while the session is paused only hosts change the code. For a
+    /// host application's own routes that act on a session (running its
+    /// code, say); nothing changes.
+    ///
+    /// # Errors
+    /// [`SessionError::NotParticipant`], [`SessionError::Forbidden`],
+    /// [`SessionError::Paused`].
+    pub fn may(&self, user: &UserId, action: Action) -> Result<(), SessionError> {
+        self.authorize(Actor::User(user), action).map(|_| ())
+    }
+
     /// Whether `user`, at `address`, may read the session's code and
     /// participants over REST: its current members and its creator may; a
     /// banned user, or a newcomer from a banned address, gets

@@ -96,8 +96,34 @@ impl ApiError {
 /// `{"error": {"code": "session_full", "message": "..."}}`.
 pub fn error_response(err: &ApiError) -> (u16, String) {
     let code = err.code();
-    let body = serde_json::json!({"error": {"code": code, "message": err.to_string()}});
-    (code.http_status(), body.to_string())
+    (code.http_status(), error_body(code, &err.to_string()))
+}
+
+/// The JSON body of a refusal, `{"error": {"code", "message"}}`: the shape
+/// of every error the API answers, for routes a host application serves
+/// beside it. `code` is an [`ErrorCode`], or a code of the application's
+/// own (`"unsupported_language"`).
+pub fn error_body(code: impl serde::Serialize, message: &str) -> String {
+    serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+}
+
+/// Reads a request body of at most `max` bytes that arrives within
+/// `timeout`, as the API reads its own: for routes a host application
+/// serves beside it.
+///
+/// # Errors
+/// [`ApiError::BodyTooLarge`] (413) past `max`, whether or not the body
+/// announced its length; [`ApiError::BodyTimeout`] (408).
+pub async fn read_body<B>(body: B, max: usize, timeout: Duration) -> Result<Bytes, ApiError>
+where
+    B: RequestBody,
+{
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(ApiError::BodyTooLarge { max }),
+        Err(_) => Err(ApiError::BodyTimeout),
+    }
 }
 
 /// Reads a JSON request body; an empty body reads as `{}`.
@@ -467,14 +493,7 @@ impl Call<'_> {
     where
         B: RequestBody,
     {
-        let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-        match tokio::time::timeout(self.api.config.body_timeout, limited.collect()).await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(_)) => Err(ApiError::BodyTooLarge {
-                max: MAX_BODY_BYTES,
-            }),
-            Err(_) => Err(ApiError::BodyTimeout),
-        }
+        read_body(body, MAX_BODY_BYTES, self.api.config.body_timeout).await
     }
 
     fn guest(&self) -> Result<ApiResponse, ApiError> {

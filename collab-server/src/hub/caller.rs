@@ -16,6 +16,7 @@ use futures::Stream;
 use super::polling::{frame_rev, Cursored, STREAM_WAIT};
 use super::request::Request;
 use super::*;
+use collab_core::participant::Action;
 use collab_core::session::SessionStatus;
 
 /// A client the hub acts for: who they are, and the address they connect
@@ -172,6 +173,19 @@ impl Caller {
             wait_ms: request.wait.min(MAX_READ_WAIT).as_millis() as u64,
         };
         self.hub.call(id, request).await
+    }
+
+    /// Whether the caller may do `action` in session `id` now, as the
+    /// session decides for their frames (roles, and while it is paused only
+    /// hosts change the code): for routes of the host application that act
+    /// on a session, such as running its code.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`],
+    /// [`SessionError::Forbidden`] or [`SessionError::Paused`].
+    pub async fn may(&self, id: &SessionId, action: Action) -> Result<(), HubError> {
+        let user = self.identity.user_id.clone();
+        self.hub.call(id, Request::May { user, action }).await
     }
 
     /// Changes title, language or status; the caller must be a host.

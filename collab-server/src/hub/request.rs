@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::polling::ReadRequest;
 use super::*;
+use collab_core::participant::Action;
 
 /// A request about one session, as the hub hands it to the session's task
 /// and as another process forwards it to the owner.
@@ -50,6 +51,8 @@ pub(super) enum Request {
     },
     /// [`Caller::leave`].
     Leave { user: UserId, target: String },
+    /// [`Caller::may`].
+    May { user: UserId, action: Action },
     /// [`Caller::read`], once access was checked. The process that runs it
     /// waits up to `wait_ms` for news; the task reads once each time.
     Read {
@@ -85,7 +88,7 @@ pub(super) enum Reply {
     Revision(Revision),
     /// To [`Request::Join`].
     Joined(ParticipantState),
-    /// To [`Request::Leave`].
+    /// To [`Request::Leave`] and [`Request::May`].
     Done,
     /// To [`Request::Read`].
     Page(ReadPage),

@@ -204,6 +204,9 @@ impl Task {
                 });
                 (read, false)
             }
+            Request::May { user, action } => {
+                (session.may(&user, action).map(|()| Reply::Done), false)
+            }
             Request::Read {
                 user, since, rev, ..
             } => {

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use collab_axum::HttpConfig;
+use collab_server::http::api::Api;
 use collab_server::Hub;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -37,7 +38,7 @@ pub async fn serve(
             )
         })
         .route(run::PATH, post(run_code).get(run_languages))
-        .with_state((hub.clone(), runner))
+        .with_state((Api::new(hub.clone(), http.clone()), runner))
         .route(
             page::METRICS_PATH,
             get(move || async move {
@@ -69,23 +70,21 @@ fn static_file(file: &StaticFile, headers: &HeaderMap) -> Response {
     response
 }
 
-async fn run_languages(State((_, runner)): State<(Hub, Runner)>) -> Response {
+async fn run_languages(State((_, runner)): State<(Api, Runner)>) -> Response {
     let Answer { status, body } = runner.languages();
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn run_code(
-    State((hub, runner)): State<(Hub, Runner)>,
+    State((api, runner)): State<(Api, Runner)>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Answer { status, body } = runner
-        .answer(&hub, authorization, body.into_data_stream())
-        .await;
+    let Answer { status, body } = runner.answer(&api, authorization, body).await;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use collab_server::http::api::Api;
 use collab_server::Hub;
 use collab_warp::HttpConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -59,17 +60,18 @@ pub async fn serve(
             .into_response()
         })
         .boxed();
-    let run_hub = hub.clone();
+    let run_api = Api::new(hub.clone(), http.clone());
     let run = warp::path!("api" / "v1" / "run")
         .and(warp::post())
         .and(warp::header::optional::<String>("authorization"))
         .and(warp::body::stream())
         .then(move |authorization: Option<String>, body| {
-            let hub = run_hub.clone();
+            let api = run_api.clone();
             let runner = runner.clone();
             async move {
+                let body = collab_warp::request_body(body);
                 let Answer { status, body } =
-                    runner.answer(&hub, authorization.as_deref(), body).await;
+                    runner.answer(&api, authorization.as_deref(), body).await;
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 warp::reply::with_status(

@@ -268,6 +268,45 @@ async fn sandboxed_runs(c: &Client) {
         .rest("POST", "/api/v1/run", Some(&m.token), Some(body))
         .await;
     assert_eq!(r.status, 400, "a run names its session: {}", r.body);
+
+    // The session's own rule decides, as for its frames: while a host has
+    // the session paused, only hosts change its code, and so only they run.
+    let editor = Member {
+        token: c.guest().await,
+        session: m.session.clone(),
+    };
+    join(c, &editor.token, &editor.session).await;
+    let r = run(c, &editor, "javascript", "console.log('e')").await;
+    assert_eq!(text(&r.body, "stdout"), "e\n", "an editor runs: {}", r.body);
+    let path = format!("/api/v1/sessions/{}", m.session);
+    let pause = |status: &'static str| {
+        c.rest(
+            "PATCH",
+            &path,
+            Some(&m.token),
+            Some(json!({ "status": status })),
+        )
+    };
+    assert_eq!(pause("paused").await.status, 200);
+    let r = run(c, &editor, "javascript", "console.log('e')").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("paused")),
+        "{}",
+        r.body
+    );
+    let r = run(c, m, "javascript", "console.log('h')").await;
+    assert_eq!(text(&r.body, "stdout"), "h\n", "the host runs: {}", r.body);
+    assert_eq!(pause("active").await.status, 200);
+    let r = run(c, &editor, "javascript", "console.log('e')").await;
+    assert_eq!(text(&r.body, "stdout"), "e\n", "{}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,12 +21,12 @@ pub mod javascript;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Buf;
-use collab_core::{Action, SessionId, UserId};
-use collab_server::http::api::error_response;
+use collab_core::{Action, ErrorCode, SessionId, UserId};
+use collab_server::http::api::{
+    decode_body, error_body, error_response, read_body, Api, ApiError, RequestBody,
+};
 use collab_server::http::transport::credential;
-use collab_server::{Hub, SessionRead};
-use futures::{Stream, StreamExt};
+use collab_server::HubError;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
@@ -77,14 +77,47 @@ pub struct Answer {
     pub body: String,
 }
 
-impl Answer {
-    /// An error in the collab shape: `{"error": {"code", "message"}}`.
-    fn error(status: u16, code: &str, message: &str) -> Self {
-        let body = serde_json::json!({"error": {"code": code, "message": message}});
-        Self {
-            status,
-            body: body.to_string(),
-        }
+/// Why a run was refused, answered in the API's error shape.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// What the API refuses the same way: the credential, the body, the
+    /// session's decision on who may run (members who may edit; while it
+    /// is paused, hosts).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("a program of yours is running already; wait for it to finish")]
+    AlreadyRunning,
+    #[error("{CONCURRENT_RUNS} programs are running already; try again in a moment")]
+    Busy,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Runner(String),
+}
+
+impl From<HubError> for RunError {
+    fn from(e: HubError) -> Self {
+        RunError::Api(e.into())
+    }
+}
+
+impl RunError {
+    fn answer(&self) -> Answer {
+        let (status, body) = match self {
+            RunError::Api(e) => error_response(e),
+            RunError::AlreadyRunning | RunError::Busy => {
+                let code = ErrorCode::RateLimited;
+                (code.http_status(), error_body(code, &self.to_string()))
+            }
+            // A code of this app's own: the page offers Run only for the
+            // languages this server runs.
+            RunError::Unsupported(message) => (501, error_body("unsupported_language", message)),
+            RunError::Runner(_) => {
+                let code = ErrorCode::Internal;
+                (code.http_status(), error_body(code, &self.to_string()))
+            }
+        };
+        Answer { status, body }
     }
 }
 
@@ -144,56 +177,48 @@ impl Runner {
 
     /// Answers one request: checks the credential (`authorization` is the
     /// header's value, `Bearer <token>`) with the hub's authenticator, reads
-    /// up to [`MAX_BODY_BYTES`] of `body`, runs the program and returns its
-    /// output. The credential is checked before the body is read, so a
-    /// stranger cannot make the server buffer anything.
-    pub async fn answer<S, B, E>(&self, hub: &Hub, authorization: Option<&str>, body: S) -> Answer
-    where
-        S: Stream<Item = Result<B, E>> + Unpin,
-        B: Buf,
-        E: std::fmt::Display,
-    {
-        let who = match hub
-            .authenticate(credential(authorization, None, None))
-            .await
-        {
-            Ok(who) => who,
-            Err(e) => {
-                let (status, body) = error_response(&e.into());
-                return Answer { status, body };
-            }
-        };
-        let body = match read_limited(body, MAX_BODY_BYTES).await {
-            Ok(body) => body,
-            Err(answer) => return answer,
-        };
-        let request: RunRequest = match serde_json::from_slice(&body) {
-            Ok(request) => request,
-            Err(e) => {
-                return Answer::error(
-                    400,
-                    "invalid_input",
-                    &format!("the body must be {{\"language\", \"code\"}}: {e}"),
-                )
-            }
-        };
-        if let Err(answer) = may_run(hub, &who, &request.session).await {
-            return answer;
-        }
-        let Some(_mine) = self.claim(&who.user_id) else {
-            return Answer::error(
-                429,
-                "rate_limited",
-                "a program of yours is running already; wait for it to finish",
-            );
-        };
-        match self.run(request).await {
+    /// the body as the API reads its own (up to [`MAX_BODY_BYTES`], within
+    /// the body timeout), asks the session whether the caller may change
+    /// its code, runs the program and returns its output. The credential is
+    /// checked before the body is read, so a stranger cannot make the
+    /// server buffer anything.
+    pub async fn answer<B: RequestBody>(
+        &self,
+        api: &Api,
+        authorization: Option<&str>,
+        body: B,
+    ) -> Answer {
+        match self.try_answer(api, authorization, body).await {
             Ok(output) => Answer {
                 status: 200,
                 body: serde_json::to_string(&output).unwrap_or_default(),
             },
-            Err(answer) => answer,
+            Err(e) => e.answer(),
         }
+    }
+
+    async fn try_answer<B: RequestBody>(
+        &self,
+        api: &Api,
+        authorization: Option<&str>,
+        body: B,
+    ) -> Result<RunOutput, RunError> {
+        let hub = api.hub();
+        let who = hub
+            .authenticate(credential(authorization, None, None))
+            .await?;
+        let body = read_body(body, MAX_BODY_BYTES, api.config().body_timeout).await?;
+        let request: RunRequest = decode_body(&body)?;
+        let id = SessionId::parse(&request.session).map_err(|_| HubError::SessionNotFound)?;
+        // The session's own rule for changing its code, the one its frames
+        // go through: a run's output is written into the session.
+        hub.caller(who.clone(), None)
+            .may(&id, Action::EditDocument)
+            .await?;
+        let Some(_mine) = self.claim(&who.user_id) else {
+            return Err(RunError::AlreadyRunning);
+        };
+        self.run(request).await
     }
 
     /// The user's one place among the runs in progress, if free.
@@ -205,7 +230,7 @@ impl Runner {
         })
     }
 
-    async fn run(&self, request: RunRequest) -> Result<RunOutput, Answer> {
+    async fn run(&self, request: RunRequest) -> Result<RunOutput, RunError> {
         let language = request.language.as_str();
         let on_host = match language {
             "javascript" => false,
@@ -216,21 +241,11 @@ impl Runner {
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(|| {
-                Answer::error(
-                    429,
-                    "rate_limited",
-                    &format!(
-                        "{CONCURRENT_RUNS} programs are running already; try again in a moment"
-                    ),
-                )
-            })?;
+            .ok_or(RunError::Busy)?;
         if on_host {
             let output = host::run_python(&request.code).await;
             drop(permit);
-            return output.map_err(|e| {
-                Answer::error(500, "internal", &format!("could not run python3: {e}"))
-            });
+            return output.map_err(|e| RunError::Runner(format!("could not run python3: {e}")));
         }
         // In a child process: a native call the interpreter cannot
         // interrupt is still stopped by the CPU-time limit, and a crash of
@@ -238,15 +253,11 @@ impl Runner {
         let output = javascript::run_isolated(&request.code).await;
         drop(permit);
         output.map_err(|e| {
-            Answer::error(
-                500,
-                "internal",
-                &format!("the JavaScript sandbox could not be started: {e}"),
-            )
+            RunError::Runner(format!("the JavaScript sandbox could not be started: {e}"))
         })
     }
 
-    fn unsupported(&self, language: &str) -> Answer {
+    fn unsupported(&self, language: &str) -> RunError {
         let message = if self.host_commands {
             format!(
                 "running {language} is not supported here: JavaScript runs in the embedded \
@@ -260,62 +271,8 @@ impl Runner {
                  where everyone who can open a session may run programs there"
             )
         };
-        Answer::error(501, "unsupported_language", &message)
+        RunError::Unsupported(message)
     }
-}
-
-/// Whether `who` may run code for `session`: a current member whose role
-/// may edit the document.
-async fn may_run(hub: &Hub, who: &collab_core::Identity, session: &str) -> Result<(), Answer> {
-    let refused = |message: &str| Answer::error(403, "forbidden", message);
-    let id = SessionId::parse(session)
-        .map_err(|_| Answer::error(404, "session_not_found", "no such session"))?;
-    let view = match hub.caller(who.clone(), None).session(&id).await {
-        Ok(SessionRead::Full(view)) => view,
-        Ok(_) => return Err(refused("join the session to run code in it")),
-        Err(e) => {
-            let (status, body) = error_response(&e.into());
-            return Err(Answer { status, body });
-        }
-    };
-    let me = view
-        .participants
-        .iter()
-        .find(|p| p.present && p.participant.user_id == who.user_id);
-    match me.map(|p| p.participant.role) {
-        Some(role) if role.permits(Action::EditDocument) => Ok(()),
-        Some(_) => Err(refused("viewers cannot run code")),
-        None => Err(refused("join the session to run code in it")),
-    }
-}
-
-/// Reads a body of at most `limit` bytes, whether or not it announced its
-/// length; past the limit, 413 with the collab error shape.
-async fn read_limited<S, B, E>(mut body: S, limit: usize) -> Result<Vec<u8>, Answer>
-where
-    S: Stream<Item = Result<B, E>> + Unpin,
-    B: Buf,
-    E: std::fmt::Display,
-{
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk
-            .map_err(|e| Answer::error(400, "invalid_input", &format!("request body: {e}")))?;
-        if bytes.len() + chunk.remaining() > limit {
-            return Err(Answer::error(
-                413,
-                "frame_too_large",
-                &format!("the program is limited to {} KiB", limit / 1024),
-            ));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            bytes.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(bytes)
 }
 
 /// One output stream, kept up to [`OUTPUT_LIMIT`] bytes; what goes past is
