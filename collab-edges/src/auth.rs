@@ -155,6 +155,57 @@ impl GuestAuthenticator {
         Ok(Self::new(key))
     }
 
+    /// Guests signed with the key kept in the file at `path`, made (32
+    /// random bytes, readable by this user only) the first time. A server
+    /// keeps its key across restarts this way: with another key every
+    /// guest, hosts included, would come back as someone new. With several
+    /// processes, share one key instead (collab-redis's
+    /// `RedisStore::shared_guest_key`).
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("guest-key-doc-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// use collab_edges::GuestAuthenticator;
+    /// let path = dir.join("app.guest-key");
+    /// let auth = GuestAuthenticator::from_key_file(&path)?;
+    /// assert_eq!(std::fs::read(&path)?.len(), 32);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<_, std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the file cannot be read or made, or holds anything but 32
+    /// bytes (it is left as it is: remove it to make a new key).
+    pub fn from_key_file(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        let path = path.as_ref();
+        match std::fs::read(path) {
+            Ok(bytes) => bytes.try_into().map(Self::new).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is not a 32-byte key; remove it to make a new one",
+                        path.display()
+                    ),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let mut options = std::fs::OpenOptions::new();
+                // Two servers starting at once: one makes it, the other
+                // fails here rather than overwrite it.
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path)?;
+                std::io::Write::write_all(&mut file, &key)?;
+                file.sync_all()?;
+                Ok(Self::new(key))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// A fresh guest identity.
     ///
     /// # Errors
@@ -357,6 +408,37 @@ fn default_grant(who: &Identity, request: SessionRequest<'_>) -> Grant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key made on first start is the one read after a restart: a
+    /// guest's token still names them. A file that is not a key is refused
+    /// and left alone.
+    #[test]
+    fn a_kept_guest_key_outlives_a_restart() {
+        let dir = std::env::temp_dir().join(format!(
+            "collab-guest-key-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("room.db.guest-key");
+        let first = GuestAuthenticator::from_key_file(&path).unwrap();
+        let guest = first.issue().unwrap();
+        let restarted = GuestAuthenticator::from_key_file(&path).unwrap();
+        let who = block_on(restarted.authenticate(Some(&guest.token))).unwrap();
+        assert_eq!(who.user_id, guest.user_id);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "readable by this user only");
+        }
+        let elsewhere = GuestAuthenticator::random().unwrap();
+        assert!(block_on(elsewhere.authenticate(Some(&guest.token))).is_err());
+        std::fs::write(&path, b"short").unwrap();
+        assert!(GuestAuthenticator::from_key_file(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"short");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()

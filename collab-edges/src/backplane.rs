@@ -28,6 +28,28 @@ use crate::outbound::Outbound;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub String);
 
+impl NodeId {
+    /// A name no other process has: `address` (where this process listens,
+    /// which tells an operator which one it is) and a random tag, since
+    /// several machines may listen on the same address, and a restarted
+    /// process must not be taken for the one before it.
+    ///
+    /// ```
+    /// let a = collab_edges::backplane::NodeId::unique("10.0.0.7:8080").unwrap();
+    /// let b = collab_edges::backplane::NodeId::unique("10.0.0.7:8080").unwrap();
+    /// assert!(a.0.starts_with("10.0.0.7:8080-") && a != b);
+    /// ```
+    ///
+    /// # Errors
+    /// When the operating system has no random source.
+    pub fn unique(address: impl fmt::Display) -> std::io::Result<Self> {
+        let mut tag = [0u8; 4];
+        getrandom::fill(&mut tag).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self(format!("{address}-{tag}")))
+    }
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

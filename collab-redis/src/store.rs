@@ -265,6 +265,27 @@ impl RedisStore {
         Ok(stored)
     }
 
+    /// The key guest tokens are signed with, the same on every process of
+    /// the cluster ([`RedisStore::shared_secret`] under `guest-key`), for
+    /// `GuestAuthenticator::new`: a guest stays who they are whichever
+    /// process they reach.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis cannot be reached, there is no
+    /// random source, or the stored key is not 32 bytes (delete it to make
+    /// a new one).
+    pub async fn shared_guest_key(&self) -> Result<[u8; 32], StoreError> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let stored = self.shared_secret("guest-key", &fresh).await?;
+        stored.try_into().map_err(|_| {
+            StoreError::Backend(format!(
+                "the guest key in Redis ({}:secret:guest-key) is not 32 bytes; delete it to make a new one",
+                self.prefix
+            ))
+        })
+    }
+
     fn key(&self, id: &SessionId, part: &str) -> String {
         format!("{}:{{{}}}:{part}", self.prefix, id.as_str())
     }

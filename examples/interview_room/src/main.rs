@@ -290,7 +290,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let hub = match &config.redis {
         None => {
             let store = SqliteStore::open(&config.db)?;
-            Hub::builder(Arc::new(GuestAuthenticator::new(guest_key(&config.db)?)))
+            // Kept beside the database: guests stay who they were after a restart.
+            let guests = GuestAuthenticator::from_key_file(format!("{}.guest-key", config.db))?;
+            Hub::builder(Arc::new(guests))
                 .config(hub_config)
                 .store(Arc::new(store))
                 .build()
@@ -299,21 +301,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             // One of several processes: sessions in Redis, the guest key
             // shared through it, and this process named by its address.
             let store = RedisStore::connect(url, REDIS_PREFIX).await?;
-            let mut fresh = [0u8; 32];
-            getrandom::fill(&mut fresh).map_err(std::io::Error::other)?;
-            let key: [u8; 32] = store
-                .shared_secret("guest-key", &fresh)
-                .await?
-                .try_into()
-                .map_err(|_| {
-                    "the guest key in Redis is not 32 bytes; delete it to make a new one"
-                })?;
-            // Unique whatever the address (port 0, the same address on
-            // several machines): a random tag after it.
-            let mut tag = [0u8; 4];
-            getrandom::fill(&mut tag).map_err(std::io::Error::other)?;
-            let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-            let node = NodeId(format!("{}-{tag}", listener.local_addr()?));
+            let key = store.shared_guest_key().await?;
+            let node = NodeId::unique(listener.local_addr()?)?;
             let backplane = RedisBackplane::connect(url, REDIS_PREFIX, node).await?;
             if let Some(ttl) = config.lease_ttl {
                 hub_config.lease_ttl = ttl;
@@ -382,34 +371,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("interview room stopped");
     Ok(())
-}
-
-/// The key guest tokens are signed with, kept in `<db>.guest-key` (made on
-/// first start, readable by this user only). Without the same key after a
-/// restart every guest, hosts included, would come back as someone new.
-fn guest_key(db: &str) -> std::io::Result<[u8; 32]> {
-    let path = format!("{db}.guest-key");
-    match std::fs::read(&path) {
-        Ok(bytes) => bytes.try_into().map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{path} is not a 32-byte key; remove it to make a new one"),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut key = [0u8; 32];
-            getrandom::fill(&mut key).map_err(std::io::Error::other)?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path)?;
-            std::io::Write::write_all(&mut file, &key)?;
-            file.sync_all()?;
-            Ok(key)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// A listening socket with TCP_NODELAY set before `listen`: keystrokes are
