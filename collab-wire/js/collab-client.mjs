@@ -1076,6 +1076,38 @@ export class CollabClient {
     });
   }
 
+  // ---- the record -----------------------------------------------------------------
+
+  /**
+   * A page of the document's history: the versions after revision `after`
+   * (`{versions, has_more}`), at most `limit` of them (the server's page
+   * when not given).
+   * @param {{after?: number, limit?: number}} [page]
+   */
+  history({ after = 0, limit } = {}) {
+    return this.request({ type: "history", after, ...(limit === undefined ? {} : { limit }) });
+  }
+
+  /**
+   * The text of `file` as it was at revision `rev` (`{file, rev, text}`).
+   * @param {string} file
+   * @param {number} rev
+   */
+  textAt(file, rev) {
+    return this.request({ type: "text_at", file, rev });
+  }
+
+  /**
+   * A page of the session's events after sequence number `since`
+   * (`{events, has_more}`), at most `limit` (the server's page when not
+   * given).
+   * @param {number} since
+   * @param {number} [limit]
+   */
+  eventsSince(since, limit) {
+    return this.request({ type: "events_since", since, ...(limit === undefined ? {} : { limit }) });
+  }
+
   /**
    * Shares the output of a run with everyone (it comes back to all as a
    * `run_finished` event).

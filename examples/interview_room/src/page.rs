@@ -249,6 +249,37 @@ mod tests {
         found
     }
 
+    /// The page's own modules talk to the server only through
+    /// `CollabClient`'s methods: no frame of the protocol is written here
+    /// (`{ type: "kick", ... }`), and neither the client's generic
+    /// `request` nor a private `_request` is called.
+    #[test]
+    fn the_page_sends_nothing_but_through_the_client() {
+        let own = FILES
+            .iter()
+            .filter(|f| f.content_type.starts_with("text/javascript"))
+            .filter(|f| !f.path.contains("collab-"));
+        let mut checked = 0;
+        for file in own {
+            checked += 1;
+            for (n, line) in file.body.lines().enumerate() {
+                let raw_frame = line
+                    .split("type: \"")
+                    .skip(1)
+                    .filter_map(|rest| rest.split('"').next())
+                    // Element and input types, not frames.
+                    .any(|ty| !["button", "range", "text", "checkbox"].contains(&ty));
+                assert!(
+                    !raw_frame && !line.contains(".request(") && !line.contains("_request("),
+                    "{}:{}: talks to the server around CollabClient: {line}",
+                    file.path,
+                    n + 1
+                );
+            }
+        }
+        assert!(checked >= 10, "only {checked} of the page's modules");
+    }
+
     /// Every module the page imports, its own and the vendored editor's,
     /// resolves (through the import map for bare names) to a served file,
     /// so a new module or a missing vendored package cannot go unnoticed.

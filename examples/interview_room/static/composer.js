@@ -60,7 +60,7 @@ export class Composer {
     const restore = () => {
       if (!input.value) input.value = text;
     };
-    if (c.mode === "edit") return this.room._act({ type: "chat_edit", message: c.message, text }, null, restore);
+    if (c.mode === "edit") return this.room.act(() => this.room.client.editMessage(c.message, text), null, restore);
     this.room.client
       .sendMessage(text, { replyTo: c.mode === "reply" ? c.message : undefined, anchor: c.mode === "comment" ? c.anchor : undefined })
       .then((outcome) => {

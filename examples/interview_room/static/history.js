@@ -118,12 +118,12 @@ export class HistoryView {
       const versions = [];
       let after = 0;
       for (;;) {
-        const page = await this.room.request({ type: "history", after, limit: PAGE });
+        const page = await this.room.client.history({ after, limit: PAGE });
         versions.push(...page.versions);
         if (!page.has_more || page.versions.length === 0) break;
         after = page.versions[page.versions.length - 1].rev;
       }
-      const start = await this.room.request({ type: "text_at", file, rev: 0 });
+      const start = await this.room.client.textAt(file, 0);
       this.moments = await this._moments();
       if (this.file !== file) return;
       this.steps = [{ rev: 0, action: "start", at: this.room.createdAt() }];
@@ -142,7 +142,7 @@ export class HistoryView {
     const moments = [];
     let since = 0;
     for (;;) {
-      const page = await this.room.request({ type: "events_since", since });
+      const page = await this.room.client.eventsSince(since);
       for (const e of page.events) {
         since = e.seq;
         const m = e.message;

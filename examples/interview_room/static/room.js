@@ -151,10 +151,10 @@ export class Room {
       onRun: () => this.runPanel.run(),
     });
     this.presence = new PresenceView(el.people, {
-      setRole: (id, role) => this._act({ type: "set_role", participant: id, role }, () => this._render()),
+      setRole: (id, role) => this.act(() => this.client.setRole(id, role), () => this._render()),
       // Removing someone also keeps newcomers from their address out, so they
       // cannot come back under a fresh guest identity.
-      kick: (id) => this._act({ type: "kick", participant: id, ban_address: true }),
+      kick: (id) => this.act(() => this.client.kick(id, { banAddress: true })),
     });
     this.chat = new ChatView(el.chat, {
       reply: (m) => this.composer.set({ mode: "reply", message: m.id }),
@@ -162,13 +162,13 @@ export class Room {
         this.composer.set({ mode: "edit", message: m.id });
         el.chatInput.value = m.text;
       },
-      remove: (m) => this._act({ type: "chat_delete", message: m.id }),
-      react: (m, emoji) => this._act({ type: "react", message: m.id, emoji }),
+      remove: (m) => this.act(() => this.client.deleteMessage(m.id)),
+      react: (m, emoji) => this.act(() => this.client.react(m.id, emoji)),
       jump: (anchor) => this.jumpTo(anchor),
       loadOlder: () => this._loadChat(true),
     });
     this.history = new HistoryView({
-      request: (frame) => this._request(frame),
+      client: this.client,
       nameOf: (id) => this.participants.get(id)?.name ?? `#${id}`,
       colourOf: (id) => this.participants.get(id)?.colour ?? null,
       files: () => this.files,
@@ -192,11 +192,12 @@ export class Room {
     byTestId("leave-session").addEventListener("click", () => this.leave());
     el.endButton.addEventListener("click", () => this._endClicked());
     el.statusSelect.addEventListener("change", () => {
-      this._act({ type: "update_session", status: el.statusSelect.value }, null, () => this._render());
+      const status = el.statusSelect.value;
+      this.act(() => this.client.updateSession({ status }), null, () => this._render());
     });
     el.language.addEventListener("change", () => {
       const language = el.language.value;
-      this._act({ type: "update_session", language }, null, () => this._render());
+      this.act(() => this.client.updateSession({ language }), null, () => this._render());
     });
     el.run.addEventListener("click", () => this.runPanel.run());
     el.newFile.addEventListener("click", () => this._newFileClicked());
@@ -469,14 +470,12 @@ export class Room {
     this.client.endSession().catch((e) => this.toast(e.message, "error"));
   }
 
-  /** A request on the current connection; rejects with `offline` when there is none. */
-  _request(frame, timeoutMs) {
-    return this.client.request(frame, timeoutMs);
-  }
-
-  /** Sends a change and reports a refusal as a toast (then runs `onError`). */
-  _act(frame, onDone, onError) {
-    this._request(frame)
+  /**
+   * Makes a change through the client (`change` returns its promise) and
+   * reports a refusal as a toast (then runs `onError`).
+   */
+  act(change, onDone, onError) {
+    change()
       .then(() => onDone?.())
       .catch((e) => {
         this.toast(e.code === "offline" ? "You are offline; try again when the connection is back." : e.message, "error");

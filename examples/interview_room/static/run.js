@@ -102,7 +102,7 @@ export class RunPanel {
   /** Shows the session's last run, if one is among the latest events. */
   async loadLast(lastSeq) {
     try {
-      const page = await this.room._request({ type: "events_since", since: Math.max(0, lastSeq - 500) });
+      const page = await this.room.client.eventsSince(Math.max(0, lastSeq - 500));
       const run = page.events.filter((e) => e.kind === "run_finished").at(-1);
       if (run && !this.lastRun) this.show(run.run);
     } catch {

@@ -172,6 +172,27 @@ test("chat: messages, mentions, threads, comments, reactions, edits and deletes"
   late.close();
 });
 
+test("the record: the document's history, old texts and the events, page by page", async () => {
+  const { host, other } = await pair();
+  host.edit("main", insertAt(host.doc.text("main").length, 0, "a"));
+  host.edit("main", insertAt(host.doc.text("main").length, 1, "b"));
+  await until(() => !host.doc.hasPending && other.doc.text("main") === "ablet x = 1;\n", "both edits");
+  const first = await other.history({ after: 0, limit: 1 });
+  assert.equal(first.versions.length, 1);
+  assert.equal(first.has_more, true);
+  const rest = await other.history({ after: first.versions[0].rev });
+  assert.deepEqual(rest.versions.map((v) => v.rev), [first.versions[0].rev + 1]);
+  assert.equal((await other.textAt("main", 0)).text, "let x = 1;\n");
+  assert.equal((await other.textAt("main", first.versions[0].rev)).text, "alet x = 1;\n");
+  const events = await other.eventsSince(0);
+  assert.ok(events.events.some((e) => e.kind === "participant_joined"), JSON.stringify(events));
+  const one = await other.eventsSince(0, 1);
+  assert.equal(one.events.length, 1);
+  assert.equal((await other.textAt("nope.rs", 0)).text, undefined, "no such file then");
+  host.close();
+  other.close();
+});
+
 test("roles: a host makes the guest a viewer, whose edits are refused and undone", async () => {
   const { host, other } = await pair();
   await host.setRole(other.me, "viewer");
