@@ -50,7 +50,7 @@ pub use collab_server::HttpConfig;
 
 /// Serves `app` on `listener` until `shutdown` completes: each connection
 /// with TCP_NODELAY, a header timeout and a place under the connection caps
-/// of `limits`, and its peer address passed to the handlers (as
+/// of `config`, and its peer address passed to the handlers (as
 /// `ConnectInfo<SocketAddr>`), so the hub's per-address limits apply.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -287,6 +287,24 @@ async fn rest_requests_work_from_any_process() {
         "{refused}"
     );
 
+    // Whether someone may change the code, asked on b, is the owner's
+    // session deciding.
+    let edit = collab_core::Action::EditDocument;
+    let may = c.hubs[1]
+        .caller(ann.clone(), None)
+        .may(&info.id, edit)
+        .await;
+    assert!(may.is_ok(), "{may:?}");
+    let refused = c.hubs[1]
+        .caller(bob.clone(), None)
+        .may(&info.id, edit)
+        .await;
+    assert_eq!(
+        refused.unwrap_err().code(),
+        collab_core::ErrorCode::Forbidden,
+        "not a member yet"
+    );
+
     // Bob joins over REST on b; the owner holds his connection.
     let joined = c.hubs[1]
         .caller(bob.clone(), None)

@@ -79,7 +79,7 @@ fn is_collab_upgrade<B>(request: &hyper::Request<B>) -> bool {
 
 /// Serves `filter` on `listener` until `shutdown` completes: each connection
 /// with TCP_NODELAY, a header timeout and a place under the connection caps
-/// of `limits`, and its peer address passed to the collab routes, so the
+/// of `config`, and its peer address passed to the collab routes, so the
 /// hub's per-address limits apply.
 pub async fn serve<F, R>(
     listener: tokio::net::TcpListener,

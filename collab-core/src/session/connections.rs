@@ -208,26 +208,34 @@ impl Session {
     /// A connection closed (the client went away or the driver dropped it). Its
     /// participant goes offline if it was their last connection.
     pub fn disconnect(&mut self, conn: ConnectionId, now: Timestamp) {
-        self.step(now, |s| {
-            let Some(c) = s.connections.remove(&conn) else {
-                return;
-            };
-            s.last_activity = now;
-            if let Some(member) = c.participant.and_then(|p| s.members.get_mut(&p)) {
-                member.connections.remove(&conn);
-                member.presence.mark_dirty();
-            }
-            s.flush_presence(now);
-        })
+        self.step(now, |s| s.forget_connection(conn, now));
+    }
+
+    /// [`Session::disconnect`] within a step already under way (a close the
+    /// session decided).
+    pub(super) fn forget_connection(&mut self, conn: ConnectionId, now: Timestamp) {
+        let Some(c) = self.connections.remove(&conn) else {
+            return;
+        };
+        self.last_activity = now;
+        if let Some(member) = c.participant.and_then(|p| self.members.get_mut(&p)) {
+            member.connections.remove(&conn);
+            member.presence.mark_dirty();
+        }
+        self.flush_presence(now);
     }
 
     /// Closes every connection with `reason` (a server shutting down).
     pub fn close_all(&mut self, reason: CloseReason, now: Timestamp) {
-        self.step(now, |s| {
-            for conn in s.connections_where(|_, _| true) {
-                s.close(conn, reason, now);
-            }
-        })
+        self.step(now, |s| s.close_everyone(reason, now));
+    }
+
+    /// [`Session::close_all`] within a step already under way (the session
+    /// ending).
+    pub(super) fn close_everyone(&mut self, reason: CloseReason, now: Timestamp) {
+        for conn in self.connections_where(|_, _| true) {
+            self.close(conn, reason, now);
+        }
     }
 
     /// Number of open connections, joined or not.
@@ -272,7 +280,7 @@ impl Session {
         }
         self.send(vec![conn], ServerFrame::Goodbye { reason });
         self.outbox.push_back(Transmit::Close { conn, reason });
-        self.disconnect(conn, now);
+        self.forget_connection(conn, now);
     }
 
     /// Charges a frame to the connection's rate. A frame over the rate is

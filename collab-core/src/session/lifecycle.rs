@@ -214,7 +214,7 @@ impl Session {
     ) -> Seq {
         self.heading.end(now);
         let seq = self.record(now, EventKind::SessionEnded { by, reason });
-        self.close_all(CloseReason::SessionEnded, now);
+        self.close_everyone(CloseReason::SessionEnded, now);
         seq
     }
 

@@ -67,6 +67,10 @@ pub enum ApiError {
     /// The body did not arrive within [`HttpConfig::body_timeout`]. 408.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
+    /// The body could not be read (the client went away, or sent a broken
+    /// chunk). 400.
+    #[error("the request body could not be read: {0}")]
+    BodyUnreadable(String),
     /// The body is not a JSON object. Caller's mistake; 400.
     #[error("request body: expected a JSON object")]
     NotAnObject,
@@ -86,7 +90,9 @@ impl ApiError {
             ApiError::Hub(e) => e.code(),
             ApiError::BodyTooLarge { .. } => ErrorCode::FrameTooLarge,
             ApiError::BodyTimeout => ErrorCode::RequestTimeout,
-            ApiError::NotAnObject | ApiError::BadJson(_) => ErrorCode::InvalidInput,
+            ApiError::NotAnObject | ApiError::BadJson(_) | ApiError::BodyUnreadable(_) => {
+                ErrorCode::InvalidInput
+            }
             ApiError::Encode(_) => ErrorCode::Internal,
         }
     }
@@ -113,7 +119,8 @@ pub fn error_body(code: impl serde::Serialize, message: &str) -> String {
 ///
 /// # Errors
 /// [`ApiError::BodyTooLarge`] (413) past `max`, whether or not the body
-/// announced its length; [`ApiError::BodyTimeout`] (408).
+/// announced its length; [`ApiError::BodyTimeout`] (408);
+/// [`ApiError::BodyUnreadable`] (400) when reading it failed otherwise.
 pub async fn read_body<B>(body: B, max: usize, timeout: Duration) -> Result<Bytes, ApiError>
 where
     B: RequestBody,
@@ -121,7 +128,10 @@ where
     let limited = http_body_util::Limited::new(body, max);
     match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(_)) => Err(ApiError::BodyTooLarge { max }),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::BodyTooLarge { max })
+        }
+        Ok(Err(e)) => Err(ApiError::BodyUnreadable(e.to_string())),
         Err(_) => Err(ApiError::BodyTimeout),
     }
 }
@@ -695,7 +705,10 @@ pub fn failure(err: &ApiError) -> ApiResponse {
     }
     let (status, body) = error_response(err);
     let mut response = http::Response::new(ApiBody::full(body));
-    if matches!(err, ApiError::BodyTooLarge { .. } | ApiError::BodyTimeout) {
+    if matches!(
+        err,
+        ApiError::BodyTooLarge { .. } | ApiError::BodyTimeout | ApiError::BodyUnreadable(_)
+    ) {
         // The rest of the body was never read: this connection cannot carry
         // another request, and the client must not try (it would write into
         // a socket the server is closing).
@@ -775,6 +788,33 @@ mod tests {
         assert!(refused.is_err(), "a repeated key is refused");
         assert!(decode_body::<collab_core::NewSession>(b"").is_ok());
         assert!(decode_body::<collab_core::NewSession>(br#" {"title":"a"}"#).is_ok());
+    }
+
+    /// A body past the limit is 413; one that breaks off is 400, not
+    /// taken for a large one; a whole one is read.
+    #[tokio::test]
+    async fn bodies_are_read_within_limits() {
+        fn body(chunks: Vec<Result<&'static [u8], std::io::Error>>) -> impl RequestBody {
+            let frames = chunks
+                .into_iter()
+                .map(|c| c.map(|b| http_body::Frame::data(Bytes::from_static(b))));
+            http_body_util::StreamBody::new(futures::stream::iter(frames))
+        }
+        let wait = Duration::from_secs(5);
+        let read = read_body(body(vec![Ok(b"ab"), Ok(b"cd")]), 4, wait).await;
+        assert_eq!(read.unwrap(), Bytes::from_static(b"abcd"));
+        let big = read_body(body(vec![Ok(b"ab"), Ok(b"cde")]), 4, wait).await;
+        assert!(
+            matches!(big, Err(ApiError::BodyTooLarge { max: 4 })),
+            "{big:?}"
+        );
+        let broken = vec![Ok(&b"ab"[..]), Err(std::io::Error::other("reset"))];
+        let broken = read_body(body(broken), 4, wait).await;
+        assert!(
+            matches!(broken, Err(ApiError::BodyUnreadable(_))),
+            "{broken:?}"
+        );
+        assert_eq!(broken.unwrap_err().code().http_status(), 400);
     }
 
     #[test]

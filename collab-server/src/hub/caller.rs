@@ -4,9 +4,12 @@
 //! [`Hub`]'s own methods are the host application's calls, trusted as they
 //! are. What a client asks for (over REST, a WebSocket, an event stream)
 //! goes through a `Caller`, made for that client's identity and address:
-//! the [`Access`] policy decides, rate limits and the per-address cap
-//! count, and reads show only what the caller may see. The two differ by
-//! type, so a route cannot take the trusted path by a slip of a suffix.
+//! the [`Access`] policy decides who may create, read and join (and so
+//! connect, poll, stream and [`Caller::may`]), rate limits and the
+//! per-address cap count, and reads show only what the caller may see.
+//! Changes (update, replace the code, end, leave) are the session's to
+//! decide, by the caller's role there. The two differ by type, so a route
+//! cannot take the trusted path by a slip of a suffix.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -175,15 +178,20 @@ impl Caller {
         self.hub.call(id, request).await
     }
 
-    /// Whether the caller may do `action` in session `id` now, as the
-    /// session decides for their frames (roles, and while it is paused only
-    /// hosts change the code): for routes of the host application that act
-    /// on a session, such as running its code.
+    /// Whether the caller may do `action` in session `id` now: the
+    /// [`Access`] policy must let them read it, and the session decides as
+    /// for their frames (roles, and while it is paused only hosts change
+    /// the code). For routes of the host application that act on a
+    /// session, such as running its code.
     ///
     /// # Errors
-    /// [`HubError::SessionNotFound`]; [`SessionError::NotParticipant`],
-    /// [`SessionError::Forbidden`] or [`SessionError::Paused`].
+    /// [`HubError::SessionNotFound`]; [`HubError::Forbidden`];
+    /// [`SessionError::NotParticipant`], [`SessionError::Forbidden`] or
+    /// [`SessionError::Paused`].
     pub async fn may(&self, id: &SessionId, action: Action) -> Result<(), HubError> {
+        self.hub
+            .authorize(&self.identity, SessionRequest::Read(id))
+            .await?;
         let user = self.identity.user_id.clone();
         self.hub.call(id, Request::May { user, action }).await
     }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::request::{Reply, Request};
+use super::request::Request;
 use super::*;
 use crate::backplane::{BackplaneError, Envelope, Letter, NodeId, Refusal};
 
@@ -19,6 +19,13 @@ const ANSWER_PATIENCE: Duration = Duration::from_secs(10);
 pub(super) struct Owner {
     backplane: Arc<dyn Backplane>,
     node: NodeId,
+}
+
+impl Owner {
+    /// The process that owns the session.
+    pub(super) fn node(&self) -> &NodeId {
+        &self.node
+    }
 }
 
 impl Hub {
@@ -49,7 +56,7 @@ impl Hub {
         owner: Owner,
         id: &SessionId,
         request: &Request,
-    ) -> Result<Reply, HubError> {
+    ) -> Result<Vec<u8>, HubError> {
         let waits = request.waits();
         let Owner { backplane, node } = owner;
         let call = self.inner.nodes.next_call.fetch_add(1, Ordering::Relaxed);
@@ -73,11 +80,7 @@ impl Hub {
         };
         backplane.send(&node, letter).await?;
         match tokio::time::timeout(waits + ANSWER_PATIENCE, answer).await {
-            Ok(Ok(Ok(bytes))) => serde_json::from_slice(&bytes).map_err(|e| {
-                HubError::Backplane(BackplaneError::Backend(format!(
-                    "an answer from {node} that is not one: {e}"
-                )))
-            }),
+            Ok(Ok(Ok(bytes))) => Ok(bytes),
             Ok(Ok(Err(Refusal { code, message }))) => Err(HubError::Remote { code, message }),
             Ok(Err(_)) | Err(_) => Err(HubError::Backplane(BackplaneError::Unreachable(node))),
         }
@@ -133,7 +136,8 @@ impl Hub {
             return Err(HubError::OwnedElsewhere(owner.node));
         }
         let reply = self.call_here(id, request).await?;
-        serde_json::to_vec(&reply)
+        reply
+            .encode()
             .map_err(|e| HubError::Backplane(BackplaneError::Backend(e.to_string())))
     }
 }

@@ -12,6 +12,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::polling::ReadRequest;
@@ -74,9 +75,11 @@ impl Request {
     }
 }
 
-/// A session task's answer to a [`Request`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// A session task's answer to a [`Request`]. Forwarded, it travels as the
+/// bare value ([`Reply::encode`]), which the asking process reads as the
+/// type it expects: the form processes of earlier releases send and read,
+/// so a cluster upgraded one process at a time still answers.
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Reply {
     /// To [`Request::View`].
     View(SessionView),
@@ -92,6 +95,22 @@ pub(super) enum Reply {
     Done,
     /// To [`Request::Read`].
     Page(ReadPage),
+}
+
+impl Reply {
+    /// The answer as it travels to the process that asked: its value alone
+    /// (`null` for [`Reply::Done`]).
+    pub(super) fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            Reply::View(v) => serde_json::to_vec(v),
+            Reply::Read(r) => serde_json::to_vec(r),
+            Reply::Info(i) => serde_json::to_vec(i),
+            Reply::Revision(r) => serde_json::to_vec(r),
+            Reply::Joined(p) => serde_json::to_vec(p),
+            Reply::Done => serde_json::to_vec(&()),
+            Reply::Page(p) => serde_json::to_vec(p),
+        }
+    }
 }
 
 /// What each public method takes out of the [`Reply`] it expects.
@@ -142,13 +161,20 @@ impl Hub {
     /// or at its owner, and takes the answer of the kind `T` it expects.
     pub(super) async fn call<T>(&self, id: &SessionId, request: Request) -> Result<T, HubError>
     where
-        T: TryFrom<Reply, Error = HubError>,
+        T: TryFrom<Reply, Error = HubError> + DeserializeOwned,
     {
-        let reply = match self.owner_elsewhere(id).await? {
-            Some(owner) => self.ask_owner(owner, id, &request).await?,
-            None => self.call_here(id, request).await?,
-        };
-        reply.try_into()
+        match self.owner_elsewhere(id).await? {
+            Some(owner) => {
+                let node = owner.node().clone();
+                let bytes = self.ask_owner(owner, id, &request).await?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    HubError::Backplane(crate::backplane::BackplaneError::Backend(format!(
+                        "an answer from {node} that is not one: {e}"
+                    )))
+                })
+            }
+            None => self.call_here(id, request).await?.try_into(),
+        }
     }
 
     /// Runs `request` on this process's task for session `id`. A join
@@ -225,6 +251,17 @@ mod tests {
         assert_eq!(read.waits(), Duration::from_millis(1500));
         let json = serde_json::to_string(&read).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), read);
+    }
+
+    /// A forwarded answer is the bare value, as earlier releases sent it,
+    /// and reads back as the type the asker expects.
+    #[test]
+    fn replies_travel_as_their_value() {
+        assert_eq!(Reply::Revision(7).encode().unwrap(), b"7");
+        assert_eq!(Reply::Done.encode().unwrap(), b"null");
+        let () = serde_json::from_slice(&Reply::Done.encode().unwrap()).unwrap();
+        let rev: Revision = serde_json::from_slice(&Reply::Revision(9).encode().unwrap()).unwrap();
+        assert_eq!(rev, 9);
     }
 
     #[test]

@@ -263,12 +263,19 @@ mod tests {
         for file in own {
             checked += 1;
             for (n, line) in file.body.lines().enumerate() {
-                let raw_frame = line
-                    .split("type: \"")
+                // `type: "kick"`, `type:'kick'`, `"type": "kick"` alike.
+                let squeezed: String = line
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .map(|c| if c == '\'' || c == '`' { '"' } else { c })
+                    .collect();
+                let raw_frame = squeezed
+                    .replace("\"type\":", "type:")
+                    .split("type:\"")
                     .skip(1)
-                    .filter_map(|rest| rest.split('"').next())
+                    .filter_map(|rest| rest.split('"').next().map(str::to_owned))
                     // Element and input types, not frames.
-                    .any(|ty| !["button", "range", "text", "checkbox"].contains(&ty));
+                    .any(|ty| !["button", "range", "text", "checkbox"].contains(&ty.as_str()));
                 assert!(
                     !raw_frame && !line.contains(".request(") && !line.contains("_request("),
                     "{}:{}: talks to the server around CollabClient: {line}",
