@@ -24,7 +24,7 @@ pub enum WireIn {
     Pong,
     /// The client closed the connection.
     Close,
-    /// The client sent a message larger than [`Hub::max_message_bytes`], which
+    /// The client sent a message larger than [`Hub::max_message_bytes`](crate::Hub::max_message_bytes), which
     /// the WebSocket layer refused before buffering it: the connection is
     /// closed with 1009 (message too big).
     TooLarge,
