@@ -52,7 +52,9 @@ pub mod store;
 mod sync;
 pub mod time;
 
-pub use collab_wire::{BROWSER_CLIENT_MODULE, BROWSER_CODEMIRROR_MODULE, BROWSER_OT_MODULE};
+pub use collab_wire::{
+    BROWSER_CLIENT_MODULE, BROWSER_CODEMIRROR_MODULE, BROWSER_CONNECTION_MODULE, BROWSER_OT_MODULE,
+};
 
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};
 pub use document::{

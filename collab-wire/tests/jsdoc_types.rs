@@ -58,6 +58,7 @@ fn browser_modules_type_check() {
             "es2022,dom",
             "collab-ot.mjs",
             "collab-client.mjs",
+            "collab-connection.mjs",
         ])
         .current_dir(js_dir())
         .output()

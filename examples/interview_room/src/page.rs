@@ -116,6 +116,11 @@ pub const FILES: &[StaticFile] = &[
     file("/collab-ot.mjs", JS, collab_core::BROWSER_OT_MODULE),
     file("/collab-client.mjs", JS, collab_core::BROWSER_CLIENT_MODULE),
     file(
+        "/collab-connection.mjs",
+        JS,
+        collab_core::BROWSER_CONNECTION_MODULE,
+    ),
+    file(
         "/collab-codemirror.mjs",
         JS,
         collab_core::BROWSER_CODEMIRROR_MODULE,
