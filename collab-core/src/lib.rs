@@ -54,6 +54,7 @@ pub mod time;
 
 pub use collab_wire::{
     BROWSER_CLIENT_MODULE, BROWSER_CODEMIRROR_MODULE, BROWSER_CONNECTION_MODULE, BROWSER_OT_MODULE,
+    BROWSER_STATE_MODULE,
 };
 
 pub use chat::{ChatError, ChatLimits, ChatMessage, ChatPage, CodeAnchor};

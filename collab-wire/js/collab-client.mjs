@@ -23,6 +23,7 @@
 
 import { Connection, RequestError } from "./collab-connection.mjs";
 import { DocumentClient } from "./collab-ot.mjs";
+import { OFFLINE_PRESENCE, applyEvent, applyPresence } from "./collab-state.mjs";
 
 export { Connection, RequestError };
 
@@ -48,7 +49,6 @@ const RETRY_MAX = 30000;
 /** The frame types that answer a request, matched to it by `rid`. */
 /** Close codes after which the server will not take the participant back. */
 const FINAL_CLOSE = { 4000: "left", 4001: "kicked", 4002: "session_ended" };
-const OFFLINE_PRESENCE = { status: "offline", cursors: [], typing: false, last_active: 0 };
 
 /** The first byte of a part of a sync message (PROTOCOL.md, "Frames"). */
 export const PART_TAG = 0x50;
@@ -524,74 +524,13 @@ export class CollabClient {
   }
 
   _onPresence(f) {
-    const p = this.participants.get(f.participant);
-    if (!p) return;
-    p.presence = f.presence;
-    this._emit("presence", p.id);
+    if (applyPresence(this, f)) this._emit("presence", f.participant);
   }
 
   /** Takes a session event into the state, then reports it. */
   _applyEvent(e, live) {
-    if (e.seq <= this.lastSeq) return;
-    this.lastSeq = e.seq;
-    const p = e.participant != null && typeof e.participant !== "object" ? this.participants.get(e.participant) : null;
-    let wasPresent = false;
-    switch (e.kind) {
-      case "participant_joined": {
-        const old = this.participants.get(e.participant.id);
-        wasPresent = Boolean(old?.present);
-        this.participants.set(e.participant.id, {
-          presence: { ...OFFLINE_PRESENCE, cursors: [] },
-          ...old,
-          ...e.participant,
-          present: true,
-        });
-        break;
-      }
-      case "participant_renamed":
-        if (p) p.name = e.name;
-        break;
-      case "participant_left":
-      case "participant_kicked":
-        if (p) p.present = false;
-        break;
-      case "role_changed":
-        if (p) p.role = e.role;
-        break;
-      case "session_updated":
-        if (this.session) for (const key of ["title", "language", "status"]) if (e[key] !== undefined) this.session[key] = e[key];
-        break;
-      case "message_posted":
-      case "comment_posted":
-        this.messages.set(e.message.id, e.message);
-        break;
-      case "message_edited": {
-        const m = this.messages.get(e.message);
-        if (m) Object.assign(m, { text: e.text, mentions: e.mentions, edited_at: e.at });
-        break;
-      }
-      case "message_deleted": {
-        const m = this.messages.get(e.message);
-        if (m) Object.assign(m, { deleted: true, text: "", mentions: [], reactions: {} });
-        break;
-      }
-      case "reaction_toggled": {
-        const m = this.messages.get(e.message);
-        if (!m) break;
-        const who = new Set(m.reactions?.[e.emoji] || []);
-        if (e.added) who.add(e.participant);
-        else who.delete(e.participant);
-        m.reactions = { ...m.reactions, [e.emoji]: [...who].sort((a, b) => a - b) };
-        if (who.size === 0) delete m.reactions[e.emoji];
-        break;
-      }
-      case "session_ended":
-        if (this.session) this.session.status = "ended";
-        break;
-      default:
-        break;
-    }
-    this._emit("event", e, { live, wasPresent });
+    const applied = applyEvent(this, e);
+    if (applied) this._emit("event", e, { live, wasPresent: applied.wasPresent });
   }
 
   // ---- requests ------------------------------------------------------------------

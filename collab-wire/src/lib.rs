@@ -49,8 +49,8 @@ pub const BROWSER_OT_MODULE: &str = include_str!("../js/collab-ot.mjs");
 /// that connects with a token, reconnects with back-off and resumes, joins,
 /// and keeps the session's participants, presence, document (through
 /// `collab-ot.mjs`, which it imports as `./collab-ot.mjs`), chat and events.
-/// Serve it beside [`BROWSER_OT_MODULE`] and [`BROWSER_CONNECTION_MODULE`],
-/// for example at `/collab-client.mjs`.
+/// Serve it beside [`BROWSER_OT_MODULE`], [`BROWSER_CONNECTION_MODULE`] and
+/// [`BROWSER_STATE_MODULE`], for example at `/collab-client.mjs`.
 pub const BROWSER_CLIENT_MODULE: &str = include_str!("../js/collab-client.mjs");
 
 /// One WebSocket to a session, as the client library opens it (`Connection`):
@@ -59,6 +59,12 @@ pub const BROWSER_CLIENT_MODULE: &str = include_str!("../js/collab-client.mjs");
 /// `./collab-connection.mjs`: serve it beside it, for example at
 /// `/collab-connection.mjs`.
 pub const BROWSER_CONNECTION_MODULE: &str = include_str!("../js/collab-connection.mjs");
+
+/// How the client library's session state takes in events and presence
+/// (`applyEvent`, `applyPresence`): pure functions, no socket.
+/// [`BROWSER_CLIENT_MODULE`] imports it as `./collab-state.mjs`: serve it
+/// beside it, for example at `/collab-state.mjs`.
+pub const BROWSER_STATE_MODULE: &str = include_str!("../js/collab-state.mjs");
 
 /// The CodeMirror 6 binding of the client library: sends an editor's changes,
 /// shows others' edits outside the undo history, draws others' cursors. It

@@ -59,6 +59,7 @@ fn browser_modules_type_check() {
             "collab-ot.mjs",
             "collab-client.mjs",
             "collab-connection.mjs",
+            "collab-state.mjs",
         ])
         .current_dir(js_dir())
         .output()

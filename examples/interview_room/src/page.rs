@@ -120,6 +120,7 @@ pub const FILES: &[StaticFile] = &[
         JS,
         collab_core::BROWSER_CONNECTION_MODULE,
     ),
+    file("/collab-state.mjs", JS, collab_core::BROWSER_STATE_MODULE),
     file(
         "/collab-codemirror.mjs",
         JS,
