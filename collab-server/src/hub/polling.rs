@@ -214,20 +214,23 @@ impl Hub {
     pub(super) async fn read_here(
         &self,
         id: &SessionId,
-        user: &UserId,
-        request: ReadRequest,
+        user: UserId,
+        since: Seq,
+        rev: Option<Revision>,
+        wait: Duration,
     ) -> Result<Reply, HubError> {
-        let deadline = tokio::time::Instant::now() + request.wait.min(MAX_READ_WAIT);
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_READ_WAIT);
         let mut position = self.handle(id).await?.position;
-        self.touch_poll(id, user).await;
+        self.touch_poll(id, &user).await;
         loop {
             // Marked seen before reading, so a change between the read and the
             // wait below still wakes it.
             position.borrow_and_update();
+            // Each read is answered at once; the waiting is done here.
             let read = Request::Read {
                 user: user.clone(),
-                since: request.since,
-                rev: request.rev,
+                since,
+                rev,
                 wait_ms: 0,
             };
             let page: ReadPage = self.ask_task(id, read, None).await?.try_into()?;

@@ -15,7 +15,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::polling::ReadRequest;
 use super::*;
 use collab_core::participant::Action;
 
@@ -197,12 +196,8 @@ impl Hub {
                 rev,
                 wait_ms,
             } => {
-                let read = ReadRequest {
-                    since,
-                    rev,
-                    wait: Duration::from_millis(wait_ms),
-                };
-                self.read_here(id, &user, read).await
+                let wait = Duration::from_millis(wait_ms);
+                self.read_here(id, user, since, rev, wait).await
             }
             request => self.ask_task(id, request, None).await,
         }

@@ -103,21 +103,24 @@ impl From<HubError> for RunError {
 
 impl RunError {
     fn answer(&self) -> Answer {
-        let (status, body) = match self {
-            RunError::Api(e) => error_response(e),
-            RunError::AlreadyRunning | RunError::Busy => {
-                let code = ErrorCode::RateLimited;
-                (code.http_status(), error_body(code, &self.to_string()))
+        let code = match self {
+            RunError::Api(e) => {
+                let (status, body) = error_response(e);
+                return Answer { status, body };
             }
             // A code of this app's own: the page offers Run only for the
             // languages this server runs.
-            RunError::Unsupported(message) => (501, error_body("unsupported_language", message)),
-            RunError::Runner(_) => {
-                let code = ErrorCode::Internal;
-                (code.http_status(), error_body(code, &self.to_string()))
+            RunError::Unsupported(message) => {
+                let body = error_body("unsupported_language", message);
+                return Answer { status: 501, body };
             }
+            RunError::AlreadyRunning | RunError::Busy => ErrorCode::RateLimited,
+            RunError::Runner(_) => ErrorCode::Internal,
         };
-        Answer { status, body }
+        Answer {
+            status: code.http_status(),
+            body: error_body(code, &self.to_string()),
+        }
     }
 }
 
