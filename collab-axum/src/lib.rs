@@ -41,10 +41,11 @@ use axum::routing::{any, get};
 use axum::Router;
 use collab_server::http::api::{self, Api, ApiResponse};
 use collab_server::http::transport::{
-    is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+    is_message_too_large, pump_with_keepalive, WireIn, SUBPROTOCOL,
 };
+use collab_server::outbound::Outbound;
 use collab_server::{Connection, Hub};
-use futures::{SinkExt, StreamExt};
+use futures::{future, SinkExt, StreamExt};
 
 pub use collab_server::HttpConfig;
 
@@ -126,34 +127,41 @@ async fn websocket(
         .on_upgrade(move |socket| drive(socket, conn, keepalive))
 }
 
+/// The WebSocket message for what a connection is sent: this adapter's one
+/// mapping from [`Outbound`]. A text frame keeps the room's one copy of its
+/// bytes, shared by every recipient's message.
+pub fn message(out: Outbound) -> Message {
+    match out {
+        // Checked as UTF-8, not copied: `SharedText` is a `str`.
+        Outbound::Text(text) => Message::Text(
+            Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| text.as_str().into()),
+        ),
+        Outbound::Binary(bytes) => Message::Binary(bytes.into()),
+        Outbound::Ping => Message::Ping(Bytes::new()),
+        Outbound::Close(reason) => Message::Close(Some(CloseFrame {
+            code: reason.close_code(),
+            reason: Utf8Bytes::from_static(reason.as_str()),
+        })),
+    }
+}
+
+/// What a client's WebSocket message is to the pump; `None` for what the
+/// WebSocket layer answers itself.
+fn wire_in(msg: Result<Message, axum::Error>) -> Option<WireIn> {
+    match msg {
+        Ok(Message::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
+        Ok(Message::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
+        Ok(Message::Pong(_)) => Some(WireIn::Pong),
+        Ok(Message::Ping(_)) => None,
+        Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
+        Ok(Message::Close(_)) | Err(_) => Some(WireIn::Close),
+    }
+}
+
 async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Duration) {
     let (sink, stream) = socket.split();
-    let incoming = stream.filter_map(|msg| async move {
-        match msg {
-            Ok(Message::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
-            Ok(Message::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
-            Ok(Message::Pong(_)) => Some(WireIn::Pong),
-            // Answered by the WebSocket layer itself.
-            Ok(Message::Ping(_)) => None,
-            Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
-            Ok(Message::Close(_)) | Err(_) => Some(WireIn::Close),
-        }
-    });
-    let outgoing = sink.with(|out: WireOut| async move {
-        Ok::<_, axum::Error>(match out {
-            // The room's one copy of the text, shared: checked as UTF-8,
-            // not copied.
-            WireOut::Text(text) => Message::Text(
-                Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| text.as_str().into()),
-            ),
-            WireOut::Binary(bytes) => Message::Binary(bytes.into()),
-            WireOut::Ping => Message::Ping(Bytes::new()),
-            WireOut::Close { code, reason } => Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })),
-        })
-    });
+    let incoming = stream.filter_map(|msg| future::ready(wire_in(msg)));
+    let outgoing = sink.with(|out| future::ready(Ok::<_, axum::Error>(message(out))));
     pump_with_keepalive(
         conn,
         Box::pin(incoming),

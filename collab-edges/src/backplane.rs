@@ -173,6 +173,9 @@ enum Kind {
     Touch,
     OutboundText,
     OutboundBinary,
+    /// Never sent by a session (a socket's pump pings on its own clock);
+    /// here so that every [`Outbound`] has a form.
+    Ping,
     Close {
         reason: collab_core::CloseReason,
     },
@@ -210,6 +213,7 @@ impl Letter {
             Envelope::Inbound(Inbound::Touch) => (Kind::Touch, &[]),
             Envelope::Outbound(Outbound::Text(text)) => (Kind::OutboundText, text.as_bytes()),
             Envelope::Outbound(Outbound::Binary(bytes)) => (Kind::OutboundBinary, bytes),
+            Envelope::Outbound(Outbound::Ping) => (Kind::Ping, &[]),
             Envelope::Outbound(Outbound::Close(reason)) => (Kind::Close { reason: *reason }, &[]),
             Envelope::Disconnect => (Kind::Disconnect, &[]),
             Envelope::Request { call, body } => (Kind::Request { call: *call }, body),
@@ -270,6 +274,7 @@ impl Letter {
             Kind::Touch => Envelope::Inbound(Inbound::Touch),
             Kind::OutboundText => Envelope::Outbound(Outbound::Text(text()?.into())),
             Kind::OutboundBinary => Envelope::Outbound(Outbound::Binary(payload.to_vec())),
+            Kind::Ping => Envelope::Outbound(Outbound::Ping),
             Kind::Close { reason } => Envelope::Outbound(Outbound::Close(reason)),
             Kind::Disconnect => Envelope::Disconnect,
             Kind::Request { call } => Envelope::Request {
@@ -572,6 +577,7 @@ mod tests {
             Envelope::Inbound(Inbound::Touch),
             Envelope::Outbound(Outbound::Text("é\n".into())),
             Envelope::Outbound(Outbound::Binary(vec![])),
+            Envelope::Outbound(Outbound::Ping),
             Envelope::Outbound(Outbound::Close(collab_core::CloseReason::Kicked)),
             Envelope::Disconnect,
             Envelope::Request {

@@ -1,5 +1,7 @@
-//! What a connection receives from its session, as the hub queues it for
-//! the adapter to write.
+//! What a connection's socket is sent: what its session queues, and the
+//! keepalive pings of the socket's own pump. The one type between the
+//! session and the WebSocket; each framework adapter maps it to its own
+//! message type in one place.
 
 use std::fmt;
 use std::ops::Deref;
@@ -8,14 +10,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use collab_core::CloseReason;
 
-/// What a connection receives.
+/// What a connection's socket is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
     /// A JSON text frame, serialised once for all its recipients.
     Text(SharedText),
     /// A binary frame: an automerge sync message for a replica.
     Binary(Vec<u8>),
-    /// The session closed this connection; nothing follows.
+    /// A WebSocket ping, to keep the connection alive and find dead peers.
+    /// The socket's pump sends it on its own clock; a session never queues
+    /// one.
+    Ping,
+    /// The connection is closed with this reason's WebSocket close code
+    /// ([`CloseReason::close_code`]) and name; nothing follows.
     Close(CloseReason),
 }
 

@@ -404,7 +404,7 @@ async fn closes_without_acks(conn: &mut Connection, within: Duration) {
                     assert_ne!(f["type"], "text_ack", "acknowledged while cut off: {f}");
                 }
                 Some(Outbound::Close(_)) | None => return,
-                Some(Outbound::Binary(_)) => {}
+                Some(Outbound::Binary(_) | Outbound::Ping) => {}
             }
         }
     })

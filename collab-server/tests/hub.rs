@@ -170,7 +170,7 @@ async fn past_the_budget_a_reader_that_is_behind_is_dropped() {
 /// dropped.
 #[tokio::test(start_paused = true)]
 async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
-    use collab_server::http::transport::{pump, WireIn, WireOut};
+    use collab_server::http::transport::{pump, WireIn};
     use futures::StreamExt as _;
     let hub = Hub::new(TokenAuthenticator::new());
     let host = Identity::new("h", "Host");
@@ -183,7 +183,7 @@ async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
         .unbounded_send(WireIn::Text(r#"{"type":"join","mode":"replica"}"#.into()))
         .unwrap();
     // Joined as a replica once the snapshot has come.
-    while !matches!(out_rx.next().await, Some(WireOut::Binary(_))) {}
+    while !matches!(out_rx.next().await, Some(Outbound::Binary(_))) {}
     // 1 MiB: ten seconds and sixteen more.
     let frames = collab_core::parts::split(&vec![0x42; 1 << 20], 64 * 1024);
     in_tx
@@ -201,7 +201,7 @@ async fn a_message_in_parts_left_unfinished_gives_its_room_back() {
         .unwrap();
     let mut codes = Vec::new();
     while let Some(out) = out_rx.next().await {
-        if let WireOut::Text(t) = out {
+        if let Outbound::Text(t) = out {
             let f: serde_json::Value = serde_json::from_str(&t).unwrap();
             if f["type"] == "error" {
                 codes.push(f["code"].as_str().unwrap().to_owned());

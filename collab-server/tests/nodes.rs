@@ -224,7 +224,7 @@ async fn a_stalled_owner_cannot_write_after_another_took_over() {
                     assert_ne!(f["type"], "ack", "the stale owner acknowledged nothing");
                 }
                 Some(Outbound::Close(reason)) => return Some(reason),
-                Some(Outbound::Binary(_)) => {}
+                Some(Outbound::Binary(_) | Outbound::Ping) => {}
                 None => return None,
             }
         }

@@ -125,7 +125,7 @@ const ERROR_CODES: [ErrorCode; 31] = [
 ];
 
 /// Every reason a server closes a connection.
-const CLOSE_REASONS: [CloseReason; 8] = [
+const CLOSE_REASONS: [CloseReason; 9] = [
     CloseReason::Left,
     CloseReason::Kicked,
     CloseReason::SessionEnded,
@@ -134,6 +134,7 @@ const CLOSE_REASONS: [CloseReason; 8] = [
     CloseReason::ServerShutdown,
     CloseReason::RateLimited,
     CloseReason::TokenExpired,
+    CloseReason::MessageTooBig,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,22 +28,24 @@
 //! with it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use collab_server::http::api::{self, Api, ApiResponse};
 use collab_server::http::transport::{
-    is_message_too_large, pump_with_keepalive, WireIn, WireOut, SUBPROTOCOL,
+    is_message_too_large, pump_with_keepalive, WireIn, SUBPROTOCOL,
 };
+use collab_server::outbound::Outbound;
 use collab_server::{Connection, Hub};
 use futures::{future, SinkExt, StreamExt, TryStreamExt};
 use hyper::upgrade::OnUpgrade;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
 use warp::reply::{Reply, Response};
-use warp::ws::{Message, WebSocket, Ws};
+use warp::ws::Ws;
 use warp::{Filter, Rejection};
 
 pub use collab_server::HttpConfig;
@@ -51,31 +53,6 @@ pub use collab_server::HttpConfig;
 /// The client address [`serve`] attaches to each request.
 #[derive(Debug, Clone, Copy)]
 struct ClientSocket(SocketAddr);
-
-/// A WebSocket upgrade of a collab route that [`serve`] took from hyper
-/// before warp saw the request, so that [`routes`] can finish it with the
-/// configured socket buffers: warp's own `Ws` cannot set the read buffer, and the
-/// WebSocket library's default (128 KiB, zero-filled before every read)
-/// costs a third of a busy server's CPU.
-#[derive(Clone)]
-struct UpgradeSlot(Arc<Mutex<Option<OnUpgrade>>>);
-
-impl UpgradeSlot {
-    fn take(&self) -> Option<OnUpgrade> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-/// Whether `request` is a WebSocket upgrade for a collab session, whose
-/// upgrade [`serve`] keeps for [`routes`] (other upgrades stay with warp).
-fn is_collab_upgrade<B>(request: &hyper::Request<B>) -> bool {
-    let upgrade = request
-        .headers()
-        .get(hyper::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    upgrade && request.uri().path().contains("/ws/session/")
-}
 
 /// Serves `filter` on `listener` until `shutdown` completes: each connection
 /// with TCP_NODELAY, a header timeout and a place under the connection caps
@@ -94,11 +71,6 @@ pub async fn serve<F, R>(
         let service = warp::service(filter.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ClientSocket(peer));
-            if is_collab_upgrade(&req) {
-                let upgrade = hyper::upgrade::on(&mut req);
-                req.extensions_mut()
-                    .insert(UpgradeSlot(Arc::new(Mutex::new(Some(upgrade)))));
-            }
             let mut service = service.clone();
             tower_service::Service::call(&mut service, req)
         })
@@ -124,14 +96,19 @@ pub fn routes(hub: Hub, config: HttpConfig) -> BoxedFilter<(Response,)> {
         .or(warp::any().map(|| None))
         .unify();
 
+    // hyper's upgrade of the connection, kept before `warp::ws()` (which
+    // checks the handshake headers) takes it: the socket is then made here,
+    // with the configured buffers, which warp's own `Ws` cannot set (the
+    // WebSocket library's default read buffer, 128 KiB zero-filled before
+    // every read, costs a third of a busy server's CPU).
     let ws = warp::path!("ws" / "session" / String)
         .and(warp::get())
+        .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::ws())
         .and(api.clone())
         .and(warp::header::headers_cloned())
         .and(query)
         .and(socket)
-        .and(warp::ext::optional::<UpgradeSlot>())
         .then(websocket)
         .boxed();
     // Decided on the path alone, before the body (which can be read only
@@ -206,49 +183,49 @@ fn reply(response: ApiResponse) -> Response {
 
 async fn websocket(
     id: String,
-    upgrade: Ws,
+    upgrade: Option<OnUpgrade>,
+    // Its filter checked the handshake headers; the upgrade is `upgrade`.
+    _checked: Ws,
     api: Api,
     headers: HeaderMap,
     query: Option<String>,
     socket: Option<SocketAddr>,
-    slot: Option<UpgradeSlot>,
 ) -> Response {
+    let Some(upgrade) = upgrade else {
+        // A server without HTTP/1 upgrades (HTTP/2, or hyper's upgrades
+        // off) cannot carry a WebSocket.
+        let body = api::error_body(
+            "upgrade_required",
+            "this connection cannot be upgraded to a WebSocket",
+        );
+        let body = warp::reply::with_header(body, "content-type", "application/json");
+        return warp::reply::with_status(body, warp::http::StatusCode::UPGRADE_REQUIRED)
+            .into_response();
+    };
     let accepted = api::accept_websocket(&api, &id, &headers, query.as_deref(), socket).await;
     let conn = match accepted {
         Ok(conn) => conn,
         Err(refusal) => return reply(refusal),
     };
-    let keepalive = api.config().keepalive;
+    let config = api.config();
+    let keepalive = config.keepalive;
     // Nothing larger than the protocol takes is ever buffered.
     let max = api.hub().max_message_bytes();
-    let mut reply = match slot.as_ref().and_then(UpgradeSlot::take) {
-        // Under [`serve`]: finished here, with the configured buffers.
-        Some(on_upgrade) => {
-            let config = WebSocketConfig::default()
-                .max_message_size(Some(max))
-                .max_frame_size(Some(max))
-                .read_buffer_size(api.config().read_buffer_bytes)
-                .write_buffer_size(api.config().write_buffer_bytes);
-            tokio::spawn(async move {
-                // A client that went away before the upgrade completed
-                // drops `conn`, which leaves the session.
-                if let Ok(upgraded) = on_upgrade.await {
-                    let io = hyper_util::rt::TokioIo::new(upgraded);
-                    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config));
-                    drive_raw(socket.await, conn, keepalive).await;
-                }
-            });
-            switching_protocols(&headers)
+    let socket_config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes);
+    tokio::spawn(async move {
+        // A client that went away before the upgrade completed drops
+        // `conn`, which leaves the session.
+        if let Ok(upgraded) = upgrade.await {
+            let io = hyper_util::rt::TokioIo::new(upgraded);
+            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config));
+            drive(socket.await, conn, keepalive).await;
         }
-        // Mounted in a server of the host's own: warp's upgrade, with its
-        // default buffers.
-        None => {
-            let upgrade = upgrade.max_message_size(max).max_frame_size(max);
-            upgrade
-                .on_upgrade(move |socket| drive(socket, conn, keepalive))
-                .into_response()
-        }
-    };
+    });
+    let mut reply = switching_protocols(&headers);
     // Name the subprotocol only when the client offered it, as the
     // WebSocket handshake requires.
     let offered = headers
@@ -285,40 +262,44 @@ fn switching_protocols(headers: &HeaderMap) -> Response {
     response
 }
 
-/// [`drive`] for a socket upgraded under [`serve`].
-async fn drive_raw<S>(socket: WebSocketStream<S>, conn: Connection, keepalive: std::time::Duration)
+/// The WebSocket message for what a connection is sent: this adapter's one
+/// mapping from [`Outbound`]. A text frame keeps the room's one copy of its
+/// bytes, shared by every recipient's message.
+pub fn message(out: Outbound) -> Message {
+    match out {
+        // Checked as UTF-8, not copied: `SharedText` is a `str`.
+        Outbound::Text(text) => Message::Text(
+            Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| text.as_str().into()),
+        ),
+        Outbound::Binary(bytes) => Message::binary(bytes),
+        Outbound::Ping => Message::Ping(Default::default()),
+        Outbound::Close(reason) => Message::Close(Some(CloseFrame {
+            code: CloseCode::from(reason.close_code()),
+            reason: Utf8Bytes::from_static(reason.as_str()),
+        })),
+    }
+}
+
+/// What a client's WebSocket message is to the pump; `None` for what the
+/// WebSocket layer answers itself.
+fn wire_in(msg: Result<Message, tungstenite::Error>) -> Option<WireIn> {
+    match msg {
+        Ok(Message::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
+        Ok(Message::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
+        Ok(Message::Pong(_)) => Some(WireIn::Pong),
+        Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => None,
+        Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
+        Ok(Message::Close(_)) | Err(_) => Some(WireIn::Close),
+    }
+}
+
+async fn drive<S>(socket: WebSocketStream<S>, conn: Connection, keepalive: std::time::Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    use tokio_tungstenite::tungstenite::protocol::frame::{coding::CloseCode, CloseFrame};
-    use tokio_tungstenite::tungstenite::{Message as Raw, Utf8Bytes};
     let (sink, stream) = socket.split();
-    let incoming = stream.filter_map(|msg| {
-        future::ready(match msg {
-            Ok(Raw::Text(text)) => Some(WireIn::Text(text.as_str().to_owned())),
-            Ok(Raw::Binary(bytes)) => Some(WireIn::Binary(bytes.to_vec())),
-            Ok(Raw::Pong(_)) => Some(WireIn::Pong),
-            // Answered by the WebSocket layer itself.
-            Ok(Raw::Ping(_)) | Ok(Raw::Frame(_)) => None,
-            Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
-            Ok(Raw::Close(_)) | Err(_) => Some(WireIn::Close),
-        })
-    });
-    let outgoing = sink.with(|out: WireOut| {
-        future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(match out {
-            // The room's one copy of the text, shared: checked as UTF-8,
-            // not copied.
-            WireOut::Text(text) => Raw::Text(
-                Utf8Bytes::try_from(text.bytes()).unwrap_or_else(|_| text.as_str().into()),
-            ),
-            WireOut::Binary(bytes) => Raw::binary(bytes),
-            WireOut::Ping => Raw::Ping(Default::default()),
-            WireOut::Close { code, reason } => Raw::Close(Some(CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            })),
-        }))
-    });
+    let incoming = stream.filter_map(|msg| future::ready(wire_in(msg)));
+    let outgoing = sink.with(|out| future::ready(Ok::<_, tungstenite::Error>(message(out))));
     pump_with_keepalive(
         conn,
         Box::pin(incoming),
@@ -326,70 +307,4 @@ where
         Some(keepalive),
     )
     .await;
-}
-
-async fn drive(socket: WebSocket, conn: Connection, keepalive: std::time::Duration) {
-    let (sink, stream) = socket.split();
-    let incoming = stream.filter_map(|msg| {
-        future::ready(match msg {
-            Ok(m) if m.is_text() => m.to_str().ok().map(|t| WireIn::Text(t.to_owned())),
-            Ok(m) if m.is_binary() => Some(WireIn::Binary(m.into_bytes().to_vec())),
-            Ok(m) if m.is_close() => Some(WireIn::Close),
-            Ok(m) if m.is_pong() => Some(WireIn::Pong),
-            Ok(_) => None,
-            Err(e) if is_message_too_large(&e) => Some(WireIn::TooLarge),
-            Err(_) => Some(WireIn::Close),
-        })
-    });
-    let outgoing = sink.with(|out: WireOut| {
-        future::ready(Ok::<_, warp::Error>(match out {
-            // warp's own message takes a `String`: a copy per recipient
-            // here, which the raw path above avoids.
-            WireOut::Text(text) => Message::text(text.as_str()),
-            WireOut::Binary(bytes) => Message::binary(bytes),
-            WireOut::Ping => Message::ping(Vec::new()),
-            WireOut::Close { code, reason } => Message::close_with(code, reason),
-        }))
-    });
-    pump_with_keepalive(
-        conn,
-        Box::pin(incoming),
-        Box::pin(outgoing),
-        Some(keepalive),
-    )
-    .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(path: &str, upgrade: Option<&str>) -> hyper::Request<()> {
-        let mut builder = hyper::Request::get(path);
-        if let Some(upgrade) = upgrade {
-            builder = builder.header("upgrade", upgrade);
-        }
-        builder.body(()).unwrap()
-    }
-
-    #[test]
-    fn only_collab_upgrades_are_kept_from_warp() {
-        assert!(is_collab_upgrade(&request(
-            "/ws/session/abc",
-            Some("websocket")
-        )));
-        assert!(is_collab_upgrade(&request(
-            "/collab/ws/session/abc",
-            Some("WebSocket")
-        )));
-        assert!(!is_collab_upgrade(&request("/ws/session/abc", None)));
-        assert!(!is_collab_upgrade(&request(
-            "/chat/socket",
-            Some("websocket")
-        )));
-        assert!(!is_collab_upgrade(&request(
-            "/api/v1/sessions",
-            Some("h2c")
-        )));
-    }
 }

@@ -1,6 +1,6 @@
 //! The collab routes mounted in warp's own server rather than
-//! [`collab_warp::serve`]: WebSockets are then upgraded by warp itself (with
-//! its default buffers), and must behave the same. Only scenarios that need
+//! [`collab_warp::serve`]: the WebSocket is made from the upgrade warp's
+//! server hands over, and must behave the same. Only scenarios that need
 //! nothing from `serve` (client addresses, header timeouts, connection caps)
 //! run here.
 
@@ -18,4 +18,4 @@ async fn server(hub: Hub, http: HttpConfig) -> String {
 collab_conformance::conformance_tests!(@each server;
     join_and_chat, token_in_the_subprotocol, bad_frames_keep_the_connection,
     kick_and_end_close_with_codes, presence_reaches_the_others,
-    a_megabyte_paste_reaches_everyone);
+    a_megabyte_paste_reaches_everyone, oversized_messages_are_refused_unread);

@@ -1,14 +1,13 @@
 //! The one driver loop every transport shares: client messages in, server
 //! messages out, over any `Stream` and `Sink`. An adapter maps its framework's
-//! WebSocket message type to [`WireIn`] and [`WireOut`] and calls [`pump`];
-//! tests can call it with channels.
+//! WebSocket message to [`WireIn`] and [`Outbound`] to its message, once
+//! each, and calls [`pump`]; tests can call it with channels.
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tracing::Instrument;
 
 use crate::hub::{Caller, Connection, HubError, Outbound, ReadRequest, StreamItem};
-use crate::outbound::SharedText;
 use collab_core::ids::SessionId;
 use collab_core::protocol::CloseReason;
 use collab_core::session::SessionStatus;
@@ -26,35 +25,8 @@ pub enum WireIn {
     Close,
     /// The client sent a message larger than [`Hub::max_message_bytes`](crate::Hub::max_message_bytes), which
     /// the WebSocket layer refused before buffering it: the connection is
-    /// closed with 1009 (message too big).
+    /// closed with [`CloseReason::MessageTooBig`] (1009).
     TooLarge,
-}
-
-/// What to send a client, in transport-neutral form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WireOut {
-    /// A text frame.
-    Text(SharedText),
-    /// A binary frame (document sync).
-    Binary(Vec<u8>),
-    /// A WebSocket ping, to keep the connection alive and find dead peers.
-    Ping,
-    /// Close the connection with this WebSocket close code and reason text.
-    Close {
-        /// The close code, from [`CloseReason::close_code`].
-        code: u16,
-        /// The reason in its wire spelling (`kicked`, `slow_consumer`, ...).
-        reason: &'static str,
-    },
-}
-
-impl WireOut {
-    fn close(reason: CloseReason) -> Self {
-        WireOut::Close {
-            code: reason.close_code(),
-            reason: reason.as_str(),
-        }
-    }
 }
 
 /// Runs a connection until either side closes: frames from `incoming` go to
@@ -66,7 +38,7 @@ impl WireOut {
 pub async fn pump<In, Out>(conn: Connection, incoming: In, outgoing: Out)
 where
     In: Stream<Item = WireIn> + Unpin,
-    Out: Sink<WireOut> + Unpin,
+    Out: Sink<Outbound> + Unpin,
 {
     pump_with_keepalive(conn, incoming, outgoing, None).await;
 }
@@ -80,7 +52,7 @@ pub async fn pump_with_keepalive<In, Out>(
     keepalive: Option<std::time::Duration>,
 ) where
     In: Stream<Item = WireIn> + Unpin,
-    Out: Sink<WireOut> + Unpin,
+    Out: Sink<Outbound> + Unpin,
 {
     let span = conn.span().clone();
     pump_in_span(conn, incoming, outgoing, keepalive)
@@ -95,7 +67,7 @@ async fn pump_in_span<In, Out>(
     keepalive: Option<std::time::Duration>,
 ) where
     In: Stream<Item = WireIn> + Unpin,
-    Out: Sink<WireOut> + Unpin,
+    Out: Sink<Outbound> + Unpin,
 {
     tracing::debug!("connection open");
     let (sender, mut receiver) = conn.split();
@@ -151,7 +123,7 @@ async fn pump_in_span<In, Out>(
                 };
                 let Some(out) = out else {
                     // The keepalive tick.
-                    if outgoing.send(WireOut::Ping).await.is_err() {
+                    if outgoing.send(Outbound::Ping).await.is_err() {
                         break false;
                     }
                     continue;
@@ -161,12 +133,8 @@ async fn pump_in_span<In, Out>(
                 // edits, an ack with its event), then one flush.
                 let mut burst = 0;
                 let closed = loop {
-                    let (msg, last) = match out {
-                        Outbound::Text(text) => (WireOut::Text(text), false),
-                        Outbound::Binary(bytes) => (WireOut::Binary(bytes), false),
-                        Outbound::Close(reason) => (WireOut::close(reason), true),
-                    };
-                    if outgoing.feed(msg).await.is_err() {
+                    let last = matches!(out, Outbound::Close(_));
+                    if outgoing.feed(out).await.is_err() {
                         break None;
                     }
                     burst += 1;
@@ -209,10 +177,7 @@ async fn pump_in_span<In, Out>(
     if too_large {
         tracing::debug!("a message over the limit");
         let _ = outgoing
-            .send(WireOut::Close {
-                code: MESSAGE_TOO_BIG,
-                reason: "message_too_big",
-            })
+            .send(Outbound::Close(CloseReason::MessageTooBig))
             .await;
     }
     let _ = outgoing.flush().await;
@@ -232,9 +197,6 @@ async fn pump_in_span<In, Out>(
     }
     let _ = outgoing.close().await;
 }
-
-/// The WebSocket close code for a message over the limit.
-const MESSAGE_TOO_BIG: u16 = 1009;
 
 /// Whether an error a WebSocket stream gave, or any error under it, is
 /// tungstenite's refusal of a message or frame over the size limit: what
@@ -397,11 +359,11 @@ mod tests {
             .unbounded_send(WireIn::Text(r#"{"type":"join"}"#.into()))
             .unwrap();
         let first = out_rx.next().await.unwrap();
-        assert!(matches!(first, WireOut::Text(t) if t.contains("welcome")));
+        assert!(matches!(first, Outbound::Text(t) if t.contains("welcome")));
         in_tx.unbounded_send(WireIn::Binary(vec![1, 2, 3])).unwrap();
         loop {
             match out_rx.next().await.unwrap() {
-                WireOut::Text(t) if t.contains("malformed_frame") => break,
+                Outbound::Text(t) if t.contains("malformed_frame") => break,
                 _ => {}
             }
         }
@@ -410,13 +372,7 @@ mod tests {
         while let Some(out) = out_rx.next().await {
             last = Some(out);
         }
-        assert_eq!(
-            last,
-            Some(WireOut::Close {
-                code: 4002,
-                reason: "session_ended"
-            })
-        );
+        assert_eq!(last, Some(Outbound::Close(CloseReason::SessionEnded)));
         task.await.unwrap();
     }
 }

@@ -475,7 +475,7 @@ impl ConnectionReceiver {
         let len = match out {
             Outbound::Text(text) => text.len(),
             Outbound::Binary(bytes) => bytes.len(),
-            Outbound::Close(_) => 0,
+            Outbound::Ping | Outbound::Close(_) => 0,
         };
         let counted = self.shared.written(len);
         if counted > 0 {

@@ -369,6 +369,10 @@ pub enum CloseReason {
     /// The credential the connection was opened with expired and was not
     /// refreshed with `authenticate`; reconnect with a new one.
     TokenExpired,
+    /// The client sent a WebSocket message over the size limit, which the
+    /// WebSocket layer refused unread. No `goodbye` precedes this one: the
+    /// WebSocket close (code 1009) alone says it.
+    MessageTooBig,
 }
 
 impl CloseReason {
@@ -384,11 +388,12 @@ impl CloseReason {
             CloseReason::ServerShutdown => "server_shutdown",
             CloseReason::RateLimited => "rate_limited",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::MessageTooBig => "message_too_big",
         }
     }
 
     /// The WebSocket close code for this reason (RFC 6455 private range, except
-    /// 1001 for shutdown).
+    /// the standard 1001 for shutdown and 1009 for a message too big).
     pub const fn close_code(self) -> u16 {
         match self {
             CloseReason::Left => 4000,
@@ -399,6 +404,7 @@ impl CloseReason {
             CloseReason::ServerShutdown => 1001,
             CloseReason::RateLimited => 4008,
             CloseReason::TokenExpired => 4005,
+            CloseReason::MessageTooBig => 1009,
         }
     }
 
@@ -411,6 +417,7 @@ impl CloseReason {
                 | CloseReason::ServerShutdown
                 | CloseReason::RateLimited
                 | CloseReason::TokenExpired
+                | CloseReason::MessageTooBig
         )
     }
 }

@@ -171,6 +171,7 @@ fn close_codes_are_distinct() {
         CloseReason::ServerShutdown,
         CloseReason::RateLimited,
         CloseReason::TokenExpired,
+        CloseReason::MessageTooBig,
     ];
     let codes: HashSet<_> = reasons.iter().map(|r| r.close_code()).collect();
     assert_eq!(codes.len(), reasons.len());
