@@ -154,7 +154,8 @@ macro_rules! conformance_tests {
             oversized_messages_are_refused_unread, polls_count_against_the_address,
             session_creation_is_rate_limited, chat_sends_are_idempotent,
             trusted_proxies_name_the_client, a_megabyte_paste_reaches_everyone,
-            cross_origin_calls_follow_the_origin_policy, sync_messages_travel_in_parts);
+            cross_origin_calls_follow_the_origin_policy, sync_messages_travel_in_parts,
+            the_export_tells_the_whole_story);
     };
     (@each $serve:expr; $($name:ident),*) => {
         $(

@@ -603,3 +603,147 @@ pub async fn presence_reaches_the_others(c: &Client) {
     let viewers = host.until("viewers").await;
     assert_eq!(viewers["participants"], json!([guest_id]));
 }
+
+/// A host's export holds the whole session: every edit with its author and
+/// time, the files at the start and the end, and every event, those after
+/// the last edit included. Its versions replay into the final text, it
+/// follows its published JSON schema, and nobody but a host gets it.
+pub async fn the_export_tells_the_whole_story(c: &Client) {
+    let made = c
+        .rest(
+            "POST",
+            "/api/v1/sessions",
+            Some("host-token-41"),
+            Some(json!({"title": "Export", "code": "fn main() {}\n"})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let id = made.body["id"].as_str().expect("id").to_owned();
+    let (mut host, _) = c.joined(&id, "host-token-41", "Hana").await;
+    let (mut guest, _) = c.joined(&id, "guest-token-41", "Gus").await;
+    // Two edits typed on the same revision: the second is rebased.
+    host.send(json!({"type": "text_op", "rid": 1, "rev": 0, "file": "main", "op": ["// a\n", 13], "oid": "h1"}))
+        .await;
+    guest
+        .send(json!({"type": "text_op", "rid": 2, "rev": 0, "file": "main", "op": [12, "\n// b", 1], "oid": "g1"}))
+        .await;
+    host.until("text_ack").await;
+    guest.until("text_ack").await;
+    host.send(json!({"type": "file_create", "rid": 3, "file": "notes.md", "text": "- asks good questions\n"}))
+        .await;
+    host.until("ack").await;
+    // What happens after the last edit belongs to the story too.
+    guest
+        .send(json!({"type": "chat_send", "rid": 4, "text": "done, I think"}))
+        .await;
+    guest.until("ack").await;
+    host.send(json!({"type": "chat_send", "rid": 5, "text": "why a loop?", "anchor": {"file": "main", "line": 2}}))
+        .await;
+    host.until("ack").await;
+    let code = c
+        .rest(
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some("host-token-41"),
+            None,
+        )
+        .await
+        .body["code"]
+        .clone();
+    let ended = c
+        .rest(
+            "POST",
+            &format!("/api/v1/sessions/{id}/end"),
+            Some("host-token-41"),
+            None,
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{:?}", ended.body);
+
+    let path = format!("/api/v1/sessions/{id}/export");
+    let r = c.rest("GET", &path, Some("host-token-41"), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    check_export_schema(&r.body);
+    let export: collab_core::session::SessionExport =
+        serde_json::from_value(r.body.clone()).expect("an export");
+    assert_eq!(export.format, collab_core::session::EXPORT_FORMAT);
+    assert_eq!(export.start.rev, 0);
+    assert_eq!(export.start.files["main"], "fn main() {}\n");
+    let replayed =
+        collab_core::document::replay(&export.start.files, &export.versions).expect("replays");
+    assert_eq!(replayed, export.end.files, "the versions lead to the end");
+    assert_eq!(
+        json!(export.end.files["main"]),
+        code,
+        "the end is the session's code"
+    );
+    assert_eq!(export.end.files["notes.md"], "- asks good questions\n");
+    assert_eq!(export.versions.len(), 3);
+    let authors: std::collections::BTreeSet<_> =
+        export.versions.iter().filter_map(|v| v.author).collect();
+    assert_eq!(
+        authors.len(),
+        2,
+        "both people's edits, each with its author"
+    );
+    assert!(export
+        .versions
+        .windows(2)
+        .all(|w| w[0].at <= w[1].at && w[1].rev == w[0].rev + 1));
+    assert_eq!(export.participants.len(), 2);
+    let kinds: Vec<Value> = export
+        .events
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("an event")["kind"].clone())
+        .collect();
+    for kind in [
+        "participant_joined",
+        "message_posted",
+        "comment_posted",
+        "session_ended",
+    ] {
+        assert!(kinds.contains(&json!(kind)), "no {kind} in {kinds:?}");
+    }
+    assert_eq!(kinds.last(), Some(&json!("session_ended")));
+    let last_edit = export.versions.last().expect("versions").at;
+    assert!(
+        export.events.iter().filter(|e| e.at >= last_edit).count() >= 3,
+        "the chat, the comment and the end after the last edit are in it"
+    );
+
+    // An editor may not export, nor may someone who never joined.
+    let r = c.rest("GET", &path, Some("guest-token-41"), None).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{:?}",
+        r.body
+    );
+    let r = c.rest("GET", &path, Some("stranger-token-41"), None).await;
+    assert!(r.status >= 400 && r.status < 500, "{:?}", r.body);
+    assert!(r.body.get("versions").is_none(), "nothing of the session");
+}
+
+/// The export schema's `$id`.
+const EXPORT_SCHEMA_ID: &str = "https://example.invalid/collab/export.schema.json";
+
+/// Checks `export` against `collab-wire/export.schema.json`.
+fn check_export_schema(export: &Value) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../collab-wire/export.schema.json"
+    );
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the schema")).expect("JSON");
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource(EXPORT_SCHEMA_ID, schema)
+        .expect("the schema is added");
+    let index = compiler
+        .compile(EXPORT_SCHEMA_ID, &mut schemas)
+        .expect("the schema compiles");
+    if let Err(e) = schemas.validate(export, index) {
+        panic!("the export does not follow its schema: {e:#}");
+    }
+}

@@ -142,6 +142,8 @@ enum Tag {
     Client,
     Server,
     Event,
+    /// A whole session's export (`GET /api/v1/sessions/{id}/export`).
+    Export,
 }
 
 /// One tagged JSON block of the document.
@@ -192,8 +194,9 @@ fn examples(doc: &str) -> Vec<Example> {
                     Some("client") => Tag::Client,
                     Some("server") => Tag::Server,
                     Some("event") => Tag::Event,
+                    Some("export") => Tag::Export,
                     other => panic!(
-                        "PROTOCOL.md:{}: a json block must say `client`, `server` or `event`, not {other:?}",
+                        "PROTOCOL.md:{}: a json block must say `client`, `server`, `event` or `export`, not {other:?}",
                         i + 1
                     ),
                 }),
@@ -683,4 +686,33 @@ fn the_limits_table_matches_the_defaults() {
         problems.push(format!("presence rate should read {per_second} a second"));
     }
     assert_no_problems(&problems);
+}
+
+/// The export's example reads as the library's type, and its versions,
+/// applied to its start, give its end, as the text says.
+#[test]
+fn the_export_example_decodes_and_replays() {
+    use collab_core::session::SessionExport;
+    for ex in tagged(Tag::Export) {
+        let export: SessionExport = serde_json::from_str(&ex.text)
+            .unwrap_or_else(|e| panic!("PROTOCOL.md:{}: not an export: {e}", ex.line));
+        assert_eq!(export.format, collab_core::session::EXPORT_FORMAT);
+        let replayed = collab_core::document::replay(&export.start.files, &export.versions)
+            .unwrap_or_else(|e| panic!("PROTOCOL.md:{}: does not replay: {e}", ex.line));
+        assert_eq!(replayed, export.end.files, "PROTOCOL.md:{}", ex.line);
+    }
+}
+
+/// The export's JSON schema names every event kind there is.
+#[test]
+fn the_export_schema_knows_every_event_kind() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collab-wire/export.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let kinds: BTreeSet<String> = schema["$defs"]["event"]["properties"]["kind"]["enum"]
+        .as_array()
+        .expect("the event kinds")
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, set(&EVENT_KINDS));
 }

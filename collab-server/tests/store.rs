@@ -1175,3 +1175,69 @@ async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
         "read once, when needed"
     );
 }
+
+/// A host's export of a session loaded from its store holds the whole
+/// history: the older versions are read from the store first, once, and
+/// replay from the start to the text there is now.
+#[tokio::test]
+async fn an_export_reads_the_older_history_from_the_store() {
+    use std::sync::atomic::Ordering;
+    let store = Arc::new(CountingVersions::default());
+    let auth = Arc::new(TokenAuthenticator::new());
+    let fast = |store: Arc<CountingVersions>, auth: Arc<TokenAuthenticator>| {
+        let mut config = HubConfig::default();
+        config.session.frames_per_second = 1_000_000;
+        config.session.frame_burst = 1_000_000;
+        Hub::builder(auth).config(config).store(store).build()
+    };
+    let hub = fast(store.clone(), auth.clone());
+    let ann = Identity::new("ann", "Ann");
+    let id = hub
+        .create_session(&ann, NewSession::default())
+        .await
+        .unwrap()
+        .id;
+    let mut conn = hub.connect(&id, ann.clone()).await.unwrap();
+    conn.send(ClientFrame::join()).await.unwrap();
+    until(&mut conn, "welcome").await;
+    for i in 0..600u64 {
+        conn.send_text(
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "y"), "oid": format!("o{i}")})
+                .to_string(),
+        )
+        .await
+        .unwrap();
+        until(&mut conn, "text_ack").await;
+    }
+    drop(conn);
+    let floor = store.inner.load(&id).await.unwrap().unwrap().document_rev;
+    assert!(floor >= 512, "{floor}");
+
+    let hub2 = fast(store.clone(), auth);
+    let ben = Identity::new("ben", "Ben");
+    let mut guest = hub2.connect(&id, ben.clone()).await.unwrap();
+    guest.send(ClientFrame::join()).await.unwrap();
+    until(&mut guest, "welcome").await;
+    assert!(matches!(
+        hub2.caller(ben, None).export(&id).await,
+        Err(HubError::Session(
+            collab_core::SessionError::Forbidden { .. }
+        ))
+    ));
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst),
+        0,
+        "nothing read for a refusal"
+    );
+    let export = hub2.caller(ann, None).export(&id).await.unwrap();
+    assert_eq!(export.versions.len(), 600);
+    assert_eq!(export.versions[0].rev, 1);
+    let replayed = collab_core::document::replay(&export.start.files, &export.versions).unwrap();
+    assert_eq!(replayed, export.end.files);
+    assert_eq!(export.end.files["main"].matches('y').count(), 600);
+    assert_eq!(
+        store.reads.load(Ordering::SeqCst),
+        1,
+        "the older history, read once"
+    );
+}

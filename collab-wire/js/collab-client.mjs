@@ -860,6 +860,22 @@ export class CollabClient {
   }
 
   /**
+   * The whole session as one document (hosts only): every edit with its
+   * author and time, every event, the files at the start and the end
+   * (`GET /api/v1/sessions/{id}/export`; its layout is
+   * `collab-wire/export.schema.json`). Needs the client's `sessionUrl`.
+   * Rejects with a `RequestError` carrying the server's code.
+   * @returns {Promise<object>}
+   */
+  async exportSession() {
+    if (!this.sessionUrl) throw new RequestError("invalid_input", "the client was made without a sessionUrl");
+    const res = await fetch(`${this.sessionUrl}/export`, { headers: { Authorization: `Bearer ${this.token}` } });
+    const body = await res.json().catch(() => null);
+    if (!res.ok) throw new RequestError(body?.error?.code ?? "internal", body?.error?.message ?? `the server answered ${res.status}`);
+    return body;
+  }
+
+  /**
    * Shares the output of a run with everyone (it comes back to all as a
    * `run_finished` event).
    * @param {{stdout: string, stderr: string, exit_code?: number}} output

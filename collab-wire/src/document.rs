@@ -89,3 +89,72 @@ pub struct DocumentSnapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<BTreeMap<String, String>>,
 }
+
+/// A version that does not apply where [`replay`] met it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("revision {rev} does not apply to {file}: {reason}")]
+pub struct ReplayError {
+    /// The version's revision.
+    pub rev: Revision,
+    /// Its file.
+    pub file: String,
+    /// Why: the file is missing, or the edit does not fit its text.
+    pub reason: String,
+}
+
+/// The files that `versions`, applied in order, make of `start`: an edit
+/// applies its operation to its file, a create makes the file, a remove
+/// deletes it. What a tool reading a session's export does to rebuild any
+/// revision.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use collab_wire::document::{replay, Change, Version};
+/// use collab_wire::ot::TextOperation;
+/// use collab_wire::time::Timestamp;
+///
+/// let start = BTreeMap::from([("main".to_owned(), "ab".to_owned())]);
+/// let mut op = TextOperation::new();
+/// op.retain(2).insert("c");
+/// let edit = Version {
+///     rev: 1,
+///     file: "main".into(),
+///     change: Change::Edit { op },
+///     author: None,
+///     at: Timestamp(0),
+///     oid: None,
+/// };
+/// assert_eq!(replay(&start, &[edit]).unwrap()["main"], "abc");
+/// ```
+///
+/// # Errors
+/// [`ReplayError`] for an edit of a file that does not exist, or that does
+/// not fit the file's text.
+pub fn replay(
+    start: &BTreeMap<String, String>,
+    versions: &[Version],
+) -> Result<BTreeMap<String, String>, ReplayError> {
+    let mut files = start.clone();
+    for v in versions {
+        let refused = |reason: String| ReplayError {
+            rev: v.rev,
+            file: v.file.clone(),
+            reason,
+        };
+        match &v.change {
+            Change::Edit { op } => {
+                let text = files
+                    .get_mut(&v.file)
+                    .ok_or_else(|| refused("no such file".into()))?;
+                *text = op.apply(text).map_err(|e| refused(e.to_string()))?;
+            }
+            Change::Create { text } => {
+                files.insert(v.file.clone(), text.clone());
+            }
+            Change::Remove => {
+                files.remove(&v.file);
+            }
+        }
+    }
+    Ok(files)
+}

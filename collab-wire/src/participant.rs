@@ -40,11 +40,14 @@ pub enum Action {
     DeleteAnyMessage,
     /// Set one's own presence: cursor, viewport, typing, status.
     SetPresence,
+    /// Take the whole session away as one document: every edit, message,
+    /// run and event (`GET /api/v1/sessions/{id}/export`).
+    ExportSession,
 }
 
 impl Action {
     /// Every action, for exhaustive tests and documentation.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::EditDocument,
         Action::UpdateSession,
         Action::EndSession,
@@ -54,6 +57,7 @@ impl Action {
         Action::React,
         Action::DeleteAnyMessage,
         Action::SetPresence,
+        Action::ExportSession,
     ];
 }
 
@@ -70,6 +74,7 @@ impl Action {
             Action::React => "react",
             Action::DeleteAnyMessage => "delete_any_message",
             Action::SetPresence => "set_presence",
+            Action::ExportSession => "export_session",
         }
     }
 }
@@ -88,6 +93,7 @@ impl Action {
             Action::React => "react to messages",
             Action::DeleteAnyMessage => "delete others' messages",
             Action::SetPresence => "share their presence",
+            Action::ExportSession => "export the session",
         }
     }
 }
@@ -117,7 +123,7 @@ impl Role {
     /// | action | Host | Editor | Viewer |
     /// |---|---|---|---|
     /// | edit document | yes | yes | no |
-    /// | update / end session, change roles, kick, delete others' messages | yes | no | no |
+    /// | update / end / export session, change roles, kick, delete others' messages | yes | no | no |
     /// | post messages, react, set own presence | yes | yes | yes |
     ///
     /// ```
@@ -133,7 +139,8 @@ impl Role {
             | Action::EndSession
             | Action::ChangeRole
             | Action::Kick
-            | Action::DeleteAnyMessage => matches!(self, Role::Host),
+            | Action::DeleteAnyMessage
+            | Action::ExportSession => matches!(self, Role::Host),
             Action::PostMessage | Action::React | Action::SetPresence => true,
         }
     }

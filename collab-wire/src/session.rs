@@ -83,3 +83,42 @@ pub struct SessionInfo {
     /// The newest event's sequence number.
     pub last_seq: Seq,
 }
+
+/// The name of the export format, in [`SessionExport::format`]; its JSON
+/// schema is `collab-wire/export.schema.json`.
+pub const EXPORT_FORMAT: &str = "collab-export/1";
+
+/// A whole session as one document, for archives and for tools that review
+/// an interview elsewhere: what `GET /api/v1/sessions/{id}/export` answers
+/// a host. Replaying [`SessionExport::versions`] over
+/// [`SessionExport::start`] gives [`SessionExport::end`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionExport {
+    /// [`EXPORT_FORMAT`].
+    pub format: String,
+    /// When the export was made.
+    pub exported_at: Timestamp,
+    /// The session.
+    pub session: SessionInfo,
+    /// Everyone who ever joined, with the role they have now (or had when
+    /// they left); their role changes are in [`SessionExport::events`].
+    pub participants: Vec<crate::participant::Participant>,
+    /// The files as the session was created, at revision 0.
+    pub start: FilesAt,
+    /// Every change to the document, oldest first: who made it and when.
+    pub versions: Vec<crate::document::Version>,
+    /// Every event, oldest first: joins and leaves, role changes, chat and
+    /// comments, runs, pauses, the end.
+    pub events: Vec<crate::events::Event>,
+    /// The files at the newest revision.
+    pub end: FilesAt,
+}
+
+/// Every file's text at one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesAt {
+    /// The revision.
+    pub rev: crate::document::Revision,
+    /// Each file's path and text.
+    pub files: std::collections::BTreeMap<String, String>,
+}

@@ -47,8 +47,8 @@ use crate::protocol::Ties;
 use crate::time::Timestamp;
 
 pub use collab_wire::document::{
-    Change, DocumentSnapshot, Revision, RunOutput, Version, DEFAULT_FILE, MAX_FILES, MAX_RUNS,
-    MAX_RUN_OUTPUT_BYTES,
+    replay, Change, DocumentSnapshot, ReplayError, Revision, RunOutput, Version, DEFAULT_FILE,
+    MAX_FILES, MAX_RUNS, MAX_RUN_OUTPUT_BYTES,
 };
 
 mod history;

@@ -132,6 +132,57 @@ impl Session {
 
     // ---- reads -------------------------------------------------------------
 
+    /// The whole session as one document, for `user`, who must be allowed
+    /// [`Action::ExportSession`] (a host): every version, every event,
+    /// everyone who joined, and the files at the start and now. It reads the
+    /// whole history: a driver hands in what the store holds first when
+    /// [`Session::export_needs_history`] says so.
+    ///
+    /// # Errors
+    /// [`SessionError::NotParticipant`] or [`SessionError::Forbidden`];
+    /// [`DocumentError::HistoryNotLoaded`] when the store's history is not
+    /// in.
+    pub fn export(&self, user: &UserId, now: Timestamp) -> Result<SessionExport, SessionError> {
+        self.authorize(Actor::User(user), Action::ExportSession)?;
+        let (versions, _) = self.document.versions(0, usize::MAX)?;
+        // Every file that ever was: those there now, and those a version
+        // names (created, then removed).
+        let mut paths: BTreeSet<String> = self.document.paths().into_iter().collect();
+        paths.extend(versions.iter().map(|v| v.file.clone()));
+        let mut start = BTreeMap::new();
+        for path in paths {
+            if let Some(text) = self.document.text_at(&path, 0)? {
+                start.insert(path, text);
+            }
+        }
+        Ok(SessionExport {
+            format: EXPORT_FORMAT.to_owned(),
+            exported_at: now,
+            session: self.info(),
+            participants: self
+                .members
+                .values()
+                .map(|m| m.participant().clone())
+                .collect(),
+            start: FilesAt {
+                rev: 0,
+                files: start,
+            },
+            versions,
+            events: self.log.since(Seq(0), usize::MAX).events,
+            end: FilesAt {
+                rev: self.document.rev(),
+                files: self.document.files(),
+            },
+        })
+    }
+
+    /// Whether `user`'s [`Session::export`] needs the store's history
+    /// first: only an export the user may make does.
+    pub fn export_needs_history(&self, user: &UserId) -> bool {
+        self.document.text_floor() > 0 && self.may(user, Action::ExportSession).is_ok()
+    }
+
     /// The session as the API shows it.
     pub fn info(&self) -> SessionInfo {
         SessionInfo {

@@ -34,7 +34,9 @@ use crate::store::{
 };
 use crate::time::{duration_ms, Timestamp};
 
-pub use collab_wire::session::{NewSession, SessionInfo, SessionStatus, SessionUpdate};
+pub use collab_wire::session::{
+    FilesAt, NewSession, SessionExport, SessionInfo, SessionStatus, SessionUpdate, EXPORT_FORMAT,
+};
 
 mod chat_ops;
 mod config;

@@ -270,7 +270,7 @@ pub fn serves(path: &str) -> bool {
         segments.as_slice(),
         ["health" | "stats" | "guests" | "sessions"]
             | ["sessions", _]
-            | ["sessions", _, "end" | "users" | "events"]
+            | ["sessions", _, "end" | "users" | "events" | "export"]
             | ["sessions", _, "users", _]
             | ["sessions", _, "events", "stream"]
     )
@@ -380,11 +380,14 @@ where
         ["sessions", id, "users", user] if method == Method::DELETE => call.leave(id, user).await,
         ["sessions", id, "events"] if method == Method::GET => call.poll(id).await,
         ["sessions", id, "events", "stream"] if method == Method::GET => call.stream(id).await,
+        ["sessions", id, "export"] if method == Method::GET => call.export(id).await,
         ["health" | "stats"] => Ok(not_allowed("GET")),
         ["guests"] | ["sessions"] | ["sessions", _, "end" | "users"] => Ok(not_allowed("POST")),
         ["sessions", _] => Ok(not_allowed("GET, PATCH")),
         ["sessions", _, "users", _] => Ok(not_allowed("DELETE")),
-        ["sessions", _, "events"] | ["sessions", _, "events", "stream"] => Ok(not_allowed("GET")),
+        ["sessions", _, "events" | "export"] | ["sessions", _, "events", "stream"] => {
+            Ok(not_allowed("GET"))
+        }
         // Not the API's: the host application may have a route for it.
         _ => return None,
     };
@@ -553,6 +556,11 @@ impl Call<'_> {
         // The session as it is now, code and revision included: what the
         // edit became once merged with what others typed.
         Ok(json(StatusCode::OK, &self.hub().session(&id).await?))
+    }
+
+    async fn export(&self, id: &str) -> Result<ApiResponse, ApiError> {
+        let export = self.caller().await?.export(&session_id(id)?).await?;
+        Ok(json(StatusCode::OK, &export))
     }
 
     async fn end(&self, id: &str) -> Result<ApiResponse, ApiError> {

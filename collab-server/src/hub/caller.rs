@@ -178,6 +178,25 @@ impl Caller {
         self.hub.call(id, request).await
     }
 
+    /// The whole session as one document ([`SessionExport`]): every edit
+    /// with its author and time, every message, comment, run and event, and
+    /// the files at the start and now. Only a host may export; a session
+    /// whose older history is in the store reads it first.
+    ///
+    /// # Errors
+    /// [`HubError::SessionNotFound`]; [`HubError::Forbidden`];
+    /// [`SessionError::NotParticipant`] or [`SessionError::Forbidden`];
+    /// [`DocumentError::HistoryNotLoaded`](collab_core::DocumentError)
+    /// (`storage_failed`) when the store's history could not be read.
+    pub async fn export(&self, id: &SessionId) -> Result<SessionExport, HubError> {
+        self.hub
+            .authorize(&self.identity, SessionRequest::Read(id))
+            .await?;
+        let user = self.identity.user_id.clone();
+        let export: Box<SessionExport> = self.hub.call(id, Request::Export { user }).await?;
+        Ok(*export)
+    }
+
     /// Whether the caller may do `action` in session `id` now: the
     /// [`Access`] policy must let them read it, and the session decides as
     /// for their frames (roles, and while it is paused only hosts change

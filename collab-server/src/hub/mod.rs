@@ -24,7 +24,8 @@ use collab_core::ids::{ConnectionId, SessionId};
 use collab_core::ids::{Seq, UserId};
 use collab_core::protocol::{CloseReason, ParticipantState};
 use collab_core::session::{
-    NewSession, ReadPage, Session, SessionConfig, SessionInfo, SessionUpdate, Transmit,
+    NewSession, ReadPage, Session, SessionConfig, SessionExport, SessionInfo, SessionUpdate,
+    Transmit,
 };
 
 mod budget;

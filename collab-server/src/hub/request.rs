@@ -61,6 +61,8 @@ pub(super) enum Request {
         rev: Option<Revision>,
         wait_ms: u64,
     },
+    /// [`Caller::export`]: the whole session, for a host.
+    Export { user: UserId },
 }
 
 impl Request {
@@ -94,6 +96,8 @@ pub(super) enum Reply {
     Done,
     /// To [`Request::Read`].
     Page(ReadPage),
+    /// To [`Request::Export`]; boxed, being large.
+    Export(Box<SessionExport>),
 }
 
 impl Reply {
@@ -108,6 +112,7 @@ impl Reply {
             Reply::Joined(p) => serde_json::to_vec(p),
             Reply::Done => serde_json::to_vec(&()),
             Reply::Page(p) => serde_json::to_vec(p),
+            Reply::Export(e) => serde_json::to_vec(e),
         }
     }
 }
@@ -133,6 +138,7 @@ reply_of!(
     Revision(Revision),
     Joined(ParticipantState),
     Page(ReadPage),
+    Export(Box<SessionExport>),
 );
 
 impl TryFrom<Reply> for () {

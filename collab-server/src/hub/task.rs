@@ -213,6 +213,10 @@ impl Task {
                 let page = session.read(&user, since, rev, usize::MAX);
                 (page.map(Reply::Page), false)
             }
+            Request::Export { user } => {
+                let export = session.export(&user, now);
+                (export.map(|e| Reply::Export(Box::new(e))), false)
+            }
             Request::Update { identity, update } => {
                 let info = session.update(&identity.user_id, update, now);
                 (info.map(Reply::Info), true)
@@ -256,6 +260,7 @@ impl Task {
                 self.session.replace_needs_history(user, *rev)
             }
             Request::Read { user, rev, .. } => self.session.read_needs_history(user, *rev),
+            Request::Export { user } => self.session.export_needs_history(user),
             _ => false,
         };
         needs && !self.handing_in && self.awaiting_history.len() < MAX_WAITING_FOR_HISTORY
