@@ -142,6 +142,7 @@ export class CodeEditor {
     this.handlers = handlers;
     this.language = "";
     this.readOnly = false;
+    this.keepFocus = false;
     this.file = null;
     /** The editor state of each file not on screen, kept with its history. */
     this.states = new Map();
@@ -220,7 +221,9 @@ export class CodeEditor {
   }
 
   _readOnlyExtension() {
-    return [EditorState.readOnly.of(this.readOnly), EditorView.editable.of(!this.readOnly)];
+    // Kept editable while read-only only to keep the focus and the caret
+    // (a pause): the state refuses every change all the same.
+    return [EditorState.readOnly.of(this.readOnly), EditorView.editable.of(!this.readOnly || this.keepFocus)];
   }
 
   /**
@@ -303,10 +306,15 @@ export class CodeEditor {
     this.states.delete(file);
   }
 
-  /** Whether the local participant may type. */
-  setReadOnly(readOnly) {
-    if (readOnly === this.readOnly) return;
+  /**
+   * Whether the local participant may type. `keepFocus`: read-only for a
+   * while (a pause), so the editor keeps its focus and caret.
+   */
+  setReadOnly(readOnly, { keepFocus = false } = {}) {
+    keepFocus = readOnly && keepFocus;
+    if (readOnly === this.readOnly && keepFocus === this.keepFocus) return;
     this.readOnly = readOnly;
+    this.keepFocus = keepFocus;
     this.view.dispatch({ effects: this.readOnlyConf.reconfigure(this._readOnlyExtension()) });
   }
 

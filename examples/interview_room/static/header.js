@@ -38,7 +38,9 @@ export function renderHeader(room) {
   el.chatInput.disabled = Boolean(room.reviewing);
   byTestId("chat-send").disabled = Boolean(room.reviewing);
   el.chatInput.placeholder = room.reviewing ? "The session has ended: the chat is read-only." : "Message… (@name to mention, Enter to send)";
-  room.editor.setReadOnly(!canEdit || !room.doc);
+  // A pause keeps the editor focused (read-only, not taken out of the page),
+  // so typing goes on where it stopped once the host resumes.
+  room.editor.setReadOnly(!canEdit || !room.doc, { keepFocus: paused && role !== "viewer" && !room.reviewing });
   el.readOnly.hidden = canEdit || !me;
   el.readOnly.textContent = room.reviewing ? "Ended" : paused && role !== "viewer" ? "Paused" : "View only";
   el.newFile.hidden = !canEdit;
@@ -52,7 +54,8 @@ export function renderHeader(room) {
       : "Viewers cannot run code";
   el.runNote.hidden = runs;
   el.runNote.textContent = runs ? "" : `${languageLabel(language)} does not run here`;
-  el.myRole.textContent = me ? `You are ${role === "host" ? "a host" : `an ${role}`.replace("an viewer", "a viewer")}` : "";
+  const roleText = role === "host" ? "a host" : role === "viewer" ? "a viewer" : "an editor";
+  el.myRole.textContent = me ? (paused && role !== "viewer" ? `You are ${roleText} · paused: read-only` : `You are ${roleText}`) : "";
   el.myRole.dataset.role = role;
   room._renderTabs();
 }

@@ -174,6 +174,8 @@ export class Room {
       files: () => this.files,
       currentFile: () => this.file,
       createdAt: () => this.session?.created_at,
+      isHost: () => this.participants.get(this.me)?.role === "host",
+      exportSession: () => this.client.exportSession(),
     });
 
     byTestId("copy-link").addEventListener("click", async () => {
@@ -371,6 +373,7 @@ export class Room {
 
   _welcomed(resumed) {
     this.el.reviewBanner.hidden = !this.reviewing;
+    this.pausedSeen = this.session?.status === "paused";
     if (!resumed) {
       if (!this.files.includes(this.file)) this.file = this.files.includes("main") ? "main" : this.files[0];
       this.editor.reset(this.file, this.doc.text(this.file));
@@ -404,6 +407,18 @@ export class Room {
       case "run_finished":
         this.runPanel.show(e.run);
         break;
+      case "session_updated": {
+        // A pause is announced to everyone, and so is its end.
+        const who = e.by === this.me ? "You" : (this.participants.get(e.by)?.name ?? "A host");
+        if (live && e.status === "paused") {
+          const host = this.participants.get(this.me)?.role === "host";
+          this.toast(host ? `${who} paused the session: only hosts can change the code.` : `${who} paused the session: the code is read-only until a host resumes it.`, "pause");
+        } else if (live && e.status === "active" && this.pausedSeen) {
+          this.toast(`${who} resumed the session: everyone can type again.`, "pause");
+        }
+        if (e.status) this.pausedSeen = e.status === "paused";
+        break;
+      }
       default:
         break;
     }

@@ -8,6 +8,7 @@
 // against the axum app and against the warp app.
 
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import {
   BASE_URL,
@@ -485,6 +486,79 @@ scenario("history_replay", "10. the history replays the code revision by revisio
     await host.page.getByTestId("history-timeline").filter({ hasText: "Nothing said or run yet." }).waitFor();
     await slider.fill(await slider.getAttribute("max"));
     await screenshot(host.page, "history_replay");
+    await host.page.getByTestId("history-close").click();
+
+    // The story goes on after the last edit: a paste, a pause and a resume,
+    // a message; the timeline ends with them, and the paste is marked.
+    const paste = Array.from({ length: 12 }, (_, i) => `# pasted line ${i} of the helper`).join("\n");
+    await caretToLineEnd(guest.page, 1);
+    await guest.page.keyboard.insertText("\n" + paste);
+    await waitSettled(guest.page);
+    await host.page.getByTestId("session-status-select").selectOption("paused");
+    await guest.page.getByTestId("read-only-badge").filter({ hasText: "Paused" }).waitFor();
+    await host.page.getByTestId("session-status-select").selectOption("active");
+    await guest.page.getByTestId("chat-input").fill("after the last edit");
+    await guest.page.getByTestId("chat-input").press("Enter");
+    await host.page.getByText("after the last edit").waitFor();
+    const final = await editorText(host.page);
+    await host.page.getByTestId("history-button").click();
+    await host.page.getByTestId("history-moment").filter({ hasText: "after the last edit" }).waitFor();
+    await host.page.getByTestId("history-moment").filter({ hasText: "paused the session" }).waitFor();
+    await host.page.getByTestId("history-moment").filter({ hasText: "resumed the session" }).waitFor();
+    assert.equal(await shown(), final, "the last step shows the code as it ended");
+    assert.match(await host.page.getByTestId("history-rev").textContent(), /Omar chat/, "the last step is the message");
+    const marks = host.page.getByTestId("history-paste-mark");
+    assert.equal(await marks.count(), 1, "one paste marked");
+    await marks.first().click();
+    assert.match(await host.page.getByTestId("history-rev").textContent(), /paste of \d+ characters by Omar/);
+    // Played at 32× from the start, it reaches the end, messages and all.
+    await host.page.getByTestId("history-speed").selectOption("32");
+    await slider.fill("0");
+    await host.page.getByTestId("history-play").click();
+    await eventually(async () => [await slider.inputValue(), await slider.getAttribute("max")], ([v, m]) => v === m, "the replay to reach the end");
+    assert.equal(await shown(), final);
+    await screenshot(host.page, "history_timeline");
+
+    // A host exports it all; the export's end is the code as it ended.
+    const [download] = await Promise.all([host.page.waitForEvent("download"), host.page.getByTestId("history-export").click()]);
+    const exported = JSON.parse(await readFile(await download.path(), "utf8"));
+    assert.equal(exported.format, "collab-export/1");
+    assert.equal(exported.end.files.main, final);
+    assert.ok(exported.events.some((e) => e.kind === "message_posted" && e.message.text === "after the last edit"));
+    // A guest has no export button: the server would refuse them.
+    await guest.page.getByTestId("history-button").click();
+    await guest.page.getByTestId("history-slider").waitFor();
+    assert.equal(await guest.page.getByTestId("history-export").isVisible(), false);
+  });
+});
+
+scenario("pause_is_announced", "10b. a pause is announced, and typing goes on after it without a click", async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await hostAndGuest(host, guest, "Pause");
+    await caretToLineEnd(guest.page, 1);
+    await guest.page.keyboard.type(" # before", { delay: 20 });
+    await waitSettled(guest.page);
+    const before = await editorText(guest.page);
+    await host.page.getByTestId("session-status-select").selectOption("paused");
+    for (const page of [host.page, guest.page]) {
+      await page.getByTestId("toast").filter({ hasText: "paused the session" }).waitFor();
+    }
+    await guest.page.getByTestId("my-role").filter({ hasText: "paused: read-only" }).waitFor();
+    await guest.page.getByTestId("read-only-badge").filter({ hasText: "Paused" }).waitFor();
+    // Typing while paused changes nothing, and the editor keeps the focus.
+    await guest.page.keyboard.type("zz", { delay: 20 });
+    assert.equal(await editorText(guest.page), before, "nothing typed while paused");
+    assert.ok(await guest.page.evaluate(() => document.activeElement?.closest(".cm-editor") != null), "the editor keeps the focus");
+    await host.page.getByTestId("session-status-select").selectOption("active");
+    for (const page of [host.page, guest.page]) {
+      await page.getByTestId("toast").filter({ hasText: "resumed the session" }).waitFor();
+    }
+    // The first keystrokes after the resume land, with no click first.
+    await eventually(() => guest.page.getByTestId("read-only-badge").isVisible(), (v) => v === false, "the badge to go");
+    await guest.page.keyboard.type(" # after", { delay: 20 });
+    await waitSettled(guest.page);
+    await sameText(host.page, guest.page, (t) => t.includes("# before # after"), "the typing after the resume to reach the host");
+    await screenshot(guest.page, "pause_is_announced");
   });
 });
 
