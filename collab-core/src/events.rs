@@ -43,6 +43,14 @@ impl EventLog {
         }
     }
 
+    /// The time the newest `session_closing` warning was for, if any.
+    pub(crate) fn last_closing_warning(&self) -> Option<Timestamp> {
+        self.events.iter().rev().find_map(|e| match e.kind {
+            EventKind::SessionClosing { closes_at } => Some(closes_at),
+            _ => None,
+        })
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.events.len()
     }

@@ -135,6 +135,16 @@ pub struct SessionRecord {
     /// written before it existed: they count as shared, which is safe).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub document_private: bool,
+    /// Why it ended (absent in records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<crate::events::EndReason>,
+    /// A scheduled session's planned start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
+    /// When a scheduled session closes: it does not expire before, however
+    /// idle, and a sweep ends it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<Timestamp>,
 }
 
 /// How the stored document changes in one write.
@@ -229,15 +239,19 @@ pub struct SessionSummary {
     pub ended_at: Option<Timestamp>,
     /// Its idle expiry, in seconds.
     pub expires_after_secs: u64,
+    /// When it closes, if it is scheduled: it is due then, and not before.
+    pub closes_at: Option<Timestamp>,
 }
 
 impl SessionSummary {
     /// Whether a sweep at `now` has work for this session: it is open and
-    /// idle past its expiry, or ended longer than `keep_ended` ago.
+    /// idle past its expiry (a scheduled one: past the time it closes), or
+    /// ended longer than `keep_ended` ago.
     pub fn is_due(&self, now: Timestamp, keep_ended: Duration) -> bool {
-        match self.ended_at {
-            Some(ended) => now >= ended.plus(keep_ended),
-            None => {
+        match (self.ended_at, self.closes_at) {
+            (Some(ended), _) => now >= ended.plus(keep_ended),
+            (None, Some(closes)) => now >= closes,
+            (None, None) => {
                 now >= self
                     .last_activity
                     .plus(Duration::from_secs(self.expires_after_secs))
@@ -366,6 +380,7 @@ impl StoredSession {
             last_activity: self.record.last_activity,
             ended_at: self.record.ended_at,
             expires_after_secs: self.record.expires_after_secs,
+            closes_at: self.record.closes_at,
         }
     }
 }

@@ -1408,3 +1408,161 @@ fn a_second_person_starts_the_session_and_pausing_stops_edits_but_the_hosts() {
     );
     assert_eq!(h.session.position().1, rev + 2, "going on again");
 }
+
+// ---- scheduled sessions ----------------------------------------------------
+
+/// A session scheduled for later is kept open however idle, warns everyone
+/// before it closes, and closes at its time with the reason `closed`.
+#[test]
+fn a_scheduled_session_stays_open_until_it_closes_and_warns_first() {
+    let starts_at = common::T0.plus(Duration::from_secs(2 * 3600));
+    let mut h = Harness::with(
+        SessionConfig::default(),
+        NewSession {
+            starts_at: Some(starts_at),
+            open_for_secs: Some(3600),
+            ..Default::default()
+        },
+    );
+    let closes_at = starts_at.plus(Duration::from_secs(3600));
+    let info = h.session.info();
+    assert_eq!(
+        (info.starts_at, info.closes_at),
+        (Some(starts_at), Some(closes_at))
+    );
+    // Created before lunch, nobody there for hours: still open.
+    h.advance(Duration::from_secs(2 * 3600 + 30 * 60));
+    assert!(!h.session.is_ended(), "not expired while scheduled");
+    let c = h.join(host());
+    let g = h.join(user(1));
+    h.idle(&[c, g], Duration::from_secs(24 * 60));
+    assert!(!h.session.is_ended());
+    assert!(!h.event_kinds(g).contains(&"session_closing".to_owned()));
+    // Five minutes before: everyone is warned, once.
+    h.idle(&[c, g], Duration::from_secs(60));
+    let warned: Vec<_> = h
+        .events(g)
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::SessionClosing { .. }))
+        .collect();
+    assert_eq!(warned.len(), 1);
+    assert!(
+        matches!(warned[0].kind, EventKind::SessionClosing { closes_at: at } if at == closes_at)
+    );
+    assert!(h.event_kinds(c).contains(&"session_closing".to_owned()));
+    h.idle(&[c, g], Duration::from_secs(4 * 60 + 59));
+    assert!(!h.session.is_ended());
+    h.idle(&[c, g], Duration::from_secs(1));
+    assert!(
+        h.session.is_ended(),
+        "closed at its time, people there or not"
+    );
+    assert_eq!(h.closed.get(&g), Some(&CloseReason::SessionEnded));
+    assert_eq!(
+        h.session.info().end_reason,
+        Some(collab_core::EndReason::Closed)
+    );
+    let kinds = h.event_kinds(g);
+    assert_eq!(kinds.iter().filter(|k| *k == "session_closing").count(), 1);
+}
+
+/// A host extends a scheduled session: it closes later, and everyone is
+/// warned again before the new time; others may not, and times out of
+/// range are refused.
+#[test]
+fn a_host_extends_a_scheduled_session() {
+    let mut h = Harness::with(
+        SessionConfig::default(),
+        NewSession {
+            open_for_secs: Some(600),
+            ..Default::default()
+        },
+    );
+    let c = h.join(host());
+    let g = h.join(user(1));
+    h.idle(&[c, g], Duration::from_secs(5 * 60));
+    assert!(h.event_kinds(g).contains(&"session_closing".to_owned()));
+    let later = common::T0.plus(Duration::from_secs(40 * 60));
+    h.send(
+        g,
+        json!({"type": "update_session", "rid": 1, "closes_at": later.0}),
+    );
+    assert_eq!(h.errors(g), vec![ErrorCode::Forbidden]);
+    for bad in [
+        common::T0.0,
+        common::T0.plus(Duration::from_secs(25 * 3600)).0,
+    ] {
+        h.send(
+            c,
+            json!({"type": "update_session", "rid": 2, "closes_at": bad}),
+        );
+    }
+    assert_eq!(
+        h.errors(c),
+        vec![ErrorCode::InvalidInput, ErrorCode::InvalidInput]
+    );
+    h.send(
+        c,
+        json!({"type": "update_session", "rid": 3, "closes_at": later.0}),
+    );
+    assert_eq!(h.session.info().closes_at, Some(later));
+    assert!(h.events(g).iter().any(|e| matches!(
+        e.kind,
+        EventKind::SessionUpdated { closes_at: Some(at), .. } if at == later
+    )));
+    h.idle(&[c, g], Duration::from_secs(10 * 60));
+    assert!(!h.session.is_ended(), "extended past its first time");
+    h.idle(&[c, g], Duration::from_secs(20 * 60));
+    let warnings = h
+        .event_kinds(g)
+        .iter()
+        .filter(|k| *k == "session_closing")
+        .count();
+    assert_eq!(warnings, 2, "warned again for the new time");
+    h.idle(&[c, g], Duration::from_secs(5 * 60));
+    assert!(h.session.is_ended());
+}
+
+/// Schedules out of range are refused when the session is made; a
+/// session without one has no time it closes to move.
+#[test]
+fn schedules_are_checked() {
+    let config = SessionConfig::default();
+    let make = |new: NewSession| {
+        collab_core::Session::new(
+            collab_core::SessionId::from_bytes([3; 16]),
+            new,
+            &host(),
+            SessionConfig::default(),
+            common::T0,
+        )
+    };
+    for new in [
+        NewSession {
+            open_for_secs: Some(10),
+            ..Default::default()
+        },
+        NewSession {
+            open_for_secs: Some(config.max_open_for.as_secs() + 1),
+            ..Default::default()
+        },
+        NewSession {
+            starts_at: Some(
+                common::T0
+                    .plus(config.max_expires_after)
+                    .plus(Duration::from_secs(1)),
+            ),
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(make(new), Err(SessionError::InvalidInput(_))));
+    }
+    let mut h = Harness::new();
+    let c = h.join(host());
+    let later = common::T0.plus(Duration::from_secs(3600));
+    h.send(
+        c,
+        json!({"type": "update_session", "rid": 1, "closes_at": later.0}),
+    );
+    assert_eq!(h.errors(c), vec![ErrorCode::InvalidInput]);
+}

@@ -48,6 +48,10 @@ struct Summary {
     last_activity: Timestamp,
     ended_at: Option<Timestamp>,
     expires_after_secs: u64,
+    /// A scheduled session's closing time (absent in summaries written
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    closes_at: Option<Timestamp>,
 }
 
 /// One save. Fails with `{'fenced', epoch}` or `{'damaged', reason}` and
@@ -340,6 +344,7 @@ impl Store for RedisStore {
                     last_activity: record.last_activity,
                     ended_at: record.ended_at,
                     expires_after_secs: record.expires_after_secs,
+                    closes_at: record.closes_at,
                 };
                 call.arg(json(record)?).arg(json(&summary)?);
             }
@@ -465,6 +470,7 @@ impl Store for RedisStore {
                 last_activity: summary.last_activity,
                 ended_at: summary.ended_at,
                 expires_after_secs: summary.expires_after_secs,
+                closes_at: summary.closes_at,
             });
         }
         Ok(summaries)

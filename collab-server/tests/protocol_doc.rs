@@ -73,7 +73,7 @@ const SERVER_TYPES: [&str; 16] = [
 ];
 
 /// Every `kind` of an event.
-const EVENT_KINDS: [&str; 13] = [
+const EVENT_KINDS: [&str; 14] = [
     "participant_joined",
     "participant_renamed",
     "participant_left",
@@ -86,6 +86,7 @@ const EVENT_KINDS: [&str; 13] = [
     "message_deleted",
     "reaction_toggled",
     "run_finished",
+    "session_closing",
     "session_ended",
 ];
 

@@ -1241,3 +1241,57 @@ async fn an_export_reads_the_older_history_from_the_store() {
         "the older history, read once"
     );
 }
+
+/// A scheduled session's times and why it ended come back from the store,
+/// and a warning given before it was saved is not given again.
+#[test]
+fn a_schedule_and_an_end_reason_are_kept() {
+    let starts_at = common::T0.plus(Duration::from_secs(60));
+    let mut h = Harness::with(
+        SessionConfig::default(),
+        NewSession {
+            starts_at: Some(starts_at),
+            open_for_secs: Some(600),
+            ..Default::default()
+        },
+    );
+    let c = h.join(host());
+    h.idle(&[c], Duration::from_secs(6 * 60 + 1));
+    assert_eq!(
+        h.event_kinds(c)
+            .iter()
+            .filter(|k| *k == "session_closing")
+            .count(),
+        1
+    );
+    let (stored, mut back) = round_trip(&mut h, None);
+    assert_eq!(
+        stored.record.closes_at,
+        Some(starts_at.plus(Duration::from_secs(600)))
+    );
+    assert_eq!(back.info().starts_at, Some(starts_at));
+    assert_eq!(back.info().closes_at, h.session.info().closes_at);
+    // Loaded again after its close: it ends at once, warned no more.
+    let seq = back.events_since(Seq(0), 1000).events.len();
+    let late = starts_at.plus(Duration::from_secs(601));
+    assert_eq!(back.poll_timeout().map(|t| t <= late), Some(true));
+    back.handle_timeout(late);
+    assert!(back.is_ended());
+    let after: Vec<_> = back.events_since(Seq(0), 1000).events.split_off(seq);
+    assert!(
+        matches!(
+            after.as_slice(),
+            [collab_core::Event {
+                kind: collab_core::EventKind::SessionEnded {
+                    reason: collab_core::EndReason::Closed,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{after:?}"
+    );
+    let mut changes = back.take_changes();
+    let record = changes.record.take().expect("the record changed");
+    assert_eq!(record.end_reason, Some(collab_core::EndReason::Closed));
+}

@@ -34,6 +34,9 @@
 //!     next_participant: 1,
 //!     initial_files: BTreeMap::from([("main.rs".into(), "fn main() {}\n".into())]),
 //!     document_private: true,
+//!     end_reason: None,
+//!     starts_at: None,
+//!     closes_at: None,
 //! };
 //! let mut changes = SessionChanges::empty(id.clone());
 //! changes.record = Some(record.clone());

@@ -258,14 +258,19 @@ fn numbered_rows<T: DeserializeOwned>(
 pub(crate) fn sessions(conn: &mut Connection) -> Result<Vec<SessionSummary>, StoreError> {
     summaries(
         conn,
-        "SELECT id, status, last_activity, ended_at, expires_after_secs FROM sessions",
+        "SELECT id, status, last_activity, ended_at, expires_after_secs, \
+                CASE WHEN json_valid(record) THEN json_extract(record, '$.closes_at') END \
+         FROM sessions",
         [],
     )
 }
 
 /// The sessions a sweep at `now` has work for, chosen by SQLite from the
-/// summary columns: open ones idle past their expiry, ended ones ended more
-/// than `keep_ended_ms` ago: [`SessionSummary::is_due`], in SQL. Columns
+/// summary columns: open ones idle past their expiry (scheduled ones, whose
+/// closing time only the record holds: past it), ended ones ended more
+/// than `keep_ended_ms` ago: [`SessionSummary::is_due`], in SQL. A record
+/// that is not JSON reads as unscheduled here (its `load` reports it
+/// damaged), so that it cannot fail the sweep of every other session. Columns
 /// holding numbers past `i64::MAX` read negative here (see
 /// `write::to_sql_u64`); they are far-future times and never-expiring
 /// sessions, never due.
@@ -276,9 +281,14 @@ pub(crate) fn due(
 ) -> Result<Vec<SessionSummary>, StoreError> {
     summaries(
         conn,
-        "SELECT id, status, last_activity, ended_at, expires_after_secs FROM sessions \
+        "SELECT id, status, last_activity, ended_at, expires_after_secs, closes_at \
+         FROM (SELECT *, CASE WHEN json_valid(record) \
+                    THEN json_extract(record, '$.closes_at') END AS closes_at \
+               FROM sessions) \
          WHERE (ended_at IS NOT NULL AND ended_at >= 0 AND ended_at <= ?1 - ?2) \
-            OR (ended_at IS NULL AND last_activity >= 0 AND expires_after_secs >= 0 \
+            OR (ended_at IS NULL AND closes_at IS NOT NULL AND closes_at <= ?1) \
+            OR (ended_at IS NULL AND closes_at IS NULL \
+                AND last_activity >= 0 AND expires_after_secs >= 0 \
                 AND last_activity <= ?1 \
                 AND expires_after_secs <= (?1 - last_activity) / 1000)",
         [now, keep_ended_ms],
@@ -296,7 +306,7 @@ fn summaries(
         let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
         let mut rows = stmt.query(params).map_err(backend)?;
         while let Some(row) = rows.next().map_err(backend)? {
-            let values = (0..5)
+            let values = (0..6)
                 .map(|i| row.get::<_, Value>(i))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(backend)?;
@@ -314,10 +324,9 @@ fn summaries(
 
 /// One row of `sessions` as a summary.
 fn summary(values: Vec<Value>) -> Result<SessionSummary, String> {
-    let [id, status, last_activity, ended_at, expires_after_secs]: [Value; 5] =
-        values
-            .try_into()
-            .map_err(|_| "wrong number of columns".to_owned())?;
+    let [id, status, last_activity, ended_at, expires_after_secs, closes_at]: [Value; 6] = values
+        .try_into()
+        .map_err(|_| "wrong number of columns".to_owned())?;
     let id = match id {
         Value::Text(id) => SessionId::parse(&id).map_err(|e| format!("session {id:?}: {e}"))?,
         other => return Err(format!("a session id is {}", kind(&other))),
@@ -335,11 +344,16 @@ fn summary(values: Vec<Value>) -> Result<SessionSummary, String> {
         Value::Null => None,
         other => Some(Timestamp(int(other, "ended_at")?)),
     };
+    let closes_at = match closes_at {
+        Value::Null => None,
+        other => Some(Timestamp(int(other, "closes_at")?)),
+    };
     Ok(SessionSummary {
         status,
         last_activity: Timestamp(int(last_activity, "last_activity")?),
         ended_at,
         expires_after_secs: int(expires_after_secs, "expires_after_secs")?,
+        closes_at,
         id,
     })
 }

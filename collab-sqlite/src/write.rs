@@ -531,6 +531,9 @@ mod tests {
             next_participant: 1,
             initial_files: BTreeMap::new(),
             document_private: false,
+            end_reason: None,
+            starts_at: None,
+            closes_at: None,
         });
         changes.document = Some(DocumentWrite::Append(vec![n]));
         changes

@@ -36,6 +36,9 @@ pub fn record(id: &SessionId, title: &str, status: SessionStatus, at: u64) -> Se
         next_participant: 2,
         initial_files: BTreeMap::from([("main.rs".to_owned(), "fn main() {}\n".to_owned())]),
         document_private: false,
+        end_reason: None,
+        starts_at: None,
+        closes_at: None,
     }
 }
 

@@ -344,7 +344,14 @@ export class CollabClient {
       // Removed by a host (this identity, or newcomers from this address):
       // no amount of reconnecting gets back in.
       if (res.status === 403) return this._finish("kicked");
-      if (res.ok && (await res.json()).status === "ended") this._finish("session_ended");
+      if (res.ok) {
+        const session = await res.json();
+        if (session.status === "ended") {
+          // Kept so that a page can say why it ended (`end_reason`).
+          this.session = session;
+          this._finish("session_ended");
+        }
+      }
     } catch {
       // Still offline: the reconnect loop goes on.
     }

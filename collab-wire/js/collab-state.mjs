@@ -47,7 +47,7 @@ export function applyEvent(state, e) {
       if (p) p.role = e.role;
       break;
     case "session_updated":
-      if (state.session) for (const key of ["title", "language", "status"]) if (e[key] !== undefined) state.session[key] = e[key];
+      if (state.session) for (const key of ["title", "language", "status", "closes_at"]) if (e[key] !== undefined) state.session[key] = e[key];
       break;
     case "message_posted":
     case "comment_posted":
@@ -74,7 +74,10 @@ export function applyEvent(state, e) {
       break;
     }
     case "session_ended":
-      if (state.session) state.session.status = "ended";
+      if (state.session) {
+        state.session.status = "ended";
+        state.session.end_reason = e.reason;
+      }
       break;
     default:
       break;

@@ -29,6 +29,8 @@ pub enum EndReason {
     Ended,
     /// Nobody was connected and nothing happened for the session's expiry time.
     Expired,
+    /// A scheduled session reached the time it closes.
+    Closed,
 }
 
 /// What happened, with what a client needs to update its view.
@@ -82,6 +84,9 @@ pub enum EventKind {
         /// New status.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         status: Option<SessionStatus>,
+        /// When the scheduled session closes now (extended or shortened).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closes_at: Option<Timestamp>,
         /// Who changed it, when done by a participant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<ParticipantId>,
@@ -127,6 +132,12 @@ pub enum EventKind {
     RunFinished {
         /// The output.
         run: RunOutput,
+    },
+    /// A scheduled session closes soon: everyone is warned a few minutes
+    /// before (or at once, when it was set to close sooner than that).
+    SessionClosing {
+        /// When it closes.
+        closes_at: Timestamp,
     },
     /// The session ended; nobody can join any more.
     SessionEnded {

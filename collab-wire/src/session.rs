@@ -38,6 +38,16 @@ pub struct NewSession {
     /// Overrides the configured expiry, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_after_secs: Option<u64>,
+    /// When the interview is planned to start: the session is then kept
+    /// open, however idle, until it closes. Absent: now, if `open_for_secs`
+    /// is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
+    /// How long after its start the session stays open, in seconds; it
+    /// closes then (ends, with the reason `closed`), unless a host extends
+    /// it. Absent with `starts_at`: one hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_for_secs: Option<u64>,
 }
 
 /// A change to a session; absent fields stay as they are.
@@ -52,6 +62,10 @@ pub struct SessionUpdate {
     /// New status; not `ended` (ending has its own request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SessionStatus>,
+    /// When a scheduled session closes now: later to extend it, sooner to
+    /// shorten it; it must be in the future.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<Timestamp>,
 }
 
 /// A session as the REST API and the `welcome` frame show it.
@@ -82,6 +96,16 @@ pub struct SessionInfo {
     pub expires_after_secs: u64,
     /// The newest event's sequence number.
     pub last_seq: Seq,
+    /// When it is planned to start, for a scheduled session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Timestamp>,
+    /// When a scheduled session closes: it is kept open, however idle,
+    /// until then, and ends then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<Timestamp>,
+    /// Why it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<crate::events::EndReason>,
 }
 
 /// The name of the export format, in [`SessionExport::format`]; its JSON

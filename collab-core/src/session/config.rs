@@ -42,6 +42,12 @@ pub struct SessionConfig {
     /// Largest document, all files together, in UTF-16 code units
     /// (default 4 Mi: a few megabytes of code).
     pub max_document_units: u64,
+    /// Longest a scheduled session may stay open after it starts (default
+    /// 24 hours).
+    pub max_open_for: Duration,
+    /// How long before a scheduled session closes everyone is warned
+    /// (default 5 minutes).
+    pub closing_warning: Duration,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +68,8 @@ impl Default for SessionConfig {
             max_title_chars: 200,
             max_events_page: 500,
             max_document_units: 4 * 1024 * 1024,
+            max_open_for: Duration::from_secs(24 * 3600),
+            closing_warning: Duration::from_secs(5 * 60),
         }
     }
 }

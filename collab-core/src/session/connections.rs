@@ -355,7 +355,8 @@ impl Session {
     /// With nobody connected, sets the expiry timer for when the session
     /// ends if nothing happens.
     pub(super) fn arm_session_expiry(&mut self) {
-        if !self.is_ended() && self.connections.is_empty() {
+        // A scheduled session closes at its time instead (`arm_schedule`).
+        if !self.is_ended() && self.connections.is_empty() && self.heading.schedule().is_none() {
             let at = self.last_activity.plus(self.config.expires_after);
             self.timers.set_by(Timer::SessionExpiry, at);
         }

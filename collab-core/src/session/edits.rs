@@ -200,6 +200,7 @@ impl Session {
                             title: None,
                             language: Some(language),
                             status: None,
+                            closes_at: None,
                             by: Some(me),
                         },
                     );

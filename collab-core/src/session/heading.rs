@@ -3,8 +3,17 @@
 //! through its methods, each of which marks the heading for the store, so
 //! no change can miss the next write.
 
+use crate::events::EndReason;
 use crate::session::SessionStatus;
 use crate::time::Timestamp;
+
+/// When a scheduled session is planned: it stays open, however idle, from
+/// its creation until `closes_at`, and ends then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Schedule {
+    pub(super) starts_at: Timestamp,
+    pub(super) closes_at: Timestamp,
+}
 
 #[derive(Debug)]
 pub(super) struct Heading {
@@ -13,19 +22,28 @@ pub(super) struct Heading {
     status: SessionStatus,
     updated_at: Timestamp,
     ended_at: Option<Timestamp>,
+    end_reason: Option<EndReason>,
+    schedule: Option<Schedule>,
     /// Changed since the store was last handed the record.
     changed: bool,
 }
 
 impl Heading {
     /// A new session's heading: waiting for people.
-    pub(super) fn new(title: String, language: String, now: Timestamp) -> Self {
+    pub(super) fn new(
+        title: String,
+        language: String,
+        schedule: Option<Schedule>,
+        now: Timestamp,
+    ) -> Self {
         Self {
             title,
             language,
             status: SessionStatus::Waiting,
             updated_at: now,
             ended_at: None,
+            end_reason: None,
+            schedule,
             changed: false,
         }
     }
@@ -36,14 +54,17 @@ impl Heading {
         language: String,
         status: SessionStatus,
         updated_at: Timestamp,
-        ended_at: Option<Timestamp>,
+        ended: (Option<Timestamp>, Option<EndReason>),
+        schedule: Option<Schedule>,
     ) -> Self {
         Self {
             title,
             language,
             status,
             updated_at,
-            ended_at,
+            ended_at: ended.0,
+            end_reason: ended.1,
+            schedule,
             changed: false,
         }
     }
@@ -66,6 +87,23 @@ impl Heading {
 
     pub(super) fn ended_at(&self) -> Option<Timestamp> {
         self.ended_at
+    }
+
+    pub(super) fn end_reason(&self) -> Option<EndReason> {
+        self.end_reason
+    }
+
+    pub(super) fn schedule(&self) -> Option<Schedule> {
+        self.schedule
+    }
+
+    /// A host moved the time a scheduled session closes.
+    pub(super) fn close_at(&mut self, closes_at: Timestamp, now: Timestamp) {
+        if let Some(schedule) = &mut self.schedule {
+            schedule.closes_at = closes_at;
+            self.updated_at = now;
+            self.changed = true;
+        }
     }
 
     /// A host's update: what it names changes, and the heading was updated
@@ -97,10 +135,11 @@ impl Heading {
         self.changed = true;
     }
 
-    /// The session ended `now`.
-    pub(super) fn end(&mut self, now: Timestamp) {
+    /// The session ended `now`, for `reason`.
+    pub(super) fn end(&mut self, reason: EndReason, now: Timestamp) {
         self.status = SessionStatus::Ended;
         self.ended_at = Some(now);
+        self.end_reason = Some(reason);
         self.updated_at = now;
         self.changed = true;
     }

@@ -198,6 +198,9 @@ impl Session {
             ended_at: self.heading.ended_at(),
             expires_after_secs: duration_ms(self.config.expires_after) / 1_000,
             last_seq: self.log.last_seq(),
+            starts_at: self.heading.schedule().map(|s| s.starts_at),
+            closes_at: self.heading.schedule().map(|s| s.closes_at),
+            end_reason: self.heading.end_reason(),
         }
     }
 
@@ -221,9 +224,27 @@ impl Session {
                 "a session is ended by ending it, not by setting its status".into(),
             ));
         }
-        if update.title.is_none() && update.language.is_none() && update.status.is_none() {
+        if let Some(closes_at) = update.closes_at {
+            let Some(schedule) = self.heading.schedule() else {
+                return Err(SessionError::InvalidInput(
+                    "only a scheduled session has a time it closes".into(),
+                ));
+            };
+            let latest = schedule.starts_at.plus(self.config.max_open_for);
+            if closes_at <= now || closes_at > latest {
+                return Err(SessionError::InvalidInput(format!(
+                    "closes_at must be in the future and at most {} hours after the start",
+                    self.config.max_open_for.as_secs() / 3600
+                )));
+            }
+        }
+        if update.title.is_none()
+            && update.language.is_none()
+            && update.status.is_none()
+            && update.closes_at.is_none()
+        {
             return Err(SessionError::InvalidInput(
-                "nothing to change: give a title, language or status".into(),
+                "nothing to change: give a title, language, status or closes_at".into(),
             ));
         }
         if let Some(language) = &update.language {
@@ -237,6 +258,9 @@ impl Session {
             update.status,
             now,
         );
+        if let Some(closes_at) = update.closes_at {
+            self.heading.close_at(closes_at, now);
+        }
         self.last_activity = now;
         if let Some(m) = by.and_then(|p| self.members.get_mut(&p)) {
             m.presence.touch(now);
@@ -245,16 +269,23 @@ impl Session {
             title,
             language,
             status,
+            closes_at,
         } = update;
-        Ok(self.record(
+        let seq = self.record(
             now,
             EventKind::SessionUpdated {
                 title,
                 language,
                 status,
+                closes_at,
                 by,
             },
-        ))
+        );
+        if closes_at.is_some() {
+            // A new time: warned of again, at its own time.
+            self.keep_schedule(now);
+        }
+        Ok(seq)
     }
 
     pub(super) fn end_with(
@@ -263,15 +294,74 @@ impl Session {
         reason: EndReason,
         now: Timestamp,
     ) -> Seq {
-        self.heading.end(now);
+        self.heading.end(reason, now);
+        self.timers.stop(Timer::Schedule);
         let seq = self.record(now, EventKind::SessionEnded { by, reason });
         self.close_everyone(CloseReason::SessionEnded, now);
         seq
     }
 
+    /// Whether the session, idle with nobody connected past its expiry,
+    /// ends now. A scheduled session never expires: it closes at its time.
     pub(super) fn expired(&self, now: Timestamp) -> bool {
         !self.is_ended()
+            && self.heading.schedule().is_none()
             && self.connections.is_empty()
             && now >= self.last_activity.plus(self.config.expires_after)
+    }
+
+    /// A scheduled session's time: everyone is warned
+    /// [`SessionConfig::closing_warning`] before it closes (once per closing
+    /// time, at once if it is nearer than that), and it ends when it
+    /// closes. Then arms the timer for what comes next.
+    pub(super) fn keep_schedule(&mut self, now: Timestamp) {
+        let Some(schedule) = self.heading.schedule() else {
+            return;
+        };
+        if self.is_ended() {
+            self.timers.stop(Timer::Schedule);
+            return;
+        }
+        if now >= schedule.closes_at {
+            self.end_with(None, EndReason::Closed, now);
+            return;
+        }
+        let warn_at = Timestamp(
+            schedule
+                .closes_at
+                .0
+                .saturating_sub(duration_ms(self.config.closing_warning)),
+        );
+        if now >= warn_at && self.warned_closing != Some(schedule.closes_at) {
+            self.warned_closing = Some(schedule.closes_at);
+            self.record(
+                now,
+                EventKind::SessionClosing {
+                    closes_at: schedule.closes_at,
+                },
+            );
+        }
+        self.arm_schedule(now);
+    }
+
+    /// Sets the schedule's timer: the warning if it is still to come, else
+    /// the close.
+    pub(super) fn arm_schedule(&mut self, now: Timestamp) {
+        let Some(schedule) = self.heading.schedule().filter(|_| !self.is_ended()) else {
+            self.timers.stop(Timer::Schedule);
+            return;
+        };
+        let warn_at = Timestamp(
+            schedule
+                .closes_at
+                .0
+                .saturating_sub(duration_ms(self.config.closing_warning)),
+        );
+        let next = if self.warned_closing == Some(schedule.closes_at) {
+            schedule.closes_at
+        } else {
+            warn_at.max(now)
+        };
+        self.timers.set(Timer::Schedule, next);
     }
 }

@@ -95,6 +95,9 @@ pub struct Session {
     persisted: Persisted,
     /// Frames waiting for the history the store has not handed in.
     history_wait: HistoryWait,
+    /// The closing time everyone was last warned of (a `session_closing`
+    /// event), so that a warning is given once per time.
+    warned_closing: Option<Timestamp>,
 }
 
 /// How long a direct write to the automerge document (the language, a run)
@@ -144,6 +147,7 @@ impl Session {
         }
         check_title(&new.title, config.max_title_chars)?;
         check_language(&new.language)?;
+        let schedule = schedule_of(&new, &config, now)?;
         if new.code.len() > config.max_frame_bytes * 16 {
             return Err(SessionError::InvalidInput(
                 "initial code is too large".into(),
@@ -154,7 +158,7 @@ impl Session {
         let mut session = Self {
             id,
             config,
-            heading: Heading::new(new.title, new.language, now),
+            heading: Heading::new(new.title, new.language, schedule, now),
             created_by: creator.user_id.clone(),
             created_at: now,
             last_activity: now,
@@ -172,11 +176,13 @@ impl Session {
             tally: Tally::default(),
             initial_files: [(DEFAULT_FILE.to_owned(), new.code)].into_iter().collect(),
             persisted: Persisted::default(),
+            warned_closing: None,
         };
         session
             .document
             .set_max_len(session.config.max_document_units);
         session.arm_session_expiry();
+        session.arm_schedule(now);
         Ok(session)
     }
 
@@ -323,6 +329,9 @@ impl Session {
             if s.timers.is_expired(Timer::Commit, now) {
                 s.document.commit();
                 s.timers.stop(Timer::Commit);
+            }
+            if s.timers.is_expired(Timer::Schedule, now) {
+                s.keep_schedule(now);
             }
         })
     }
@@ -477,6 +486,7 @@ impl Session {
                 title,
                 language,
                 status,
+                closes_at,
             } => {
                 let seq = self.apply_update(
                     Some(me),
@@ -484,6 +494,7 @@ impl Session {
                         title,
                         language,
                         status,
+                        closes_at,
                     },
                     now,
                 )?;
@@ -780,6 +791,39 @@ fn check_name(name: &str, max: usize) -> Result<String, SessionError> {
         )));
     }
     Ok(name.to_owned())
+}
+
+/// The schedule `new` asks for, checked: a start at most
+/// [`SessionConfig::max_expires_after`] away and no more than an hour ago,
+/// open for 1 minute to [`SessionConfig::max_open_for`] (one hour when a
+/// start alone is given).
+fn schedule_of(
+    new: &NewSession,
+    config: &SessionConfig,
+    now: Timestamp,
+) -> Result<Option<heading::Schedule>, SessionError> {
+    if new.starts_at.is_none() && new.open_for_secs.is_none() {
+        return Ok(None);
+    }
+    let starts_at = new.starts_at.unwrap_or(now);
+    let hour = Duration::from_secs(3600);
+    if starts_at.plus(hour) < now || starts_at > now.plus(config.max_expires_after) {
+        return Err(SessionError::InvalidInput(format!(
+            "starts_at must be between an hour ago and {} days from now",
+            config.max_expires_after.as_secs() / 86_400
+        )));
+    }
+    let open_for = new.open_for_secs.unwrap_or(3600);
+    if open_for < 60 || open_for > config.max_open_for.as_secs() {
+        return Err(SessionError::InvalidInput(format!(
+            "open_for_secs must be 60 to {}",
+            config.max_open_for.as_secs()
+        )));
+    }
+    Ok(Some(heading::Schedule {
+        starts_at,
+        closes_at: starts_at.plus(Duration::from_secs(open_for)),
+    }))
 }
 
 fn check_title(title: &str, max: usize) -> Result<(), SessionError> {

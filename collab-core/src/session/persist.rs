@@ -140,7 +140,14 @@ impl Session {
                 record.language,
                 record.status,
                 record.updated_at,
-                record.ended_at,
+                (record.ended_at, record.end_reason),
+                record
+                    .starts_at
+                    .zip(record.closes_at)
+                    .map(|(starts_at, closes_at)| super::heading::Schedule {
+                        starts_at,
+                        closes_at,
+                    }),
             ),
             created_by: record.created_by,
             created_at: record.created_at,
@@ -159,11 +166,15 @@ impl Session {
             tally: Tally::default(),
             initial_files: record.initial_files,
             persisted,
+            warned_closing: None,
         };
+        // A warning given before the session was unloaded is not given again.
+        session.warned_closing = session.log.last_closing_warning();
         session
             .document
             .set_max_len(session.config.max_document_units);
         session.arm_session_expiry();
+        session.arm_schedule(now);
         Ok(session)
     }
 
@@ -298,6 +309,9 @@ impl Session {
             next_participant: self.members.next_id(),
             initial_files: self.initial_files.clone(),
             document_private: self.document.is_private(),
+            end_reason: self.heading.end_reason(),
+            starts_at: self.heading.schedule().map(|s| s.starts_at),
+            closes_at: self.heading.schedule().map(|s| s.closes_at),
         }
     }
 

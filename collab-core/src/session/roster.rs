@@ -119,6 +119,7 @@ impl Session {
                 title: None,
                 language: None,
                 status: Some(SessionStatus::Active),
+                closes_at: None,
                 by: None,
             },
         );

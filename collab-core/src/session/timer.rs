@@ -25,10 +25,13 @@ pub(super) enum Timer {
     /// Direct writes to the automerge document (the language, a run) get
     /// committed; edits wait for whatever reads automerge next.
     Commit = 4,
+    /// A scheduled session's warning before it closes, then its close.
+    /// Exact: set whenever the schedule moves.
+    Schedule = 5,
 }
 
 impl Timer {
-    const COUNT: usize = 5;
+    const COUNT: usize = 6;
 }
 
 /// One optional deadline per [`Timer`].

@@ -70,7 +70,8 @@ impl Hub {
     }
 
     /// Looks for stored sessions to expire or delete: an unloaded session
-    /// idle past its expiry is loaded, which ends it (and unloads it again);
+    /// idle past its expiry, or scheduled and past its close, is loaded,
+    /// which ends it (and unloads it again);
     /// an ended one past [`HubConfig::keep_ended`] is deleted. Runs on its own
     /// every [`HubConfig::sweep_every`]; callable to force a sweep.
     ///
@@ -92,10 +93,8 @@ impl Hub {
                 }
                 Some(_) => {}
                 None => {
-                    let expires = summary
-                        .last_activity
-                        .plus(std::time::Duration::from_secs(summary.expires_after_secs));
-                    if !loaded && now >= expires {
+                    // Idle past its expiry, or a scheduled one past its close.
+                    if !loaded && summary.is_due(now, self.inner.config.keep_ended) {
                         if let Err(e) = self.handle(&summary.id).await {
                             tracing::warn!(session = %summary.id, error = %e, "cannot expire session");
                         }

@@ -53,8 +53,11 @@ test("the session's settings and end", () => {
   const s = fresh();
   applyEvent(s, { seq: 1, kind: "session_updated", title: "Round 2", status: "active", by: 1 });
   assert.deepEqual(s.session, { title: "Round 2", language: "python", status: "active" });
-  applyEvent(s, { seq: 2, kind: "session_ended", by: 1, reason: "ended" });
+  applyEvent(s, { seq: 2, kind: "session_updated", closes_at: 1_700_000_600_000, by: 1 });
+  assert.equal(s.session.closes_at, 1_700_000_600_000, "a scheduled session extended");
+  applyEvent(s, { seq: 3, kind: "session_ended", reason: "closed" });
   assert.equal(s.session.status, "ended");
+  assert.equal(s.session.end_reason, "closed", "why it ended");
 });
 
 test("messages are posted, edited, reacted to and deleted", () => {

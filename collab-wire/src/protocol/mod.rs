@@ -85,6 +85,9 @@ pub enum ClientFrame {
         /// New status (not `ended`: use `end_session`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         status: Option<SessionStatus>,
+        /// When a scheduled session closes now (to extend or shorten it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        closes_at: Option<crate::time::Timestamp>,
     },
     /// End the session for everyone (host only).
     EndSession,

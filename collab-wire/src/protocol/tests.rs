@@ -25,6 +25,7 @@ fn samples() -> Vec<ClientFrame> {
             title: Some("t".into()),
             language: None,
             status: None,
+            closes_at: Some(Timestamp(1_700_000_000_000)),
         },
         ClientFrame::EndSession,
         ClientFrame::SetRole {

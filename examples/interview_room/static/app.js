@@ -83,11 +83,20 @@ function showLanding() {
   byTestId("create-name").value = identity.name || localStorage.getItem(LAST_NAME_KEY) || "";
 }
 
+// A room kept open for a planned interview says when it starts.
+byTestId("create-open-for").addEventListener("change", () => {
+  const scheduled = byTestId("create-open-for").value !== "";
+  byTestId("create-starts-label").hidden = !scheduled;
+  byTestId("create-schedule-hint").hidden = !scheduled;
+});
+
 document.getElementById("create-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const name = byTestId("create-name").value.trim();
   const title = byTestId("create-title").value.trim() || "Coding interview";
   const language = byTestId("create-language").value;
+  const openFor = Number(byTestId("create-open-for").value) || null;
+  const startsAt = byTestId("create-starts-at").value ? new Date(byTestId("create-starts-at").value).getTime() : null;
   if (!name) return showError("create-error", "Please enter your name.");
   const button = byTestId("create-session");
   button.disabled = true;
@@ -96,7 +105,12 @@ document.getElementById("create-form").addEventListener("submit", async (e) => {
     const res = await fetch("/api/v1/sessions", {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${identity.token}` },
-      body: JSON.stringify({ title, language, code: starterCode(language) }),
+      body: JSON.stringify({
+        title,
+        language,
+        code: starterCode(language),
+        ...(openFor ? { open_for_secs: openFor, ...(startsAt ? { starts_at: startsAt } : {}) } : {}),
+      }),
     });
     if (!res.ok) throw new Error(await apiError(res));
     const session = await res.json();

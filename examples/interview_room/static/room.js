@@ -7,7 +7,7 @@ import { CollabClient } from "/collab-client.mjs";
 import { remoteCursorsFor } from "/collab-codemirror.mjs";
 import { ChatView } from "./chat.js";
 import { Composer } from "./composer.js";
-import { byTestId, h, lineOf, noReentry, throttle } from "./dom.js";
+import { byTestId, clock, h, lineOf, noReentry, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { renderConnection, renderHeader } from "./header.js";
 import { HistoryView } from "./history.js";
@@ -109,6 +109,8 @@ export class Room {
       title: $("session-title"),
       status: $("session-status"),
       statusSelect: $("session-status-select"),
+      closesAt: $("closes-at"),
+      extend: $("extend-session"),
       share: $("share-link"),
       conn: $("connection-status"),
       endButton: $("end-session"),
@@ -193,6 +195,10 @@ export class Room {
     });
     byTestId("leave-session").addEventListener("click", () => this.leave());
     el.endButton.addEventListener("click", () => this._endClicked());
+    el.extend.addEventListener("click", () => {
+      const closes = this.session?.closes_at;
+      if (closes) this.act(() => this.client.updateSession({ closes_at: closes + 30 * 60 * 1000 }), () => this.toast("Extended by 30 minutes."));
+    });
     el.statusSelect.addEventListener("change", () => {
       const status = el.statusSelect.value;
       this.act(() => this.client.updateSession({ status }), null, () => this._render());
@@ -407,6 +413,12 @@ export class Room {
       case "run_finished":
         this.runPanel.show(e.run);
         break;
+      case "session_closing":
+        if (live) {
+          const host = this.participants.get(this.me)?.role === "host";
+          this.toast(`The session closes at ${clock(e.closes_at)}.${host ? " Extend it from the header if you need more time." : ""}`, "pause");
+        }
+        break;
       case "session_updated": {
         // A pause is announced to everyone, and so is its end.
         const who = e.by === this.me ? "You" : (this.participants.get(e.by)?.name ?? "A host");
@@ -435,7 +447,7 @@ export class Room {
     const text = {
       left: ["You left the session", "Your edits and messages stay in the session. You can come back with the same link."],
       kicked: ["You were removed from this session", "A host removed you; you cannot join it again."],
-      session_ended: ["This interview has ended", "A host ended the session. Nobody can join it any more."],
+      session_ended: ["This interview has ended", `${this._whyEnded()} Nobody can join it any more.`],
       not_found: ["Session not found", "This link does not lead to a live session. It may have expired."],
       unauthorized: ["Not admitted", "The server did not accept this browser's credentials. Open the link again to get new ones."],
     }[reason] || ["Disconnected", String(reason)];
@@ -450,6 +462,19 @@ export class Room {
     this.history.close();
     this._setConnection();
     this._render();
+  }
+
+  /** Why the session ended, in a sentence, from its `end_reason`. */
+  _whyEnded() {
+    const s = this.session;
+    switch (s?.end_reason) {
+      case "expired":
+        return `Nobody was in it for ${Math.round((s.expires_after_secs ?? 1800) / 60)} minutes, so it expired.`;
+      case "closed":
+        return `Its scheduled time ran out${s.closes_at ? ` at ${clock(s.closes_at)}` : ""}.`;
+      default:
+        return "A host ended the session.";
+    }
   }
 
   /** Stops for good with `reason` (the page knows this participant was removed, say). */

@@ -562,6 +562,41 @@ scenario("pause_is_announced", "10b. a pause is announced, and typing goes on af
   });
 });
 
+scenario("scheduled_room", "10c. a room kept open for the interview: its time shows, a host extends it, everyone is warned and told why it ended", async () => {
+  await withUsers(["host", "guest"], async (host, guest) => {
+    await host.page.goto(BASE_URL);
+    await host.page.getByTestId("create-name").fill("Hana");
+    await host.page.getByTestId("create-title").fill("Scheduled");
+    await host.page.getByTestId("create-open-for").selectOption("3600");
+    await host.page.getByTestId("create-schedule-hint").waitFor();
+    await host.page.getByTestId("create-session").click();
+    await waitLive(host.page);
+    const url = host.page.url();
+    const closesAt = () => host.page.evaluate(() => window.interviewRoom.session.closes_at);
+    const first = await closesAt();
+    assert.ok(first > Date.now() + 55 * 60 * 1000, "open for an hour from now");
+    await host.page.getByTestId("closes-at").filter({ hasText: "Closes" }).waitFor();
+    await host.page.getByTestId("extend-session").click();
+    await eventually(closesAt, (t) => t === first + 30 * 60 * 1000, "the session to be extended");
+    await host.page.getByTestId("toast").filter({ hasText: "Extended by 30 minutes" }).waitFor();
+    await joinByUrl(guest, url, "Omar");
+    await guest.page.getByTestId("closes-at").filter({ hasText: "Closes" }).waitFor();
+    assert.equal(await guest.page.getByTestId("extend-session").isVisible(), false, "only hosts extend");
+    await screenshot(host.page, "scheduled_room");
+    // Moved to close in three seconds: everyone is warned at once, then
+    // told why it ended.
+    await host.page.evaluate(() => window.interviewRoom.client.updateSession({ closes_at: Date.now() + 3000 }));
+    for (const page of [host.page, guest.page]) {
+      await page.getByTestId("toast").filter({ hasText: "The session closes at" }).waitFor();
+    }
+    for (const page of [host.page, guest.page]) {
+      await page.getByTestId("closed-text").filter({ hasText: "scheduled time ran out" }).waitFor({ timeout: 15_000 });
+      assert.equal(await page.getByTestId("closed-title").textContent(), "This interview has ended");
+    }
+    await screenshot(guest.page, "scheduled_room_closed");
+  });
+});
+
 scenario("files", "11. a new file reaches everyone, with who is viewing it", async () => {
   await withUsers(["host", "guest"], async (host, guest) => {
     await hostAndGuest(host, guest, "Files");
