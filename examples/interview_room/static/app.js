@@ -6,7 +6,11 @@
 // localStorage with the chosen name, so a refresh, a closed and reopened tab
 // or a restart of the server all come back as the same participant (a host
 // stays a host), while another browser is someone else. Nobody can make up
-// a token, or derive one from what others see.
+// a token, or derive one from what others see. A tab can be someone else
+// too ("Join as someone else in this tab"): its identity is then kept in
+// sessionStorage, which belongs to that tab alone, so one person can try a
+// session as two. Tabs of one browser in the same session as the same
+// person find each other (BroadcastChannel) and say so.
 
 import { byTestId, h } from "./dom.js";
 import { LANGUAGES, RUNNABLE, languageLabel, starterCode } from "./languages.js";
@@ -15,11 +19,42 @@ import { Room } from "./room.js";
 const IDENTITY_KEY = "interview-room.identity";
 const LAST_NAME_KEY = "interview-room.last-name";
 const JOIN_ERROR_KEY = "interview-room.join-error";
+const TAB_IDENTITY_KEY = "interview-room.tab-identity";
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/;
 const TOKEN = /^[A-Za-z0-9._-]{8,256}$/;
 
-/** The identity this browser keeps, or a fresh one the server issues. */
+/** A fresh identity from the server. */
+async function issueIdentity() {
+  const res = await fetch("/api/v1/guests", { method: "POST" });
+  if (!res.ok) throw new Error(await apiError(res));
+  const issued = await res.json();
+  return { token: issued.token, name: "" };
+}
+
+/** This tab's own identity, if it was made someone else. */
+function tabIdentity() {
+  try {
+    const tab = JSON.parse(sessionStorage.getItem(TAB_IDENTITY_KEY));
+    if (tab && typeof tab.token === "string" && TOKEN.test(tab.token)) {
+      return { token: tab.token, name: typeof tab.name === "string" ? tab.name : "", tab: true };
+    }
+  } catch {
+    // Not one: the browser's identity then.
+  }
+  return null;
+}
+
+/** This tab becomes someone else: a fresh identity of its own, then the join screen. */
+async function joinAsSomeoneElse() {
+  const fresh = await issueIdentity();
+  sessionStorage.setItem(TAB_IDENTITY_KEY, JSON.stringify(fresh));
+  location.reload();
+}
+
+/** The identity this tab or browser keeps, or a fresh one the server issues. */
 async function loadIdentity() {
+  const tab = tabIdentity();
+  if (tab) return tab;
   let identity = null;
   try {
     identity = JSON.parse(localStorage.getItem(IDENTITY_KEY));
@@ -27,10 +62,7 @@ async function loadIdentity() {
     identity = null;
   }
   if (!identity || typeof identity.token !== "string" || !TOKEN.test(identity.token)) {
-    const res = await fetch("/api/v1/guests", { method: "POST" });
-    if (!res.ok) throw new Error(await apiError(res));
-    const issued = await res.json();
-    identity = { token: issued.token, name: "" };
+    identity = await issueIdentity();
   }
   if (typeof identity.name !== "string") identity.name = "";
   saveIdentity(identity);
@@ -38,8 +70,25 @@ async function loadIdentity() {
 }
 
 function saveIdentity(identity) {
+  if (identity.tab) {
+    sessionStorage.setItem(TAB_IDENTITY_KEY, JSON.stringify({ token: identity.token, name: identity.name }));
+    return;
+  }
   localStorage.setItem(IDENTITY_KEY, JSON.stringify(identity));
   if (identity.name) localStorage.setItem(LAST_NAME_KEY, identity.name);
+}
+
+/** Tells the other tabs of this browser in `sessionId` as the same person, and hears them. */
+function watchOtherTabs(sessionId) {
+  if (typeof BroadcastChannel !== "function") return;
+  const channel = new BroadcastChannel("interview-room.tabs");
+  const me = { session: sessionId, token: identity.token };
+  channel.onmessage = ({ data }) => {
+    if (data?.session !== sessionId || data.token !== identity.token) return;
+    if (data.kind === "here") channel.postMessage({ ...me, kind: "here-too" });
+    byTestId("same-person").hidden = false;
+  };
+  channel.postMessage({ ...me, kind: "here" });
 }
 
 let identity = { token: "", name: "" };
@@ -143,7 +192,8 @@ document.getElementById("open-link-form").addEventListener("submit", (e) => {
 
 async function showJoin(sessionId, error = "") {
   show("join");
-  byTestId("join-name").value = identity.name || localStorage.getItem(LAST_NAME_KEY) || "";
+  byTestId("join-name").value = identity.name || (identity.tab ? "" : localStorage.getItem(LAST_NAME_KEY)) || "";
+  byTestId("join-as-new").hidden = Boolean(identity.tab);
   showError("join-error", error);
   byTestId("join-meta").textContent = "";
   try {
@@ -177,6 +227,12 @@ async function showJoin(sessionId, error = "") {
   byTestId("join-name").focus();
 }
 
+for (const id of ["join-as-new", "join-as-someone-else"]) {
+  byTestId(id).addEventListener("click", () =>
+    joinAsSomeoneElse().catch((err) => showError("join-error", `Could not get a new identity: ${err.message}`)),
+  );
+}
+
 document.getElementById("join-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const name = byTestId("join-name").value.trim();
@@ -206,6 +262,7 @@ function enterRoom(sessionId) {
   });
   if (localStorage.getItem(`interview-room.kicked.${sessionId}`)) room.stop("kicked");
   else room.connect();
+  watchOtherTabs(sessionId);
   // For tests and debugging: the room's state, read-only by convention.
   window.interviewRoom = room;
 }

@@ -597,6 +597,34 @@ scenario("scheduled_room", "10c. a room kept open for the interview: its time sh
   });
 });
 
+scenario("second_tab", "10d. a second tab of one browser says it is the same person, and can join as someone else", async () => {
+  await withUsers(["host"], async (host) => {
+    const url = await createSession(host, { name: "Hana", title: "Alone" });
+    const second = await host.context.newPage();
+    second.on("pageerror", (e) => host.errors.push(`second tab: ${e.message}`));
+    await second.goto(url);
+    await waitLive(second);
+    for (const page of [host.page, second]) await page.getByTestId("same-person").waitFor();
+    assert.equal(await second.evaluate(() => window.interviewRoom.participants.size), 1, "one person so far");
+    await second.getByTestId("join-as-someone-else").click();
+    await second.getByTestId("join-name").waitFor();
+    assert.equal(await second.getByTestId("join-name").inputValue(), "", "not Hana's name");
+    await second.getByTestId("join-name").fill("Sam");
+    await second.getByTestId("join-button").click();
+    await waitLive(second);
+    await presenceOf(host.page, "Sam").waitFor();
+    assert.equal(await second.getByTestId("same-person").isVisible(), false, "someone else now");
+    assert.match(await second.getByTestId("my-role").textContent(), /an editor/);
+    // A reload keeps this tab as Sam; the first tab is still Hana.
+    await second.reload();
+    await waitLive(second);
+    assert.equal(await second.evaluate(() => window.interviewRoom.participants.get(window.interviewRoom.me).name), "Sam");
+    assert.equal(await host.page.evaluate(() => window.interviewRoom.participants.get(window.interviewRoom.me).name), "Hana");
+    await screenshot(second, "second_tab");
+    await second.close();
+  });
+});
+
 scenario("files", "11. a new file reaches everyone, with who is viewing it", async () => {
   await withUsers(["host", "guest"], async (host, guest) => {
     await hostAndGuest(host, guest, "Files");
