@@ -1554,9 +1554,22 @@ fn schedules_are_checked() {
             ),
             ..Default::default()
         },
+        // Started 59 minutes ago for an hour: closed within the minute.
+        NewSession {
+            starts_at: Some(collab_core::Timestamp(common::T0.0 - 59 * 60 * 1000)),
+            open_for_secs: Some(3600),
+            ..Default::default()
+        },
     ] {
         assert!(matches!(make(new), Err(SessionError::InvalidInput(_))));
     }
+    // Started 50 minutes ago for an hour: open for ten more.
+    let late = NewSession {
+        starts_at: Some(collab_core::Timestamp(common::T0.0 - 50 * 60 * 1000)),
+        open_for_secs: Some(3600),
+        ..Default::default()
+    };
+    assert!(make(late).is_ok());
     let mut h = Harness::new();
     let c = h.join(host());
     let later = common::T0.plus(Duration::from_secs(3600));

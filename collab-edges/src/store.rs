@@ -66,8 +66,9 @@ pub trait Store: Send + Sync + 'static {
     async fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError>;
 
     /// The stored sessions a sweep at `now` has work for (see
-    /// [`SessionSummary::is_due`]): open ones idle past their expiry, ended
-    /// ones ended longer than `keep_ended` ago. The default filters
+    /// [`SessionSummary::is_due`]): open ones idle past their expiry,
+    /// scheduled ones past the time they close (and not before, however
+    /// idle), ended ones ended longer than `keep_ended` ago. The default filters
     /// [`Store::sessions`]; a store that can ask an index should.
     async fn due(
         &self,

@@ -1243,7 +1243,8 @@ async fn an_export_reads_the_older_history_from_the_store() {
 }
 
 /// A scheduled session's times and why it ended come back from the store,
-/// and a warning given before it was saved is not given again.
+/// and a warning given before it was saved is not given again after a
+/// reload between the warning and the close.
 #[test]
 fn a_schedule_and_an_end_reason_are_kept() {
     let starts_at = common::T0.plus(Duration::from_secs(60));
@@ -1271,8 +1272,15 @@ fn a_schedule_and_an_end_reason_are_kept() {
     );
     assert_eq!(back.info().starts_at, Some(starts_at));
     assert_eq!(back.info().closes_at, h.session.info().closes_at);
-    // Loaded again after its close: it ends at once, warned no more.
+    // Loaded between the warning and the close: no second warning.
     let seq = back.events_since(Seq(0), 1000).events.len();
+    back.handle_timeout(h.now.plus(Duration::from_secs(60)));
+    assert_eq!(
+        back.events_since(Seq(0), 1000).events.len(),
+        seq,
+        "warned once, before it was saved"
+    );
+    // At its close it ends, warned no more.
     let late = starts_at.plus(Duration::from_secs(601));
     assert_eq!(back.poll_timeout().map(|t| t <= late), Some(true));
     back.handle_timeout(late);

@@ -796,7 +796,8 @@ fn check_name(name: &str, max: usize) -> Result<String, SessionError> {
 /// The schedule `new` asks for, checked: a start at most
 /// [`SessionConfig::max_expires_after`] away and no more than an hour ago,
 /// open for 1 minute to [`SessionConfig::max_open_for`] (one hour when a
-/// start alone is given).
+/// start alone is given), closing more than a minute from now (a session
+/// is never made closed).
 fn schedule_of(
     new: &NewSession,
     config: &SessionConfig,
@@ -820,9 +821,15 @@ fn schedule_of(
             config.max_open_for.as_secs()
         )));
     }
+    let closes_at = starts_at.plus(Duration::from_secs(open_for));
+    if closes_at <= now.plus(Duration::from_secs(60)) {
+        return Err(SessionError::InvalidInput(
+            "the session would close within a minute: start it later or keep it open longer".into(),
+        ));
+    }
     Ok(Some(heading::Schedule {
         starts_at,
-        closes_at: starts_at.plus(Duration::from_secs(open_for)),
+        closes_at,
     }))
 }
 

@@ -10,12 +10,13 @@
 //! | `GET /ws/session/{id}` | WebSocket upgrade ([`accept_websocket`]); credential from `Authorization: Bearer`, the subprotocol or `?token=` |
 //! | `POST /api/v1/sessions` | create a session (body: `NewSession`); the caller is its host |
 //! | `GET /api/v1/sessions/{id}` | the session, its code and participants |
-//! | `PATCH /api/v1/sessions/{id}` | change title, language or status (host only) |
+//! | `PATCH /api/v1/sessions/{id}` | change title, language, status or closing time (host only) |
 //! | `POST /api/v1/sessions/{id}/end` | end the session (host only) |
 //! | `POST /api/v1/sessions/{id}/users` | join without a socket (body: `{"name"}`) |
 //! | `DELETE /api/v1/sessions/{id}/users/{user}` | leave (yourself, by user or participant id) |
 //! | `GET /api/v1/sessions/{id}/events` | long-poll read: `?since=&rev=&wait=` |
 //! | `GET /api/v1/sessions/{id}/events/stream` | the same as server-sent events (`Last-Event-ID` resumes) |
+//! | `GET /api/v1/sessions/{id}/export` | the whole session as one document (host only) |
 //! | `GET /api/v1/health` | liveness |
 //! | `GET /api/v1/stats` | sessions, connections, frames and bytes |
 
@@ -543,7 +544,7 @@ impl Call<'_> {
         let metadata = update != SessionUpdate::default();
         if !metadata && code.is_none() {
             return Err(HubError::Session(collab_core::SessionError::InvalidInput(
-                "nothing to change: give a title, language, status or code".into(),
+                "nothing to change: give a title, language, status, closes_at or code".into(),
             ))
             .into());
         }

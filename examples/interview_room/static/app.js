@@ -12,9 +12,9 @@
 // session as two. Tabs of one browser in the same session as the same
 // person find each other (BroadcastChannel) and say so.
 
-import { byTestId, h } from "./dom.js";
+import { byTestId, fingerprint, h } from "./dom.js";
 import { LANGUAGES, RUNNABLE, languageLabel, starterCode } from "./languages.js";
-import { Room } from "./room.js";
+import { Room, kickedKey } from "./room.js";
 
 const IDENTITY_KEY = "interview-room.identity";
 const LAST_NAME_KEY = "interview-room.last-name";
@@ -82,13 +82,19 @@ function saveIdentity(identity) {
 function watchOtherTabs(sessionId) {
   if (typeof BroadcastChannel !== "function") return;
   const channel = new BroadcastChannel("interview-room.tabs");
-  const me = { session: sessionId, token: identity.token };
+  // The identity's fingerprint, not its token: a tab of its own keeps its
+  // token from the others.
+  const me = { session: sessionId, who: fingerprint(identity.token) };
   channel.onmessage = ({ data }) => {
-    if (data?.session !== sessionId || data.token !== identity.token) return;
+    if (data?.session !== sessionId || data.who !== me.who) return;
     if (data.kind === "here") channel.postMessage({ ...me, kind: "here-too" });
-    byTestId("same-person").hidden = false;
+    byTestId("same-person").hidden = data.kind === "gone";
   };
   channel.postMessage({ ...me, kind: "here" });
+  window.addEventListener("pagehide", () => {
+    channel.postMessage({ ...me, kind: "gone" });
+    channel.close();
+  });
 }
 
 let identity = { token: "", name: "" };
@@ -260,7 +266,7 @@ function enterRoom(sessionId) {
       location.reload();
     },
   });
-  if (localStorage.getItem(`interview-room.kicked.${sessionId}`)) room.stop("kicked");
+  if (localStorage.getItem(kickedKey(sessionId, identity.token))) room.stop("kicked");
   else room.connect();
   watchOtherTabs(sessionId);
   // For tests and debugging: the room's state, read-only by convention.

@@ -49,6 +49,26 @@ export function initials(name) {
   return letters.join("") || "?";
 }
 
+/**
+ * A short fingerprint of a secret (FNV-1a, hex): tells identities apart in
+ * storage keys and between tabs without writing or sending the secret.
+ */
+export function fingerprint(text) {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
+}
+
+/** A timestamp (ms) as a local time, with the day when it is not today: 14:03, or Tue 14:03. */
+export function clockDay(ms) {
+  const at = new Date(ms);
+  const time = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return at.toDateString() === new Date().toDateString() ? time : `${at.toLocaleDateString([], { weekday: "short", day: "numeric", month: "short" })} ${time}`;
+}
+
 /** A timestamp (ms) as a short local time, 14:03. */
 export function clock(ms) {
   return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });

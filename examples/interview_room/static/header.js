@@ -1,6 +1,6 @@
 // The top bar and the connection indicator, drawn from the room's state.
 
-import { byTestId, clock, h } from "./dom.js";
+import { byTestId, clockDay, h } from "./dom.js";
 import { languageLabel } from "./languages.js";
 
 /** After this long without an acknowledgement of local edits, the indicator says so. */
@@ -25,7 +25,7 @@ export function renderHeader(room) {
     // A scheduled session shows when it closes; a host can extend it.
     const closes = s.closes_at && s.status !== "ended" ? s.closes_at : null;
     el.closesAt.hidden = !closes;
-    el.closesAt.textContent = closes ? `Closes ${clock(closes)}` : "";
+    el.closesAt.textContent = closes ? `Closes ${clockDay(closes)}` : "";
     el.extend.hidden = !closes || !isHost;
     const language = s.language || "plaintext";
     if (![...el.language.options].some((o) => o.value === language)) {

@@ -50,10 +50,16 @@ function describe(e, status) {
               ? "started"
               : "changed";
       const text = [e.title != null ? `title: ${e.title}` : null, e.language != null ? `language: ${e.language}` : null].filter(Boolean).join(", ");
-      return { by: e.by, kind: e.by == null ? what : `${what} the session`, text };
+      const moved = e.closes_at != null ? `closes at ${clockSeconds(e.closes_at)}` : null;
+      if (moved && e.title == null && e.language == null && e.status == null) {
+        return { by: e.by, kind: "moved the closing time", text: moved };
+      }
+      return { by: e.by, kind: e.by == null ? what : `${what} the session`, text: [text, moved].filter(Boolean).join(", ") };
     }
+    case "session_closing":
+      return { by: null, kind: `closes soon, at ${clockSeconds(e.closes_at)}`, text: "" };
     case "session_ended":
-      return { by: e.by, kind: e.by == null ? (e.reason === "expired" ? "expired" : "ended") : "ended the session", text: "" };
+      return { by: e.by, kind: e.by == null ? { expired: "expired", closed: "closed at its scheduled time" }[e.reason] ?? "ended" : "ended the session", text: "" };
     default:
       return null;
   }

@@ -7,7 +7,7 @@ import { CollabClient } from "/collab-client.mjs";
 import { remoteCursorsFor } from "/collab-codemirror.mjs";
 import { ChatView } from "./chat.js";
 import { Composer } from "./composer.js";
-import { byTestId, clock, h, lineOf, noReentry, throttle } from "./dom.js";
+import { byTestId, clockDay, fingerprint, h, lineOf, noReentry, throttle } from "./dom.js";
 import { CodeEditor } from "./editor.js";
 import { renderConnection, renderHeader } from "./header.js";
 import { HistoryView } from "./history.js";
@@ -416,7 +416,7 @@ export class Room {
       case "session_closing":
         if (live) {
           const host = this.participants.get(this.me)?.role === "host";
-          this.toast(`The session closes at ${clock(e.closes_at)}.${host ? " Extend it from the header if you need more time." : ""}`, "pause");
+          this.toast(`The session closes at ${clockDay(e.closes_at)}.${host ? " Extend it from the header if you need more time." : ""}`, "pause");
         }
         break;
       case "session_updated": {
@@ -443,7 +443,7 @@ export class Room {
       this.el.closed.hidden = true;
       return this.onNameRefused(this.nameRefusal ?? "That name cannot be used.");
     }
-    if (reason === "kicked") localStorage.setItem(`interview-room.kicked.${this.sessionId}`, "1");
+    if (reason === "kicked") localStorage.setItem(kickedKey(this.sessionId, this.token), "1");
     const text = {
       left: ["You left the session", "Your edits and messages stay in the session. You can come back with the same link."],
       kicked: ["You were removed from this session", "A host removed you; you cannot join it again."],
@@ -471,7 +471,7 @@ export class Room {
       case "expired":
         return `Nobody was in it for ${Math.round((s.expires_after_secs ?? 1800) / 60)} minutes, so it expired.`;
       case "closed":
-        return `Its scheduled time ran out${s.closes_at ? ` at ${clock(s.closes_at)}` : ""}.`;
+        return `Its scheduled time ran out${s.closes_at ? ` at ${clockDay(s.closes_at)}` : ""}.`;
       default:
         return "A host ended the session.";
     }
@@ -611,5 +611,10 @@ export class Room {
   }
 
 
+}
+
+/** Where the page remembers that an identity was removed from a session (per identity: a tab can be someone else). */
+export function kickedKey(sessionId, token) {
+  return `interview-room.kicked.${sessionId}.${fingerprint(token)}`;
 }
 
