@@ -258,19 +258,16 @@ fn numbered_rows<T: DeserializeOwned>(
 pub(crate) fn sessions(conn: &mut Connection) -> Result<Vec<SessionSummary>, StoreError> {
     summaries(
         conn,
-        "SELECT id, status, last_activity, ended_at, expires_after_secs, \
-                CASE WHEN json_valid(record) THEN json_extract(record, '$.closes_at') END \
+        "SELECT id, status, last_activity, ended_at, expires_after_secs, closes_at \
          FROM sessions",
         [],
     )
 }
 
 /// The sessions a sweep at `now` has work for, chosen by SQLite from the
-/// summary columns: open ones idle past their expiry (scheduled ones, whose
-/// closing time only the record holds: past it), ended ones ended more
-/// than `keep_ended_ms` ago: [`SessionSummary::is_due`], in SQL. A record
-/// that is not JSON reads as unscheduled here (its `load` reports it
-/// damaged), so that it cannot fail the sweep of every other session. Columns
+/// summary columns: open ones idle past their expiry (scheduled ones: past
+/// the time they close), ended ones ended more than `keep_ended_ms` ago:
+/// [`SessionSummary::is_due`], in SQL. Columns
 /// holding numbers past `i64::MAX` read negative here (see
 /// `write::to_sql_u64`); they are far-future times and never-expiring
 /// sessions, never due.
@@ -282,11 +279,10 @@ pub(crate) fn due(
     summaries(
         conn,
         "SELECT id, status, last_activity, ended_at, expires_after_secs, closes_at \
-         FROM (SELECT *, CASE WHEN json_valid(record) \
-                    THEN json_extract(record, '$.closes_at') END AS closes_at \
-               FROM sessions) \
+         FROM sessions \
          WHERE (ended_at IS NOT NULL AND ended_at >= 0 AND ended_at <= ?1 - ?2) \
-            OR (ended_at IS NULL AND closes_at IS NOT NULL AND closes_at <= ?1) \
+            OR (ended_at IS NULL AND closes_at IS NOT NULL AND closes_at >= 0 \
+                AND closes_at <= ?1) \
             OR (ended_at IS NULL AND closes_at IS NULL \
                 AND last_activity >= 0 AND expires_after_secs >= 0 \
                 AND last_activity <= ?1 \

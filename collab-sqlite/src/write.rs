@@ -236,14 +236,15 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
             conn.prepare_cached(
                 "INSERT INTO sessions
                      (id, record, status, last_activity, ended_at, expires_after_secs,
-                      document_rev)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+                      document_rev, closes_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)
                  ON CONFLICT (id) DO UPDATE SET
                      record = excluded.record,
                      status = excluded.status,
                      last_activity = excluded.last_activity,
                      ended_at = excluded.ended_at,
-                     expires_after_secs = excluded.expires_after_secs",
+                     expires_after_secs = excluded.expires_after_secs,
+                     closes_at = excluded.closes_at",
             )
             .map_err(backend)?
             .execute(params![
@@ -253,6 +254,7 @@ fn save(conn: &Connection, changes: &SessionChanges) -> Result<(), StoreError> {
                 to_sql_u64(record.last_activity.0),
                 record.ended_at.map(|t| to_sql_u64(t.0)),
                 to_sql_u64(record.expires_after_secs),
+                record.closes_at.map(|t| to_sql_u64(t.0)),
             ])
             .map_err(backend)?;
         }

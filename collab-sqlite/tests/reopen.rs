@@ -85,16 +85,16 @@ async fn a_file_from_a_newer_version_is_refused() {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |row| row.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
     }
     match SqliteStore::open(&path) {
         Err(StoreError::Backend(reason)) => {
-            assert!(reason.contains("schema version 4"), "{reason}")
+            assert!(reason.contains("schema version 5"), "{reason}")
         }
         other => panic!("opened a newer file: {other:?}"),
     }
@@ -120,10 +120,13 @@ async fn a_file_from_version_1_is_migrated() {
         assert_eq!(store.load(&id).await.unwrap().unwrap().document_rev, 2);
     }
     {
-        // Back to what version 1 wrote: no column, version 1.
+        // Back to what version 1 wrote: no columns of later versions.
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("ALTER TABLE sessions DROP COLUMN document_rev")
-            .unwrap();
+        conn.execute_batch(
+            "ALTER TABLE sessions DROP COLUMN document_rev;
+             ALTER TABLE sessions DROP COLUMN closes_at;",
+        )
+        .unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
@@ -175,7 +178,11 @@ async fn a_file_from_version_2_has_its_versions_moved_into_runs() {
             [bad.as_str()],
         )
         .unwrap();
-        conn.execute_batch("DROP TABLE version_runs").unwrap();
+        conn.execute_batch(
+            "DROP TABLE version_runs;
+             ALTER TABLE sessions DROP COLUMN closes_at;",
+        )
+        .unwrap();
         conn.pragma_update(None, "user_version", 2).unwrap();
     }
     let store = SqliteStore::open(&path).unwrap();
@@ -244,4 +251,50 @@ async fn a_utf16_file_is_refused() {
         Err(StoreError::Backend(reason)) => assert!(reason.contains("UTF-16"), "{reason}"),
         other => panic!("opened a UTF-16 file: {other:?}"),
     }
+}
+
+/// Schema version 3 kept a scheduled session's closing time in its record
+/// only; version 4 copies it into a column, from which a sweep finds it due.
+#[tokio::test]
+async fn a_file_from_version_3_gets_its_closing_times_in_a_column() {
+    use collab_core::Timestamp;
+    use collab_store_tests::build::record;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let id = session_id(3);
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store.save(&first_write(&id)).await.unwrap();
+        let mut r = record(&id, "s", collab_core::SessionStatus::Waiting, 10_000);
+        r.starts_at = Some(Timestamp(10_000));
+        r.closes_at = Some(Timestamp(5_000_000));
+        let mut changes = SessionChanges::empty(id.clone());
+        changes.record = Some(r);
+        store.save(&changes).await.unwrap();
+    }
+    {
+        // Back to what version 3 wrote: no column, version 3.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("ALTER TABLE sessions DROP COLUMN closes_at")
+            .unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let keep = std::time::Duration::from_secs(3600);
+    let due = |at| {
+        let store = &store;
+        async move {
+            store
+                .due(Timestamp(at), keep)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(due(4_999_999).await.is_empty(), "idle, but scheduled");
+    assert_eq!(due(5_000_000).await, vec![id.clone()]);
+    let listed = store.sessions().await.unwrap();
+    assert_eq!(listed[0].closes_at, Some(Timestamp(5_000_000)));
 }
