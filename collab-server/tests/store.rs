@@ -1089,12 +1089,19 @@ impl Store for CountingVersions {
     }
 }
 
-/// A hub loads a stored session with the versions after its document only,
-/// and reads the rest once, when a frame or a REST request reads that far
-/// back; both kinds wait for that one read.
-#[tokio::test]
-async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
-    use std::sync::atomic::Ordering;
+/// A session of 600 edits (each inserting `text`) written by one hub to a
+/// store that counts its history reads, and a second hub over the same
+/// store, as another process would be: it loads the session with the
+/// versions after its stored document only.
+struct OldHistory {
+    store: Arc<CountingVersions>,
+    hub: Hub,
+    id: SessionId,
+    ann: Identity,
+    floor: u64,
+}
+
+async fn stored_with_old_history(text: &str) -> OldHistory {
     let store = Arc::new(CountingVersions::default());
     let auth = Arc::new(TokenAuthenticator::new());
     let fast = |store: Arc<CountingVersions>, auth: Arc<TokenAuthenticator>| {
@@ -1115,7 +1122,7 @@ async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
     until(&mut conn, "welcome").await;
     for i in 0..600u64 {
         conn.send_text(
-            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "x"), "oid": format!("o{i}")})
+            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, text), "oid": format!("o{i}")})
                 .to_string(),
         )
         .await
@@ -1125,9 +1132,28 @@ async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
     drop(conn);
     let floor = store.inner.load(&id).await.unwrap().unwrap().document_rev;
     assert!(floor >= 512, "{floor}");
+    OldHistory {
+        hub: fast(store.clone(), auth),
+        store,
+        id,
+        ann,
+        floor,
+    }
+}
 
-    // Another process serves it now.
-    let hub2 = fast(store.clone(), auth);
+/// A hub loads a stored session with the versions after its document only,
+/// and reads the rest once, when a frame or a REST request reads that far
+/// back; both kinds wait for that one read.
+#[tokio::test]
+async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
+    use std::sync::atomic::Ordering;
+    let OldHistory {
+        store,
+        hub: hub2,
+        id,
+        ann,
+        floor,
+    } = stored_with_old_history("x").await;
     let mut conn = hub2.connect(&id, ann.clone()).await.unwrap();
     conn.send(ClientFrame::join()).await.unwrap();
     until(&mut conn, "welcome").await;
@@ -1182,38 +1208,13 @@ async fn a_loaded_session_reads_its_older_history_from_the_store_on_demand() {
 #[tokio::test]
 async fn an_export_reads_the_older_history_from_the_store() {
     use std::sync::atomic::Ordering;
-    let store = Arc::new(CountingVersions::default());
-    let auth = Arc::new(TokenAuthenticator::new());
-    let fast = |store: Arc<CountingVersions>, auth: Arc<TokenAuthenticator>| {
-        let mut config = HubConfig::default();
-        config.session.frames_per_second = 1_000_000;
-        config.session.frame_burst = 1_000_000;
-        Hub::builder(auth).config(config).store(store).build()
-    };
-    let hub = fast(store.clone(), auth.clone());
-    let ann = Identity::new("ann", "Ann");
-    let id = hub
-        .create_session(&ann, NewSession::default())
-        .await
-        .unwrap()
-        .id;
-    let mut conn = hub.connect(&id, ann.clone()).await.unwrap();
-    conn.send(ClientFrame::join()).await.unwrap();
-    until(&mut conn, "welcome").await;
-    for i in 0..600u64 {
-        conn.send_text(
-            json!({"type": "text_op", "file": "main", "rev": i, "op": op_at(i, "y"), "oid": format!("o{i}")})
-                .to_string(),
-        )
-        .await
-        .unwrap();
-        until(&mut conn, "text_ack").await;
-    }
-    drop(conn);
-    let floor = store.inner.load(&id).await.unwrap().unwrap().document_rev;
-    assert!(floor >= 512, "{floor}");
-
-    let hub2 = fast(store.clone(), auth);
+    let OldHistory {
+        store,
+        hub: hub2,
+        id,
+        ann,
+        ..
+    } = stored_with_old_history("y").await;
     let ben = Identity::new("ben", "Ben");
     let mut guest = hub2.connect(&id, ben.clone()).await.unwrap();
     guest.send(ClientFrame::join()).await.unwrap();
