@@ -326,13 +326,9 @@ impl Session {
             self.end_with(None, EndReason::Closed, now);
             return;
         }
-        let warn_at = Timestamp(
-            schedule
-                .closes_at
-                .0
-                .saturating_sub(duration_ms(self.config.closing_warning)),
-        );
-        if now >= warn_at && self.warned_closing != Some(schedule.closes_at) {
+        if now >= self.closing_warning_at(schedule)
+            && self.warned_closing != Some(schedule.closes_at)
+        {
             self.warned_closing = Some(schedule.closes_at);
             self.record(
                 now,
@@ -351,17 +347,21 @@ impl Session {
             self.timers.stop(Timer::Schedule);
             return;
         };
-        let warn_at = Timestamp(
+        let next = if self.warned_closing == Some(schedule.closes_at) {
+            schedule.closes_at
+        } else {
+            self.closing_warning_at(schedule).max(now)
+        };
+        self.timers.set(Timer::Schedule, next);
+    }
+
+    /// When everyone is warned that `schedule`'s session closes.
+    fn closing_warning_at(&self, schedule: super::heading::Schedule) -> Timestamp {
+        Timestamp(
             schedule
                 .closes_at
                 .0
                 .saturating_sub(duration_ms(self.config.closing_warning)),
-        );
-        let next = if self.warned_closing == Some(schedule.closes_at) {
-            schedule.closes_at
-        } else {
-            warn_at.max(now)
-        };
-        self.timers.set(Timer::Schedule, next);
+        )
     }
 }
